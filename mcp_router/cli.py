@@ -1,0 +1,5 @@
+"""Command line entry point (being written)."""
+
+
+def main() -> int:
+    return 0

@@ -1,0 +1,275 @@
+"""Typed, frozen config models and `load_config`: YAML in, `Config` out, errors naming file, line, key."""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mcp_router.errors import ConfigError
+
+Kind = Literal["openai", "anthropic", "gemini"]
+Strategy = Literal["fallback", "loadbalance", "single"]
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Model):
+    """One upstream endpoint; vendors are rows of one of three wire kinds."""
+
+    kind: Kind
+    base_url: str
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    models: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=60, gt=0)
+    stream: bool = True
+
+
+class TargetConfig(_Model):
+    """A route entry: a provider and model, or another route by name."""
+
+    provider: str | None = None
+    model: str | None = None
+    route: str | None = None
+    weight: float = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind_of_target(self) -> TargetConfig:
+        if self.route is not None and (self.provider or self.model):
+            raise ValueError("a target names either a route or a provider and model, not both")
+        if self.route is None and not (self.provider and self.model):
+            raise ValueError("a target needs both 'provider' and 'model' (or 'route')")
+        return self
+
+    def label(self) -> str:
+        return f"route:{self.route}" if self.route else f"{self.provider}/{self.model}"
+
+
+class RouteConfig(_Model):
+    strategy: Strategy = "fallback"
+    targets: list[TargetConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _single_has_one(self) -> RouteConfig:
+        if self.strategy == "single" and len(self.targets) != 1:
+            raise ValueError("strategy 'single' takes exactly one target")
+        return self
+
+
+class RetryConfig(_Model):
+    attempts: int = Field(default=3, ge=1, le=10)
+    on_status: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504, 529])
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=8, ge=0)
+    respect_retry_after: bool = True
+
+
+class TimeoutsConfig(_Model):
+    request_s: float = Field(default=60, gt=0)
+    connect_s: float = Field(default=5, gt=0)
+    deadline_s: float = Field(default=50, gt=0)
+
+
+class CacheConfig(_Model):
+    enabled: bool = True
+    ttl_s: float = Field(default=3600, ge=0)
+    max_size_mb: int = Field(default=512, gt=0)
+
+
+class CustomPattern(_Model):
+    name: str
+    pattern: str
+
+    @model_validator(mode="after")
+    def _compiles(self) -> CustomPattern:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern does not compile: {exc}") from exc
+        return self
+
+
+class PiiConfig(_Model):
+    enabled: bool = True
+    action: Literal["redact", "mask", "pseudonymize", "block"] = "redact"
+    custom: list[CustomPattern] = Field(default_factory=list)
+
+
+Money = Annotated[Decimal, Field(ge=0)]
+
+
+class BudgetsConfig(_Model):
+    daily_usd: Money | None = None
+    monthly_usd: Money | None = None
+    alert_daily_usd: Money | None = None
+
+
+class PriceConfig(_Model):
+    input_per_mtok: Money
+    output_per_mtok: Money
+    cached_input_per_mtok: Money | None = None
+
+
+class Config(_Model):
+    """The whole policy: providers, routes and the knobs of each step."""
+
+    providers: dict[str, ProviderConfig] = Field(min_length=1)
+    routes: dict[str, RouteConfig] = Field(min_length=1)
+    default_route: str = "default"
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+
+
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
+    """Read and validate a YAML config; every error names the file, the line and the key."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror}", file=file) from exc
+    return parse_config(text, file=file, env=os.environ if env is None else env)
+
+
+def parse_config(text: str, *, file: str = "<config>", env: Any = None) -> Config:
+    """Validate YAML text as a `Config`; see `load_config`."""
+    env = os.environ if env is None else env
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=file,
+                          line=mark.line + 1 if mark else None) from exc
+    if node is None:
+        raise ConfigError("the file is empty", file=file)
+    lines: dict[tuple[str | int, ...], int] = {}
+    data = _to_python(node, (), lines)
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping", file=file, line=1)
+    data = _expand_env(data, env, file, lines)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        raise ConfigError(_describe(err), file=file, line=_nearest_line(loc, lines),
+                          key=".".join(str(p) for p in loc) or None) from exc
+    _check_references(config, file, lines)
+    return config
+
+
+def _describe(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _to_python(node: yaml.Node, path: tuple[str | int, ...],
+               lines: dict[tuple[str | int, ...], int]) -> Any:
+    """Build plain data from a YAML node, recording the line of every path (a key's own line)."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _to_python(value_node, (*path, key), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _nearest_line(loc: tuple[Any, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _expand_env(data: dict[str, Any], env: Any, file: str,
+                lines: dict[tuple[str | int, ...], int]) -> dict[str, Any]:
+    """Replace ${VAR} in providers' base_url and headers, and nowhere else."""
+    for name, provider in (data.get("providers") or {}).items():
+        if not isinstance(provider, dict):
+            continue
+        for key in ("base_url", "headers"):
+            value = provider.get(key)
+            path = ("providers", name, key)
+            if isinstance(value, str):
+                provider[key] = _substitute(value, env, file, lines, path)
+            elif isinstance(value, dict):
+                provider[key] = {k: _substitute(v, env, file, lines, (*path, k))
+                                 if isinstance(v, str) else v for k, v in value.items()}
+    return data
+
+
+def _substitute(value: str, env: Any, file: str, lines: dict[tuple[str | int, ...], int],
+                path: tuple[str | int, ...]) -> str:
+    def one(match: re.Match[str]) -> str:
+        var = match.group(1)
+        if var not in env:
+            raise ConfigError(f"environment variable {var} is not set", file=file,
+                              line=_nearest_line(path, lines), key=".".join(map(str, path)))
+        return str(env[var])
+
+    return _ENV_REF.sub(one, value)
+
+
+def _check_references(config: Config, file: str, lines: dict[tuple[str | int, ...], int]) -> None:
+    """Routes may only name known providers and routes, and may not form a cycle."""
+
+    def fail(message: str, path: tuple[str | int, ...]) -> None:
+        raise ConfigError(message, file=file, line=_nearest_line(path, lines),
+                          key=".".join(map(str, path)))
+
+    if config.default_route not in config.routes:
+        fail(f"unknown route {config.default_route!r}; routes are: {', '.join(config.routes)}",
+             ("default_route",))
+    for rname, route in config.routes.items():
+        for i, target in enumerate(route.targets):
+            path: tuple[str | int, ...] = ("routes", rname, "targets", i)
+            if target.route is not None and target.route not in config.routes:
+                fail(f"unknown route {target.route!r}; routes are: {', '.join(config.routes)}",
+                     (*path, "route"))
+            if target.provider is not None and target.provider not in config.providers:
+                fail(f"unknown provider {target.provider!r}; providers are: "
+                     f"{', '.join(config.providers)}", (*path, "provider"))
+    for rname in config.routes:
+        cycle = _find_cycle(config, rname, [])
+        if cycle:
+            fail(f"route cycle: {' -> '.join(cycle)}", ("routes", rname))
+
+
+def _find_cycle(config: Config, name: str, stack: list[str]) -> list[str] | None:
+    if name in stack:
+        return [*stack[stack.index(name):], name]
+    for target in config.routes[name].targets:
+        if target.route is not None:
+            found = _find_cycle(config, target.route, [*stack, name])
+            if found:
+                return found
+    return None

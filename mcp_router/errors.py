@@ -1,0 +1,103 @@
+"""The one exception tree of mcp-router; foreign exceptions are translated into it where they enter.
+
+    RouterError
+    ├── ConfigError(file, line, key)          a config file or value is wrong
+    ├── InvalidRequest(field)                 a tool argument is wrong; the caller must change it
+    ├── ProviderError(provider, model)        one upstream attempt failed
+    │   ├── ProviderStatusError(status, retry_after)   the upstream answered with an HTTP error
+    │   ├── ProviderTimeout                   no (complete) answer within the attempt's time
+    │   ├── ProviderUnavailable               connection refused, reset, DNS failure
+    │   ├── ProviderProtocolError             malformed body or a stream cut before its end
+    │   └── ProviderNotConfigured             the provider's key variable is unset
+    ├── DeadlineExceeded                      the call's overall deadline passed
+    ├── AllTargetsFailed(attempts)            every target of a route failed or was skipped
+    ├── BudgetExceeded                        a budget would be passed
+    └── PolicyBlocked                         the content policy refused the request
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcp_router.messages import Attempt
+
+
+class RouterError(Exception):
+    """Base of every error mcp-router raises on purpose."""
+
+
+class ConfigError(RouterError):
+    """A config file or value is wrong; the message names the file, line and key."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 key: str | None = None) -> None:
+        self.file, self.line, self.key = file, line, key
+        where = ":".join(str(p) for p in (file, line) if p is not None)
+        prefix = f"{where}: " if where else ""
+        keypart = f"{key}: " if key else ""
+        super().__init__(f"{prefix}{keypart}{message}")
+
+
+class InvalidRequest(RouterError):
+    """A tool argument is wrong; `field` names it and the message says what would be valid."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class ProviderError(RouterError):
+    """One attempt at one provider/model failed."""
+
+    def __init__(self, provider: str, model: str, message: str) -> None:
+        self.provider, self.model, self.detail = provider, model, message
+        super().__init__(f"{provider}/{model}: {message}")
+
+
+class ProviderStatusError(ProviderError):
+    """The upstream answered with an HTTP error status."""
+
+    def __init__(self, provider: str, model: str, status: int, message: str,
+                 retry_after: float | None = None) -> None:
+        self.status, self.retry_after = status, retry_after
+        super().__init__(provider, model, f"HTTP {status}: {message}")
+
+
+class ProviderTimeout(ProviderError):
+    """No complete answer arrived within the time the attempt was given."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The upstream could not be reached (refused, reset, name not found)."""
+
+
+class ProviderProtocolError(ProviderError):
+    """The upstream answered something we cannot read: malformed JSON, a cut stream."""
+
+
+class ProviderNotConfigured(ProviderError):
+    """The provider's API key variable is unset, so it is skipped."""
+
+
+class DeadlineExceeded(RouterError):
+    """The call's overall deadline passed before any target answered."""
+
+
+class AllTargetsFailed(RouterError):
+    """Every target was tried or skipped; carries every attempt and why."""
+
+    def __init__(self, attempts: Sequence[Attempt], message: str = "all targets failed") -> None:
+        self.attempts = list(attempts)
+        lines = [f"  - {a.provider}/{a.model}: {a.outcome}"
+                 + (f" ({a.error})" if a.error else "") for a in self.attempts]
+        super().__init__("\n".join([f"{message}:", *lines]) if lines else message)
+
+
+class BudgetExceeded(RouterError):
+    """A budget would be passed by this call."""
+
+
+class PolicyBlocked(RouterError):
+    """The content policy refused the request; names the entity types, never the values."""

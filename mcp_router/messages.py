@@ -1,0 +1,117 @@
+"""The neutral request and response types every layer speaks, and the ChatProvider protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant"]
+Outcome = Literal["ok", "error", "skipped"]
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    role: Role
+    content: str
+
+
+class ChatRequest(BaseModel):
+    """What the caller asked for, independent of any provider or model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    messages: tuple[Message, ...] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: tuple[str, ...] | None = None
+
+
+class Usage(BaseModel):
+    """Token counts as the provider reported them; cached input tokens are a subset of input."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+
+class Completion(BaseModel):
+    """What one adapter got back from one upstream call."""
+
+    content: str
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    upstream_model: str | None = None
+    ttfb_ms: float | None = None
+
+
+class Attempt(BaseModel):
+    """One try at one target, as shown to the caller in `attempts`."""
+
+    provider: str
+    model: str
+    outcome: Outcome
+    status: int | None = None
+    error: str | None = None
+    latency_ms: float = 0.0
+
+
+class ChatResponse(BaseModel):
+    """The answer of a target tree: the completion plus who gave it."""
+
+    completion: Completion
+    provider: str
+    model: str
+
+
+ProgressFn = Callable[[str], Awaitable[None]]
+
+
+async def _no_progress(message: str) -> None:
+    return None
+
+
+@dataclass
+class Call:
+    """Per-call state shared by every node of a target tree: deadline, attempts, progress.
+
+    `deadline` is an absolute time on the router's clock. Nodes that plan time for their
+    children hand them a narrowed copy (`within`), which shares the same attempts list.
+    """
+
+    deadline: float
+    attempts: list[Attempt] = field(default_factory=list)
+    progress: ProgressFn = _no_progress
+
+    def within(self, deadline: float) -> Call:
+        """A copy whose deadline is no later than `deadline`; attempts stay shared."""
+        return replace(self, deadline=min(self.deadline, deadline))
+
+
+class ChatProvider(Protocol):
+    """Anything that answers a request: an adapter bound to a model, or a routing wrapper."""
+
+    async def complete(self, request: ChatRequest, call: Call) -> ChatResponse: ...
+
+
+TextFn = Callable[[str], Awaitable[None]]
+
+
+class Adapter(Protocol):
+    """One provider's wire protocol bound to its endpoint and key; it never retries.
+
+    `send` raises only `ProviderError` subclasses. `configured` is False when the provider's
+    key variable is unset. `timeout_s` is the provider's per-attempt ceiling; the routing
+    layer enforces it together with the call's deadline.
+    """
+
+    provider: str
+    configured: bool
+    timeout_s: float
+
+    async def send(self, request: ChatRequest, model: str,
+                   on_text: TextFn | None = None) -> Completion: ...
