@@ -6,7 +6,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+Usd = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+"""Money is Decimal inside; hosts read it as a JSON number."""
 
 Role = Literal["system", "user", "assistant"]
 Outcome = Literal["ok", "error", "skipped"]
@@ -68,7 +74,33 @@ class ChatResponse(BaseModel):
     model: str
 
 
+class PiiSummary(BaseModel):
+    """What the PII filter found: counts per entity type and the action, never the values."""
+
+    action: str = "none"
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class ChatResult(BaseModel):
+    """The `chat_completion` tool result: the answer and where it came from."""
+
+    content: str
+    provider: str
+    model: str
+    route: str | None
+    finish_reason: str | None
+    usage: Usage
+    cost_usd: Usd | None = Field(description="Cost of this call; null when the price is unknown")
+    cost_note: str | None = Field(default=None, description="Why cost_usd is null, if it is")
+    cached: bool = False
+    latency_ms: float
+    attempts: list[Attempt]
+    pii: PiiSummary = Field(default_factory=PiiSummary)
+    trace_id: str
+
+
 ProgressFn = Callable[[str], Awaitable[None]]
+TextFn = Callable[[str], Awaitable[None]]
 
 
 async def _no_progress(message: str) -> None:
@@ -86,6 +118,7 @@ class Call:
     deadline: float
     attempts: list[Attempt] = field(default_factory=list)
     progress: ProgressFn = _no_progress
+    on_text: TextFn | None = None
 
     def within(self, deadline: float) -> Call:
         """A copy whose deadline is no later than `deadline`; attempts stay shared."""
@@ -96,9 +129,6 @@ class ChatProvider(Protocol):
     """Anything that answers a request: an adapter bound to a model, or a routing wrapper."""
 
     async def complete(self, request: ChatRequest, call: Call) -> ChatResponse: ...
-
-
-TextFn = Callable[[str], Awaitable[None]]
 
 
 class Adapter(Protocol):
@@ -115,3 +145,24 @@ class Adapter(Protocol):
 
     async def send(self, request: ChatRequest, model: str,
                    on_text: TextFn | None = None) -> Completion: ...
+
+
+CacheMode = Literal["use", "refresh", "skip"]
+
+
+class ChatCall(BaseModel):
+    """The `chat_completion` tool's arguments, as one value the router takes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    messages: tuple[Message, ...] | None = None
+    prompt: str | None = None
+    route: str | None = None
+    model: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: tuple[str, ...] | None = None
+    cache: CacheMode = "use"
+    timeout_s: float | None = Field(default=None, gt=0, le=600)
+    metadata: dict[str, str] = Field(default_factory=dict)

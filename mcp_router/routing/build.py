@@ -1,0 +1,71 @@
+"""Turns a route from config, or an explicit model with fallbacks, into a tree of routing nodes."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from mcp_router.clock import Clock
+from mcp_router.config import Config, RouteConfig, TargetConfig
+from mcp_router.errors import InvalidRequest
+from mcp_router.messages import Adapter, ChatProvider
+from mcp_router.routing.balance import Balanced
+from mcp_router.routing.fallback import Fallback
+from mcp_router.routing.retry import Retrying
+from mcp_router.routing.target import Target
+
+
+class TreeBuilder:
+    """Builds target trees; route trees are built once and reused (balance state lives there)."""
+
+    def __init__(self, config: Config, adapters: Mapping[str, Adapter], clock: Clock,
+                 rng: random.Random) -> None:
+        self._config, self._adapters, self._clock, self._rng = config, adapters, clock, rng
+        self._routes: dict[str, ChatProvider] = {}
+
+    def route(self, name: str) -> ChatProvider:
+        """The tree of a configured route; unknown names list the valid ones."""
+        if name not in self._config.routes:
+            raise InvalidRequest("route", f"unknown route {name!r}; routes are: "
+                                 f"{', '.join(self._config.routes)}")
+        if name not in self._routes:
+            self._routes[name] = self._build_route(self._config.routes[name])
+        return self._routes[name]
+
+    def model(self, spec: str, field: str = "model") -> ChatProvider:
+        """A retried leaf for `provider/model`; the model part may itself contain slashes."""
+        provider, _, model = spec.partition("/")
+        if provider not in self._config.providers or not model:
+            raise InvalidRequest(field, f"{spec!r} is not provider/model with a known provider; "
+                                 f"providers are: {', '.join(self._config.providers)}")
+        allowed = self._config.providers[provider].models
+        if allowed and model not in allowed:
+            raise InvalidRequest(field, f"{provider} has no model {model!r}; its models are: "
+                                 f"{', '.join(allowed)}")
+        return self._leaf(provider, model)
+
+    def with_fallbacks(self, primary: ChatProvider, fallbacks: Sequence[str]) -> ChatProvider:
+        """`primary`, then each `provider/model` of `fallbacks` in order."""
+        if not fallbacks:
+            return primary
+        extra = [self.model(spec, f"fallbacks[{i}]") for i, spec in enumerate(fallbacks)]
+        return Fallback([primary, *extra], self._clock)
+
+    def _build_route(self, route: RouteConfig) -> ChatProvider:
+        children = [self._target(t) for t in route.targets]
+        if route.strategy == "loadbalance":
+            return Balanced([(child, t.weight) for child, t in zip(children, route.targets,
+                                                                    strict=True)], self._clock)
+        if route.strategy == "single":
+            return children[0]
+        return Fallback(children, self._clock)
+
+    def _target(self, target: TargetConfig) -> ChatProvider:
+        if target.route is not None:
+            return self.route(target.route)
+        assert target.provider is not None and target.model is not None
+        return self._leaf(target.provider, target.model)
+
+    def _leaf(self, provider: str, model: str) -> ChatProvider:
+        target = Target(self._adapters[provider], model, self._clock)
+        return Retrying(target, self._config.retry, self._clock, self._rng)

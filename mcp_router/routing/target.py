@@ -1,0 +1,85 @@
+"""Target: the leaf of a route, one adapter bound to one model, asked exactly once per call."""
+
+from __future__ import annotations
+
+import anyio
+
+from mcp_router.clock import Clock
+from mcp_router.errors import (
+    ProviderError,
+    ProviderNotConfigured,
+    ProviderStatusError,
+    ProviderTimeout,
+)
+from mcp_router.messages import (
+    Adapter,
+    Attempt,
+    Call,
+    ChatRequest,
+    ChatResponse,
+    Outcome,
+)
+from mcp_router.routing.deadline import DEADLINE_REACHED
+
+NOT_CONFIGURED = "no API key configured"
+
+
+class Target:
+    """Asks one adapter for one model, within the adapter's timeout and the call's deadline.
+
+    Every try appends exactly one Attempt to the call; an unconfigured provider or a passed
+    deadline appends a `skipped` one and raises without calling the adapter.
+    """
+
+    def __init__(self, adapter: Adapter, model: str, clock: Clock) -> None:
+        self._adapter, self._model, self._clock = adapter, model, clock
+
+    @property
+    def label(self) -> str:
+        return f"{self._adapter.provider}/{self._model}"
+
+    def skip(self, call: Call, reason: str) -> None:
+        """Record this target as not asked, with the reason."""
+        call.attempts.append(self._attempt("skipped", error=reason))
+
+    async def complete(self, request: ChatRequest, call: Call) -> ChatResponse:
+        """Send the request once; raise the adapter's ProviderError, or ProviderTimeout."""
+        provider, model = self._adapter.provider, self._model
+        if not self._adapter.configured:
+            self.skip(call, NOT_CONFIGURED)
+            raise ProviderNotConfigured(provider, model, NOT_CONFIGURED)
+        if self._allowed_s(call) <= 0:
+            self.skip(call, DEADLINE_REACHED)
+            raise ProviderTimeout(provider, model, DEADLINE_REACHED)
+        await call.progress(f"asking {self.label}")
+        started = self._clock.now()
+        allowed = self._allowed_s(call)  # progress reporting may have taken some of it
+        try:
+            with anyio.fail_after(allowed):
+                completion = await self._adapter.send(request, model, call.on_text)
+        except TimeoutError as exc:
+            timeout = ProviderTimeout(provider, model, f"no answer within {allowed:.3g} s")
+            self._record(call, started, timeout)
+            raise timeout from exc
+        except ProviderError as error:
+            self._record(call, started, error)
+            raise
+        self._record(call, started, None)
+        return ChatResponse(completion=completion, provider=provider, model=model)
+
+    def _allowed_s(self, call: Call) -> float:
+        return min(self._adapter.timeout_s, call.deadline - self._clock.now())
+
+    def _record(self, call: Call, started: float, error: ProviderError | None) -> None:
+        latency_ms = round((self._clock.now() - started) * 1000, 1)
+        if error is None:
+            call.attempts.append(self._attempt("ok", latency_ms=latency_ms))
+            return
+        status = error.status if isinstance(error, ProviderStatusError) else None
+        call.attempts.append(self._attempt("error", status=status, error=error.detail,
+                                           latency_ms=latency_ms))
+
+    def _attempt(self, outcome: Outcome, *, status: int | None = None,
+                 error: str | None = None, latency_ms: float = 0.0) -> Attempt:
+        return Attempt(provider=self._adapter.provider, model=self._model, outcome=outcome,
+                       status=status, error=error, latency_ms=latency_ms)
