@@ -1,0 +1,166 @@
+"""What every adapter shares: its state from config, the one async call, and the wire vocabulary."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import httpx
+
+from mcp_router.config import ProviderConfig
+from mcp_router.errors import ProviderNotConfigured, ProviderProtocolError, ProviderStatusError
+from mcp_router.messages import ChatRequest, Completion, TextFn
+from mcp_router.providers._http import ErrorParser, JsonReply, Upstream, post
+from mcp_router.providers._sse import SseEvent
+
+
+class WireError(ValueError):
+    """A pure wire function met a body it cannot read; `send` adds the provider and model."""
+
+
+class UpstreamError(Exception):
+    """An error the upstream reported inside a successful answer (an error event in a stream)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class StreamAccumulator(Protocol):
+    """Builds one `Completion` from a stream's events; one instance per call."""
+
+    def feed(self, event: SseEvent) -> str:
+        """Take one event and return its text delta ("" when it carries none)."""
+        ...
+
+    def finish(self) -> Completion:
+        """The whole answer; raises `WireError` when the stream's terminal event never came."""
+        ...
+
+
+@dataclass(frozen=True)
+class Wire:
+    """The pure half of one wire protocol: neutral ↔ JSON, stream accumulation, error bodies."""
+
+    build_body: Callable[[ChatRequest, str, bool], dict[str, Any]]
+    parse_completion: Callable[[dict[str, Any]], Completion]
+    new_stream: Callable[[], StreamAccumulator]
+    parse_error: ErrorParser
+
+
+def loads_object(text: str) -> dict[str, Any]:
+    """One JSON object from an event's data; anything else is a `WireError`."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise WireError(f"malformed JSON in stream: {exc}") from exc
+    if not isinstance(data, dict):
+        raise WireError(f"malformed JSON in stream: expected an object, got {type(data).__name__}")
+    return data
+
+
+def error_body(body: str) -> dict[str, Any] | None:
+    """The error body as a JSON object, or None when it is not one (an HTML page, plain text)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class HttpAdapter:
+    """One provider's endpoint, key and headers; subclasses give the URL, auth and `wire`.
+
+    Headers layer as `default_headers` < config `headers` < `auth_headers()`: config may
+    override a default (say, a newer API version), but the auth header made from the key
+    variable wins, as the key variable is the declared source of the credential.
+    """
+
+    wire: ClassVar[Wire]
+    default_headers: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, provider: str, cfg: ProviderConfig, http: httpx.AsyncClient,
+                 api_key: str | None) -> None:
+        self.provider = provider
+        self.http = http
+        self.base_url = cfg.base_url.rstrip("/")
+        self.headers = dict(cfg.headers)
+        self.api_key = api_key or None
+        self.api_key_env = cfg.api_key_env
+        self.stream = cfg.stream
+        self.timeout_s = cfg.timeout_s
+        self.configured = cfg.api_key_env is None or self.api_key is not None
+
+    def url(self, model: str) -> str:
+        """Where a request for `model` goes, for this adapter's `stream` setting."""
+        raise NotImplementedError
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers that carry the key (empty without one)."""
+        raise NotImplementedError
+
+    async def send(self, request: ChatRequest, model: str,
+                   on_text: TextFn | None = None) -> Completion:
+        """One upstream call; never retries, raises only `ProviderError` subclasses.
+
+        With `on_text`, each text delta is passed on as it arrives; when the upstream
+        answers plain JSON, the whole text is passed on once.
+        """
+        if not self.configured:
+            raise ProviderNotConfigured(self.provider, model, f"{self.api_key_env} is not set")
+        upstream = Upstream(self.provider, model, self.api_key)
+        body = self.wire.build_body(request, model, self.stream)
+        headers = _merge_headers(_merge_headers(self.default_headers, self.headers),
+                                 self.auth_headers())
+        async with post(self.http, self.url(model), headers=headers, body=body,
+                        timeout_s=self.timeout_s, upstream=upstream,
+                        parse_error=self.wire.parse_error) as reply:
+            if isinstance(reply, JsonReply):
+                with _reading(upstream):
+                    completion = self.wire.parse_completion(reply.data)
+                if on_text is not None and completion.content:
+                    await on_text(completion.content)
+            else:
+                completion = await self._drain(reply.events, upstream, on_text)
+        return completion.model_copy(update={"ttfb_ms": reply.ttfb_ms})
+
+    async def _drain(self, events: AsyncIterator[SseEvent], upstream: Upstream,
+                     on_text: TextFn | None) -> Completion:
+        accumulator = self.wire.new_stream()
+        async for event in events:
+            with _reading(upstream):
+                delta = accumulator.feed(event)
+            if delta and on_text is not None:
+                await on_text(delta)
+        with _reading(upstream):
+            completion = accumulator.finish()
+        return completion
+
+
+def _merge_headers(base: dict[str, str], override: dict[str, str]) -> dict[str, str]:
+    """`base` then `override`, matching names case-insensitively as HTTP does."""
+    overridden = {name.lower() for name in override}
+    return {**{k: v for k, v in base.items() if k.lower() not in overridden}, **override}
+
+
+@contextmanager
+def _reading(upstream: Upstream) -> Iterator[None]:
+    """Translate what the pure wire functions raise into the provider error tree.
+
+    Lookup and type errors mean a body of the wrong shape (a missing key, a string where
+    an object belongs); only the pure parsing runs under this, so no caller bug hides here.
+    """
+    try:
+        yield
+    except UpstreamError as exc:
+        raise ProviderStatusError(upstream.provider, upstream.model, exc.status,
+                                  upstream.clean(str(exc))) from exc
+    except WireError as exc:
+        raise ProviderProtocolError(upstream.provider, upstream.model,
+                                    upstream.clean(str(exc))) from exc
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:
+        raise ProviderProtocolError(upstream.provider, upstream.model, upstream.clean(
+            f"unexpected response shape: {type(exc).__name__}: {exc}")) from exc

@@ -1,0 +1,211 @@
+"""The only place that catches httpx errors: POST JSON, return a JSON body or SSE events."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from typing import Any
+
+import anyio
+import httpx
+
+from mcp_router.errors import (
+    ProviderProtocolError,
+    ProviderStatusError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from mcp_router.providers._sse import SseEvent, iter_events
+
+ErrorParser = Callable[[int, str], str]
+"""Extracts a human message from an error body: `(status, body text) -> message`."""
+
+_MAX_MESSAGE = 500
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Who an exchange is with, for error messages, and the key that must never appear in one."""
+
+    provider: str
+    model: str
+    secret: str | None = None
+
+    def clean(self, text: str) -> str:
+        """`text` without the key, then cut short (in that order, so no key prefix survives)."""
+        if self.secret:
+            text = text.replace(self.secret, "***")
+        return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+
+
+@dataclass(frozen=True)
+class JsonReply:
+    """A successful answer whose body was one JSON object."""
+
+    data: dict[str, Any]
+    ttfb_ms: float
+
+
+@dataclass(frozen=True)
+class SseReply:
+    """A successful answer streamed as server-sent events; iterate `events` inside `post`."""
+
+    events: AsyncIterator[SseEvent]
+    ttfb_ms: float
+
+
+Reply = JsonReply | SseReply
+
+
+@asynccontextmanager
+async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
+               body: dict[str, Any], timeout_s: float, upstream: Upstream,
+               parse_error: ErrorParser) -> AsyncIterator[Reply]:
+    """POST `body` as JSON and yield the reply, chosen by the response's content type.
+
+    The content type decides, not what was asked for, so a server that answers a stream
+    request with plain JSON still works. `ttfb_ms` is the time until the response headers
+    arrived. Raises only `ProviderError` subclasses, also while `events` is iterated.
+    """
+    start = anyio.current_time()
+    response = await _send(http, url, headers, body, timeout_s, upstream)
+    ttfb_ms = (anyio.current_time() - start) * 1000
+    events: AsyncGenerator[SseEvent, None] | None = None
+    try:
+        if response.status_code >= 400:
+            raise await _status_error(response, upstream, parse_error)
+        if _is_event_stream(response):
+            events = _events(response, upstream)
+            yield SseReply(events, ttfb_ms)
+        else:
+            yield JsonReply(await _read_json(response, upstream), ttfb_ms)
+    finally:
+        if events is not None:
+            await events.aclose()
+        await response.aclose()
+
+
+async def _send(http: httpx.AsyncClient, url: str, headers: Mapping[str, str],
+                body: dict[str, Any], timeout_s: float, upstream: Upstream) -> httpx.Response:
+    """Send and wait for the response headers; failures here mean nothing was answered."""
+    try:
+        request = http.build_request("POST", url, json=body, headers=dict(headers),
+                                     timeout=_timeout(http, timeout_s))
+        return await http.send(request, stream=True)
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeout(upstream.provider, upstream.model,
+                              upstream.clean(f"no answer within {timeout_s:g}s: {exc!r}")) from exc
+    except (httpx.TransportError, httpx.InvalidURL) as exc:
+        raise ProviderUnavailable(upstream.provider, upstream.model,
+                                  upstream.clean(f"cannot reach upstream: {exc!r}")) from exc
+
+
+def _timeout(http: httpx.AsyncClient, timeout_s: float) -> httpx.Timeout:
+    """Per-attempt limits: `timeout_s` for each read, write and pool wait.
+
+    Connecting keeps the shared client's shorter limit, so a dead host fails fast and the
+    next target still gets its time.
+    """
+    connect = http.timeout.connect
+    connect = timeout_s if connect is None else min(connect, timeout_s)
+    return httpx.Timeout(timeout_s, connect=connect)
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type == "text/event-stream"
+
+
+async def _status_error(response: httpx.Response, upstream: Upstream,
+                        parse_error: ErrorParser) -> ProviderStatusError:
+    status = response.status_code
+    try:
+        text = (await response.aread()).decode("utf-8", errors="replace")
+    except (httpx.TransportError, httpx.DecodingError):
+        text = ""  # the status alone is the answer; a body lost on the way adds nothing
+    message = parse_error(status, text).strip() or _reason(status)
+    return ProviderStatusError(upstream.provider, upstream.model, status, upstream.clean(message),
+                               retry_after=parse_retry_after(response.headers, time.time()))
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+
+
+async def _read_json(response: httpx.Response, upstream: Upstream) -> dict[str, Any]:
+    try:
+        raw = await response.aread()
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeout(upstream.provider, upstream.model,
+                              upstream.clean(f"body stalled: {exc!r}")) from exc
+    except (httpx.TransportError, httpx.DecodingError) as exc:
+        raise ProviderProtocolError(upstream.provider, upstream.model,
+                                    upstream.clean(f"body cut: {exc!r}")) from exc
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ProviderProtocolError(upstream.provider, upstream.model,
+                                    upstream.clean(f"malformed JSON body: {exc}")) from exc
+    if not isinstance(data, dict):
+        raise ProviderProtocolError(upstream.provider, upstream.model,
+                                    f"malformed JSON body: expected an object, got "
+                                    f"{type(data).__name__}")
+    return data
+
+
+async def _events(response: httpx.Response,
+                  upstream: Upstream) -> AsyncGenerator[SseEvent, None]:
+    """The response's events; a connection that dies here is a cut stream, never an end."""
+    try:
+        async for event in iter_events(response.aiter_lines()):
+            yield event
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeout(upstream.provider, upstream.model,
+                              upstream.clean(f"stream stalled: {exc!r}")) from exc
+    except (httpx.TransportError, httpx.DecodingError) as exc:
+        raise ProviderProtocolError(upstream.provider, upstream.model,
+                                    upstream.clean(f"stream cut: {exc!r}")) from exc
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait from `retry-after-ms`, else `Retry-After` (seconds or an HTTP date).
+
+    `now` is epoch seconds, for the date form. A date in the past gives 0; a header that is
+    absent, negative or unreadable gives None.
+    """
+    millis = _non_negative(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _non_negative(value)
+    if seconds is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC with unknown origin; still UTC
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def _non_negative(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None

@@ -1,0 +1,156 @@
+"""The Anthropic /v1/messages wire; a stream is complete only at its `message_stop` event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from mcp_router.messages import ChatRequest, Completion, Message, Usage
+from mcp_router.providers._adapter import (
+    HttpAdapter,
+    UpstreamError,
+    Wire,
+    WireError,
+    error_body,
+    loads_object,
+)
+from mcp_router.providers._sse import SseEvent
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 1024
+"""The API requires `max_tokens`; a request that sets none gets this many."""
+
+MAX_TEMPERATURE = 1.0
+"""Anthropic accepts 0..1 where the neutral request allows 0..2; higher values are clamped,
+so a request that suits other providers in a fallback chain does not fail here with a 400."""
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_STATUS_BY_ERROR_TYPE = {
+    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+    "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
+    "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529,
+}
+
+
+def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+    """System messages go to the top-level `system`; the rest must alternate roles."""
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": _alternating(m for m in request.messages if m.role != "system"),
+    }
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    temperature = None if request.temperature is None else min(request.temperature,
+                                                                 MAX_TEMPERATURE)
+    options = {"system": system or None, "temperature": temperature, "top_p": request.top_p,
+               "stop_sequences": list(request.stop) if request.stop else None}
+    body.update({k: v for k, v in options.items() if v is not None})
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def _alternating(messages: Iterable[Message]) -> list[dict[str, str]]:
+    """Consecutive messages of one role merged into one, as the API demands alternation."""
+    out: list[dict[str, str]] = []
+    for message in messages:
+        if out and out[-1]["role"] == message.role:
+            out[-1]["content"] += "\n\n" + message.content
+        else:
+            out.append({"role": message.role, "content": message.content})
+    return out
+
+
+def parse_completion(data: dict[str, Any]) -> Completion:
+    """A non-streamed message: its text blocks joined."""
+    if data.get("type") == "error":
+        raise _upstream_error(data)
+    text = "".join(block.get("text") or "" for block in data["content"]
+                   if block.get("type") == "text")
+    return Completion(content=text, finish_reason=_finish_reason(data.get("stop_reason")),
+                      usage=_usage(data.get("usage") or {}), upstream_model=data.get("model"))
+
+
+class AnthropicStream:
+    """Accumulates message_start / content_block_delta / message_delta up to message_stop."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._usage: dict[str, Any] = {}
+        self._stop_reason: str | None = None
+        self._model: str | None = None
+        self._stopped = False
+
+    def feed(self, event: SseEvent) -> str:
+        data = loads_object(event.data)
+        kind = data.get("type") or event.event
+        if kind == "content_block_delta":
+            delta = data["delta"]
+            text = delta["text"] if delta.get("type") == "text_delta" else ""
+            self._parts.append(text)
+            return text
+        if kind == "message_start":
+            message = data["message"]
+            self._model = message.get("model")
+            self._merge_usage(message.get("usage"))
+        elif kind == "message_delta":
+            self._stop_reason = (data.get("delta") or {}).get("stop_reason") or self._stop_reason
+            self._merge_usage(data.get("usage"))
+        elif kind == "message_stop":
+            self._stopped = True
+        elif kind == "error":
+            raise _upstream_error(data)
+        return ""
+
+    def _merge_usage(self, usage: dict[str, Any] | None) -> None:
+        # message_delta's usage is cumulative and may correct message_start's (gateways such
+        # as OpenRouter send input_tokens 0 at the start and the real count at the end)
+        self._usage.update({k: v for k, v in (usage or {}).items() if v is not None})
+
+    def finish(self) -> Completion:
+        if not self._stopped:
+            raise WireError("stream cut: it ended before message_stop")
+        return Completion(content="".join(self._parts),
+                          finish_reason=_finish_reason(self._stop_reason),
+                          usage=_usage(self._usage), upstream_model=self._model)
+
+
+def parse_error(status: int, body: str) -> str:
+    """`{"type": "error", "error": {"type", "message"}}` → the message."""
+    data = error_body(body)
+    error = data.get("error") if data else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return body.strip()
+
+
+def _upstream_error(data: dict[str, Any]) -> UpstreamError:
+    error = data.get("error") or {}
+    status = _STATUS_BY_ERROR_TYPE.get(str(error.get("type")), 500)
+    return UpstreamError(status, error.get("message") or error.get("type") or "stream error")
+
+
+def _usage(raw: dict[str, Any]) -> Usage:
+    # Anthropic's input_tokens EXCLUDES cache reads and cache writes; the neutral
+    # input_tokens is every prompt token, with the cache reads as its cached subset
+    cache_read = raw.get("cache_read_input_tokens") or 0
+    cache_write = raw.get("cache_creation_input_tokens") or 0
+    return Usage(input_tokens=(raw.get("input_tokens") or 0) + cache_read + cache_write,
+                 output_tokens=raw.get("output_tokens") or 0, cached_input_tokens=cache_read)
+
+
+def _finish_reason(value: str | None) -> str | None:
+    return _FINISH.get(value, value.lower()) if value else None
+
+
+class AnthropicAdapter(HttpAdapter):
+    """POST {base_url}/v1/messages with `x-api-key` and `anthropic-version`."""
+
+    wire = Wire(build_body, parse_completion, AnthropicStream, parse_error)
+    default_headers = {"anthropic-version": API_VERSION}
+
+    def url(self, model: str) -> str:
+        return f"{self.base_url}/v1/messages"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"x-api-key": self.api_key} if self.api_key else {}

@@ -1,0 +1,153 @@
+"""The Gemini generateContent wire; a stream is complete once a chunk carries a `finishReason`.
+
+Gemini sends no end marker: a stream whose chunks never carried a `finishReason` (nor a
+`promptFeedback.blockReason`, for a refused prompt) was cut.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from mcp_router.messages import ChatRequest, Completion, Message, Usage
+from mcp_router.providers._adapter import (
+    HttpAdapter,
+    UpstreamError,
+    Wire,
+    WireError,
+    loads_object,
+)
+from mcp_router.providers._sse import SseEvent
+
+_FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+
+
+def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+    """Contents with roles user/model, `systemInstruction`, `generationConfig`.
+
+    The model and `stream` are not part of the body: both live in the URL.
+    """
+    body: dict[str, Any] = {
+        "contents": _contents(m for m in request.messages if m.role != "system"),
+    }
+    system = [{"text": m.content} for m in request.messages if m.role == "system"]
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    config = {"maxOutputTokens": request.max_tokens, "temperature": request.temperature,
+              "topP": request.top_p, "stopSequences": list(request.stop) if request.stop else None}
+    config = {k: v for k, v in config.items() if v is not None}
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+def _contents(messages: Iterable[Message]) -> list[dict[str, Any]]:
+    """Consecutive messages of one role become parts of one turn, as Gemini wants alternation."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = "model" if message.role == "assistant" else "user"
+        if out and out[-1]["role"] == role:
+            out[-1]["parts"].append({"text": message.content})
+        else:
+            out.append({"role": role, "parts": [{"text": message.content}]})
+    return out
+
+
+def parse_completion(data: dict[str, Any]) -> Completion:
+    """A GenerateContentResponse; the first candidate is the answer."""
+    _raise_in_band(data)
+    text, finish_reason = _read_chunk(data)
+    return Completion(content=text, finish_reason=finish_reason,
+                      usage=_usage(data.get("usageMetadata") or {}),
+                      upstream_model=data.get("modelVersion"))
+
+
+class GeminiStream:
+    """Accumulates streamed GenerateContentResponse chunks; the last usageMetadata counts."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._finish_reason: str | None = None
+        self._usage: dict[str, Any] = {}
+        self._model: str | None = None
+
+    def feed(self, event: SseEvent) -> str:
+        chunk = loads_object(event.data)
+        _raise_in_band(chunk)
+        text, finish_reason = _read_chunk(chunk)
+        self._finish_reason = finish_reason or self._finish_reason
+        self._usage = chunk.get("usageMetadata") or self._usage
+        self._model = chunk.get("modelVersion") or self._model
+        self._parts.append(text)
+        return text
+
+    def finish(self) -> Completion:
+        if self._finish_reason is None:
+            raise WireError("stream cut: no chunk carried a finishReason")
+        return Completion(content="".join(self._parts), finish_reason=self._finish_reason,
+                          usage=_usage(self._usage), upstream_model=self._model)
+
+
+def _read_chunk(data: dict[str, Any]) -> tuple[str, str | None]:
+    """The text (thought parts left out) and neutral finish reason of the first candidate."""
+    candidates = data.get("candidates") or []
+    if not candidates:
+        # a refused prompt: no candidate at all, the reason is in the prompt feedback
+        blocked = (data.get("promptFeedback") or {}).get("blockReason")
+        return "", _finish_reason(blocked)
+    candidate = candidates[0]
+    parts = (candidate.get("content") or {}).get("parts") or []
+    text = "".join(part.get("text") or "" for part in parts if not part.get("thought"))
+    return text, _finish_reason(candidate.get("finishReason"))
+
+
+def parse_error(status: int, body: str) -> str:
+    """`{"error": {"code", "message", "status"}}`, also when wrapped in a one-element list."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, list) and data:
+        data = data[0]
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return body.strip()
+
+
+def _raise_in_band(data: dict[str, Any]) -> None:
+    error = data.get("error")
+    if error is None:
+        return
+    code = error.get("code") if isinstance(error, dict) else None
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    message = error.get("message") if isinstance(error, dict) else str(error)
+    raise UpstreamError(status, message or "error reported in the response")
+
+
+def _usage(raw: dict[str, Any]) -> Usage:
+    # promptTokenCount already includes the cached tokens; thinking models bill
+    # thoughtsTokenCount as output, reported apart from candidatesTokenCount
+    output = (raw.get("candidatesTokenCount") or 0) + (raw.get("thoughtsTokenCount") or 0)
+    return Usage(input_tokens=raw.get("promptTokenCount") or 0, output_tokens=output,
+                 cached_input_tokens=raw.get("cachedContentTokenCount") or 0)
+
+
+def _finish_reason(value: str | None) -> str | None:
+    return _FINISH.get(value, value.lower()) if value else None
+
+
+class GeminiAdapter(HttpAdapter):
+    """POST {base_url}/models/{model}:generateContent (or :streamGenerateContent?alt=sse)."""
+
+    wire = Wire(build_body, parse_completion, GeminiStream, parse_error)
+
+    def url(self, model: str) -> str:
+        model = model.removeprefix("models/")  # accept the API's own "models/…" resource name
+        if self.stream:
+            return f"{self.base_url}/models/{model}:streamGenerateContent?alt=sse"
+        return f"{self.base_url}/models/{model}:generateContent"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"x-goog-api-key": self.api_key} if self.api_key else {}

@@ -1,0 +1,136 @@
+"""The OpenAI-compatible /chat/completions wire: OpenRouter, OpenAI, DeepSeek, Together, xAI, vLLM.
+
+A stream counts as complete at `data: [DONE]` or, for servers that omit it, at a clean end
+after a chunk that carried a `finish_reason`. A stream that ends without either is cut.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp_router.messages import ChatRequest, Completion, Usage
+from mcp_router.providers._adapter import (
+    HttpAdapter,
+    UpstreamError,
+    Wire,
+    WireError,
+    error_body,
+    loads_object,
+)
+from mcp_router.providers._sse import SseEvent
+
+
+def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+    """The /chat/completions body; options the request leaves unset are left out."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+    }
+    options = {"max_tokens": request.max_tokens, "temperature": request.temperature,
+               "top_p": request.top_p, "stop": list(request.stop) if request.stop else None}
+    body.update({k: v for k, v in options.items() if v is not None})
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def parse_completion(data: dict[str, Any]) -> Completion:
+    """A non-streamed chat.completion; the first choice is the answer."""
+    _raise_in_band(data)
+    choice = data["choices"][0]
+    message = choice.get("message") or {}
+    return Completion(content=message.get("content") or "",
+                      finish_reason=_finish_reason(choice.get("finish_reason")),
+                      usage=_usage(data.get("usage")), upstream_model=data.get("model"))
+
+
+class OpenAIStream:
+    """Accumulates chat.completion.chunk events (first choice only) into one Completion."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._finish_reason: str | None = None
+        self._usage = Usage()
+        self._model: str | None = None
+        self._done = False
+
+    def feed(self, event: SseEvent) -> str:
+        if self._done:
+            return ""
+        if event.data.strip() == "[DONE]":
+            self._done = True
+            return ""
+        chunk = loads_object(event.data)
+        _raise_in_band(chunk)
+        self._model = chunk.get("model") or self._model
+        if chunk.get("usage"):  # the include_usage chunk, after the finish_reason one
+            self._usage = _usage(chunk["usage"])
+        text = ""
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            text += (choice.get("delta") or {}).get("content") or ""
+            if choice.get("finish_reason"):
+                self._finish_reason = _finish_reason(choice["finish_reason"])
+        self._parts.append(text)
+        return text
+
+    def finish(self) -> Completion:
+        if not (self._done or self._finish_reason):
+            raise WireError("stream cut: it ended before [DONE] and without a finish_reason")
+        return Completion(content="".join(self._parts), finish_reason=self._finish_reason,
+                          usage=self._usage, upstream_model=self._model)
+
+
+def parse_error(status: int, body: str) -> str:
+    """`{"error": {"message"}}`, or the `{"error": "text"}` / `{"message"}` some vendors send."""
+    data = error_body(body)
+    return (_error_message(data) if data else "") or body.strip()
+
+
+def _error_message(data: dict[str, Any]) -> str:
+    error = data.get("error")
+    if isinstance(error, dict):
+        error = error.get("message")
+    if isinstance(error, str) and error:
+        return error
+    message = data.get("message") or data.get("detail")
+    return message if isinstance(message, str) else ""
+
+
+def _raise_in_band(data: dict[str, Any]) -> None:
+    """Gateways (OpenRouter) report an upstream failure inside a 200 body or chunk."""
+    error = data.get("error")
+    if error is None:
+        return
+    code = error.get("code") if isinstance(error, dict) else None
+    # a non-HTTP code (e.g. "server_error") means the gateway's own upstream failed: a 502
+    status = code if isinstance(code, int) and 400 <= code < 600 else 502
+    raise UpstreamError(status, _error_message(data) or "error reported in the response")
+
+
+def _usage(raw: dict[str, Any] | None) -> Usage:
+    if not raw:
+        return Usage()
+    details = raw.get("prompt_tokens_details") or {}
+    # DeepSeek reports cache hits as prompt_cache_hit_tokens instead of the details object
+    cached = details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
+    return Usage(input_tokens=raw.get("prompt_tokens") or 0,
+                 output_tokens=raw.get("completion_tokens") or 0, cached_input_tokens=cached)
+
+
+def _finish_reason(value: str | None) -> str | None:
+    return value.lower() if value else None
+
+
+class OpenAIAdapter(HttpAdapter):
+    """POST {base_url}/chat/completions with `Authorization: Bearer <key>` when there is a key."""
+
+    wire = Wire(build_body, parse_completion, OpenAIStream, parse_error)
+
+    def url(self, model: str) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
