@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -255,9 +256,15 @@ def _check_references(config: Config, file: str, lines: dict[tuple[str | int, ..
             if target.route is not None and target.route not in config.routes:
                 fail(f"unknown route {target.route!r}; routes are: {', '.join(config.routes)}",
                      (*path, "route"))
-            if target.provider is not None and target.provider not in config.providers:
+            if target.provider is None:
+                continue
+            if target.provider not in config.providers:
                 fail(f"unknown provider {target.provider!r}; providers are: "
                      f"{', '.join(config.providers)}", (*path, "provider"))
+            allowed = config.providers[target.provider].models
+            if allowed and target.model not in allowed:
+                fail(f"model {target.model!r} is not in {target.provider}'s models: "
+                     f"{', '.join(allowed)}", (*path, "model"))
     for rname in config.routes:
         cycle = _find_cycle(config, rname, [])
         if cycle:
@@ -273,3 +280,21 @@ def _find_cycle(config: Config, name: str, stack: list[str]) -> list[str] | None
             if found:
                 return found
     return None
+
+
+def shipped_config(name: str) -> Path:
+    """A config shipped inside the package (`orchestra.yaml`, `demo.yaml`)."""
+    return Path(__file__).parent / "configs" / name
+
+
+def data_home(env: Any) -> Path:
+    """Where the cache, ledger and audit log live: $MCP_ROUTER_HOME, else the user data dir."""
+    if env.get("MCP_ROUTER_HOME"):
+        return Path(env["MCP_ROUTER_HOME"])
+    if sys.platform == "win32":
+        base = Path(env.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "mcp-router"

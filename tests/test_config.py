@@ -1,0 +1,159 @@
+"""Config loading: the shipped policies are valid, and broken files name file, line and key."""
+
+from __future__ import annotations
+
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from mcp_router.config import load_config, parse_config, shipped_config
+from mcp_router.errors import ConfigError
+
+GOOD = """\
+providers:
+  sim:
+    kind: openai
+    base_url: http://127.0.0.1:9/v1
+  other:
+    kind: anthropic
+    base_url: http://127.0.0.1:9
+    api_key_env: OTHER_KEY
+routes:
+  default:
+    targets:
+      - {provider: sim, model: m1}
+      - {route: spare}
+  spare:
+    strategy: loadbalance
+    targets:
+      - {provider: sim, model: m2, weight: 3}
+      - {provider: other, model: m3, weight: 1}
+"""
+
+
+def broken(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(textwrap.dedent(text), file="team.yaml", env={})
+    return info.value
+
+
+def test_a_valid_config_loads_with_defaults():
+    config = parse_config(GOOD, env={})
+    assert config.default_route == "default"
+    assert config.retry.attempts == 3
+    assert config.timeouts.deadline_s == 50
+    assert config.routes["spare"].targets[0].weight == 3
+
+
+def test_unknown_key_names_file_line_and_key():
+    err = broken(GOOD.replace("    base_url: http://127.0.0.1:9/v1\n",
+                              "    base_url: http://127.0.0.1:9/v1\n    tiemout_s: 5\n"))
+    assert (err.file, err.line, err.key) == ("team.yaml", 5, "providers.sim.tiemout_s")
+    assert "unknown key" in str(err)
+    assert str(err).startswith("team.yaml:5: providers.sim.tiemout_s:")
+
+
+def test_unknown_provider_in_a_route_lists_the_known_ones():
+    err = broken(GOOD.replace("{provider: sim, model: m1}", "{provider: sym, model: m1}"))
+    assert err.key == "routes.default.targets.0.provider"
+    assert err.line == 12
+    assert "unknown provider 'sym'" in str(err) and "sim, other" in str(err)
+
+
+def test_bad_kind_is_named():
+    err = broken(GOOD.replace("kind: anthropic", "kind: antropic"))
+    assert err.key == "providers.other.kind"
+    assert err.line == 6
+    assert "'openai', 'anthropic' or 'gemini'" in str(err)
+
+
+@pytest.mark.parametrize("weight", ["0", "-2"])
+def test_weight_must_be_positive(weight):
+    err = broken(GOOD.replace("weight: 3", f"weight: {weight}"))
+    assert err.key == "routes.spare.targets.0.weight"
+    assert err.line == 17
+    assert "greater than 0" in str(err)
+
+
+def test_route_cycle_is_refused_and_drawn():
+    err = broken(GOOD + "      - {route: default}\n")
+    assert "route cycle: default -> spare -> default" in str(err)
+    assert err.line == 10
+
+
+def test_unknown_default_route_lists_routes():
+    err = broken(GOOD + "default_route: fast\n")
+    assert err.key == "default_route"
+    assert "unknown route 'fast'; routes are: default, spare" in str(err)
+
+
+def test_target_with_both_route_and_provider_is_refused():
+    err = broken(GOOD.replace("{route: spare}", "{route: spare, provider: sim, model: x}"))
+    assert err.key == "routes.default.targets.1"
+    assert "either a route or a provider" in str(err)
+
+
+def test_model_outside_the_providers_catalogue_is_refused():
+    text = GOOD.replace("    base_url: http://127.0.0.1:9/v1\n",
+                        "    base_url: http://127.0.0.1:9/v1\n    models: [m1]\n")
+    err = broken(text)
+    assert err.key == "routes.spare.targets.0.model"
+    assert "'m2' is not in sim's models: m1" in str(err)
+
+
+def test_invalid_yaml_names_the_line():
+    err = broken("providers:\n  sim: [unclosed\n")
+    assert err.file == "team.yaml" and err.line is not None
+    assert "not valid YAML" in str(err)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_env_refs_expand_in_base_url_and_headers_only():
+    text = GOOD.replace("base_url: http://127.0.0.1:9/v1",
+                        "base_url: ${SIM}/v1\n    headers: {x-portkey-key: '${PK}'}")
+    text = text.replace("model: m1", "model: '${NOT_EXPANDED}'")
+    config = parse_config(text, env={"SIM": "http://127.0.0.1:7", "PK": "vk-1"})
+    assert config.providers["sim"].base_url == "http://127.0.0.1:7/v1"
+    assert config.providers["sim"].headers == {"x-portkey-key": "vk-1"}
+    assert config.routes["default"].targets[0].model == "${NOT_EXPANDED}"
+
+
+def test_unset_env_ref_is_named():
+    err = broken(GOOD.replace("base_url: http://127.0.0.1:9/v1", "base_url: ${SIM_URL}/v1"))
+    assert err.key == "providers.sim.base_url"
+    assert "environment variable SIM_URL is not set" in str(err)
+
+
+def test_malformed_price_override_names_the_key():
+    err = broken(GOOD + "prices:\n  sim/m1: {input_per_mtok: cheap, output_per_mtok: 1}\n")
+    assert err.key == "prices.sim/m1.input_per_mtok"
+
+
+def test_team_policy_encodes_the_orchestra_config():
+    config = load_config(shipped_config("orchestra.yaml"))
+    assert set(config.providers) == {"openrouter", "deepseek", "anthropic", "together",
+                                     "openai", "google", "perplexity", "xai"}
+    chain = [t.provider for t in config.routes["default"].targets]
+    assert chain == ["openrouter", "deepseek", "anthropic", "together", "openai", "google",
+                     "perplexity"]
+    assert [t.weight for t in config.routes["balanced"].targets] == [40, 30, 20, 10]
+    assert {"coding", "general_chat", "complex_reasoning", "web_search",
+            "creative_writing"} <= set(config.routes)
+    assert "grok-beta" in config.providers["xai"].models
+    assert config.retry.attempts == 3
+    assert config.retry.on_status == [429, 500, 502, 503, 504]
+    assert config.providers["openrouter"].timeout_s == 60
+    assert config.budgets.daily_usd == Decimal(150)
+    assert all(p.api_key_env for p in config.providers.values())
+
+
+def test_demo_config_points_every_provider_at_the_simulator():
+    config = load_config(shipped_config("demo.yaml"), env={"MCP_ROUTER_SIM_URL": "http://s"})
+    assert all(p.base_url.startswith("http://s") for p in config.providers.values())
+    assert set(config.routes) >= set(load_config(shipped_config("orchestra.yaml")).routes)
