@@ -1,0 +1,152 @@
+"""Budgets: reserve each attempt's worst case before it runs, settle to its actual cost after.
+
+The guard keeps today's and this month's spend in memory (seeded from the ledger when created
+and again at each UTC day or month rollover) plus the reservations of calls in flight. A
+reservation's check and add happen with no await in between, so on the server's one event
+loop concurrent calls can never together pass a budget. Separate server processes sharing
+one ledger each keep their own reservations; the ledger's sums reconcile them at rollover.
+
+A target without a price cannot be bounded: its reservation is 0 with a note, and it is
+refused only when a budget is already used up.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from types import TracebackType
+from typing import Literal, Protocol
+
+from mcp_router.clock import Clock
+from mcp_router.config import BudgetsConfig
+from mcp_router.errors import BudgetExceeded
+from mcp_router.money import EXACT, format_usd, utc_day_month
+
+__all__ = ["BudgetGuard", "Reservation", "SpendSource"]
+
+UNBOUNDED_NOTE = "price unknown: the call cannot be bounded, so nothing is reserved"
+
+
+class SpendSource(Protocol):
+    """Where settled spend is read at startup and rollover: the ledger."""
+
+    def spent(self, period: Literal["today", "month"]) -> Decimal: ...
+
+
+class Reservation:
+    """Money held for one attempt until it is settled or released (each at most once).
+
+    As a context manager (sync or async) it releases whatever is still held on exit, which
+    covers exceptions and cancellation; settle inside the block once the cost is known.
+    """
+
+    def __init__(self, guard: BudgetGuard, amount: Decimal, note: str | None = None) -> None:
+        self.amount, self.note = amount, note
+        self.state: Literal["held", "settled", "released"] = "held"
+        self._guard = guard
+
+    def settle(self, actual: Decimal | None) -> None:
+        """Replace the hold by the actual cost (None, an unknown price, counts as 0)."""
+        if self.state == "held":
+            self.state = "settled"
+            self._guard._finish(self.amount, actual or Decimal(0))
+
+    def release(self) -> None:
+        """Drop the hold without spending (the attempt failed or was cancelled)."""
+        if self.state == "held":
+            self.state = "released"
+            self._guard._finish(self.amount, Decimal(0))
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+    async def __aenter__(self) -> Reservation:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.release()
+
+
+class BudgetGuard:
+    """Daily and monthly limits over settled spend plus reservations, and the daily alert."""
+
+    def __init__(self, config: BudgetsConfig, ledger: SpendSource, clock: Clock) -> None:
+        self._config, self._ledger, self._clock = config, ledger, clock
+        self._day, self._month = utc_day_month(clock.wall())
+        self._spent_day = ledger.spent("today")
+        self._spent_month = ledger.spent("month")
+        self._reserved = Decimal(0)
+        # A day already over the threshold at startup was alerted by an earlier process (and
+        # cost_report lists it from the ledger): do not alert it again.
+        self._alerted_day = self._day if self._over_alert() else None
+
+    @property
+    def spent_today(self) -> Decimal:
+        self._roll()
+        return self._spent_day
+
+    @property
+    def spent_month(self) -> Decimal:
+        self._roll()
+        return self._spent_month
+
+    @property
+    def reserved(self) -> Decimal:
+        """Held by calls in flight."""
+        return self._reserved
+
+    def reserve(self, quote: Decimal | None) -> Reservation:
+        """Hold `quote` (an attempt's worst case) or raise BudgetExceeded; None = unpriced."""
+        self._roll()
+        amount = Decimal(0) if quote is None else quote
+        self._check("daily", self._config.daily_usd, self._spent_day, amount, quote)
+        self._check("monthly", self._config.monthly_usd, self._spent_month, amount, quote)
+        self._reserved = EXACT.add(self._reserved, amount)
+        return Reservation(self, amount, UNBOUNDED_NOTE if quote is None else None)
+
+    def check_alert(self) -> str | None:
+        """The alert message the first time today's spend reaches `alert_daily_usd`, else None."""
+        self._roll()
+        threshold = self._config.alert_daily_usd
+        if threshold is None or self._alerted_day == self._day or not self._over_alert():
+            return None
+        self._alerted_day = self._day
+        return (f"{self._day}: spent {format_usd(self._spent_day)}, over the daily alert "
+                f"threshold of {format_usd(threshold)}")
+
+    def _check(self, name: str, limit: Decimal | None, spent: Decimal, amount: Decimal,
+               quote: Decimal | None) -> None:
+        if limit is None:
+            return
+        committed = EXACT.add(spent, self._reserved)
+        # `committed >= limit` also refuses unpriced (0) quotes once nothing is left.
+        if committed >= limit or EXACT.add(committed, amount) > limit:
+            cost = ("has no known price" if quote is None
+                    else f"may cost up to {format_usd(amount)}")
+            raise BudgetExceeded(
+                f"{name} budget of {format_usd(limit)} would be exceeded: spent "
+                f"{format_usd(spent)} (+ {format_usd(self._reserved)} reserved by calls in "
+                f"flight), and this call {cost}; "
+                f"{format_usd(max(EXACT.subtract(limit, committed), Decimal(0)))} is left")
+
+    def _finish(self, held: Decimal, actual: Decimal) -> None:
+        self._roll()
+        self._reserved = EXACT.subtract(self._reserved, held)
+        self._spent_day = EXACT.add(self._spent_day, actual)
+        self._spent_month = EXACT.add(self._spent_month, actual)
+
+    def _over_alert(self) -> bool:
+        threshold = self._config.alert_daily_usd
+        return threshold is not None and self._spent_day > 0 and self._spent_day >= threshold
+
+    def _roll(self) -> None:
+        """Start a new day or month from the ledger's sums when the UTC calendar moves on."""
+        day, month = utc_day_month(self._clock.wall())
+        if day != self._day:
+            self._day, self._spent_day = day, self._ledger.spent("today")
+        if month != self._month:
+            self._month, self._spent_month = month, self._ledger.spent("month")

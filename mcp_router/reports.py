@@ -1,0 +1,81 @@
+"""The `cost_report` result models and the alerts read from ledger sums."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+from mcp_router.config import BudgetsConfig
+from mcp_router.messages import Usd
+from mcp_router.money import EXACT, format_usd
+
+__all__ = ["BudgetStatus", "Budgets", "CostReport", "CostRow", "build_alerts"]
+
+
+class CostRow(BaseModel):
+    """Sums over one group of ledger rows."""
+
+    key: str = Field(description="The group: a provider, provider/model, route, client or day")
+    requests: int = Field(description="Ledger rows: upstream attempts plus cache hits")
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Usd = Field(description="Sum of known costs; see unpriced_requests")
+    cache_hits: int
+    saved_usd: Usd = Field(description="Cost the cache avoided")
+    unpriced_requests: int = Field(default=0, description="Rows whose price is unknown")
+
+
+class BudgetStatus(BaseModel):
+    """One budget: its limit (null when none), what the ledger shows spent, what is left."""
+
+    limit_usd: Usd | None
+    spent_usd: Usd
+    remaining_usd: Usd | None
+
+    @classmethod
+    def of(cls, limit: Decimal | None, spent: Decimal) -> BudgetStatus:
+        remaining = None if limit is None else max(EXACT.subtract(limit, spent), Decimal(0))
+        return cls(limit_usd=limit, spent_usd=spent, remaining_usd=remaining)
+
+
+class Budgets(BaseModel):
+    daily: BudgetStatus = Field(description="Today (UTC)")
+    monthly: BudgetStatus = Field(description="This calendar month (UTC)")
+
+
+class CostReport(BaseModel):
+    """The `cost_report` tool result, read from the ledger."""
+
+    period: str = Field(description="today | month | all (UTC)")
+    group_by: str
+    total_usd: Usd = Field(description="Sum of known costs in the period")
+    requests: int
+    cache_hits: int = 0
+    saved_usd: Usd = Field(default=Decimal(0), description="Cost the cache avoided")
+    unpriced_requests: int = Field(default=0, description="Rows whose cost is unknown")
+    rows: list[CostRow]
+    budgets: Budgets
+    alerts: list[str] = Field(description="Alert thresholds crossed (once per day), budgets "
+                                          "used up, and calls whose price is unknown")
+
+
+def build_alerts(cfg: BudgetsConfig, status: Budgets, day_totals: Sequence[tuple[str, Decimal]],
+                 unpriced: Sequence[tuple[str, int]]) -> list[str]:
+    """Readable alerts: one line per day over the alert threshold, spent budgets, unpriced calls."""
+    alerts: list[str] = []
+    threshold = cfg.alert_daily_usd
+    if threshold is not None:
+        alerts += [f"{day}: spent {format_usd(total)}, over the daily alert threshold of "
+                   f"{format_usd(threshold)}"
+                   for day, total in day_totals if total > 0 and total >= threshold]
+    for name, budget, until in (("daily", status.daily, "tomorrow (UTC)"),
+                                ("monthly", status.monthly, "next month (UTC)")):
+        if budget.limit_usd is not None and budget.remaining_usd == 0:
+            alerts.append(f"{name} budget of {format_usd(budget.limit_usd)} is used up "
+                          f"(spent {format_usd(budget.spent_usd)}): calls are refused until "
+                          f"{until}")
+    alerts += [f"cost unknown for {n} call(s) to {model}: no price in the table or config "
+               "prices; totals leave them out" for model, n in unpriced]
+    return alerts

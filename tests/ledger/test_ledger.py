@@ -1,0 +1,182 @@
+"""The SQLite ledger: durable rows, exact sums, and the cost_report groupings."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from mcp_router.config import BudgetsConfig
+from mcp_router.errors import ConfigError
+from mcp_router.ledger import Ledger, LedgerRow
+from mcp_router.messages import Usage
+from mcp_router.money import utc_day_month
+from mcp_router.reports import Budgets, BudgetStatus, CostRow
+from tests.ledger.conftest import FakeClock, utc
+
+
+def _row(provider: str = "deepseek", model: str = "deepseek-chat", cost: str | None = "0.01",
+         **kw: object) -> LedgerRow:
+    usage = kw.pop("usage", Usage(input_tokens=100, output_tokens=10))
+    return LedgerRow(provider=provider, model=model, outcome=str(kw.pop("outcome", "ok")),
+                     cost_usd=None if cost is None else Decimal(cost),
+                     usage=usage, **kw)  # type: ignore[arg-type]
+
+
+def test_a_recorded_row_reads_back_whole(ledger: Ledger, clock: FakeClock) -> None:
+    row = LedgerRow(provider="anthropic", model="claude-3-haiku-20240307", outcome="ok",
+                    trace_id="t-1", client="cursor", route="default",
+                    usage=Usage(input_tokens=1200, output_tokens=80, cached_input_tokens=1000),
+                    cost_usd=Decimal("0.00009"), latency_ms=412.5, metadata={"task": "review"})
+    ledger.record(row)
+    assert ledger.recent() == [LedgerRow(**{**row.__dict__, "ts": clock.wall()})]
+
+
+def test_the_ledger_is_wal_with_a_schema_version(ledger: Ledger) -> None:
+    with sqlite3.connect(ledger.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    conn.close()
+
+
+def test_a_ledger_from_a_newer_release_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    with pytest.raises(ConfigError, match="schema version 99"):
+        Ledger(path, clock)
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from decimal import Decimal
+    from pathlib import Path
+    from mcp_router.ledger import Ledger, LedgerRow
+    from mcp_router.clock import LoopClock
+
+    ledger = Ledger(Path(sys.argv[1]), LoopClock())
+    ledger.record(LedgerRow(provider="openai", model="gpt-4o", outcome="ok",
+                            trace_id="answered", cost_usd=Decimal("0.0125")))
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_row_survives_the_process_being_killed_right_after(tmp_path: Path,
+                                                            clock: FakeClock) -> None:
+    path = tmp_path / "home" / "ledger.sqlite3"
+    child = subprocess.run([sys.executable, "-c", CHILD, str(path)], timeout=60,
+                           capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    with Ledger(path, clock) as reopened:
+        [row] = reopened.recent()
+    assert (row.trace_id, row.cost_usd) == ("answered", Decimal("0.0125"))
+
+
+def test_sums_are_exact_where_floats_would_drift(ledger: Ledger) -> None:
+    for _ in range(1000):
+        ledger.record(_row(cost="0.0000001"))
+    assert ledger.spent("today") == Decimal("0.0001")
+
+
+def test_spent_follows_the_utc_day_and_month(ledger: Ledger, clock: FakeClock) -> None:
+    ledger.record(_row(cost="1", ts=utc("2026-10-31 23:59:59")))
+    ledger.record(_row(cost="2", ts=utc("2026-11-02 00:00:00")))
+    ledger.record(_row(cost="4"))
+    ledger.record(_row(cost=None))
+    assert (ledger.spent("today"), ledger.spent("month"), ledger.spent("all")) == (
+        Decimal(4), Decimal(6), Decimal(7))
+    assert utc_day_month(clock.wall()) == ("2026-11-03", "2026-11")
+
+
+@pytest.fixture
+def busy(ledger: Ledger) -> Ledger:
+    """Three days of mixed traffic: attempts, an error, a cache hit, an unpriced call."""
+    yesterday = utc("2026-11-02 09:00:00")
+    ledger.record(_row(cost="0.50", route="coding", client="cursor", ts=yesterday))
+    ledger.record(_row("anthropic", "claude-3-haiku-20240307", cost="0.25", route="default",
+                       client="claude-code"))
+    ledger.record(_row("anthropic", "claude-3-haiku-20240307", cost="0", outcome="error",
+                       route="default", client="claude-code", usage=Usage()))
+    ledger.record(_row(cost="0.125", route="coding", client="cursor"))
+    ledger.record(_row(cost="0", outcome="cache_hit", saved_usd=Decimal("0.125"),
+                       route="coding", client="cursor", usage=Usage(input_tokens=100)))
+    ledger.record(_row("xai", "grok-9", cost=None, client="cursor",
+                       usage=Usage(input_tokens=5, output_tokens=1)))
+    ledger.record(_row(cost="9", ts=utc("2026-10-30 09:00:00")))
+    return ledger
+
+
+def test_cost_report_today_by_provider(busy: Ledger) -> None:
+    report = busy.report("today", "provider")
+    assert report.rows == [
+        CostRow(key="anthropic", requests=2, input_tokens=100, output_tokens=10,
+                cost_usd=Decimal("0.25"), cache_hits=0, saved_usd=Decimal(0)),
+        CostRow(key="deepseek", requests=2, input_tokens=200, output_tokens=10,
+                cost_usd=Decimal("0.125"), cache_hits=1, saved_usd=Decimal("0.125")),
+        CostRow(key="xai", requests=1, input_tokens=5, output_tokens=1, cost_usd=Decimal(0),
+                cache_hits=0, saved_usd=Decimal(0), unpriced_requests=1),
+    ]
+    assert (report.total_usd, report.requests, report.cache_hits, report.saved_usd,
+            report.unpriced_requests) == (Decimal("0.375"), 5, 1, Decimal("0.125"), 1)
+
+
+@pytest.mark.parametrize(("group_by", "keys"), [
+    ("model", ["deepseek/deepseek-chat", "anthropic/claude-3-haiku-20240307", "xai/grok-9"]),
+    ("route", ["coding", "default", "(none)"]),
+    ("client", ["cursor", "claude-code"]),
+    ("day", ["2026-11-02", "2026-11-03"]),
+])
+def test_cost_report_month_groupings(busy: Ledger, group_by: str, keys: list[str]) -> None:
+    report = busy.report("month", group_by)  # type: ignore[arg-type]
+    assert [r.key for r in report.rows] == keys
+    assert report.total_usd == Decimal("0.875")
+    assert sum(r.requests for r in report.rows) == report.requests == 6
+
+
+def test_cost_report_all_includes_every_month(busy: Ledger) -> None:
+    report = busy.report("all", "day")
+    assert [r.key for r in report.rows] == ["2026-10-30", "2026-11-02", "2026-11-03"]
+    assert report.total_usd == Decimal("9.875")
+
+
+def test_cost_report_budgets_show_limit_spent_and_remaining(busy: Ledger) -> None:
+    report = busy.report("all", "provider", BudgetsConfig(daily_usd=Decimal("0.30")))
+    assert report.budgets == Budgets(
+        daily=BudgetStatus(limit_usd=Decimal("0.30"), spent_usd=Decimal("0.375"),
+                           remaining_usd=Decimal(0)),
+        monthly=BudgetStatus(limit_usd=None, spent_usd=Decimal("0.875"), remaining_usd=None))
+
+
+def test_cost_report_alerts_are_readable_and_once_per_day(busy: Ledger) -> None:
+    cfg = BudgetsConfig(daily_usd=Decimal("0.375"), alert_daily_usd=Decimal("0.3"))
+    assert busy.report("month", "day", cfg).alerts == [
+        "2026-11-02: spent $0.5, over the daily alert threshold of $0.3",
+        "2026-11-03: spent $0.375, over the daily alert threshold of $0.3",
+        "daily budget of $0.375 is used up (spent $0.375): calls are refused until "
+        "tomorrow (UTC)",
+        "cost unknown for 1 call(s) to xai/grok-9: no price in the table or config prices; "
+        "totals leave them out",
+    ]
+
+
+def test_cost_report_serialises_money_as_json_numbers(busy: Ledger) -> None:
+    data = busy.report("today", "provider", BudgetsConfig(monthly_usd=Decimal(3000))).model_dump(
+        mode="json")
+    assert data["total_usd"] == 0.375
+    assert data["rows"][0]["cost_usd"] == 0.25
+    assert data["budgets"]["monthly"] == {"limit_usd": 3000.0, "spent_usd": 0.875,
+                                          "remaining_usd": 2999.125}
+    assert data["budgets"]["daily"]["limit_usd"] is None
+
+
+def test_an_empty_ledger_reports_zeros(ledger: Ledger) -> None:
+    report = ledger.report()
+    assert (report.rows, report.total_usd, report.requests, report.alerts) == (
+        [], Decimal(0), 0, [])
