@@ -1,5 +1,144 @@
-"""Command line entry point (being written)."""
+"""The `mcp-router` command: serve (default), demo, simulate, check-config, config <client>."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mcp_router.config import Config, data_home, load_config, shipped_config
+from mcp_router.errors import ConfigError
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+log = logging.getLogger("mcp_router")
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=os.environ.get("MCP_ROUTER_LOG", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"mcp-router: config error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-router", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the MCP server (the default command)")
+    _serve_options(serve)
+    _serve_options(parser)
+    parser.set_defaults(handler=_serve)
+    serve.set_defaults(handler=_serve)
+
+    demo = commands.add_parser("demo", help="offline scripted session against the simulator")
+    demo.set_defaults(handler=_demo)
+
+    simulate = commands.add_parser("simulate", help="run the simulated upstream (loopback)")
+    simulate.add_argument("--port", type=int, default=8787)
+    simulate.add_argument("--latency-ms", type=float, default=0.0)
+    simulate.set_defaults(handler=_simulate)
+
+    check = commands.add_parser("check-config", help="validate a config, print its routes")
+    check.add_argument("--config", help="config file (default: $MCP_ROUTER_CONFIG, "
+                                        "then the shipped team policy)")
+    check.set_defaults(handler=_check_config)
+
+    snippet = commands.add_parser("config", help="print the snippet that adds this server "
+                                                 "to an MCP host")
+    snippet.add_argument("client", choices=["claude-desktop", "claude-code", "cursor", "vscode"])
+    snippet.add_argument("--config", help="config file the host should start the server with")
+    snippet.set_defaults(handler=_snippet)
+    return parser
+
+
+def _serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="config file (default: $MCP_ROUTER_CONFIG, "
+                                         "then the shipped team policy)")
+    parser.add_argument("--transport", choices=["stdio", "sse", "streamable-http"],
+                        default="stdio")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+
+
+def config_path(arg: str | None) -> Path:
+    """--config, else $MCP_ROUTER_CONFIG, else the shipped team policy."""
+    chosen = arg or os.environ.get("MCP_ROUTER_CONFIG")
+    return Path(chosen) if chosen else shipped_config("orchestra.yaml")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mcp_router.server import create_server
+
+    if args.transport != "stdio" and args.host not in LOOPBACK:
+        print(f"mcp-router: refusing to bind {args.host}: HTTP transports bind loopback only "
+              "until client tokens are configured", file=sys.stderr)
+        return 2
+    path = config_path(args.config)
+    config = load_config(path)
+    home = data_home(os.environ)
+    log.info("config %s, data under %s, transport %s", path, home, args.transport)
+    server = create_server(config, home=home)
+    if args.transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run(args.transport, host=args.host, port=args.port)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mcp_router.demo import run_demo
+
+    return run_demo()
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from mcp_router.simulator import serve
+
+    serve(host="127.0.0.1", port=args.port, latency_ms=args.latency_ms)
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    config = load_config(path)
+    print(f"{path}: ok")
+    print(describe_config(config, os.environ))
+    return 0
+
+
+def describe_config(config: Config, env: os._Environ[str] | dict[str, str]) -> str:
+    """Providers with their key status and every route's targets, as check-config prints them."""
+    lines = ["providers:"]
+    for name, p in config.providers.items():
+        if p.api_key_env is None:
+            key = "no key needed"
+        else:
+            key = f"{p.api_key_env} {'set' if env.get(p.api_key_env) else 'NOT SET (skipped)'}"
+        lines.append(f"  {name:<12} {p.kind:<9} {p.base_url}  [{key}]")
+    lines.append("routes:")
+    for name, route in config.routes.items():
+        mark = " (default)" if name == config.default_route else ""
+        lines.append(f"  {name}{mark}: {route.strategy}")
+        for t in route.targets:
+            weight = f"  weight {t.weight:g}" if route.strategy == "loadbalance" else ""
+            lines.append(f"    - {t.label()}{weight}")
+    return "\n".join(lines)
+
+
+def _snippet(args: argparse.Namespace) -> int:
+    from mcp_router.snippets import client_snippet
+
+    path = config_path(args.config).resolve()
+    hint, body = client_snippet(args.client, load_config(path), path)
+    print(hint, file=sys.stderr)
+    print(body)
     return 0

@@ -1,4 +1,4 @@
-"""Typed, frozen config models and `load_config`: YAML in, `Config` out, errors naming file, line, key."""
+"""Typed, frozen config models and `load_config`: YAML in, errors naming file, line and key."""
 
 from __future__ import annotations
 

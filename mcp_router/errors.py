@@ -8,7 +8,8 @@
     │   ├── ProviderTimeout                   no (complete) answer within the attempt's time
     │   ├── ProviderUnavailable               connection refused, reset, DNS failure
     │   ├── ProviderProtocolError             malformed body or a stream cut before its end
-    │   └── ProviderNotConfigured             the provider's key variable is unset
+    │   ├── ProviderNotConfigured             the provider's key variable is unset
+    │   └── ProviderOverBudget                this target's worst case would pass a budget
     ├── DeadlineExceeded                      the call's overall deadline passed
     ├── AllTargetsFailed(attempts)            every target of a route failed or was skipped
     ├── BudgetExceeded                        a budget would be passed
@@ -79,6 +80,10 @@ class ProviderProtocolError(ProviderError):
 
 class ProviderNotConfigured(ProviderError):
     """The provider's API key variable is unset, so it is skipped."""
+
+
+class ProviderOverBudget(ProviderError):
+    """This target's worst-case cost would pass a budget; the route steps down to the next."""
 
 
 class DeadlineExceeded(RouterError):

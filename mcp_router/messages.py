@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
-
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -107,6 +105,22 @@ async def _no_progress(message: str) -> None:
     return None
 
 
+class Hold(Protocol):
+    """Money held for one attempt: settled to the actual cost, or released."""
+
+    def settle(self, completion: Completion, latency_ms: float) -> None: ...
+
+    def fail(self, error: Exception, latency_ms: float) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class SpendGate(Protocol):
+    """Admits each upstream attempt against the budgets; raises BudgetExceeded when it may not."""
+
+    def reserve(self, provider: str, model: str, request: ChatRequest) -> Hold: ...
+
+
 @dataclass
 class Call:
     """Per-call state shared by every node of a target tree: deadline, attempts, progress.
@@ -119,6 +133,7 @@ class Call:
     attempts: list[Attempt] = field(default_factory=list)
     progress: ProgressFn = _no_progress
     on_text: TextFn | None = None
+    gate: SpendGate | None = None
 
     def within(self, deadline: float) -> Call:
         """A copy whose deadline is no later than `deadline`; attempts stay shared."""

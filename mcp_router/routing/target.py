@@ -6,8 +6,10 @@ import anyio
 
 from mcp_router.clock import Clock
 from mcp_router.errors import (
+    BudgetExceeded,
     ProviderError,
     ProviderNotConfigured,
+    ProviderOverBudget,
     ProviderStatusError,
     ProviderTimeout,
 )
@@ -17,6 +19,7 @@ from mcp_router.messages import (
     Call,
     ChatRequest,
     ChatResponse,
+    Hold,
     Outcome,
 )
 from mcp_router.routing.deadline import DEADLINE_REACHED
@@ -52,32 +55,52 @@ class Target:
             self.skip(call, DEADLINE_REACHED)
             raise ProviderTimeout(provider, model, DEADLINE_REACHED)
         await call.progress(f"asking {self.label}")
+        hold = self._reserve(request, call)
         started = self._clock.now()
         allowed = self._allowed_s(call)  # progress reporting may have taken some of it
         try:
             with anyio.fail_after(allowed):
                 completion = await self._adapter.send(request, model, call.on_text)
+            latency_ms = self._record(call, started, None, hold)
+            if hold is not None:
+                hold.settle(completion, latency_ms)
         except TimeoutError as exc:
             timeout = ProviderTimeout(provider, model, f"no answer within {allowed:.3g} s")
-            self._record(call, started, timeout)
+            self._record(call, started, timeout, hold)
             raise timeout from exc
         except ProviderError as error:
-            self._record(call, started, error)
+            self._record(call, started, error, hold)
             raise
-        self._record(call, started, None)
+        finally:
+            if hold is not None:
+                hold.release()  # a no-op once settled; frees the money on cancellation
         return ChatResponse(completion=completion, provider=provider, model=model)
+
+    def _reserve(self, request: ChatRequest, call: Call) -> Hold | None:
+        """Hold this attempt's worst case against the budgets, or skip the target."""
+        if call.gate is None:
+            return None
+        try:
+            return call.gate.reserve(self._adapter.provider, self._model, request)
+        except BudgetExceeded as exc:
+            self.skip(call, f"over budget: {exc}")
+            raise ProviderOverBudget(self._adapter.provider, self._model, str(exc)) from exc
 
     def _allowed_s(self, call: Call) -> float:
         return min(self._adapter.timeout_s, call.deadline - self._clock.now())
 
-    def _record(self, call: Call, started: float, error: ProviderError | None) -> None:
+    def _record(self, call: Call, started: float, error: ProviderError | None,
+                hold: Hold | None) -> float:
         latency_ms = round((self._clock.now() - started) * 1000, 1)
         if error is None:
             call.attempts.append(self._attempt("ok", latency_ms=latency_ms))
-            return
+            return latency_ms
+        if hold is not None:
+            hold.fail(error, latency_ms)
         status = error.status if isinstance(error, ProviderStatusError) else None
         call.attempts.append(self._attempt("error", status=status, error=error.detail,
                                            latency_ms=latency_ms))
+        return latency_ms
 
     def _attempt(self, outcome: Outcome, *, status: int | None = None,
                  error: str | None = None, latency_ms: float = 0.0) -> Attempt:

@@ -1,0 +1,168 @@
+"""The MCP server: a lifespan that builds the router and its resources, and four thin tools."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import httpx
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from mcp_router import __version__
+from mcp_router.budgets import BudgetGuard
+from mcp_router.catalog import HealthReport, ProvidersReport, describe_health, describe_providers
+from mcp_router.clock import Clock, LoopClock
+from mcp_router.config import Config
+from mcp_router.errors import RouterError
+from mcp_router.health import HealthBook
+from mcp_router.ledger import CostReport, Ledger
+from mcp_router.messages import ChatCall, ChatResult, Message
+from mcp_router.prices import PriceBook
+from mcp_router.providers import make_provider
+from mcp_router.router import Router
+from mcp_router.routing.build import TreeBuilder
+from mcp_router.spend import Spend
+
+log = logging.getLogger("mcp_router")
+
+INSTRUCTIONS = """Calls LLMs through the team's routing policy (fallbacks, retries, balancing).
+Use chat_completion with a prompt or messages; pick a task route (see list_providers) or an
+explicit provider/model. Results say who answered, every attempt made, and what it cost."""
+
+
+@dataclass
+class AppState:
+    """What the tools reach through the context: built in the lifespan, closed after it."""
+
+    router: Router
+    ledger: Ledger
+
+
+def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None = None,
+                  clock: Clock | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                  ) -> MCPServer[AppState]:
+    """An MCP server for `config`; data (ledger) lives under `home`."""
+    env = dict(os.environ if env is None else env)
+    clock = clock or LoopClock()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        timeout = httpx.Timeout(config.timeouts.request_s, connect=config.timeouts.connect_s)
+        async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
+            adapters = {name: make_provider(name, cfg, http, env)
+                        for name, cfg in config.providers.items()}
+            home.mkdir(parents=True, exist_ok=True)
+            with Ledger.in_home(home, clock) as ledger:
+                spend = Spend(PriceBook.bundled(config.prices), ledger,
+                              BudgetGuard(config.budgets, ledger, clock))
+                router = Router(config, adapters, clock=clock,
+                                builder=TreeBuilder(config, adapters, clock, random.Random()),
+                                health=HealthBook(clock), spend=spend)
+                yield AppState(router=router, ledger=ledger)
+
+    server: MCPServer[AppState] = MCPServer("mcp-router", version=__version__,
+                                            instructions=INSTRUCTIONS, lifespan=lifespan)
+    _add_tools(server, config)
+    return server
+
+
+def _state(ctx: Context) -> AppState:
+    return ctx.request_context.lifespan_context  # type: ignore[no-any-return]
+
+
+def _client_name(ctx: Context) -> str:
+    params = ctx.session.client_params
+    return params.client_info.name if params and params.client_info else "unknown"
+
+
+def _add_tools(server: MCPServer[AppState], config: Config) -> None:
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
+                                             idempotent_hint=False, open_world_hint=True))
+    async def chat_completion(
+        ctx: Context,
+        prompt: Annotated[str | None, Field(description="Shorthand for one user message")] = None,
+        messages: Annotated[list[Message] | None, Field(
+            description="The conversation: [{role: system|user|assistant, content}]")] = None,
+        route: Annotated[str | None, Field(
+            description="A route name (see list_providers); default: the default route")] = None,
+        model: Annotated[str | None, Field(
+            description="An explicit provider/model, e.g. anthropic/claude-3-haiku-20240307")
+        ] = None,
+        fallbacks: Annotated[list[str] | None, Field(
+            description="provider/model entries tried in order after the route or model")] = None,
+        max_tokens: Annotated[int | None, Field(gt=0)] = None,
+        temperature: Annotated[float | None, Field(ge=0, le=2)] = None,
+        top_p: Annotated[float | None, Field(gt=0, le=1)] = None,
+        stop: Annotated[list[str] | None, Field(description="Stop sequences")] = None,
+        cache: Annotated[Literal["use", "refresh", "skip"], Field(
+            description="use: read and write the cache; refresh: re-ask and overwrite; "
+                        "skip: neither")] = "use",
+        timeout_s: Annotated[float | None, Field(
+            gt=0, le=600, description="Overall deadline for every attempt, retry and fallback")
+        ] = None,
+        metadata: Annotated[dict[str, str] | None, Field(
+            description="Free-form labels recorded in the cost ledger")] = None,
+    ) -> ChatResult:
+        """Ask an LLM through the team's routing policy.
+
+        Give `prompt` or `messages`, and optionally a `route` or an explicit `model`. The
+        result carries the answer, which provider and model gave it, every attempt made
+        (with why it failed or was skipped), token usage and cost.
+        """
+        call = ChatCall(
+            messages=tuple(messages) if messages is not None else None, prompt=prompt,
+            route=route, model=model, fallbacks=tuple(fallbacks or ()), max_tokens=max_tokens,
+            temperature=temperature, top_p=top_p, stop=tuple(stop) if stop else None,
+            cache=cache, timeout_s=timeout_s, metadata=metadata or {},
+        )
+        step = 0
+
+        async def progress(message: str) -> None:
+            nonlocal step
+            step += 1
+            await ctx.report_progress(step, None, message)
+
+        router = _state(ctx).router
+        try:
+            result = await router.complete(call, client=_client_name(ctx), progress=progress)
+        except RouterError as exc:
+            raise ToolError(str(exc)) from exc
+        if alert := router.spend.budgets.check_alert():
+            await ctx.warning(alert)
+        return result
+
+    @server.tool(annotations=read_only)
+    async def list_providers(ctx: Context) -> ProvidersReport:
+        """List the configured providers (and whether their API key is set) and the routes."""
+        return describe_providers(_state(ctx).router)
+
+    @server.tool(annotations=read_only)
+    async def cost_report(
+        ctx: Context,
+        period: Literal["today", "month", "all"] = "today",
+        group_by: Literal["provider", "model", "route", "client", "day"] = "provider",
+    ) -> CostReport:
+        """Spend and token usage from the ledger, grouped, with budgets and alerts."""
+        return _state(ctx).ledger.report(period, group_by, config.budgets)
+
+    @server.tool(annotations=read_only)
+    async def provider_health(
+        ctx: Context,
+        provider: Annotated[str | None, Field(description="One provider; default: all")] = None,
+    ) -> HealthReport:
+        """Success rate, latency and last error per provider, from the calls made so far."""
+        try:
+            return describe_health(_state(ctx).router, provider)
+        except RouterError as exc:
+            raise ToolError(str(exc)) from exc

@@ -1,0 +1,108 @@
+"""The money step of a call: hold each attempt against the budgets, price it, record it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from mcp_router.budgets import BudgetGuard, Reservation
+from mcp_router.errors import BudgetExceeded, ProviderProtocolError, ProviderTimeout
+from mcp_router.ledger import Ledger, LedgerRow
+from mcp_router.messages import ChatRequest, Completion, Usage
+from mcp_router.money import exact_sum
+from mcp_router.prices import PriceBook
+
+# When the caller sets no max_tokens the worst case is still bounded by what we quote for.
+QUOTE_MAX_TOKENS = 4096
+# Failures after which the provider may still have billed: it did the work, we lost the answer.
+MAY_HAVE_COST = (ProviderTimeout, ProviderProtocolError)
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    """A deliberately high estimate (≈3 characters a token, plus per-message overhead)."""
+    return sum(math.ceil(len(m.content) / 3) + 4 for m in request.messages)
+
+
+class Spend:
+    """Prices, the ledger and the budget guard, shared by every call of a server."""
+
+    def __init__(self, prices: PriceBook, ledger: Ledger, budgets: BudgetGuard) -> None:
+        self.prices, self.ledger, self.budgets = prices, ledger, budgets
+
+    def gate(self, *, trace_id: str, client: str, route: str | None,
+             metadata: Mapping[str, str]) -> CallGate:
+        """A gate for one call; it remembers the call's labels for every ledger row."""
+        return CallGate(self, trace_id=trace_id, client=client, route=route,
+                        metadata=dict(metadata))
+
+
+@dataclass
+class CallGate:
+    """Admits, prices and records the attempts of one call (implements `SpendGate`)."""
+
+    spend: Spend
+    trace_id: str
+    client: str
+    route: str | None
+    metadata: dict[str, str]
+    costs: list[Decimal] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+
+    def reserve(self, provider: str, model: str, request: ChatRequest) -> AttemptHold:
+        quoted = self.spend.prices.quote_for(provider, model, estimate_input_tokens(request),
+                                             request.max_tokens or QUOTE_MAX_TOKENS)
+        try:
+            reservation = self.spend.budgets.reserve(quoted.cost)
+        except BudgetExceeded as exc:
+            self.refusals.append(str(exc))
+            raise
+        return AttemptHold(self, provider, model, reservation)
+
+    @property
+    def total(self) -> tuple[Decimal | None, str | None]:
+        """The call's cost so far, or None with the reason when a price was unknown."""
+        if self.notes:
+            return None, "; ".join(dict.fromkeys(self.notes))
+        return exact_sum(self.costs), None
+
+    def record(self, row: LedgerRow) -> None:
+        self.spend.ledger.record(row)
+
+
+@dataclass
+class AttemptHold:
+    """The money held for one attempt (implements `Hold`)."""
+
+    gate: CallGate
+    provider: str
+    model: str
+    reservation: Reservation
+
+    def settle(self, completion: Completion, latency_ms: float) -> None:
+        priced = self.gate.spend.prices.cost_of(self.provider, self.model, completion.usage)
+        if priced.cost is None:
+            self.gate.notes.append(priced.note or "price unknown")
+        else:
+            self.gate.costs.append(priced.cost)
+        self.reservation.settle(priced.cost)
+        self._record("ok", completion, priced.cost, latency_ms)
+
+    def fail(self, error: Exception, latency_ms: float) -> None:
+        self.reservation.release()
+        if isinstance(error, MAY_HAVE_COST):
+            self._record("error", None, None, latency_ms)
+
+    def release(self) -> None:
+        self.reservation.release()
+
+    def _record(self, outcome: str, completion: Completion | None, cost: Decimal | None,
+                latency_ms: float) -> None:
+        gate = self.gate
+        row = LedgerRow(provider=self.provider, model=self.model, outcome=outcome,
+                        trace_id=gate.trace_id, client=gate.client, route=gate.route,
+                        usage=completion.usage if completion else Usage(), cost_usd=cost,
+                        latency_ms=latency_ms, metadata=gate.metadata)
+        gate.record(row)
