@@ -53,16 +53,12 @@ async def _session(out: Any) -> int:
                 say(f"[{number}] {title}")
                 say(f"    -> {tool}({_args(arguments)})")
                 notes: list[str] = []
-
-                async def progress(_: float, __: float | None, message: str | None,
-                                   notes: list[str] = notes) -> None:
-                    if message:
-                        notes.append(message)
-
-                result = await client.call_tool(tool, arguments, progress_callback=progress)
+                result = await client.call_tool(tool, arguments,
+                                                progress_callback=_collect(notes))
                 if result.is_error:
                     failures += 1
-                    say(f"    !! {result.content[0].text if result.content else 'error'}")
+                    text = " ".join(getattr(c, "text", "") for c in result.content)
+                    say(f"    !! {text or 'error'}")
                 else:
                     for line in RENDER[tool](result.structured_content or {}, notes):
                         say(f"    {line}")
@@ -70,6 +66,16 @@ async def _session(out: Any) -> int:
         say("demo finished: " + ("every step answered" if not failures
                                  else f"{failures} step(s) failed"))
         return 1 if failures else 0
+
+
+def _collect(notes: list[str]) -> Any:
+    """A progress callback that keeps the messages, for the transcript."""
+
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        if message:
+            notes.append(message)
+
+    return progress
 
 
 def _args(arguments: dict[str, Any]) -> str:

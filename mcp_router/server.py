@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
@@ -33,6 +34,7 @@ from mcp_router.routing.build import TreeBuilder
 from mcp_router.spend import Spend
 
 log = logging.getLogger("mcp_router")
+F = TypeVar("F", bound=Callable[..., Any])
 
 INSTRUCTIONS = """Calls LLMs through the team's routing policy (fallbacks, retries, balancing).
 Use chat_completion with a prompt or messages; pick a task route (see list_providers) or an
@@ -75,8 +77,10 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
     return server
 
 
-def _state(ctx: Context) -> AppState:
-    return ctx.request_context.lifespan_context  # type: ignore[no-any-return]
+def _state(ctx: Context[Any]) -> AppState:
+    state = ctx.request_context.lifespan_context
+    assert isinstance(state, AppState)
+    return state
 
 
 def _client_name(ctx: Context) -> str:
@@ -84,11 +88,22 @@ def _client_name(ctx: Context) -> str:
     return params.client_info.name if params and params.client_info else "unknown"
 
 
+def _tool(server: MCPServer[AppState], annotations: ToolAnnotations) -> Callable[[F], F]:
+    """Register a tool with its docstring dedented, as the model reads it."""
+
+    def register(fn: F) -> F:
+        server.add_tool(fn, description=inspect.cleandoc(fn.__doc__ or ""),
+                        annotations=annotations)
+        return fn
+
+    return register
+
+
 def _add_tools(server: MCPServer[AppState], config: Config) -> None:
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
-                                             idempotent_hint=False, open_world_hint=True))
+    @_tool(server, ToolAnnotations(read_only_hint=False, destructive_hint=False,
+                                   idempotent_hint=False, open_world_hint=True))
     async def chat_completion(
         ctx: Context,
         prompt: Annotated[str | None, Field(description="Shorthand for one user message")] = None,
@@ -142,12 +157,12 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
             await ctx.warning(alert)
         return result
 
-    @server.tool(annotations=read_only)
+    @_tool(server, read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:
         """List the configured providers (and whether their API key is set) and the routes."""
         return describe_providers(_state(ctx).router)
 
-    @server.tool(annotations=read_only)
+    @_tool(server, read_only)
     async def cost_report(
         ctx: Context,
         period: Literal["today", "month", "all"] = "today",
@@ -156,7 +171,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         """Spend and token usage from the ledger, grouped, with budgets and alerts."""
         return _state(ctx).ledger.report(period, group_by, config.budgets)
 
-    @server.tool(annotations=read_only)
+    @_tool(server, read_only)
     async def provider_health(
         ctx: Context,
         provider: Annotated[str | None, Field(description="One provider; default: all")] = None,

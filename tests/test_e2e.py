@@ -1,0 +1,165 @@
+"""End to end: the real `mcp-router` process over stdio, streamable HTTP and SSE, and its CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from mcp_router.config import shipped_config
+
+pytestmark = pytest.mark.slow
+DEMO = str(shipped_config("demo.yaml"))
+
+
+def server_env(sim: Any, home: Path) -> dict[str, str]:
+    return {"MCP_ROUTER_SIM_URL": sim.url, "MCP_ROUTER_HOME": str(home),
+            "MCP_ROUTER_LOG": "WARNING"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def http_server(sim: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    transport = request.param
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcp_router", "serve", "--config", DEMO, "--transport",
+         transport, "--port", str(port)],
+        env={**os.environ, **server_env(sim, tmp_path)}, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        path = "/mcp" if transport == "streamable-http" else "/sse"
+        yield f"http://127.0.0.1:{port}{path}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+async def one_call_through(client: Client) -> dict[str, Any]:
+    tools = await client.list_tools()
+    assert len(tools.tools) == 4
+    result = await client.call_tool("chat_completion",
+                                    {"prompt": "end to end", "route": "complex_reasoning"})
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+@pytest.mark.anyio
+async def test_stdio_subprocess_answers_through_the_fallback_chain(sim: Any, tmp_path: Path):
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "mcp_router", "serve", "--config", DEMO],
+                                   env=server_env(sim, tmp_path))
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            result = await one_call_through(client)
+    assert [(a["provider"], a["status"]) for a in result["attempts"]] == [
+        ("xai", 404), ("anthropic", None)]
+    assert result["provider"] == "anthropic"
+    assert (tmp_path / "ledger.sqlite3").exists()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("http_server", ["streamable-http", "sse"], indirect=True)
+async def test_http_transports_answer_on_a_real_port(http_server: str):
+    if http_server.endswith("/sse"):
+        from mcp.client.sse import sse_client
+
+        transport: Any = sse_client(http_server)
+    else:
+        transport = http_server
+    with anyio.fail_after(60):
+        async with Client(transport) as client:
+            result = await one_call_through(client)
+    assert result["provider"] == "anthropic"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mcp_router", *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_http_bind_beyond_loopback_is_refused():
+    done = run_cli("serve", "--transport", "streamable-http", "--host", "0.0.0.0")
+    assert done.returncode == 2
+    assert "refusing to bind 0.0.0.0" in done.stderr
+
+
+def test_check_config_prints_routes_and_fails_on_a_broken_file(tmp_path: Path):
+    ok = run_cli("check-config", env={"MCP_ROUTER_CONFIG": ""})
+    assert ok.returncode == 0
+    assert "OPENROUTER_API_KEY" in ok.stdout and "default (default): fallback" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("providers:\n  a: {kind: openai, base_url: x}\nroutes:\n  default:\n"
+                   "    targets: [{provider: b, model: m}]\n")
+    broken = run_cli("check-config", "--config", str(bad))
+    assert broken.returncode == 1
+    assert f"{bad}:5: routes.default.targets.0.provider: unknown provider 'b'" in broken.stderr
+
+
+@pytest.mark.parametrize("client", ["claude-desktop", "cursor", "vscode"])
+def test_client_snippets_are_valid_json_that_start_the_server(client: str):
+    done = run_cli("config", client)
+    assert done.returncode == 0
+    snippet = json.loads(done.stdout)
+    servers = snippet.get("mcpServers") or snippet["servers"]
+    entry = servers["mcp-router"]
+    assert entry["args"][-3:-1] == ["serve", "--config"]
+    assert "OPENROUTER_API_KEY" in entry["env"]
+    assert "sk-" not in done.stdout
+
+
+def test_claude_code_snippet_is_one_command():
+    done = run_cli("config", "claude-code")
+    assert done.stdout.startswith("claude mcp add mcp-router --scope user -e ")
+    assert " -- " in done.stdout and "serve --config" in done.stdout
+
+
+def test_demo_runs_offline_and_explains_each_step():
+    done = subprocess.run([sys.executable, "-m", "mcp_router", "demo"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "attempt openrouter/openai/gpt-3.5-turbo+fail-503: error - HTTP 503" in out
+    assert "attempt xai/grok-beta: error - HTTP 404" in out
+    assert "attempt openai/gpt-4o: skipped - no API key configured" in out
+    assert "demo finished: every step answered" in out
+
+
+@pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
+def test_mcp_inspector_cli_lists_the_four_tools_with_schemas(sim: Any, tmp_path: Path):
+    done = subprocess.run(
+        ["npx", "-y", "@modelcontextprotocol/inspector@2.12.0", "--cli", "-q", "--format",
+         "json", "-e", f"MCP_ROUTER_SIM_URL={sim.url}", "-e", f"MCP_ROUTER_HOME={tmp_path}",
+         "--method", "tools/list", "--", sys.executable, "-m", "mcp_router", "serve",
+         "--config", DEMO],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tools = {t["name"]: t for t in json.loads(done.stdout)["result"]["tools"]}
+    assert set(tools) == {"chat_completion", "list_providers", "cost_report", "provider_health"}
+    assert all(t["outputSchema"]["type"] == "object" for t in tools.values())

@@ -1,0 +1,195 @@
+"""The four tools through the SDK's in-memory client, against the simulated upstream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from mcp_router.config import parse_config
+from mcp_router.server import create_server
+
+pytestmark = pytest.mark.anyio
+SECRET = "sk-test-THIS-MUST-NEVER-LEAK-1234567890"
+
+CONFIG = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1", api_key_env: DS_KEY}}
+  anthropic: {{kind: anthropic, base_url: "{url}", api_key_env: AN_KEY}}
+  google: {{kind: gemini, base_url: "{url}/v1beta"}}
+  openai: {{kind: openai, base_url: "{url}/v1", api_key_env: UNSET_KEY}}
+routes:
+  default:
+    targets:
+      - {{provider: deepseek, model: deepseek-chat}}
+      - {{provider: anthropic, model: claude-3-haiku-20240307}}
+  flaky:
+    targets:
+      - {{provider: deepseek, model: deepseek-chat+fail-503}}
+      - {{provider: google, model: gemini-1.5-flash}}
+  broken:
+    targets:
+      - {{provider: deepseek, model: deepseek-chat+fail-500}}
+      - {{provider: openai, model: gpt-4o-mini}}
+      - {{provider: google, model: gemini-1.5-flash+fail-403}}
+retry: {{attempts: 2, backoff_initial_s: 0.01, backoff_max_s: 0.02}}
+"""
+
+
+@pytest.fixture
+async def client(sim: Any, tmp_path: Path) -> AsyncIterator[Client]:
+    config = parse_config(CONFIG.format(url=sim.url), env={})
+    env = {"DS_KEY": SECRET, "AN_KEY": SECRET + "-an"}
+    server = create_server(config, home=tmp_path / "home", env=env)
+    async with Client(server) as c:
+        yield c
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def error_text(client: Client, tool: str, **arguments: Any) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error
+    return result.content[0].text  # type: ignore[union-attr]
+
+
+async def test_lists_four_tools_with_output_schemas_and_read_only_hints(client: Client):
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == {"chat_completion", "list_providers", "cost_report", "provider_health"}
+    for tool in tools.values():
+        assert tool.output_schema and tool.output_schema["type"] == "object"
+        assert tool.description
+    assert {n for n, t in tools.items() if t.annotations and t.annotations.read_only_hint} == {
+        "list_providers", "cost_report", "provider_health"}
+    props = tools["chat_completion"].input_schema["properties"]
+    assert {"messages", "prompt", "route", "model", "fallbacks", "max_tokens", "temperature",
+            "top_p", "stop", "cache", "timeout_s", "metadata"} <= set(props)
+
+
+async def test_a_prompt_is_answered_with_full_provenance(client: Client, sim: Any):
+    result = await call(client, "chat_completion", prompt="hello there", max_tokens=50)
+    assert result["content"].startswith("Simulated answer from deepseek-chat")
+    assert (result["provider"], result["model"], result["route"]) == (
+        "deepseek", "deepseek-chat", "default")
+    assert result["finish_reason"] == "stop"
+    assert result["usage"]["input_tokens"] > 0 and result["usage"]["output_tokens"] > 0
+    assert result["cost_usd"] > 0 and result["cached"] is False
+    assert len(result["trace_id"]) == 32 and result["latency_ms"] > 0
+    assert [(a["provider"], a["outcome"]) for a in result["attempts"]] == [("deepseek", "ok")]
+    assert sim.state.hits["deepseek-chat"] == 1
+
+
+async def test_messages_reach_the_upstream_in_its_wire_format(client: Client, sim: Any):
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    result = await call(client, "chat_completion", messages=messages,
+                        model="anthropic/claude-3-haiku-20240307")
+    assert result["provider"] == "anthropic"
+    sent = sim.state.requests[-1]
+    assert sent["path"] == "/v1/messages"
+    assert sent["body"]["system"] == "be brief"
+    assert sent["body"]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+async def test_progress_tells_each_attempt_retry_and_fallback_in_order(client: Client):
+    messages: list[str] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    result = await client.call_tool("chat_completion", {"prompt": "x", "route": "flaky"},
+                                    progress_callback=progress)
+    assert not result.is_error
+    assert messages[0] == "asking deepseek/deepseek-chat+fail-503"
+    assert messages[1].startswith("deepseek 503, retrying in ")
+    assert messages[2:] == ["asking deepseek/deepseek-chat+fail-503",
+                            "falling back to google/gemini-1.5-flash",
+                            "asking google/gemini-1.5-flash"]
+
+
+async def test_all_targets_failing_is_one_error_listing_every_attempt(client: Client):
+    text = await error_text(client, "chat_completion", prompt="x", route="broken")
+    assert "all targets failed" in text
+    assert text.count("deepseek/deepseek-chat+fail-500: error (HTTP 500") == 2
+    assert "openai/gpt-4o-mini: skipped (no API key configured)" in text
+    assert "google/gemini-1.5-flash+fail-403: error (HTTP 403" in text
+
+
+@pytest.mark.parametrize(("arguments", "expected"), [
+    ({"prompt": "x", "route": "nope"}, "route: unknown route 'nope'; routes are: default, "
+                                       "flaky, broken"),
+    ({"prompt": "x", "model": "acme/m1"}, "model: 'acme/m1' is not provider/model with a known "
+                                          "provider; providers are: deepseek, anthropic"),
+    ({}, "messages: give either 'messages'"),
+    ({"prompt": "x", "messages": [{"role": "user", "content": "y"}]},
+     "messages: give either 'messages'"),
+    ({"messages": []}, "messages: must hold at least one message"),
+    ({"prompt": "   "}, "prompt: must not be empty"),
+    ({"prompt": "x", "route": "default", "model": "google/g"}, "give either 'route' or 'model'"),
+    ({"prompt": "x", "fallbacks": ["nobody/m"]}, "fallbacks[0]: 'nobody/m'"),
+])
+async def test_bad_arguments_get_an_error_naming_the_field(client: Client, sim: Any,
+                                                           arguments: dict, expected: str):
+    assert expected in await error_text(client, "chat_completion", **arguments)
+    assert sum(sim.state.hits.values()) == 0
+
+
+@pytest.mark.parametrize("arguments", [
+    {"messages": [{"role": "robot", "content": "x"}]},
+    {"prompt": "x", "max_tokens": 0},
+    {"prompt": "x", "temperature": 3},
+    {"prompt": "x", "cache": "sometimes"},
+])
+async def test_schema_violations_are_refused_naming_the_field(client: Client, sim: Any,
+                                                             arguments: dict):
+    text = await error_text(client, "chat_completion", **arguments)
+    assert next(iter(arguments.keys() - {"prompt"})) in text
+    assert sum(sim.state.hits.values()) == 0
+
+
+async def test_list_providers_shows_key_status_but_never_the_key(client: Client):
+    result = await call(client, "list_providers")
+    configured = {p["name"]: p["configured"] for p in result["providers"]}
+    assert configured == {"deepseek": True, "anthropic": True, "google": True, "openai": False}
+    assert result["default_route"] == "default"
+    assert [r["name"] for r in result["routes"]] == ["default", "flaky", "broken"]
+    assert SECRET not in json.dumps(result)
+
+
+async def test_health_and_cost_report_real_figures_from_the_calls_made(client: Client):
+    first = await call(client, "chat_completion", prompt="one")
+    second = await call(client, "chat_completion", prompt="two", route="flaky")
+    health = {p["name"]: p for p in (await call(client, "provider_health"))["providers"]}
+    assert (health["deepseek"]["requests"], health["deepseek"]["success_rate"]) == (3, 0.3333)
+    assert health["deepseek"]["state"] == "degraded"
+    assert "HTTP 503" in health["deepseek"]["last_error"]
+    assert (health["google"]["requests"], health["google"]["state"]) == (1, "healthy")
+    assert health["openai"]["state"] == "unconfigured"
+    assert health["anthropic"]["state"] == "unknown"
+
+    report = await call(client, "cost_report", period="today", group_by="provider")
+    assert report["requests"] == 2
+    total = Decimal(str(first["cost_usd"])) + Decimal(str(second["cost_usd"]))
+    assert Decimal(str(report["total_usd"])) == total
+    assert {r["key"] for r in report["rows"]} == {"deepseek", "google"}
+    assert report["budgets"]["daily"]["limit_usd"] is None
+
+
+async def test_provider_health_for_an_unknown_provider_lists_the_known(client: Client):
+    text = await error_text(client, "provider_health", provider="acme")
+    assert "unknown provider 'acme'; providers are: deepseek, anthropic, google, openai" in text
+
+
+async def test_metadata_lands_in_the_ledger_by_client(client: Client):
+    await call(client, "chat_completion", prompt="x", metadata={"ticket": "T-1"})
+    report = await call(client, "cost_report", group_by="client")
+    assert [r["key"] for r in report["rows"]] == ["mcp"]
