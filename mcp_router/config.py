@@ -84,6 +84,7 @@ class CacheConfig(_Model):
     enabled: bool = True
     ttl_s: float = Field(default=3600, ge=0)
     max_size_mb: int = Field(default=512, gt=0)
+    sampled: bool = False  # also cache answers to temperature > 0 requests
 
 
 class CustomPattern(_Model):

@@ -62,6 +62,7 @@ class Attempt(BaseModel):
     status: int | None = None
     error: str | None = None
     latency_ms: float = 0.0
+    ttfb_ms: float | None = None
 
 
 class ChatResponse(BaseModel):
@@ -91,6 +92,7 @@ class ChatResult(BaseModel):
     cost_usd: Usd | None = Field(description="Cost of this call; null when the price is unknown")
     cost_note: str | None = Field(default=None, description="Why cost_usd is null, if it is")
     cached: bool = False
+    cache_age_s: float | None = Field(default=None, description="Age of a cached answer")
     latency_ms: float
     attempts: list[Attempt]
     pii: PiiSummary = Field(default_factory=PiiSummary)
@@ -179,5 +181,7 @@ class ChatCall(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: tuple[str, ...] | None = None
     cache: CacheMode = "use"
+    cache_ttl_s: float | None = Field(default=None, ge=0)
+    cache_sampled: bool = False
     timeout_s: float | None = Field(default=None, gt=0, le=600)
     metadata: dict[str, str] = Field(default_factory=dict)

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Mapping
+from decimal import Decimal
 
+import anyio
+
+from mcp_router.cache import CacheStep, Served, cache_key
 from mcp_router.clock import Clock
 from mcp_router.config import Config
-from mcp_router.errors import AllTargetsFailed, BudgetExceeded, InvalidRequest, RouterError
+from mcp_router.errors import (
+    AllTargetsFailed,
+    BudgetExceeded,
+    DeadlineExceeded,
+    InvalidRequest,
+    RouterError,
+)
 from mcp_router.health import HealthBook
 from mcp_router.messages import (
     Adapter,
@@ -15,22 +27,28 @@ from mcp_router.messages import (
     ChatCall,
     ChatProvider,
     ChatRequest,
+    ChatResponse,
     ChatResult,
     Message,
     ProgressFn,
     _no_progress,
 )
 from mcp_router.routing.build import TreeBuilder
-from mcp_router.spend import Spend
+from mcp_router.spend import CallGate, Spend
+
+# A waiter on another call's flight gets this long past its deadline before it gives up.
+GRACE_S = 1.0
 
 
 class Router:
-    """Routes one request through the team policy: resolve, run the target tree, settle."""
+    """Routes one request through the team policy: resolve, cache, run the target tree, settle."""
 
     def __init__(self, config: Config, adapters: Mapping[str, Adapter], *, clock: Clock,
-                 builder: TreeBuilder, health: HealthBook, spend: Spend) -> None:
+                 builder: TreeBuilder, health: HealthBook, spend: Spend,
+                 cache: CacheStep) -> None:
         self.config, self.adapters, self.clock = config, adapters, clock
-        self.builder, self.health, self.spend = builder, health, spend
+        self.builder, self.health, self.spend, self.cache = builder, health, spend, cache
+        self._policy = _fingerprint(config)
 
     async def complete(self, call: ChatCall, *, client: str = "local",
                        progress: ProgressFn = _no_progress) -> ChatResult:
@@ -39,23 +57,44 @@ class Router:
         tree, route = self._resolve(call)
         trace_id = uuid.uuid4().hex
         started = self.clock.now()
+        timeout_s = call.timeout_s or self.config.timeouts.deadline_s
         gate = self.spend.gate(trace_id=trace_id, client=client, route=route,
                                metadata=call.metadata)
-        state = Call(deadline=started + (call.timeout_s or self.config.timeouts.deadline_s),
-                     progress=progress, gate=gate)
-        try:
-            response = await tree.complete(request, state)
-        except AllTargetsFailed as exc:
-            raise _refusal(exc, gate.refusals) from exc
-        finally:
-            self.health.record(state.attempts)
-        cost, note = gate.total
-        completion = response.completion
+        state = Call(deadline=started + timeout_s, progress=progress, gate=gate)
+
+        async def upstream() -> tuple[ChatResponse, Decimal | None]:
+            try:
+                response = await tree.complete(request, state)
+            except AllTargetsFailed as exc:
+                raise _refusal(exc, gate.refusals) from exc
+            finally:
+                self.health.record(state.attempts)
+            return response, gate.total[0]
+
+        key = cache_key(request, self._scope(call), client)
+        # Waiting on another caller's identical in-flight call is bounded by our own deadline.
+        with anyio.move_on_after(timeout_s + GRACE_S) as scope:
+            served = await self.cache.answer(key, request, call.cache, upstream,
+                                             call_opt_in=call.cache_sampled,
+                                             ttl_s=call.cache_ttl_s)
+        if scope.cancelled_caught:
+            raise DeadlineExceeded(f"no answer within the {timeout_s:g} s deadline")
+        if served.cached:
+            self.spend.record_hit(served.response, served.saved_usd, trace_id=trace_id,
+                                  client=client, route=route, metadata=call.metadata)
+        return self._result(served, route, state, gate, trace_id, started)
+
+    def _result(self, served: Served, route: str | None, state: Call, gate: CallGate,
+                trace_id: str, started: float) -> ChatResult:
+        completion = served.response.completion
+        cost, note = (served.cost_usd, None) if served.cached else gate.total
         return ChatResult(
-            content=completion.content, provider=response.provider, model=response.model,
-            route=route, finish_reason=completion.finish_reason, usage=completion.usage,
-            cost_usd=cost, cost_note=note, latency_ms=_ms(self.clock.now() - started),
-            attempts=list(state.attempts), trace_id=trace_id,
+            content=completion.content, provider=served.response.provider,
+            model=served.response.model, route=route, finish_reason=completion.finish_reason,
+            usage=completion.usage, cost_usd=cost, cost_note=note, cached=served.cached,
+            cache_age_s=None if served.age_s is None else round(served.age_s, 3),
+            latency_ms=_ms(self.clock.now() - started), attempts=list(state.attempts),
+            trace_id=trace_id,
         )
 
     def _resolve(self, call: ChatCall) -> tuple[ChatProvider, str | None]:
@@ -67,6 +106,19 @@ class Router:
             route = call.route or self.config.default_route
             primary = self.builder.route(route)
         return self.builder.with_fallbacks(primary, call.fallbacks), route
+
+    def _scope(self, call: ChatCall) -> str:
+        """What the answer depends on besides the request: targets asked and the policy."""
+        target = f"model:{call.model}" if call.model else \
+            f"route:{call.route or self.config.default_route}"
+        return "|".join([target, *call.fallbacks, self._policy])
+
+
+def _fingerprint(config: Config) -> str:
+    """Changes whenever providers or routes change, so old answers are not served for them."""
+    data = json.dumps([config.model_dump(mode="json", include={"providers", "routes"})],
+                      sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
 def to_request(call: ChatCall) -> ChatRequest:

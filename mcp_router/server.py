@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,19 +18,14 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from mcp_router import __version__
-from mcp_router.budgets import BudgetGuard
 from mcp_router.catalog import HealthReport, ProvidersReport, describe_health, describe_providers
 from mcp_router.clock import Clock, LoopClock
 from mcp_router.config import Config
 from mcp_router.errors import RouterError
-from mcp_router.health import HealthBook
-from mcp_router.ledger import CostReport, Ledger
+from mcp_router.ledger import CostReport
 from mcp_router.messages import ChatCall, ChatResult, Message
-from mcp_router.prices import PriceBook
-from mcp_router.providers import make_provider
 from mcp_router.router import Router
-from mcp_router.routing.build import TreeBuilder
-from mcp_router.spend import Spend
+from mcp_router.wiring import open_router
 
 log = logging.getLogger("mcp_router")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,7 +40,6 @@ class AppState:
     """What the tools reach through the context: built in the lifespan, closed after it."""
 
     router: Router
-    ledger: Ledger
 
 
 def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None = None,
@@ -60,16 +53,8 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         timeout = httpx.Timeout(config.timeouts.request_s, connect=config.timeouts.connect_s)
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
-            adapters = {name: make_provider(name, cfg, http, env)
-                        for name, cfg in config.providers.items()}
-            home.mkdir(parents=True, exist_ok=True)
-            with Ledger.in_home(home, clock) as ledger:
-                spend = Spend(PriceBook.bundled(config.prices), ledger,
-                              BudgetGuard(config.budgets, ledger, clock))
-                router = Router(config, adapters, clock=clock,
-                                builder=TreeBuilder(config, adapters, clock, random.Random()),
-                                health=HealthBook(clock), spend=spend)
-                yield AppState(router=router, ledger=ledger)
+            with open_router(config, http=http, env=env, home=home, clock=clock) as router:
+                yield AppState(router=router)
 
     server: MCPServer[AppState] = MCPServer("mcp-router", version=__version__,
                                             instructions=INSTRUCTIONS, lifespan=lifespan)
@@ -123,6 +108,12 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         cache: Annotated[Literal["use", "refresh", "skip"], Field(
             description="use: read and write the cache; refresh: re-ask and overwrite; "
                         "skip: neither")] = "use",
+        cache_ttl_s: Annotated[float | None, Field(
+            ge=0, description="How long this answer may be served from the cache "
+                              "(default: the config's cache.ttl_s)")] = None,
+        cache_sampled: Annotated[bool, Field(
+            description="Also cache when temperature > 0 (off by default: sampled answers "
+                        "are meant to differ)")] = False,
         timeout_s: Annotated[float | None, Field(
             gt=0, le=600, description="Overall deadline for every attempt, retry and fallback")
         ] = None,
@@ -139,7 +130,8 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
             messages=tuple(messages) if messages is not None else None, prompt=prompt,
             route=route, model=model, fallbacks=tuple(fallbacks or ()), max_tokens=max_tokens,
             temperature=temperature, top_p=top_p, stop=tuple(stop) if stop else None,
-            cache=cache, timeout_s=timeout_s, metadata=metadata or {},
+            cache=cache, cache_ttl_s=cache_ttl_s, cache_sampled=cache_sampled,
+            timeout_s=timeout_s, metadata=metadata or {},
         )
         step = 0
 
@@ -169,7 +161,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         group_by: Literal["provider", "model", "route", "client", "day"] = "provider",
     ) -> CostReport:
         """Spend and token usage from the ledger, grouped, with budgets and alerts."""
-        return _state(ctx).ledger.report(period, group_by, config.budgets)
+        return _state(ctx).router.spend.ledger.report(period, group_by, config.budgets)
 
     @_tool(server, read_only)
     async def provider_health(

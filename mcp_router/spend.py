@@ -10,7 +10,7 @@ from decimal import Decimal
 from mcp_router.budgets import BudgetGuard, Reservation
 from mcp_router.errors import BudgetExceeded, ProviderProtocolError, ProviderTimeout
 from mcp_router.ledger import Ledger, LedgerRow
-from mcp_router.messages import ChatRequest, Completion, Usage
+from mcp_router.messages import ChatRequest, ChatResponse, Completion, Usage
 from mcp_router.money import exact_sum
 from mcp_router.prices import PriceBook
 
@@ -30,6 +30,14 @@ class Spend:
 
     def __init__(self, prices: PriceBook, ledger: Ledger, budgets: BudgetGuard) -> None:
         self.prices, self.ledger, self.budgets = prices, ledger, budgets
+
+    def record_hit(self, response: ChatResponse, saved: Decimal | None, *, trace_id: str,
+                   client: str, route: str | None, metadata: Mapping[str, str]) -> None:
+        """A cache hit costs nothing and is recorded with the cost it avoided."""
+        self.ledger.record(LedgerRow(
+            provider=response.provider, model=response.model, outcome="cache_hit",
+            trace_id=trace_id, client=client, route=route, cost_usd=Decimal(0),
+            saved_usd=saved, metadata=dict(metadata)))
 
     def gate(self, *, trace_id: str, client: str, route: str | None,
              metadata: Mapping[str, str]) -> CallGate:

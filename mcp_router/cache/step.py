@@ -1,0 +1,100 @@
+"""The router's cache step: look up, share in-flight calls, go upstream, store by policy.
+
+Modes (the call's `cache` argument):
+
+- `use` (default): a live entry is returned; otherwise identical concurrent calls share one
+  upstream call (single flight) and a storable answer is stored.
+- `refresh`: never reads; always asks upstream itself and overwrites the entry with a
+  storable answer. It does not join another call's flight, since it asked for a new answer.
+- `skip`: neither reads nor writes, and takes no part in single flight.
+
+A request the cache may not hold (cache disabled in config, or `temperature > 0`
+without opt-in) simply goes upstream: no lookup, no flight, no store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from mcp_router.cache.flight import SingleFlight
+from mcp_router.cache.store import CachedAnswer, ResponseCache
+from mcp_router.messages import CacheMode, ChatRequest, ChatResponse
+
+__all__ = ["CacheStep", "Fetch", "Served"]
+
+Fetch = Callable[[], Awaitable[tuple[ChatResponse, Decimal | None]]]
+"""Goes upstream (and settles the ledger): the response and what it cost, None if unpriced."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """One call's answer as the cache step hands it back.
+
+    `cached` is True for a stored hit and for a share of another caller's in-flight answer;
+    then `cost_usd` is 0, `age_s` is the answer's age, and `saved_usd` is what the original
+    call cost (None when its price was unknown). A fresh answer has `cached=False`, its own
+    `cost_usd`, `age_s=None` and `saved_usd=None`.
+    """
+
+    response: ChatResponse
+    cached: bool
+    cost_usd: Decimal | None
+    age_s: float | None = None
+    saved_usd: Decimal | None = None
+
+    @classmethod
+    def hit(cls, answer: CachedAnswer) -> Served:
+        """A cached answer: free now, saving what it cost when it was made."""
+        return cls(answer.response, cached=True, cost_usd=Decimal(0), age_s=answer.age_s,
+                   saved_usd=answer.cost_usd)
+
+    @classmethod
+    def fresh(cls, answer: CachedAnswer) -> Served:
+        """An answer this call paid for upstream."""
+        return cls(answer.response, cached=False, cost_usd=answer.cost_usd)
+
+
+class CacheStep:
+    """Puts a ResponseCache and single flight in front of an upstream call."""
+
+    def __init__(self, store: ResponseCache) -> None:
+        self.store = store
+        self._flight: SingleFlight[CachedAnswer] = SingleFlight()
+
+    async def answer(self, key: str, request: ChatRequest, mode: CacheMode, fetch: Fetch, *,
+                     call_opt_in: bool = False, ttl_s: float | None = None) -> Served:
+        """The answer to `request` (keyed `key`), from the cache, a shared flight or `fetch`.
+
+        `call_opt_in` lets a `temperature > 0` request use the cache; `ttl_s` overrides the
+        config's TTL for what this call stores.
+        """
+        if mode == "skip" or not self.store.may_cache(request, call_opt_in=call_opt_in):
+            return Served.fresh(await self._fetch(fetch))
+        if mode == "refresh":
+            return Served.fresh(await self._fetch_and_store(key, request, fetch,
+                                                            call_opt_in, ttl_s))
+        hit = self.store.get(key)
+        if hit is not None:
+            return Served.hit(hit)
+        # No await between the miss above and joining the flight: in one event loop, a
+        # leader's store always lands before its flight ends, so no caller slips between.
+        answer, shared = await self._flight.run(
+            key, lambda: self._fetch_and_store(key, request, fetch, call_opt_in, ttl_s),
+            share=lambda a: self.store.should_store(request, a.response,
+                                                    call_opt_in=call_opt_in))
+        if not shared:
+            return Served.fresh(answer)
+        return Served.hit(answer.seen_at(self.store.clock.wall()))
+
+    async def _fetch(self, fetch: Fetch) -> CachedAnswer:
+        response, cost = await fetch()
+        return CachedAnswer(response, stored_at=self.store.clock.wall(), cost_usd=cost)
+
+    async def _fetch_and_store(self, key: str, request: ChatRequest, fetch: Fetch,
+                               call_opt_in: bool, ttl_s: float | None) -> CachedAnswer:
+        answer = await self._fetch(fetch)
+        if self.store.should_store(request, answer.response, call_opt_in=call_opt_in):
+            self.store.put(key, answer, ttl_s)
+        return answer

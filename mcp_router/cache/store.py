@@ -1,0 +1,182 @@
+"""The on-disk answer store: diskcache under `$MCP_ROUTER_HOME`, size-capped, TTL on our clock.
+
+This is the only module that imports diskcache. Values are JSON text, never pickles, so a
+damaged or planted cache file can at worst fail to parse. Expiry is decided by the injected
+clock's `wall()`; diskcache's own `expire` is only a backstop that lets culling reclaim space.
+
+A cache problem never breaks a call: a directory that cannot be opened, a damaged database,
+a locked or unwritable file or an unparsable entry turns that one operation into a miss or a
+no-op, and the first such problem is logged once (per store) to the `mcp_router.cache`
+logger. Calls are synchronous on the event loop: measured on one small answer, a lookup
+takes ~30 µs (a miss ~10 µs), no more than a hop to a worker thread would cost, and a store
+~0.2 ms, which only follows an upstream call that took far longer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import diskcache
+from diskcache.core import MODE_RAW, MODE_TEXT
+from pydantic import BaseModel, ConfigDict
+
+from mcp_router.cache import policy
+from mcp_router.clock import Clock
+from mcp_router.config import CacheConfig
+from mcp_router.messages import ChatRequest, ChatResponse
+
+__all__ = ["CACHE_DIR", "CachedAnswer", "DamagedEntry", "ResponseCache"]
+
+CACHE_DIR = "cache"
+log = logging.getLogger("mcp_router.cache")
+
+# Another process holding the write lock must not stall the event loop: give up quickly
+# and let the call go upstream (diskcache's default would wait 60 s).
+_LOCK_TIMEOUT_S = 0.1
+_STORE_FAULTS = (sqlite3.Error, OSError, diskcache.Timeout)
+# ValueError covers bad JSON, failed validation, bad UTF-8 in a value file and DamagedEntry.
+_READ_FAULTS = (*_STORE_FAULTS, ValueError)
+
+
+class DamagedEntry(ValueError):
+    """A cache row that is not JSON text (for instance a pickle): refused, never unpickled."""
+
+
+class _TextDisk(diskcache.Disk):  # type: ignore[misc]
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode not in (MODE_RAW, MODE_TEXT):
+            raise DamagedEntry(f"cache row in storage mode {mode}, expected text")
+        return super().fetch(mode, filename, value, read)
+
+
+class _Entry(BaseModel):
+    """What one cache row holds, as JSON text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = 1
+    response: ChatResponse
+    stored_at: float
+    expires_at: float
+    cost_usd: Decimal | None  # a JSON string: exact, never a float
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A stored answer: who gave it (in `response`), when, what it cost, and its age at lookup.
+
+    `cost_usd` is what the original upstream call cost (None when its price was unknown);
+    a hit costs nothing, so this is the amount the hit saved.
+    """
+
+    response: ChatResponse
+    stored_at: float
+    cost_usd: Decimal | None
+    age_s: float = 0.0
+
+    def seen_at(self, now: float) -> CachedAnswer:
+        """This answer with its age at wall time `now` (never below zero: clocks step back)."""
+        return replace(self, age_s=max(0.0, now - self.stored_at))
+
+
+class ResponseCache:
+    """Answers by key in a size-capped diskcache directory; every failure is a miss or no-op."""
+
+    def __init__(self, directory: Path, config: CacheConfig, clock: Clock) -> None:
+        self.directory, self.config, self.clock = Path(directory), config, clock
+        self._warned = False
+        self._disk: diskcache.Cache | None = self._open() if config.enabled else None
+
+    @classmethod
+    def in_home(cls, home: Path, config: CacheConfig, clock: Clock) -> ResponseCache:
+        """The store in its usual place: `<home>/cache`, home being `$MCP_ROUTER_HOME`."""
+        return cls(Path(home) / CACHE_DIR, config, clock)
+
+    def get(self, key: str) -> CachedAnswer | None:
+        """The live answer under `key`, with its age; None if absent, expired or unreadable."""
+        if self._disk is None:
+            return None
+        try:
+            text = self._disk.get(key)
+            entry = None if text is None else _Entry.model_validate_json(text)
+        except _READ_FAULTS as exc:
+            self._fault("read", exc)
+            self._discard(key, exc)
+            return None
+        now = self.clock.wall()
+        if entry is None or now >= entry.expires_at:
+            return None
+        return CachedAnswer(entry.response, entry.stored_at, entry.cost_usd).seen_at(now)
+
+    def put(self, key: str, answer: CachedAnswer, ttl_s: float | None = None) -> None:
+        """Store `answer` under `key` for `ttl_s` seconds (default: the config's `ttl_s`)."""
+        ttl = self.config.ttl_s if ttl_s is None else ttl_s
+        if self._disk is None or ttl <= 0:
+            return
+        entry = _Entry(response=answer.response, stored_at=answer.stored_at,
+                       expires_at=answer.stored_at + ttl, cost_usd=answer.cost_usd)
+        try:
+            self._disk.set(key, entry.model_dump_json(), expire=ttl)
+        except _STORE_FAULTS as exc:
+            self._fault("write", exc)
+
+    def may_cache(self, request: ChatRequest, *, call_opt_in: bool = False) -> bool:
+        """Whether answers to `request` may be cached at all: enabled, and the temperature rule.
+
+        A broken directory still says yes: lookups then miss and stores do nothing, but
+        identical in-flight calls are still shared.
+        """
+        sampled_ok = self._sampled(call_opt_in)
+        return self.config.enabled and policy.may_cache(request, sampled_ok=sampled_ok)
+
+    def should_store(self, request: ChatRequest, response: ChatResponse, *,
+                     call_opt_in: bool = False) -> bool:
+        """The policy of `mcp_router.cache.policy`, with the config's and the call's opt-in."""
+        return policy.should_store(request, response, sampled_ok=self._sampled(call_opt_in))
+
+    def close(self) -> None:
+        """Close the database; later calls are misses and no-ops."""
+        disk, self._disk = self._disk, None
+        if disk is not None:
+            disk.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _sampled(self, call_opt_in: bool) -> bool:
+        return call_opt_in or self.config.sampled
+
+    def _open(self) -> diskcache.Cache | None:
+        try:
+            return diskcache.Cache(
+                str(self.directory), timeout=_LOCK_TIMEOUT_S, disk=_TextDisk,
+                size_limit=self.config.max_size_mb * 2**20,
+                eviction_policy="least-recently-stored",
+            )
+        except _STORE_FAULTS as exc:
+            self._fault("open", exc)
+            return None
+
+    def _discard(self, key: str, cause: Exception) -> None:
+        # an entry that does not parse would fail the same way on every lookup: drop it
+        if self._disk is None or not isinstance(cause, ValueError):
+            return
+        try:
+            self._disk.delete(key)
+        except _STORE_FAULTS as exc:
+            self._fault("delete", exc)
+
+    def _fault(self, operation: str, exc: Exception) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        log.warning("response cache at %s: %s failed (%s: %s); calls carry on without the "
+                    "cache where it fails (logged once, later cache problems are not)",
+                    self.directory, operation, type(exc).__name__, exc)

@@ -1,0 +1,38 @@
+"""Builds a Router and the resources it owns (adapters, ledger, cache) from a config."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from mcp_router.budgets import BudgetGuard
+from mcp_router.cache import CacheStep, ResponseCache
+from mcp_router.clock import Clock
+from mcp_router.config import Config
+from mcp_router.health import HealthBook
+from mcp_router.ledger import Ledger
+from mcp_router.prices import PriceBook
+from mcp_router.providers import make_provider
+from mcp_router.router import Router
+from mcp_router.routing.build import TreeBuilder
+from mcp_router.spend import Spend
+
+
+@contextmanager
+def open_router(config: Config, *, http: httpx.AsyncClient, env: Mapping[str, str],
+                home: Path, clock: Clock, rng: random.Random | None = None) -> Iterator[Router]:
+    """A Router whose ledger and cache live under `home`; they are closed on exit."""
+    adapters = {name: make_provider(name, cfg, http, env)
+                for name, cfg in config.providers.items()}
+    home.mkdir(parents=True, exist_ok=True)
+    with Ledger.in_home(home, clock) as ledger, \
+            ResponseCache.in_home(home, config.cache, clock) as store:
+        spend = Spend(PriceBook.bundled(config.prices), ledger,
+                      BudgetGuard(config.budgets, ledger, clock))
+        yield Router(config, adapters, clock=clock,
+                     builder=TreeBuilder(config, adapters, clock, rng or random.Random()),
+                     health=HealthBook(clock), spend=spend, cache=CacheStep(store))

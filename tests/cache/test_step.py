@@ -1,0 +1,200 @@
+"""The cache step: modes use/refresh/skip, hits marked cached and free, only good answers kept."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mcp_router.cache import CacheStep, ResponseCache, Served, cache_key
+from mcp_router.config import CacheConfig
+from mcp_router.messages import CacheMode, ChatRequest, ChatResponse
+from tests.cache.support import FakeWallClock, request, response
+
+pytestmark = [pytest.mark.virtual_time, pytest.mark.anyio]
+
+COST = Decimal("0.0042")
+
+
+class Upstream:
+    """A fetch that answers "answer <n>" on its n-th call, after `seconds` of virtual time."""
+
+    def __init__(self, seconds: float = 0.0, finish_reason: str | None = "stop",
+                 error: Exception | None = None) -> None:
+        self.seconds, self.finish_reason, self.error = seconds, finish_reason, error
+        self.calls = 0
+
+    async def __call__(self) -> tuple[ChatResponse, Decimal | None]:
+        self.calls += 1
+        call = self.calls
+        await anyio.sleep(self.seconds)
+        if self.error is not None:
+            raise self.error
+        return response(f"answer {call}", finish_reason=self.finish_reason,
+                        provider="together", model="meta-llama/Llama-3-70b"), COST
+
+
+@pytest.fixture
+def step(store: ResponseCache) -> CacheStep:
+    return CacheStep(store)
+
+
+def _key(req: ChatRequest, tenant: str = "a") -> str:
+    return cache_key(req, "route:default", tenant)
+
+
+async def _ask(step: CacheStep, upstream: Upstream, mode: CacheMode = "use",
+               req: ChatRequest | None = None, *, call_opt_in: bool = False,
+               ttl_s: float | None = None) -> Served:
+    req = req or request()
+    return await step.answer(_key(req), req, mode, upstream, call_opt_in=call_opt_in,
+                             ttl_s=ttl_s)
+
+
+def _content(served: Served) -> str:
+    return served.response.completion.content
+
+
+async def test_a_miss_goes_upstream_and_a_repeat_is_a_free_cached_hit(
+        step: CacheStep, clock: FakeWallClock) -> None:
+    upstream = Upstream()
+    first = await _ask(step, upstream)
+    clock.advance(90)
+    second = await _ask(step, upstream)
+    assert first == Served(first.response, cached=False, cost_usd=COST)
+    assert second == Served(first.response, cached=True, cost_usd=Decimal(0), age_s=90,
+                            saved_usd=COST)
+    assert upstream.calls == 1
+
+
+async def test_a_hit_reports_who_actually_answered(step: CacheStep) -> None:
+    upstream = Upstream()
+    await _ask(step, upstream)
+    hit = await _ask(step, upstream)
+    assert (hit.response.provider, hit.response.model) == ("together", "meta-llama/Llama-3-70b")
+
+
+async def test_refresh_asks_again_and_overwrites(step: CacheStep) -> None:
+    upstream = Upstream()
+    await _ask(step, upstream)
+    refreshed = await _ask(step, upstream, "refresh")
+    after = await _ask(step, upstream)
+    assert not refreshed.cached and _content(refreshed) == "answer 2"
+    assert after.cached and _content(after) == "answer 2"
+    assert upstream.calls == 2
+
+
+async def test_skip_neither_reads_nor_writes(step: CacheStep) -> None:
+    upstream = Upstream()
+    await _ask(step, upstream)
+    skipped = await _ask(step, upstream, "skip")
+    after = await _ask(step, upstream)
+    assert not skipped.cached and _content(skipped) == "answer 2"
+    assert after.cached and _content(after) == "answer 1"
+
+
+async def test_skip_on_an_empty_cache_stores_nothing(step: CacheStep) -> None:
+    upstream = Upstream()
+    await _ask(step, upstream, "skip")
+    assert not (await _ask(step, upstream)).cached
+
+
+async def test_a_sampled_request_always_goes_upstream_without_opt_in(step: CacheStep) -> None:
+    upstream, req = Upstream(), request(temperature=0.8)
+    results = [await _ask(step, upstream, req=req) for _ in range(2)]
+    assert [r.cached for r in results] == [False, False] and upstream.calls == 2
+
+
+async def test_a_sampled_request_is_cached_when_the_call_opts_in(step: CacheStep) -> None:
+    upstream, req = Upstream(), request(temperature=0.8)
+    results = [await _ask(step, upstream, req=req, call_opt_in=True) for _ in range(2)]
+    assert [r.cached for r in results] == [False, True] and upstream.calls == 1
+
+
+@pytest.mark.parametrize("finish_reason", [None, "content_filter"])
+async def test_an_incomplete_answer_is_returned_but_not_kept(step: CacheStep,
+                                                             finish_reason: str | None) -> None:
+    upstream = Upstream(finish_reason=finish_reason)
+    results = [await _ask(step, upstream) for _ in range(2)]
+    assert [r.cached for r in results] == [False, False] and upstream.calls == 2
+
+
+async def test_an_upstream_error_is_raised_and_nothing_is_kept(step: CacheStep) -> None:
+    failing = Upstream(error=RuntimeError("all targets failed"))
+    with pytest.raises(RuntimeError, match="all targets failed"):
+        await _ask(step, failing)
+    assert not (await _ask(step, Upstream())).cached
+
+
+async def test_an_answer_cut_off_by_the_deadline_is_not_kept(step: CacheStep) -> None:
+    with anyio.move_on_after(1):
+        await _ask(step, Upstream(seconds=5))
+    assert not (await _ask(step, Upstream())).cached
+
+
+async def test_a_per_call_ttl_applies_to_what_the_call_stores(
+        step: CacheStep, clock: FakeWallClock) -> None:
+    upstream = Upstream()
+    await _ask(step, upstream, ttl_s=10)
+    clock.advance(11)
+    assert not (await _ask(step, upstream)).cached
+
+
+async def test_tenants_never_see_each_others_answers(step: CacheStep) -> None:
+    upstream, req = Upstream(), request()
+    await step.answer(_key(req, "a"), req, "use", upstream)
+    other = await step.answer(_key(req, "b"), req, "use", upstream)
+    assert not other.cached and upstream.calls == 2
+
+
+async def test_concurrent_identical_calls_share_one_upstream_call_as_cached(
+        step: CacheStep) -> None:
+    upstream, results = Upstream(seconds=2), []
+
+    async def one() -> None:
+        results.append(await _ask(step, upstream))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(one)
+    assert upstream.calls == 1
+    assert sorted(r.cached for r in results) == [False] + [True] * 19
+    shared = [r for r in results if r.cached]
+    assert {(r.cost_usd, r.saved_usd, _content(r)) for r in shared} == {
+        (Decimal(0), COST, "answer 1")}
+
+
+async def test_concurrent_calls_do_not_share_an_answer_that_is_not_kept(
+        step: CacheStep) -> None:
+    upstream = Upstream(seconds=2, finish_reason=None)
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(_ask, step, upstream)
+    assert upstream.calls == 3
+
+
+async def test_a_broken_cache_directory_still_answers_and_still_shares_flights(
+        tmp_path: Path, clock: FakeWallClock) -> None:
+    (tmp_path / "file").write_text("")
+    with ResponseCache(tmp_path / "file", CacheConfig(), clock) as broken:
+        step, upstream, results = CacheStep(broken), Upstream(seconds=1), []
+
+        async def one() -> None:
+            results.append(await _ask(step, upstream))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(one)
+        later = await _ask(step, upstream)
+    assert upstream.calls == 2 and sorted(r.cached for r in results) == [False] + [True] * 4
+    assert not later.cached
+
+
+async def test_a_disabled_cache_always_goes_upstream(tmp_path: Path,
+                                                     clock: FakeWallClock) -> None:
+    with ResponseCache(tmp_path, CacheConfig(enabled=False), clock) as off:
+        step, upstream = CacheStep(off), Upstream()
+        results = [await _ask(step, upstream) for _ in range(2)]
+    assert [r.cached for r in results] == [False, False] and upstream.calls == 2

@@ -1,0 +1,127 @@
+"""The response cache as a host sees it: hits, savings, single flight, tenants, modes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.types import Implementation
+
+from mcp_router.config import parse_config
+from mcp_router.server import create_server
+
+pytestmark = pytest.mark.anyio
+
+CONFIG = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat}}]
+  slow:
+    targets: [{{provider: deepseek, model: deepseek-chat+slow-300}}]
+  cut:
+    targets: [{{provider: deepseek, model: deepseek-chat+cut}}]
+retry: {{attempts: 1}}
+"""
+
+
+@pytest.fixture
+def server(sim: Any, tmp_path: Path) -> Any:
+    return create_server(parse_config(CONFIG.format(url=sim.url), env={}), home=tmp_path, env={})
+
+
+@asynccontextmanager
+async def connect(server: Any, name: str = "host-a") -> AsyncIterator[Client]:
+    async with Client(server, client_info=Implementation(name=name, version="1")) as client:
+        yield client
+
+
+async def ask(client: Client, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool("chat_completion", {"prompt": "same question", **arguments})
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def test_a_repeated_call_is_a_free_hit_and_the_saving_is_reported(server: Any, sim: Any):
+    async with connect(server) as client:
+        first = await ask(client)
+        second = await ask(client)
+        report = (await client.call_tool("cost_report", {})).structured_content
+    assert (first["cached"], second["cached"]) == (False, True)
+    assert second["cost_usd"] == 0 and second["cache_age_s"] >= 0
+    assert second["content"] == first["content"]
+    assert (second["provider"], second["model"]) == ("deepseek", "deepseek-chat")
+    assert sim.state.hits["deepseek-chat"] == 1
+    assert report is not None
+    assert Decimal(str(report["rows"][0]["saved_usd"])) == Decimal(str(first["cost_usd"]))
+    assert report["rows"][0]["cache_hits"] == 1
+
+
+async def test_twenty_concurrent_identical_calls_make_one_upstream_call(server: Any, sim: Any):
+    results: list[dict[str, Any]] = []
+    async with connect(server) as client:
+        async def one() -> None:
+            results.append(await ask(client, route="slow"))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(one)
+    assert sim.state.hits["deepseek-chat+slow-300"] == 1
+    assert sorted(r["cached"] for r in results) == [False] + [True] * 19
+    assert len({r["content"] for r in results}) == 1
+
+
+async def test_another_client_never_gets_this_clients_answer(server: Any, sim: Any):
+    async with connect(server, "host-a") as a:
+        await ask(a)
+    async with connect(server, "host-b") as b:
+        other = await ask(b)
+    assert other["cached"] is False
+    assert sim.state.hits["deepseek-chat"] == 2
+
+
+async def test_refresh_asks_again_and_skip_neither_reads_nor_writes(server: Any, sim: Any):
+    async with connect(server) as client:
+        await ask(client)
+        refreshed = await ask(client, cache="refresh")
+        skipped = await ask(client, cache="skip", max_tokens=7)
+        after_skip = await ask(client, max_tokens=7)
+    assert refreshed["cached"] is False and skipped["cached"] is False
+    assert after_skip["cached"] is False
+    assert sim.state.hits["deepseek-chat"] == 4
+
+
+async def test_fields_that_change_the_answer_change_the_key(server: Any, sim: Any):
+    async with connect(server) as client:
+        await ask(client)
+        assert (await ask(client, max_tokens=9))["cached"] is False
+        assert (await ask(client, stop=["\n"]))["cached"] is False
+        assert (await ask(client, top_p=0.5))["cached"] is False
+        assert (await ask(client, messages=[{"role": "system", "content": "terse"},
+                                            {"role": "user", "content": "same question"}],
+                          prompt=None))["cached"] is False
+    assert sim.state.hits["deepseek-chat"] == 5
+
+
+async def test_sampled_answers_are_cached_only_on_opt_in(server: Any, sim: Any):
+    async with connect(server) as client:
+        await ask(client, temperature=0.7)
+        assert (await ask(client, temperature=0.7))["cached"] is False
+        await ask(client, temperature=0.9, cache_sampled=True)
+        assert (await ask(client, temperature=0.9, cache_sampled=True))["cached"] is True
+
+
+async def test_a_cut_stream_is_never_cached(server: Any, sim: Any):
+    async with connect(server) as client:
+        for _ in range(2):
+            result = await client.call_tool("chat_completion", {"prompt": "q", "route": "cut"})
+            assert result.is_error
+    assert sim.state.hits["deepseek-chat+cut"] == 2
