@@ -87,6 +87,10 @@ class CacheConfig(_Model):
     sampled: bool = False  # also cache answers to temperature > 0 requests
 
 
+class HealthConfig(_Model):
+    probe_interval_s: float = Field(default=0, ge=0)  # 0: probe only on demand
+
+
 class CustomPattern(_Model):
     name: str
     pattern: str
@@ -132,6 +136,7 @@ class Config(_Model):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
 

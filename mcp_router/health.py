@@ -1,25 +1,65 @@
-"""Passive health figures per provider and per target, over a sliding window of recent attempts."""
+"""Passive health figures per provider and per target, over a sliding window of attempts."""
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mcp_router.clock import Clock
 from mcp_router.messages import Attempt
 
 State = Literal["healthy", "degraded", "open", "unconfigured", "unknown"]
-WINDOW = 200
+WINDOW_S = 900.0
+MAX_SAMPLES = 2000
 DEGRADED_BELOW = 0.9
+# The request was wrong, not the upstream: such a call is counted, but neither way.
+CALLERS_FAULT = frozenset({400, 422})
+PROBE_REFUSED = frozenset({401, 403})
+_OPEN_CIRCUITS = frozenset({"open", "misconfigured", "missing"})
+
+
+class ProbeResult(BaseModel):
+    """What one probe of a provider's list-models endpoint found."""
+
+    provider: str
+    ok: bool
+    at: str
+    latency_ms: float
+    status: int | None = None
+    error: str | None = None
+
+
+class TargetHealth(BaseModel):
+    """One "provider/model" target's figures and circuit."""
+
+    target: str
+    state: State
+    circuit: str
+    requests: int
+    success_rate: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    ttfb_p50_ms: float | None
+    consecutive_failures: int
+    last_error: str | None
+    last_error_at: str | None
+    open_until: str | None
+    reason: str | None
 
 
 class ProviderHealth(BaseModel):
-    """One provider's figures as `provider_health` reports them."""
+    """One provider's figures as `provider_health` reports them, with its targets.
+
+    `requests` and the rates cover the last WINDOW_S seconds; `open_until` is when the
+    provider's soonest open target reopens (null when none is, or when it is misconfigured,
+    which lasts until the config changes or a probe succeeds: `reason` says which).
+    """
 
     name: str
     state: State
@@ -30,75 +70,178 @@ class ProviderHealth(BaseModel):
     last_error: str | None
     last_error_at: str | None
     open_until: str | None = None
+    ttfb_p50_ms: float | None = None
+    consecutive_failures: int = 0
+    reason: str | None = None
+    last_probe: ProbeResult | None = None
+    targets: list[TargetHealth] = Field(default_factory=list)
+
+
+class CircuitView(Protocol):
+    """What health reads of one target's circuit (`routing.circuits.Circuit` is one)."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def reopens_at(self) -> float | None: ...
+    @property
+    def open_until(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+class Circuits(Protocol):
+    """The circuit board as health sees it (`routing.circuits.BreakerBoard` is one)."""
+
+    def keys(self, provider: str) -> list[str]: ...
+    def circuit(self, key: str) -> CircuitView: ...
+    def probe_succeeded(self, provider: str) -> None: ...
+    def probe_refused(self, provider: str, why: str) -> None: ...
 
 
 @dataclass(frozen=True)
 class _Sample:
-    ok: bool
+    at: float
+    ok: bool | None  # None: the caller's fault, counted as a request only
     latency_ms: float
+    ttfb_ms: float | None
 
 
+@dataclass
 class _Window:
-    """The last WINDOW outcomes of one provider, plus its last error."""
+    """Recent outcomes of one provider or target, its failure streak and its last error."""
 
-    def __init__(self) -> None:
-        self.samples: deque[_Sample] = deque(maxlen=WINDOW)
-        self.total = 0
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None
+    samples: deque[_Sample] = field(default_factory=lambda: deque(maxlen=MAX_SAMPLES))
+    consecutive: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
 
-    def add(self, attempt: Attempt, wall: float) -> None:
-        ok = attempt.outcome == "ok"
-        self.samples.append(_Sample(ok, attempt.latency_ms))
-        self.total += 1
-        if not ok:
+    def add(self, attempt: Attempt, now: float, wall: float) -> None:
+        ok = None if attempt.status in CALLERS_FAULT else attempt.outcome == "ok"
+        self.samples.append(_Sample(now, ok, attempt.latency_ms, attempt.ttfb_ms))
+        if ok is not None:
+            self.consecutive = 0 if ok else self.consecutive + 1
+        if attempt.outcome == "error":
             self.last_error, self.last_error_at = attempt.error, wall
+
+    def figures(self, since: float) -> dict[str, Any]:
+        while self.samples and self.samples[0].at < since:
+            self.samples.popleft()
+        judged = [s.ok for s in self.samples if s.ok is not None]
+        answered = [s for s in self.samples if s.ok]
+        latencies = sorted(s.latency_ms for s in answered)
+        ttfbs = sorted(s.ttfb_ms for s in answered if s.ttfb_ms is not None)
+        return {"requests": len(self.samples),
+                "success_rate": round(sum(judged) / len(judged), 4) if judged else None,
+                "p50_ms": percentile(latencies, 0.50), "p95_ms": percentile(latencies, 0.95),
+                "ttfb_p50_ms": percentile(ttfbs, 0.50), "consecutive_failures": self.consecutive,
+                "last_error": self.last_error, "last_error_at": iso(self.last_error_at)}
 
 
 class HealthBook:
-    """Records every attempt that reached (or tried to reach) an upstream."""
+    """Passive figures from every attempt that reached an upstream, plus the last probes.
 
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
+    `circuits` (the router's BreakerBoard) adds each target's circuit to the report.
+    """
+
+    def __init__(self, clock: Clock, circuits: Circuits | None = None, *,
+                 window_s: float = WINDOW_S) -> None:
+        self._clock, self._circuits, self._window_s = clock, circuits, window_s
         self._providers: dict[str, _Window] = {}
+        self._targets: dict[str, _Window] = {}
+        self._probes: dict[str, ProbeResult] = {}
 
     def record(self, attempts: Iterable[Attempt]) -> None:
-        wall = self._clock.wall()
+        """Count a call's attempts; skips are left out, as nothing was asked."""
+        now, wall = self._clock.now(), self._clock.wall()
         for attempt in attempts:
-            if attempt.outcome != "skipped":
-                self._providers.setdefault(attempt.provider, _Window()).add(attempt, wall)
+            if attempt.outcome == "skipped":
+                continue
+            self._providers.setdefault(attempt.provider, _Window()).add(attempt, now, wall)
+            key = f"{attempt.provider}/{attempt.model}"
+            self._targets.setdefault(key, _Window()).add(attempt, now, wall)
+
+    def record_probe(self, result: ProbeResult) -> None:
+        """Keep the provider's last probe; a failed one is also its last error."""
+        self._probes[result.provider] = result
+        if not result.ok:
+            window = self._providers.setdefault(result.provider, _Window())
+            window.last_error = f"probe: {result.error}"
+            window.last_error_at = self._clock.wall()
 
     def report(self, name: str, configured: bool) -> ProviderHealth:
-        window = self._providers.get(name)
-        samples = list(window.samples) if window else []
-        latencies = sorted(s.latency_ms for s in samples if s.ok)
-        rate = sum(s.ok for s in samples) / len(samples) if samples else None
-        return ProviderHealth(
-            name=name,
-            state=_state(configured, rate),
-            success_rate=None if rate is None else round(rate, 4),
-            requests=window.total if window else 0,
-            p50_ms=_percentile(latencies, 0.50),
-            p95_ms=_percentile(latencies, 0.95),
-            last_error=window.last_error if window else None,
-            last_error_at=_iso(window.last_error_at) if window else None,
-        )
+        """Provider `name`'s figures, state and circuits; `configured` is whether its key is set."""
+        since = self._clock.now() - self._window_s
+        figures = self._providers.get(name, _Window()).figures(since)
+        targets = [self._target(key, since) for key in self._keys(name)]
+        probe = self._probes.get(name)
+        state, open_until, reason = _provider_state(configured, figures["success_rate"],
+                                                    targets, probe)
+        return ProviderHealth(name=name, state=state, open_until=open_until, reason=reason,
+                              last_probe=probe, targets=targets, **figures)
+
+    def _keys(self, provider: str) -> list[str]:
+        keys = [k for k in self._targets if k.partition("/")[0] == provider]
+        known = self._circuits.keys(provider) if self._circuits else []
+        return list(dict.fromkeys([*known, *keys]))
+
+    def _target(self, key: str, since: float) -> TargetHealth:
+        figures = self._targets.get(key, _Window()).figures(since)
+        circuit = self._circuits.circuit(key) if self._circuits else None
+        name = circuit.state if circuit else "closed"
+        if name in _OPEN_CIRCUITS:
+            state: State = "open"
+        elif name == "unconfigured":
+            state = "unconfigured"
+        else:
+            state = "degraded" if name == "half_open" else _by_rate(figures["success_rate"])
+        return TargetHealth(target=key, state=state, circuit=name,
+                            open_until=circuit.open_until if circuit else None,
+                            reason=circuit.reason if circuit else None, **figures)
 
 
-def _state(configured: bool, rate: float | None) -> State:
+def _provider_state(configured: bool, rate: float | None, targets: list[TargetHealth],
+                    probe: ProbeResult | None) -> tuple[State, str | None, str | None]:
+    """The provider's state, when its soonest open target reopens, and why it is not healthy.
+
+    Open when every known target is open or marked (a probe refused for the key marks them
+    all); degraded when some are, or are half-open; otherwise judged by the success rate,
+    or before any call by the last probe.
+    """
     if not configured:
-        return "unconfigured"
+        return "unconfigured", None, "no API key configured"
+    shut = [t for t in targets if t.state == "open"]
+    if shut:
+        # Same-format ISO times sort by time; a mark (no reopen time) sorts last.
+        first = min(shut, key=lambda t: t.open_until or "~")
+        state: State = "open" if len(shut) == len(targets) else "degraded"
+        return state, first.open_until, f"{first.target}: {first.reason}"
+    trying = [t for t in targets if t.circuit == "half_open"]
+    if trying:
+        return "degraded", None, f"{trying[0].target}: circuit half-open"
+    if rate is None and probe is not None and not probe.ok:
+        return ("open" if probe.status in PROBE_REFUSED else "degraded"), None, probe.error
+    if rate is None and probe is not None:
+        return "healthy", None, None
+    return _by_rate(rate), None, None
+
+
+def _by_rate(rate: float | None) -> State:
     if rate is None:
         return "unknown"
     return "healthy" if rate >= DEGRADED_BELOW else "degraded"
 
 
-def _percentile(sorted_values: list[float], q: float) -> float | None:
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """The nearest-rank `q` percentile of ascending values (the smallest covering q of them)."""
     if not sorted_values:
         return None
-    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values) + 0.5) - 1))
-    return round(sorted_values[index], 2)
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return round(sorted_values[rank - 1], 2)
 
 
-def _iso(epoch: float | None) -> str | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
+def iso(epoch: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC to the second, `Z`-suffixed like the circuit board's."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

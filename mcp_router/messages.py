@@ -163,6 +163,9 @@ class Adapter(Protocol):
     async def send(self, request: ChatRequest, model: str,
                    on_text: TextFn | None = None) -> Completion: ...
 
+    async def probe(self) -> None:
+        """Ask a metadata endpoint (list models); never spends tokens."""
+
 
 CacheMode = Literal["use", "refresh", "skip"]
 

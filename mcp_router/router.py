@@ -33,6 +33,7 @@ from mcp_router.messages import (
     ProgressFn,
     _no_progress,
 )
+from mcp_router.probes import Prober
 from mcp_router.routing.build import TreeBuilder
 from mcp_router.spend import CallGate, Spend
 
@@ -45,9 +46,10 @@ class Router:
 
     def __init__(self, config: Config, adapters: Mapping[str, Adapter], *, clock: Clock,
                  builder: TreeBuilder, health: HealthBook, spend: Spend,
-                 cache: CacheStep) -> None:
+                 cache: CacheStep, prober: Prober) -> None:
         self.config, self.adapters, self.clock = config, adapters, clock
         self.builder, self.health, self.spend, self.cache = builder, health, spend, cache
+        self.prober = prober
         self._policy = _fingerprint(config)
 
     async def complete(self, call: ChatCall, *, client: str = "local",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import anyio
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -54,7 +55,12 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
         timeout = httpx.Timeout(config.timeouts.request_s, connect=config.timeouts.connect_s)
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
             with open_router(config, http=http, env=env, home=home, clock=clock) as router:
-                yield AppState(router=router)
+                async with anyio.create_task_group() as probes:
+                    if config.health.probe_interval_s > 0:
+                        probes.start_soon(router.prober.run_every,
+                                          config.health.probe_interval_s)
+                    yield AppState(router=router)
+                    probes.cancel_scope.cancel()
 
     server: MCPServer[AppState] = MCPServer("mcp-router", version=__version__,
                                             instructions=INSTRUCTIONS, lifespan=lifespan)
@@ -82,6 +88,13 @@ def _tool(server: MCPServer[AppState], annotations: ToolAnnotations) -> Callable
         return fn
 
     return register
+
+
+async def _probe(router: Router, provider: str | None) -> None:
+    if provider is None:
+        await router.prober.probe_all()
+    elif provider in router.adapters:
+        await router.prober.probe(provider)
 
 
 def _add_tools(server: MCPServer[AppState], config: Config) -> None:
@@ -167,9 +180,19 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
     async def provider_health(
         ctx: Context,
         provider: Annotated[str | None, Field(description="One provider; default: all")] = None,
+        probe: Annotated[bool, Field(
+            description="First ask each provider's list-models endpoint (spends no tokens)")
+        ] = False,
     ) -> HealthReport:
-        """Success rate, latency and last error per provider, from the calls made so far."""
+        """Circuit state, success rate, latency and last error per provider.
+
+        Figures come from the calls made so far; `probe: true` first checks each provider's
+        metadata endpoint, which never sends a completion.
+        """
+        router = _state(ctx).router
         try:
-            return describe_health(_state(ctx).router, provider)
+            if probe:
+                await _probe(router, provider)
+            return describe_health(router, provider)
         except RouterError as exc:
             raise ToolError(str(exc)) from exc

@@ -57,6 +57,7 @@ class SimState:
         self.hits: Counter[str] = Counter()
         self.format_hits: Counter[str] = Counter()
         self.disconnects: Counter[str] = Counter()
+        self.metadata_hits: Counter[str] = Counter()  # list-models calls, by wire format
         self._requests: deque[Json] = deque(maxlen=keep)
         self.latency_ms = latency_ms
         self._serial = 0
@@ -76,6 +77,11 @@ class SimState:
             self._serial += 1
             return self.hits[model], self._serial
 
+    def count_metadata(self, wire: str) -> None:
+        """Count one list-models call (what health probes ask; it spends nothing)."""
+        with self._lock:
+            self.metadata_hits[wire] += 1
+
     def count_disconnect(self, model: str) -> None:
         """Note a client that left before its answer was complete."""
         with self._lock:
@@ -84,7 +90,7 @@ class SimState:
     def reset(self) -> None:
         """Forget every counter and recorded request; `latency_ms` is a setting and stays."""
         with self._lock:
-            for counter in (self.hits, self.format_hits, self.disconnects):
+            for counter in (self.hits, self.format_hits, self.disconnects, self.metadata_hits):
                 counter.clear()
             self._requests.clear()
 
@@ -92,7 +98,8 @@ class SimState:
         """A JSON-ready snapshot of the counters."""
         with self._lock:
             return {"hits": dict(self.hits), "format_hits": dict(self.format_hits),
-                    "disconnects": dict(self.disconnects), "latency_ms": self.latency_ms}
+                    "disconnects": dict(self.disconnects),
+                    "metadata_hits": dict(self.metadata_hits), "latency_ms": self.latency_ms}
 
 
 class _FrameResponse(StreamingResponse):
@@ -252,10 +259,12 @@ async def _gemini_call(request: Request) -> Response:
 async def _v1_models(request: Request) -> Response:
     # Anthropic and OpenAI share this path; only Anthropic clients send anthropic-version.
     wire: Wire = ANTHROPIC if "anthropic-version" in request.headers else OPENAI
+    request.app.state.sim.count_metadata(wire.name)
     return JSONResponse(wire.models())
 
 
 async def _gemini_models(request: Request) -> Response:
+    request.app.state.sim.count_metadata(GEMINI.name)
     return JSONResponse(GEMINI.models())
 
 

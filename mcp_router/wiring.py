@@ -16,9 +16,11 @@ from mcp_router.config import Config
 from mcp_router.health import HealthBook
 from mcp_router.ledger import Ledger
 from mcp_router.prices import PriceBook
+from mcp_router.probes import Prober
 from mcp_router.providers import make_provider
 from mcp_router.router import Router
 from mcp_router.routing.build import TreeBuilder
+from mcp_router.routing.circuits import BreakerBoard
 from mcp_router.spend import Spend
 
 
@@ -29,10 +31,13 @@ def open_router(config: Config, *, http: httpx.AsyncClient, env: Mapping[str, st
     adapters = {name: make_provider(name, cfg, http, env)
                 for name, cfg in config.providers.items()}
     home.mkdir(parents=True, exist_ok=True)
+    board = BreakerBoard(clock, unconfigured=[n for n, a in adapters.items() if not a.configured])
+    health = HealthBook(clock, board)
     with Ledger.in_home(home, clock) as ledger, \
             ResponseCache.in_home(home, config.cache, clock) as store:
         spend = Spend(PriceBook.bundled(config.prices), ledger,
                       BudgetGuard(config.budgets, ledger, clock))
         yield Router(config, adapters, clock=clock,
-                     builder=TreeBuilder(config, adapters, clock, rng or random.Random()),
-                     health=HealthBook(clock), spend=spend, cache=CacheStep(store))
+                     builder=TreeBuilder(config, adapters, clock, rng or random.Random(), board),
+                     health=health, spend=spend, cache=CacheStep(store),
+                     prober=Prober(adapters, board, health, clock))

@@ -193,3 +193,24 @@ async def test_metadata_lands_in_the_ledger_by_client(client: Client):
     await call(client, "chat_completion", prompt="x", metadata={"ticket": "T-1"})
     report = await call(client, "cost_report", group_by="client")
     assert [r["key"] for r in report["rows"]] == ["mcp"]
+
+
+async def test_a_probe_asks_only_metadata_endpoints_and_spends_nothing(client: Client, sim: Any):
+    result = await call(client, "provider_health", probe=True)
+    assert sim.state.metadata_hits == {"openai": 1, "anthropic": 1, "gemini": 1}
+    assert sum(sim.state.hits.values()) == 0 and sim.state.requests == []
+    states = {p["name"]: p["state"] for p in result["providers"]}
+    assert states["openai"] == "unconfigured"
+
+
+async def test_a_failing_target_opens_its_circuit_and_is_then_skipped(client: Client, sim: Any):
+    for _ in range(3):
+        await call(client, "chat_completion", prompt="x", route="flaky", cache="skip")
+    # 2 tries, 2 tries, 2 tries: five failures in a row open the circuit
+    assert sim.state.hits["deepseek-chat+fail-503"] == 6
+    last = await call(client, "chat_completion", prompt="x", route="flaky", cache="skip")
+    skipped = last["attempts"][0]
+    assert (skipped["outcome"], skipped["provider"]) == ("skipped", "deepseek")
+    assert skipped["error"].startswith("circuit open until ")
+    health = {p["name"]: p for p in (await call(client, "provider_health"))["providers"]}
+    assert health["deepseek"]["open_until"] is not None

@@ -13,8 +13,11 @@ import httpx
 from mcp_router.config import ProviderConfig
 from mcp_router.errors import ProviderNotConfigured, ProviderProtocolError, ProviderStatusError
 from mcp_router.messages import ChatRequest, Completion, TextFn
-from mcp_router.providers._http import ErrorParser, JsonReply, Upstream, post
+from mcp_router.providers._http import ErrorParser, JsonReply, Upstream, get_json, post
 from mcp_router.providers._sse import SseEvent
+
+PROBE = "models"
+"""What a probe's errors name in place of a model: the endpoint it asked."""
 
 
 class WireError(ValueError):
@@ -102,6 +105,27 @@ class HttpAdapter:
         """The headers that carry the key (empty without one)."""
         raise NotImplementedError
 
+    def probe_url(self) -> str:
+        """The wire's list-models endpoint: metadata only, so a probe never spends tokens."""
+        raise NotImplementedError
+
+    async def probe(self) -> None:
+        """One GET of the list-models endpoint with the key; never sends a completion.
+
+        Raises what `send` raises for the same failure (401 for a wrong key, a timeout for a
+        dead host); an unconfigured adapter raises `ProviderNotConfigured` without a request.
+        """
+        if not self.configured:
+            raise ProviderNotConfigured(self.provider, PROBE, f"{self.api_key_env} is not set")
+        await get_json(self.http, self.probe_url(), headers=self._headers(),
+                       timeout_s=self.timeout_s,
+                       upstream=Upstream(self.provider, PROBE, self.api_key),
+                       parse_error=self.wire.parse_error)
+
+    def _headers(self) -> dict[str, str]:
+        return _merge_headers(_merge_headers(self.default_headers, self.headers),
+                              self.auth_headers())
+
     async def send(self, request: ChatRequest, model: str,
                    on_text: TextFn | None = None) -> Completion:
         """One upstream call; never retries, raises only `ProviderError` subclasses.
@@ -113,9 +137,7 @@ class HttpAdapter:
             raise ProviderNotConfigured(self.provider, model, f"{self.api_key_env} is not set")
         upstream = Upstream(self.provider, model, self.api_key)
         body = self.wire.build_body(request, model, self.stream)
-        headers = _merge_headers(_merge_headers(self.default_headers, self.headers),
-                                 self.auth_headers())
-        async with post(self.http, self.url(model), headers=headers, body=body,
+        async with post(self.http, self.url(model), headers=self._headers(), body=body,
                         timeout_s=self.timeout_s, upstream=upstream,
                         parse_error=self.wire.parse_error) as reply:
             if isinstance(reply, JsonReply):

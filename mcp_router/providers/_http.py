@@ -1,4 +1,4 @@
-"""The only place that catches httpx errors: POST JSON, return a JSON body or SSE events."""
+"""The only place that catches httpx errors: POST JSON or GET metadata; return JSON or SSE."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
     arrived. Raises only `ProviderError` subclasses, also while `events` is iterated.
     """
     start = anyio.current_time()
-    response = await _send(http, url, headers, body, timeout_s, upstream)
+    response = await _send(http, "POST", url, headers, body, timeout_s, upstream)
     ttfb_ms = (anyio.current_time() - start) * 1000
     events: AsyncGenerator[SseEvent, None] | None = None
     try:
@@ -92,11 +92,25 @@ async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
         await response.aclose()
 
 
-async def _send(http: httpx.AsyncClient, url: str, headers: Mapping[str, str],
-                body: dict[str, Any], timeout_s: float, upstream: Upstream) -> httpx.Response:
+async def get_json(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
+                   timeout_s: float, upstream: Upstream,
+                   parse_error: ErrorParser) -> dict[str, Any]:
+    """GET `url` and return its JSON object body; raises only `ProviderError` subclasses."""
+    response = await _send(http, "GET", url, headers, None, timeout_s, upstream)
+    try:
+        if response.status_code >= 400:
+            raise await _status_error(response, upstream, parse_error)
+        return await _read_json(response, upstream)
+    finally:
+        await response.aclose()
+
+
+async def _send(http: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str],
+                body: dict[str, Any] | None, timeout_s: float,
+                upstream: Upstream) -> httpx.Response:
     """Send and wait for the response headers; failures here mean nothing was answered."""
     try:
-        request = http.build_request("POST", url, json=body, headers=dict(headers),
+        request = http.build_request(method, url, json=body, headers=dict(headers),
                                      timeout=_timeout(http, timeout_s))
         return await http.send(request, stream=True)
     except httpx.TimeoutException as exc:

@@ -144,13 +144,19 @@ def _finish_reason(value: str | None) -> str | None:
 
 
 class AnthropicAdapter(HttpAdapter):
-    """POST {base_url}/v1/messages with `x-api-key` and `anthropic-version`."""
+    """POST {base_url}/v1/messages with `x-api-key` and `anthropic-version`.
+
+    Probes GET {base_url}/v1/models.
+    """
 
     wire = Wire(build_body, parse_completion, AnthropicStream, parse_error)
     default_headers = {"anthropic-version": API_VERSION}
 
     def url(self, model: str) -> str:
         return f"{self.base_url}/v1/messages"
+
+    def probe_url(self) -> str:
+        return f"{self.base_url}/v1/models"
 
     def auth_headers(self) -> dict[str, str]:
         return {"x-api-key": self.api_key} if self.api_key else {}

@@ -139,7 +139,10 @@ def _finish_reason(value: str | None) -> str | None:
 
 
 class GeminiAdapter(HttpAdapter):
-    """POST {base_url}/models/{model}:generateContent (or :streamGenerateContent?alt=sse)."""
+    """POST {base_url}/models/{model}:generateContent (or :streamGenerateContent?alt=sse).
+
+    Probes GET {base_url}/models.
+    """
 
     wire = Wire(build_body, parse_completion, GeminiStream, parse_error)
 
@@ -148,6 +151,9 @@ class GeminiAdapter(HttpAdapter):
         if self.stream:
             return f"{self.base_url}/models/{model}:streamGenerateContent?alt=sse"
         return f"{self.base_url}/models/{model}:generateContent"
+
+    def probe_url(self) -> str:
+        return f"{self.base_url}/models"
 
     def auth_headers(self) -> dict[str, str]:
         return {"x-goog-api-key": self.api_key} if self.api_key else {}

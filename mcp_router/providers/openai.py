@@ -125,12 +125,18 @@ def _finish_reason(value: str | None) -> str | None:
 
 
 class OpenAIAdapter(HttpAdapter):
-    """POST {base_url}/chat/completions with `Authorization: Bearer <key>` when there is a key."""
+    """POST {base_url}/chat/completions with `Authorization: Bearer <key>` when there is a key.
+
+    Probes GET {base_url}/models.
+    """
 
     wire = Wire(build_body, parse_completion, OpenAIStream, parse_error)
 
     def url(self, model: str) -> str:
         return f"{self.base_url}/chat/completions"
+
+    def probe_url(self) -> str:
+        return f"{self.base_url}/models"
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}

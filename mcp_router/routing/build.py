@@ -10,6 +10,8 @@ from mcp_router.config import Config, RouteConfig, TargetConfig
 from mcp_router.errors import InvalidRequest
 from mcp_router.messages import Adapter, ChatProvider
 from mcp_router.routing.balance import Balanced
+from mcp_router.routing.breaker import Breaker, CircuitGroup
+from mcp_router.routing.circuits import BreakerBoard
 from mcp_router.routing.fallback import Fallback
 from mcp_router.routing.retry import Retrying
 from mcp_router.routing.target import Target
@@ -19,8 +21,9 @@ class TreeBuilder:
     """Builds target trees; route trees are built once and reused (balance state lives there)."""
 
     def __init__(self, config: Config, adapters: Mapping[str, Adapter], clock: Clock,
-                 rng: random.Random) -> None:
+                 rng: random.Random, board: BreakerBoard | None = None) -> None:
         self._config, self._adapters, self._clock, self._rng = config, adapters, clock, rng
+        self._board = board or BreakerBoard(clock)
         self._routes: dict[str, ChatProvider] = {}
 
     def route(self, name: str) -> ChatProvider:
@@ -45,11 +48,12 @@ class TreeBuilder:
         return self._leaf(provider, model)
 
     def with_fallbacks(self, primary: ChatProvider, fallbacks: Sequence[str]) -> ChatProvider:
-        """`primary`, then each `provider/model` of `fallbacks` in order."""
+        """`primary`, then each `provider/model` of `fallbacks` in order, as one circuit group:
+        when every target's circuit is open, the one that reopens soonest is still tried."""
         if not fallbacks:
-            return primary
+            return CircuitGroup(primary)
         extra = [self.model(spec, f"fallbacks[{i}]") for i, spec in enumerate(fallbacks)]
-        return Fallback([primary, *extra], self._clock)
+        return CircuitGroup(Fallback([primary, *extra], self._clock))
 
     def _build_route(self, route: RouteConfig) -> ChatProvider:
         children = [self._target(t) for t in route.targets]
@@ -68,4 +72,5 @@ class TreeBuilder:
 
     def _leaf(self, provider: str, model: str) -> ChatProvider:
         target = Target(self._adapters[provider], model, self._clock)
-        return Retrying(target, self._config.retry, self._clock, self._rng)
+        retried = Retrying(target, self._config.retry, self._clock, self._rng)
+        return Breaker(retried, f"{provider}/{model}", self._board, trial=target)

@@ -61,7 +61,7 @@ class Target:
         try:
             with anyio.fail_after(allowed):
                 completion = await self._adapter.send(request, model, call.on_text)
-            latency_ms = self._record(call, started, None, hold)
+            latency_ms = self._record(call, started, None, hold, completion.ttfb_ms)
             if hold is not None:
                 hold.settle(completion, latency_ms)
         except TimeoutError as exc:
@@ -90,10 +90,10 @@ class Target:
         return min(self._adapter.timeout_s, call.deadline - self._clock.now())
 
     def _record(self, call: Call, started: float, error: ProviderError | None,
-                hold: Hold | None) -> float:
+                hold: Hold | None, ttfb_ms: float | None = None) -> float:
         latency_ms = round((self._clock.now() - started) * 1000, 1)
         if error is None:
-            call.attempts.append(self._attempt("ok", latency_ms=latency_ms))
+            call.attempts.append(self._attempt("ok", latency_ms=latency_ms, ttfb_ms=ttfb_ms))
             return latency_ms
         if hold is not None:
             hold.fail(error, latency_ms)
@@ -103,6 +103,7 @@ class Target:
         return latency_ms
 
     def _attempt(self, outcome: Outcome, *, status: int | None = None,
-                 error: str | None = None, latency_ms: float = 0.0) -> Attempt:
+                 error: str | None = None, latency_ms: float = 0.0,
+                 ttfb_ms: float | None = None) -> Attempt:
         return Attempt(provider=self._adapter.provider, model=self._model, outcome=outcome,
-                       status=status, error=error, latency_ms=latency_ms)
+                       status=status, error=error, latency_ms=latency_ms, ttfb_ms=ttfb_ms)

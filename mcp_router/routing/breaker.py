@@ -1,0 +1,106 @@
+"""Breaker: asks its target only while the target's circuit allows, and reports every try back."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+from mcp_router.errors import ProviderNotConfigured, ProviderUnavailable
+from mcp_router.messages import Call, ChatProvider, ChatRequest, ChatResponse
+from mcp_router.routing.circuits import BreakerBoard
+from mcp_router.routing.node import label_of, record_skipped
+
+# The targets of the call in progress, set by the outermost CircuitGroup. A context variable,
+# so the routing nodes between the group and its breakers need not know about circuits.
+_GROUP: ContextVar[tuple[str, ...]] = ContextVar("mcp_router_circuit_group", default=())
+
+
+class Breaker:
+    """Guards one target (`key` is "provider/model") with its circuit on `board`.
+
+    It sits outside Retrying, so one decision covers a hop with its retries, while the board
+    still sees each try: the attempts the child appended. A refused call is recorded as a
+    `skipped` attempt whose error says why and when the circuit reopens, then raised as
+    ProviderUnavailable, which a fallback moves on from. A trial call (half-open, or the last
+    resort of a group) goes to `trial`, the bare Target, so exactly one upstream call decides it.
+    """
+
+    def __init__(self, child: ChatProvider, key: str, board: BreakerBoard, *,
+                 trial: ChatProvider | None = None) -> None:
+        self._child, self._key, self._board = child, key, board
+        self._trial = trial or child
+        board.register(key)
+
+    @property
+    def label(self) -> str:
+        return label_of(self._child)
+
+    def skip(self, call: Call, reason: str) -> None:
+        """Record the guarded target as skipped."""
+        record_skipped(self._child, call, reason)
+
+    async def complete(self, request: ChatRequest, call: Call) -> ChatResponse:
+        """The child's answer when the circuit allows; otherwise a skip and ProviderUnavailable."""
+        provider, _, model = self._key.partition("/")
+        ticket = self._board.admit(self._key, _GROUP.get())
+        if not ticket.allowed:
+            reason = ticket.reason or "circuit open"
+            self.skip(call, reason)
+            raise ProviderUnavailable(provider, model, reason)
+        if ticket.trial:
+            await call.progress(f"{self.label}: {ticket.reason}")
+        first = len(call.attempts)
+        try:
+            return await (self._trial if ticket.trial else self._child).complete(request, call)
+        except ProviderNotConfigured:
+            self._board.note_unconfigured(provider)
+            raise
+        finally:
+            # Also on cancellation: a trial that never finished must give its slot back.
+            self._board.settle(self._key, ticket, call.attempts[first:])
+
+
+class CircuitGroup:
+    """Makes every target under `child` one group: when all their circuits are open, the one
+    that reopens soonest is still tried, so a call never fails without asking anyone.
+
+    Wrap the root of a call's tree. Groups do not nest: inside one, an inner group (a route
+    used as a target of another) changes nothing, so the group is always the whole call's.
+    """
+
+    def __init__(self, child: ChatProvider) -> None:
+        self._child = child
+        self._keys = leaf_keys(child)
+
+    @property
+    def label(self) -> str:
+        return label_of(self._child)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The group's targets as "provider/model", in the tree's order."""
+        return self._keys
+
+    def skip(self, call: Call, reason: str) -> None:
+        """Record every target of the group as skipped."""
+        record_skipped(self._child, call, reason)
+
+    async def complete(self, request: ChatRequest, call: Call) -> ChatResponse:
+        """The child's answer, with this group visible to every Breaker below."""
+        if _GROUP.get():
+            return await self._child.complete(request, call)
+        token = _GROUP.set(self._keys)
+        try:
+            return await self._child.complete(request, call)
+        finally:
+            _GROUP.reset(token)
+
+
+def leaf_keys(tree: ChatProvider) -> tuple[str, ...]:
+    """Every "provider/model" under `tree`, once each, in order.
+
+    Nodes can already list their targets by recording them as skipped, so that is asked of
+    them on a scratch call, rather than teaching every node a second way to walk its children.
+    """
+    scratch = Call(deadline=0.0)
+    record_skipped(tree, scratch, "")
+    return tuple(dict.fromkeys(f"{a.provider}/{a.model}" for a in scratch.attempts))

@@ -1,0 +1,134 @@
+"""401/403 mark a target misconfigured, 404 missing, a refused probe the provider; until fixed."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from mcp_router.errors import ProviderStatusError, ProviderUnavailable
+from mcp_router.health import HealthBook
+from mcp_router.messages import Attempt
+from mcp_router.probes import Prober
+from mcp_router.routing.circuits import BreakerBoard
+from tests.fixtures.scripted import ScriptedAdapter, completion, request, status_error
+from tests.health.support import CLOCK, guarded
+from tests.health.test_breaker import open_circuit
+from tests.routing.support import call_for
+
+pytestmark = [pytest.mark.virtual_time, pytest.mark.anyio]
+UNTIL_FIXED = "skipped until the config changes or a probe succeeds"
+
+
+def prober(board: BreakerBoard, *adapters: ScriptedAdapter) -> Prober:
+    return Prober({a.provider: a for a in adapters}, board, HealthBook(CLOCK, board), CLOCK)
+
+
+@pytest.mark.parametrize(("status", "phrase"), [(401, "Unauthorized"), (403, "Forbidden")])
+async def test_a_refused_call_marks_its_target_misconfigured_for_good_and_only_that_target(
+        status: int, phrase: str) -> None:
+    adapter = ScriptedAdapter("a", [status_error("a", status), completion()])
+    board = BreakerBoard(CLOCK)
+    refused, other = guarded(adapter, board, model="m1"), guarded(adapter, board, model="m2")
+    with pytest.raises(ProviderStatusError):
+        await refused.complete(request(), call_for(60))
+
+    await anyio.sleep(24 * 3600)
+    call = call_for(60)
+    with pytest.raises(ProviderUnavailable):
+        await refused.complete(request(), call)
+    await other.complete(request(), call_for(60))
+
+    reason = f"misconfigured (HTTP {status}: {phrase}); {UNTIL_FIXED}"
+    assert call.attempts == [Attempt(provider="a", model="m1", outcome="skipped", error=reason)]
+    assert len(adapter.calls) == 2
+    assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["misconfigured", "closed"]
+    assert board.circuit("a/m1").open_until is None
+
+
+async def test_an_unknown_model_marks_only_that_target_missing() -> None:
+    adapter = ScriptedAdapter("a", [status_error("a", 404), completion()])
+    board = BreakerBoard(CLOCK)
+    gone, fine = guarded(adapter, board, model="grok-beta"), guarded(adapter, board)
+    with pytest.raises(ProviderStatusError):
+        await gone.complete(request(), call_for(60))
+
+    call = call_for(60)
+    with pytest.raises(ProviderUnavailable):
+        await gone.complete(request(), call)
+    await fine.complete(request(), call_for(60))
+
+    assert call.attempts[0].error == f"model missing (HTTP 404: Not Found); {UNTIL_FIXED}"
+    assert (board.circuit("a/grok-beta").state, board.circuit("a/m").state) == (
+        "missing", "closed")
+
+
+async def test_a_reset_after_a_config_change_lifts_the_marks() -> None:
+    adapter = ScriptedAdapter("a", [status_error("a", 401), status_error("a", 404), completion()])
+    board = BreakerBoard(CLOCK)
+    leaf = guarded(adapter, board)
+    for _ in range(2):
+        with pytest.raises(ProviderStatusError):
+            await leaf.complete(request(), call_for(60))
+        board.reset("a")
+
+    await leaf.complete(request(), call_for(60))
+
+    assert len(adapter.calls) == 3 and board.circuit("a/m").state == "closed"
+
+
+async def test_a_successful_probe_lifts_both_marks_without_a_completion() -> None:
+    adapter = ScriptedAdapter("a", [status_error("a", 404), status_error("a", 401), completion()])
+    board = BreakerBoard(CLOCK)
+    gone, other = guarded(adapter, board, model="m1"), guarded(adapter, board, model="m2")
+    for leaf in (gone, other):
+        with pytest.raises(ProviderStatusError):
+            await leaf.complete(request(), call_for(60))
+    assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["missing", "misconfigured"]
+
+    result = await prober(board, adapter).probe("a")
+
+    assert result.ok and len(adapter.probes) == 1 and len(adapter.calls) == 2
+    assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["closed", "closed"]
+    await gone.complete(request(), call_for(60))
+
+
+async def test_a_probe_refused_for_the_key_marks_every_target_of_the_provider() -> None:
+    adapter = ScriptedAdapter("a", [completion()], probe_script=[status_error("a", 401)])
+    board = BreakerBoard(CLOCK)
+    leaves = [guarded(adapter, board, model=m) for m in ("m1", "m2")]
+
+    result = await prober(board, adapter).probe("a")
+    for leaf in leaves:
+        with pytest.raises(ProviderUnavailable):
+            await leaf.complete(request(), call_for(60))
+
+    assert (result.ok, result.status) == (False, 401) and adapter.calls == []
+    assert board.circuit("a/m2").reason == (
+        f"misconfigured (probe: HTTP 401: Unauthorized); {UNTIL_FIXED}")
+
+
+async def test_a_successful_probe_turns_an_open_circuit_half_open_and_a_trial_decides() -> None:
+    board = BreakerBoard(CLOCK)
+    await open_circuit(board)
+    adapter = ScriptedAdapter("a", [status_error("a", 503)])
+    leaf = guarded(adapter, board, attempts=3)
+
+    await prober(board, adapter).probe("a")
+    assert board.circuit("a/m").state == "half_open"
+    with pytest.raises(ProviderStatusError):
+        await leaf.complete(request(), call_for(60))
+
+    # the probe does not forgive the earlier opening: the trial's failure is the second one
+    assert len(adapter.calls) == 1
+    assert board.circuit("a/m").reopens_at == anyio.current_time() + 60
+
+
+async def test_a_failed_probe_moves_no_circuit() -> None:
+    board = BreakerBoard(CLOCK)
+    await open_circuit(board)
+    adapter = ScriptedAdapter("a", [completion()], probe_script=[status_error("a", 503)])
+
+    result = await prober(board, adapter).probe("a")
+
+    assert not result.ok
+    assert board.circuit("a/m").state == "open"
