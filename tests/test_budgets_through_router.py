@@ -1,0 +1,94 @@
+"""Budgets as a caller meets them: step down to a cheaper target, refuse, never overspend."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from mcp_router.clock import LoopClock
+from mcp_router.config import parse_config
+from mcp_router.errors import BudgetExceeded
+from mcp_router.messages import ChatCall
+from mcp_router.router import Router
+from mcp_router.wiring import open_router
+
+pytestmark = pytest.mark.anyio
+
+CONFIG = """\
+providers:
+  anthropic: {{kind: anthropic, base_url: "{url}"}}
+  deepseek: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets:
+      - {{provider: anthropic, model: claude-3-opus-20240229}}
+      - {{provider: deepseek, model: deepseek-chat}}
+  dear:
+    targets: [{{provider: anthropic, model: claude-3-opus-20240229}}]
+cache: {{enabled: false}}
+budgets: {{daily_usd: {daily}}}
+"""
+
+
+async def with_router(sim: Any, home: Path, daily: str, body: Any) -> None:
+    config = parse_config(CONFIG.format(url=sim.url, daily=daily), env={})
+    async with httpx.AsyncClient() as http:
+        with open_router(config, http=http, env={}, home=home, clock=LoopClock(),
+                         rng=random.Random(0)) as router:
+            await body(router)
+
+
+async def test_a_target_over_budget_steps_down_to_a_cheaper_one(sim: Any, tmp_path: Path):
+    async def body(router: Router) -> None:
+        # opus's worst case for 100 output tokens is about $0.0075; deepseek's is far less
+        result = await router.complete(ChatCall(prompt="hi", max_tokens=100))
+        assert (result.provider, result.model) == ("deepseek", "deepseek-chat")
+        first = result.attempts[0]
+        assert (first.provider, first.outcome) == ("anthropic", "skipped")
+        assert first.error is not None and first.error.startswith("over budget: daily budget")
+        assert sim.state.hits["claude-3-opus-20240229"] == 0
+
+    await with_router(sim, tmp_path, "0.001", body)
+
+
+async def test_a_route_with_nothing_cheaper_is_refused_stating_budget_spent_and_quote(
+        sim: Any, tmp_path: Path):
+    async def body(router: Router) -> None:
+        with pytest.raises(BudgetExceeded) as info:
+            await router.complete(ChatCall(prompt="hi", max_tokens=100, route="dear"))
+        message = str(info.value)
+        assert "daily budget of $0.001" in message and "spent $0" in message
+        assert "this call may cost up to $" in message
+        assert sum(sim.state.hits.values()) == 0
+
+    await with_router(sim, tmp_path, "0.001", body)
+
+
+async def test_sixty_four_concurrent_calls_never_spend_past_the_budget(sim: Any, tmp_path: Path):
+    outcomes: list[str] = []
+
+    async def body(router: Router) -> None:
+        async def one(i: int) -> None:
+            try:
+                await router.complete(ChatCall(prompt=f"question {i}", max_tokens=50,
+                                               route="dear"))
+                outcomes.append("answered")
+            except BudgetExceeded:
+                outcomes.append("refused")
+
+        async with anyio.create_task_group() as tg:
+            for i in range(64):
+                tg.start_soon(one, i)
+        spent = router.spend.ledger.spent("today")
+        assert spent <= Decimal("0.02")
+        assert router.spend.budgets.reserved == 0
+
+    await with_router(sim, tmp_path, "0.02", body)
+    assert 0 < outcomes.count("answered") < 64
+    assert outcomes.count("answered") == sim.state.hits["claude-3-opus-20240229"]
