@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import anyio
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
@@ -90,6 +92,16 @@ def _tool(server: MCPServer[AppState], annotations: ToolAnnotations) -> Callable
     return register
 
 
+async def _notify(ctx: Context[Any], message: str) -> None:
+    """A log notification to the host; the answer is already paid for and is returned anyway."""
+    log.warning("%s", message)
+    # Log notifications are deprecated from protocol 2026-07-28 (SEP-2577), but the hosts in
+    # use today still show them and nothing replaces them yet.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        await ctx.warning(message)
+
+
 async def _probe(router: Router, provider: str | None) -> None:
     if provider is None:
         await router.prober.probe_all()
@@ -159,7 +171,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         except RouterError as exc:
             raise ToolError(str(exc)) from exc
         if alert := router.spend.budgets.check_alert():
-            await ctx.warning(alert)
+            await _notify(ctx, alert)
         return result
 
     @_tool(server, read_only)

@@ -125,3 +125,21 @@ async def test_a_cut_stream_is_never_cached(server: Any, sim: Any):
             result = await client.call_tool("chat_completion", {"prompt": "q", "route": "cut"})
             assert result.is_error
     assert sim.state.hits["deepseek-chat+cut"] == 2
+
+
+async def test_crossing_the_daily_alert_sends_one_log_notification(sim: Any, tmp_path: Path):
+    text = CONFIG.format(url=sim.url) + "budgets: {alert_daily_usd: 0.000001}\n"
+    server = create_server(parse_config(text, env={}), home=tmp_path, env={})
+    logged: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        logged.append(params)
+
+    # Hosts today connect with the initialize handshake; log notifications are theirs.
+    async with Client(server, logging_callback=on_log, mode="legacy") as client:
+        await ask(client, cache="skip")
+        await ask(client, cache="skip", max_tokens=5)
+        report = (await client.call_tool("cost_report", {})).structured_content
+    assert [p.level for p in logged] == ["warning"]
+    assert "alert" in str(logged[0].data).lower()
+    assert report is not None and report["alerts"]
