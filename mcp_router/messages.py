@@ -5,9 +5,32 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+
+def plain_nullables(schema: dict[str, Any]) -> None:
+    """Write `X | None` fields as `type: [X, "null"]` instead of `anyOf`.
+
+    Hosts validate every tool result against the output schema; the flat form is the same
+    contract and validates several times faster than `anyOf` branches.
+    """
+    for prop in schema.get("properties", {}).values():
+        branches = prop.get("anyOf")
+        if not branches or len(branches) != 2 or {"type": "null"} not in branches:
+            continue
+        (other,) = [b for b in branches if b != {"type": "null"}]
+        if set(other) == {"type"} and isinstance(other["type"], str):
+            del prop["anyOf"]
+            prop["type"] = [other["type"], "null"]
+
+
+class ResultModel(BaseModel):
+    """Base of every tool result model: a flat output schema (see `plain_nullables`)."""
+
+    model_config = ConfigDict(json_schema_extra=plain_nullables)
+
 
 Usd = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 """Money is Decimal inside; hosts read it as a JSON number."""
@@ -35,7 +58,7 @@ class ChatRequest(BaseModel):
     stop: tuple[str, ...] | None = None
 
 
-class Usage(BaseModel):
+class Usage(ResultModel):
     """Token counts as the provider reported them; cached input tokens are a subset of input."""
 
     input_tokens: int = 0
@@ -53,7 +76,7 @@ class Completion(BaseModel):
     ttfb_ms: float | None = None
 
 
-class Attempt(BaseModel):
+class Attempt(ResultModel):
     """One try at one target, as shown to the caller in `attempts`."""
 
     provider: str
@@ -73,14 +96,14 @@ class ChatResponse(BaseModel):
     model: str
 
 
-class PiiSummary(BaseModel):
+class PiiSummary(ResultModel):
     """What the PII filter found: counts per entity type and the action, never the values."""
 
     action: str = "none"
     counts: dict[str, int] = Field(default_factory=dict)
 
 
-class ChatResult(BaseModel):
+class ChatResult(ResultModel):
     """The `chat_completion` tool result: the answer and where it came from."""
 
     content: str

@@ -17,7 +17,7 @@ import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from mcp_router import __version__
@@ -144,7 +144,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         ] = None,
         metadata: Annotated[dict[str, str] | None, Field(
             description="Free-form labels recorded in the cost ledger")] = None,
-    ) -> ChatResult:
+    ) -> Annotated[CallToolResult, ChatResult]:
         """Ask an LLM through the team's routing policy.
 
         Give `prompt` or `messages`, and optionally a `route` or an explicit `model`. The
@@ -172,7 +172,9 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
             raise ToolError(str(exc)) from exc
         if alert := router.spend.budgets.check_alert():
             await _notify(ctx, alert)
-        return result
+        # Compact JSON for hosts that read only the text: a third of the pretty-printed bytes.
+        return CallToolResult(content=[TextContent(type="text", text=result.model_dump_json())],
+                              structured_content=result.model_dump(mode="json"))
 
     @_tool(server, read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:

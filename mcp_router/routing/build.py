@@ -25,6 +25,8 @@ class TreeBuilder:
         self._config, self._adapters, self._clock, self._rng = config, adapters, clock, rng
         self._board = board or BreakerBoard(clock)
         self._routes: dict[str, ChatProvider] = {}
+        self._leaves: dict[str, ChatProvider] = {}
+        self._groups: dict[int, CircuitGroup] = {}
 
     def route(self, name: str) -> ChatProvider:
         """The tree of a configured route; unknown names list the valid ones."""
@@ -45,13 +47,18 @@ class TreeBuilder:
         if allowed and model not in allowed:
             raise InvalidRequest(field, f"{provider} has no model {model!r}; its models are: "
                                  f"{', '.join(allowed)}")
-        return self._leaf(provider, model)
+        if spec not in self._leaves:
+            self._leaves[spec] = self._leaf(provider, model)
+        return self._leaves[spec]
 
     def with_fallbacks(self, primary: ChatProvider, fallbacks: Sequence[str]) -> ChatProvider:
         """`primary`, then each `provider/model` of `fallbacks` in order, as one circuit group:
         when every target's circuit is open, the one that reopens soonest is still tried."""
         if not fallbacks:
-            return CircuitGroup(primary)
+            # Route trees and leaves are built once, so their groups are too.
+            if id(primary) not in self._groups:
+                self._groups[id(primary)] = CircuitGroup(primary)
+            return self._groups[id(primary)]
         extra = [self.model(spec, f"fallbacks[{i}]") for i, spec in enumerate(fallbacks)]
         return CircuitGroup(Fallback([primary, *extra], self._clock))
 
