@@ -142,8 +142,26 @@ async def router(env: Env) -> AsyncIterator[Call]:
         yield call
 
 
+HIT_PROMPT = "the same question every time, so the cache answers"
+
+
+@asynccontextmanager
+async def hit(env: Env) -> AsyncIterator[Call]:
+    """`mcp-router serve` answering one repeated prompt from its cache (after the first call)."""
+    async with _stdio(["-m", "mcp_router", "serve", "--config", str(env.config)], env) as client:
+        await client.call_tool("chat_completion", {"prompt": HIT_PROMPT})
+
+        async def call(prompt: str) -> str:
+            data = _structured(await client.call_tool("chat_completion", {"prompt": HIT_PROMPT}),
+                               "chat_completion")
+            if data.get("cached") is not True:
+                raise BenchError("hit: the answer did not come from the cache")
+            return _checked(data.get("content"), HIT_PROMPT, "hit")
+        yield call
+
+
 VARIANTS: dict[str, Callable[[Env], AbstractAsyncContextManager[Call]]] = {
-    "direct": direct, "bare": bare, "router": router,
+    "direct": direct, "bare": bare, "router": router, "hit": hit,
 }
 
 
@@ -221,6 +239,11 @@ def report(latency_ms: float, samples: dict[str, Samples]) -> None:
     overhead = ours.p50 - floor.p50
     verdict = "PASS" if overhead <= TARGET_P50_MS else "MISS"
     print(f"  {verdict}: router overhead p50 {overhead:.2f} ms vs target <= {TARGET_P50_MS} ms")
+    cached = samples["hit"]
+    verdict = "PASS" if cached.p50 <= floor.p50 else "MISS"
+    print(f"  {verdict}: cache hit p50 {cached.p50:.2f} ms vs bare forwarding call "
+          f"{floor.p50:.2f} ms; ratio hit/bare = {cached.p50 / floor.p50:.3f} "
+          f"(target <= 1 at 0 ms upstream)")
 
 
 async def run(args: argparse.Namespace, sim_url: str, workdir: Path) -> None:
