@@ -103,6 +103,25 @@ class PiiSummary(ResultModel):
     counts: dict[str, int] = Field(default_factory=dict)
 
 
+class PlannedTarget(ResultModel):
+    """One target of the route as the call would meet it."""
+
+    provider: str
+    model: str
+    would: Literal["ask", "skip"]
+    reason: str | None = None
+    worst_case_usd: Usd | None = Field(default=None, description="null: price unknown")
+
+
+class DryRun(ResultModel):
+    """The `dry_run` section of a `chat_completion` result: nothing was sent upstream."""
+
+    targets: list[PlannedTarget]
+    cache_hit: bool = Field(description="An identical call would be answered by the cache")
+    worst_case_usd: Usd | None = Field(
+        description="Largest worst case among the targets that would be asked; null if unknown")
+
+
 class ChatResult(ResultModel):
     """The `chat_completion` tool result: the answer and where it came from."""
 
@@ -120,6 +139,7 @@ class ChatResult(ResultModel):
     attempts: list[Attempt]
     pii: PiiSummary = Field(default_factory=PiiSummary)
     trace_id: str
+    dry_run: DryRun | None = Field(default=None, description="Set on dry runs: the plan")
 
 
 ProgressFn = Callable[[str], Awaitable[None]]
@@ -209,5 +229,6 @@ class ChatCall(BaseModel):
     cache: CacheMode = "use"
     cache_ttl_s: float | None = Field(default=None, ge=0)
     cache_sampled: bool = False
+    dry_run: bool = False
     timeout_s: float | None = Field(default=None, gt=0, le=600)
     metadata: dict[str, str] = Field(default_factory=dict)

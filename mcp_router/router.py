@@ -25,15 +25,17 @@ from mcp_router.messages import (
     Adapter,
     Call,
     ChatCall,
-    ChatProvider,
     ChatRequest,
     ChatResponse,
     ChatResult,
     Message,
     ProgressFn,
+    Usage,
     _no_progress,
 )
+from mcp_router.plan import Planner
 from mcp_router.probes import Prober
+from mcp_router.routing.breaker import CircuitGroup
 from mcp_router.routing.build import TreeBuilder
 from mcp_router.spend import CallGate, Spend
 
@@ -46,10 +48,10 @@ class Router:
 
     def __init__(self, config: Config, adapters: Mapping[str, Adapter], *, clock: Clock,
                  builder: TreeBuilder, health: HealthBook, spend: Spend,
-                 cache: CacheStep, prober: Prober) -> None:
+                 cache: CacheStep, prober: Prober, planner: Planner) -> None:
         self.config, self.adapters, self.clock = config, adapters, clock
         self.builder, self.health, self.spend, self.cache = builder, health, spend, cache
-        self.prober = prober
+        self.prober, self.planner = prober, planner
         self._policy = _fingerprint(config)
 
     async def complete(self, call: ChatCall, *, client: str = "local",
@@ -74,6 +76,8 @@ class Router:
             return response, gate.total[0]
 
         key = cache_key(request, self._scope(call), client)
+        if call.dry_run:
+            return self._dry_run(call, request, tree, route, key, trace_id)
         # Waiting on another caller's identical in-flight call is bounded by our own deadline.
         with anyio.move_on_after(timeout_s + GRACE_S) as scope:
             served = await self.cache.answer(key, request, call.cache, upstream,
@@ -85,6 +89,20 @@ class Router:
             self.spend.record_hit(served.response, served.saved_usd, trace_id=trace_id,
                                   client=client, route=route, metadata=call.metadata)
         return self._result(served, route, state, gate, trace_id, started)
+
+    def _dry_run(self, call: ChatCall, request: ChatRequest, tree: CircuitGroup,
+                 route: str | None, key: str, trace_id: str) -> ChatResult:
+        """Everything the call would do, with no upstream call and nothing held or stored."""
+        hit = (call.cache == "use" and self.cache.store.may_cache(request,
+                                                                   call_opt_in=call.cache_sampled)
+               and self.cache.store.get(key) is not None)
+        plan = self.planner.plan(tree.keys, request, cache_hit=hit)
+        first = next((t for t in plan.targets if t.would == "ask"), plan.targets[0])
+        return ChatResult(
+            content="", provider=first.provider, model=first.model, route=route,
+            finish_reason=None, usage=Usage(), cost_usd=Decimal(0),
+            cost_note="dry run: nothing was sent", latency_ms=0.0, attempts=[],
+            trace_id=trace_id, dry_run=plan)
 
     def _result(self, served: Served, route: str | None, state: Call, gate: CallGate,
                 trace_id: str, started: float) -> ChatResult:
@@ -99,7 +117,7 @@ class Router:
             trace_id=trace_id,
         )
 
-    def _resolve(self, call: ChatCall) -> tuple[ChatProvider, str | None]:
+    def _resolve(self, call: ChatCall) -> tuple[CircuitGroup, str | None]:
         if call.route is not None and call.model is not None:
             raise InvalidRequest("route", "give either 'route' or 'model', not both")
         if call.model is not None:

@@ -139,6 +139,9 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         cache_sampled: Annotated[bool, Field(
             description="Also cache when temperature > 0 (off by default: sampled answers "
                         "are meant to differ)")] = False,
+        dry_run: Annotated[bool, Field(
+            description="Send nothing: show the targets in order, which would be skipped and "
+                        "why, the predicted cache hit and the worst-case cost")] = False,
         timeout_s: Annotated[float | None, Field(
             gt=0, le=600, description="Overall deadline for every attempt, retry and fallback")
         ] = None,
@@ -155,7 +158,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
             messages=tuple(messages) if messages is not None else None, prompt=prompt,
             route=route, model=model, fallbacks=tuple(fallbacks or ()), max_tokens=max_tokens,
             temperature=temperature, top_p=top_p, stop=tuple(stop) if stop else None,
-            cache=cache, cache_ttl_s=cache_ttl_s, cache_sampled=cache_sampled,
+            cache=cache, cache_ttl_s=cache_ttl_s, cache_sampled=cache_sampled, dry_run=dry_run,
             timeout_s=timeout_s, metadata=metadata or {},
         )
         step = 0

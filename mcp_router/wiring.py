@@ -15,6 +15,7 @@ from mcp_router.clock import Clock
 from mcp_router.config import Config
 from mcp_router.health import HealthBook
 from mcp_router.ledger import Ledger
+from mcp_router.plan import Planner
 from mcp_router.prices import PriceBook
 from mcp_router.probes import Prober
 from mcp_router.providers import make_provider
@@ -35,9 +36,11 @@ def open_router(config: Config, *, http: httpx.AsyncClient, env: Mapping[str, st
     health = HealthBook(clock, board)
     with Ledger.in_home(home, clock) as ledger, \
             ResponseCache.in_home(home, config.cache, clock) as store:
-        spend = Spend(PriceBook.bundled(config.prices), ledger,
-                      BudgetGuard(config.budgets, ledger, clock))
+        prices, budgets = PriceBook.bundled(config.prices), BudgetGuard(config.budgets, ledger,
+                                                                         clock)
+        spend = Spend(prices, ledger, budgets)
         yield Router(config, adapters, clock=clock,
                      builder=TreeBuilder(config, adapters, clock, rng or random.Random(), board),
                      health=health, spend=spend, cache=CacheStep(store),
-                     prober=Prober(adapters, board, health, clock))
+                     prober=Prober(adapters, board, health, clock),
+                     planner=Planner(adapters, board, prices, budgets))

@@ -92,3 +92,16 @@ async def test_sixty_four_concurrent_calls_never_spend_past_the_budget(sim: Any,
     await with_router(sim, tmp_path, "0.02", body)
     assert 0 < outcomes.count("answered") < 64
     assert outcomes.count("answered") == sim.state.hits["claude-3-opus-20240229"]
+
+
+async def test_a_dry_run_shows_the_budget_skip_and_holds_nothing(sim: Any, tmp_path: Path):
+    async def body(router: Router) -> None:
+        result = await router.complete(ChatCall(prompt="hi", max_tokens=100, dry_run=True))
+        assert result.dry_run is not None
+        opus, deepseek = result.dry_run.targets
+        assert (opus.would, deepseek.would) == ("skip", "ask")
+        assert opus.reason is not None and opus.reason.startswith("over budget: daily budget")
+        assert router.spend.budgets.reserved == 0
+        assert sum(sim.state.hits.values()) == 0
+
+    await with_router(sim, tmp_path, "0.001", body)

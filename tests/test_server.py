@@ -214,3 +214,30 @@ async def test_a_failing_target_opens_its_circuit_and_is_then_skipped(client: Cl
     assert skipped["error"].startswith("circuit open until ")
     health = {p["name"]: p for p in (await call(client, "provider_health"))["providers"]}
     assert health["deepseek"]["open_until"] is not None
+
+
+async def test_a_dry_run_sends_nothing_and_shows_the_plan(client: Client, sim: Any):
+    result = await call(client, "chat_completion", prompt="x", route="broken", dry_run=True,
+                        max_tokens=100)
+    plan = result["dry_run"]
+    assert [(t["provider"], t["would"]) for t in plan["targets"]] == [
+        ("deepseek", "ask"), ("openai", "skip"), ("google", "ask")]
+    assert plan["targets"][1]["reason"] == "no API key configured"
+    assert plan["cache_hit"] is False
+    assert plan["worst_case_usd"] is not None and plan["worst_case_usd"] > 0
+    assert result["attempts"] == [] and result["cost_usd"] == 0
+    assert sum(sim.state.hits.values()) == 0
+
+
+async def test_a_dry_run_predicts_a_cache_hit_and_shows_open_circuits(client: Client, sim: Any):
+    await call(client, "chat_completion", prompt="same")
+    assert (await call(client, "chat_completion", prompt="same", dry_run=True)
+            )["dry_run"]["cache_hit"] is True
+    for _ in range(3):
+        await call(client, "chat_completion", prompt="x", route="flaky", cache="skip")
+    hits = dict(sim.state.hits)
+    plan = (await call(client, "chat_completion", prompt="x", route="flaky",
+                       dry_run=True))["dry_run"]
+    assert plan["targets"][0]["would"] == "skip"
+    assert plan["targets"][0]["reason"].startswith("circuit open until ")
+    assert dict(sim.state.hits) == hits

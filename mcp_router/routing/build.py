@@ -51,7 +51,11 @@ class TreeBuilder:
             self._leaves[spec] = self._leaf(provider, model)
         return self._leaves[spec]
 
-    def with_fallbacks(self, primary: ChatProvider, fallbacks: Sequence[str]) -> ChatProvider:
+    @property
+    def board(self) -> BreakerBoard:
+        return self._board
+
+    def with_fallbacks(self, primary: ChatProvider, fallbacks: Sequence[str]) -> CircuitGroup:
         """`primary`, then each `provider/model` of `fallbacks` in order, as one circuit group:
         when every target's circuit is open, the one that reopens soonest is still tried."""
         if not fallbacks:
