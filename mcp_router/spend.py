@@ -103,6 +103,11 @@ class AttemptHold:
         if isinstance(error, MAY_HAVE_COST):
             self._record("error", None, None, latency_ms)
 
+    def cancelled(self, latency_ms: float) -> None:
+        """The call was cancelled mid-attempt: the provider may have billed part of it."""
+        self.reservation.release()
+        self._record("cancelled", None, None, latency_ms)
+
     def release(self) -> None:
         self.reservation.release()
 

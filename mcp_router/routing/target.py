@@ -71,6 +71,12 @@ class Target:
         except ProviderError as error:
             self._record(call, started, error, hold)
             raise
+        except anyio.get_cancelled_exc_class():
+            # The host gave up: the upstream request is aborted with this scope, and what
+            # the provider may already have billed is written down before the hold goes.
+            if hold is not None:
+                hold.cancelled(round((self._clock.now() - started) * 1000, 1))
+            raise
         finally:
             if hold is not None:
                 hold.release()  # a no-op once settled; frees the money on cancellation

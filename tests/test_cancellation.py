@@ -1,0 +1,65 @@
+"""A host that gives up: the upstream request is aborted, nothing held, nothing cached."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+
+from mcp_router.clock import LoopClock
+from mcp_router.config import parse_config
+from mcp_router.messages import ChatCall
+from mcp_router.server import create_server
+from mcp_router.wiring import open_router
+
+pytestmark = pytest.mark.anyio
+
+CONFIG = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat+hang}}]
+budgets: {{daily_usd: 5}}
+"""
+
+
+def wait_for(condition: Any, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+async def test_cancelling_aborts_upstream_and_releases_the_budget(sim: Any, tmp_path: Path):
+    config = parse_config(CONFIG.format(url=sim.url), env={})
+    async with httpx.AsyncClient() as http:
+        with open_router(config, http=http, env={}, home=tmp_path, clock=LoopClock(),
+                         rng=random.Random(0)) as router:
+            with anyio.move_on_after(0.5):
+                await router.complete(ChatCall(prompt="never answered"))
+            assert router.spend.budgets.reserved == 0
+            [row] = router.spend.ledger.recent()
+            assert (row.outcome, row.provider, row.cost_usd) == ("cancelled", "deepseek", None)
+            plan = await router.complete(ChatCall(prompt="never answered", dry_run=True))
+            assert plan.dry_run is not None and plan.dry_run.cache_hit is False
+    assert wait_for(lambda: sim.state.disconnects["deepseek-chat+hang"] == 1)
+
+
+async def test_a_host_timeout_cancels_the_tool_call_upstream(sim: Any, tmp_path: Path):
+    server = create_server(parse_config(CONFIG.format(url=sim.url), env={}), home=tmp_path,
+                           env={})
+    async with Client(server) as client:
+        with pytest.raises(Exception, match="(?i)timed out|timeout"):
+            await client.call_tool("chat_completion", {"prompt": "q"}, read_timeout_seconds=0.4)
+        assert wait_for(lambda: sim.state.disconnects["deepseek-chat+hang"] == 1)
+        report = (await client.call_tool("cost_report", {})).structured_content
+    assert report is not None and report["requests"] == 1  # the cancelled attempt's row
