@@ -91,6 +91,14 @@ class HealthConfig(_Model):
     probe_interval_s: float = Field(default=0, ge=0)  # 0: probe only on demand
 
 
+class OutputConfig(_Model):
+    # Claude Code refuses tool results above ~25,000 tokens; stay under it.
+    max_result_tokens: int = Field(default=24_000, ge=2_000)
+    # Sent when the caller gives no max_tokens: fits every current model's output limit.
+    default_max_tokens: int = Field(default=4096, gt=0)
+    page_chars: int = Field(default=40_000, ge=1_000)
+
+
 class CustomPattern(_Model):
     name: str
     pattern: str
@@ -137,6 +145,7 @@ class Config(_Model):
     pii: PiiConfig = Field(default_factory=PiiConfig)
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
 

@@ -140,6 +140,10 @@ class ChatResult(ResultModel):
     pii: PiiSummary = Field(default_factory=PiiSummary)
     trace_id: str
     dry_run: DryRun | None = Field(default=None, description="Set on dry runs: the plan")
+    truncated: bool = Field(default=False, description="content is the head of a longer answer")
+    full_text: str | None = Field(
+        default=None, description="Resource URI of the whole answer's first page when truncated")
+    pages: int | None = Field(default=None, description="How many pages the whole answer has")
 
 
 ProgressFn = Callable[[str], Awaitable[None]]

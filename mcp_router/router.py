@@ -33,6 +33,7 @@ from mcp_router.messages import (
     Usage,
     _no_progress,
 )
+from mcp_router.outputs import content_budget_tokens
 from mcp_router.plan import Planner
 from mcp_router.probes import Prober
 from mcp_router.routing.breaker import CircuitGroup
@@ -57,7 +58,7 @@ class Router:
     async def complete(self, call: ChatCall, *, client: str = "local",
                        progress: ProgressFn = _no_progress) -> ChatResult:
         """Answer `call` or raise a RouterError that says what went wrong and what was tried."""
-        request = to_request(call)
+        request = self._sized(to_request(call))
         tree, route = self._resolve(call)
         trace_id = uuid.uuid4().hex
         started = self.clock.now()
@@ -116,6 +117,14 @@ class Router:
             latency_ms=_ms(self.clock.now() - started), attempts=list(state.attempts),
             trace_id=trace_id,
         )
+
+    def _sized(self, request: ChatRequest) -> ChatRequest:
+        """Without a max_tokens of the caller's, ask for no more than a host can take back."""
+        if request.max_tokens is not None:
+            return request
+        output = self.config.output
+        cap = min(output.default_max_tokens, content_budget_tokens(output.max_result_tokens))
+        return request.model_copy(update={"max_tokens": cap})
 
     def _resolve(self, call: ChatCall) -> tuple[CircuitGroup, str | None]:
         if call.route is not None and call.model is not None:

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal, TypeVar
 import anyio
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from pydantic import Field
 
 from mcp_router import __version__
@@ -27,6 +27,7 @@ from mcp_router.config import Config
 from mcp_router.errors import RouterError
 from mcp_router.ledger import CostReport
 from mcp_router.messages import ChatCall, ChatResult, Message
+from mcp_router.outputs import ANSWER_URI, AnswerPages, content_budget_tokens, truncate
 from mcp_router.router import Router
 from mcp_router.wiring import open_router
 
@@ -43,6 +44,7 @@ class AppState:
     """What the tools reach through the context: built in the lifespan, closed after it."""
 
     router: Router
+    pages: AnswerPages
 
 
 def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None = None,
@@ -61,12 +63,13 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
                     if config.health.probe_interval_s > 0:
                         probes.start_soon(router.prober.run_every,
                                           config.health.probe_interval_s)
-                    yield AppState(router=router)
+                    yield AppState(router=router, pages=AnswerPages(config.output.page_chars))
                     probes.cancel_scope.cancel()
 
     server: MCPServer[AppState] = MCPServer("mcp-router", version=__version__,
                                             instructions=INSTRUCTIONS, lifespan=lifespan)
     _add_tools(server, config)
+    _add_resources(server)
     return server
 
 
@@ -92,6 +95,24 @@ def _tool(server: MCPServer[AppState], annotations: ToolAnnotations) -> Callable
     return register
 
 
+def _sized_result(result: ChatResult, pages: AnswerPages, config: Config) -> CallToolResult:
+    """The tool result, cut to what hosts accept; the whole answer stays readable in pages."""
+    content: list[ContentBlock] = []
+    head = truncate(result.content, content_budget_tokens(config.output.max_result_tokens))
+    if head is not None:
+        count = pages.put(result.trace_id, result.content)
+        uri = ANSWER_URI.format(trace_id=result.trace_id, page=1)
+        result = result.model_copy(update={"content": head, "truncated": True,
+                                           "full_text": uri, "pages": count})
+        content.append(ResourceLink(type="resource_link", uri=uri, name="full answer",
+                                    description=f"page 1 of {count}; change the last part "
+                                                f"of the URI for the others",
+                                    mime_type="text/plain"))
+    # Compact JSON for hosts that read only the text: a third of the pretty-printed bytes.
+    content.insert(0, TextContent(type="text", text=result.model_dump_json()))
+    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
+
+
 async def _notify(ctx: Context[Any], message: str) -> None:
     """A log notification to the host; the answer is already paid for and is returned anyway."""
     log.warning("%s", message)
@@ -107,6 +128,17 @@ async def _probe(router: Router, provider: str | None) -> None:
         await router.prober.probe_all()
     elif provider in router.adapters:
         await router.prober.probe(provider)
+
+
+def _add_resources(server: MCPServer[AppState]) -> None:
+    @server.resource(ANSWER_URI, name="answer_page", mime_type="text/plain",
+                     description="A page of a chat_completion answer too long for one result")
+    async def answer_page(trace_id: str, page: str, ctx: Context) -> str:
+        text = _state(ctx).pages.page(trace_id, int(page)) if page.isdigit() else None
+        if text is None:
+            raise ResourceError(f"no page {page} of answer {trace_id}: answers are kept in "
+                                "memory for the newest calls of this server only")
+        return text
 
 
 def _add_tools(server: MCPServer[AppState], config: Config) -> None:
@@ -175,9 +207,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
             raise ToolError(str(exc)) from exc
         if alert := router.spend.budgets.check_alert():
             await _notify(ctx, alert)
-        # Compact JSON for hosts that read only the text: a third of the pretty-printed bytes.
-        return CallToolResult(content=[TextContent(type="text", text=result.model_dump_json())],
-                              structured_content=result.model_dump(mode="json"))
+        return _sized_result(result, _state(ctx).pages, config)
 
     @_tool(server, read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:
