@@ -7,12 +7,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+
+import anyio
 
 from mcp_router.config import Config, data_home, load_config, shipped_config
 from mcp_router.errors import ConfigError
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 log = logging.getLogger("mcp_router")
 
 
@@ -52,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
                                         "then the shipped team policy)")
     check.set_defaults(handler=_check_config)
 
+    token = commands.add_parser("token", help="client tokens for a server shared over HTTP")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    new = token_commands.add_parser("new", help="make a token for client NAME; prints it once "
+                                                "and the lines to paste under clients:")
+    new.add_argument("name")
+    new.set_defaults(handler=_token_new)
+
     snippet = commands.add_parser("config", help="print the snippet that adds this server "
                                                  "to an MCP host")
     snippet.add_argument("client", choices=["claude-desktop", "claude-code", "cursor", "vscode"])
@@ -76,21 +85,38 @@ def config_path(arg: str | None) -> Path:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from mcp_router.http_auth import bind_refusal, serve_http
+    from mcp_router.provider_keys import Scrubber, install_log_scrubber, provider_keys
     from mcp_router.server import create_server
 
-    if args.transport != "stdio" and args.host not in LOOPBACK:
-        print(f"mcp-router: refusing to bind {args.host}: HTTP transports bind loopback only "
-              "until client tokens are configured", file=sys.stderr)
-        return 2
     path = config_path(args.config)
     config = load_config(path)
+    if args.transport != "stdio" and (
+            refusal := bind_refusal(args.host, bool(config.clients), config.server)):
+        print(f"mcp-router: {refusal}", file=sys.stderr)
+        return 2
     home = data_home(os.environ)
+    keys = provider_keys(config.providers, os.environ, base=path.parent)
+    server = create_server(config, home=home, keys=keys)
+    install_log_scrubber(Scrubber(keys.values()))  # after MCPServer has set up its logging
     log.info("config %s, data under %s, transport %s", path, home, args.transport)
-    server = create_server(config, home=home)
     if args.transport == "stdio":
         server.run("stdio")
     else:
-        server.run(args.transport, host=args.host, port=args.port)
+        anyio.run(partial(serve_http, server, args.transport, host=args.host, port=args.port,
+                          config=config.server, scrubber=Scrubber(keys.values())))
+    return 0
+
+
+def _token_new(args: argparse.Namespace) -> int:
+    from mcp_router.access import new_token, token_instructions
+    from mcp_router.shared_config import valid_client_name
+
+    if not valid_client_name(args.name):
+        print(f"mcp-router: client name {args.name!r}: use letters, digits and _.@-",
+              file=sys.stderr)
+        return 2
+    print(token_instructions(args.name, new_token()))
     return 0
 
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mcp_router.errors import ConfigError
+from mcp_router.shared_config import AuditConfig, ClientConfig, ServerConfig, valid_client_name
 
 Kind = Literal["openai", "anthropic", "gemini"]
 Strategy = Literal["fallback", "loadbalance", "single"]
@@ -29,10 +30,17 @@ class ProviderConfig(_Model):
     kind: Kind
     base_url: str
     api_key_env: str | None = None
+    api_key_file: str | None = None  # relative to the config file; must be mode 0600
     headers: dict[str, str] = Field(default_factory=dict)
     models: list[str] = Field(default_factory=list)
     timeout_s: float = Field(default=60, gt=0)
     stream: bool = True
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ProviderConfig:
+        if self.api_key_env and self.api_key_file:
+            raise ValueError("give 'api_key_env' or 'api_key_file', not both")
+        return self
 
 
 class TargetConfig(_Model):
@@ -146,6 +154,9 @@ class Config(_Model):
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    clients: dict[str, ClientConfig] = Field(default_factory=dict)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
 
@@ -284,6 +295,13 @@ def _check_references(config: Config, file: str, lines: dict[tuple[str | int, ..
         cycle = _find_cycle(config, rname, [])
         if cycle:
             fail(f"route cycle: {' -> '.join(cycle)}", ("routes", rname))
+    for cname, client in config.clients.items():
+        if not valid_client_name(cname):
+            fail("client names use letters, digits and _.@- (at most 64)", ("clients", cname))
+        for i, rname in enumerate(client.routes):
+            if rname not in config.routes:
+                fail(f"unknown route {rname!r}; routes are: {', '.join(config.routes)}",
+                     ("clients", cname, "routes", i))
 
 
 def _find_cycle(config: Config, name: str, stack: list[str]) -> list[str] | None:

@@ -13,7 +13,9 @@
     ├── DeadlineExceeded                      the call's overall deadline passed
     ├── AllTargetsFailed(attempts)            every target of a route failed or was skipped
     ├── BudgetExceeded                        a budget would be passed
-    └── PolicyBlocked                         the content policy refused the request
+    ├── PolicyBlocked                         the content policy refused the request
+    ├── AccessDenied(client)                  this client may not use that route or model
+    └── RateLimited(client, retry_after_s)    this client is over its calls-per-minute rate
 """
 
 from __future__ import annotations
@@ -106,3 +108,20 @@ class BudgetExceeded(RouterError):
 
 class PolicyBlocked(RouterError):
     """The content policy refused the request; names the entity types, never the values."""
+
+
+class AccessDenied(RouterError):
+    """The client may not use this route or model; the message lists what it may use."""
+
+    def __init__(self, client: str, message: str) -> None:
+        self.client = client
+        super().__init__(message)
+
+
+class RateLimited(RouterError):
+    """The client sent more calls than its rate allows; `retry_after_s` says when to retry."""
+
+    def __init__(self, client: str, retry_after_s: float, per_min: int) -> None:
+        self.client, self.retry_after_s, self.per_min = client, retry_after_s, per_min
+        super().__init__(f"client {client!r} is over its rate limit of {per_min} calls per "
+                         f"minute; retry after {retry_after_s:.1f} s")

@@ -169,9 +169,12 @@ class Ledger:
         sql = (f"SELECT {_COLUMNS} FROM calls ORDER BY id DESC LIMIT ?")
         return [_row(r) for r in self._query(sql, (limit,))]
 
-    def spent(self, period: Period) -> Decimal:
-        """The exact sum of known costs over `period` (UTC day or month of the clock's now)."""
+    def spent(self, period: Period, client: str | None = None) -> Decimal:
+        """The exact sum of known costs over `period` (UTC day or month of the clock's now),
+        of one client's calls when `client` is given."""
         where, args = self._where(period)
+        if client is not None:
+            where, args = f"{where} AND client = ?", (*args, client)
         ((total,),) = self._query(f"SELECT dsum(cost_usd) FROM calls WHERE {where}", args)
         return Decimal(total or 0)  # an aggregate over no rows is NULL
 

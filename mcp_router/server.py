@@ -7,7 +7,7 @@ import logging
 import os
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -21,13 +21,18 @@ from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, T
 from pydantic import Field
 
 from mcp_router import __version__
+from mcp_router.access import Access
+from mcp_router.audit import AuditLog
 from mcp_router.catalog import HealthReport, ProvidersReport, describe_health, describe_providers
 from mcp_router.clock import Clock, LoopClock
 from mcp_router.config import Config
 from mcp_router.errors import RouterError
+from mcp_router.front import Front
+from mcp_router.http_auth import ClientTokenVerifier, auth_settings, authenticated_client
 from mcp_router.ledger import CostReport
 from mcp_router.messages import ChatCall, ChatResult, Message
 from mcp_router.outputs import ANSWER_URI, AnswerPages, content_budget_tokens, truncate
+from mcp_router.provider_keys import Scrubber, provider_keys
 from mcp_router.router import Router
 from mcp_router.wiring import open_router
 
@@ -41,33 +46,86 @@ explicit provider/model. Results say who answered, every attempt made, and what 
 
 @dataclass
 class AppState:
-    """What the tools reach through the context: built in the lifespan, closed after it."""
+    """What the tools reach through the context."""
 
     router: Router
     pages: AnswerPages
+    front: Front
+
+
+class _Shared:
+    """The router and its resources, opened by the first session and closed by the last.
+
+    Over SSE the SDK enters the lifespan once per connection; budgets, rate limits, the
+    cache's single flight and the circuit breakers must still be one per server.
+    """
+
+    def __init__(self, open_state: Callable[[AsyncExitStack], Any]) -> None:
+        self._open_state = open_state
+        self._users = 0
+        self._stack: AsyncExitStack | None = None
+        self._state: AppState | None = None
+        self.probing = False
+
+    async def acquire(self) -> AppState:
+        if self._state is None:
+            self._stack = AsyncExitStack()
+            self._state = await self._open_state(self._stack)
+        self._users += 1
+        return self._state
+
+    async def release(self) -> None:
+        self._users -= 1
+        if self._users == 0 and self._stack is not None:
+            stack, self._stack, self._state = self._stack, None, None
+            await stack.aclose()
 
 
 def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None = None,
                   clock: Clock | None = None, transport: httpx.AsyncBaseTransport | None = None,
-                  ) -> MCPServer[AppState]:
-    """An MCP server for `config`; data (ledger) lives under `home`."""
+                  keys: Mapping[str, str] | None = None) -> MCPServer[AppState]:
+    """An MCP server for `config`; data (ledger, cache, audit log) lives under `home`.
+
+    `keys` are the providers' API keys; by default they are read from `env` (or key files
+    relative to the working directory).
+    """
     env = dict(os.environ if env is None else env)
     clock = clock or LoopClock()
+    keys = dict(provider_keys(config.providers, env, base=Path.cwd()) if keys is None else keys)
+    scrubber = Scrubber(keys.values())
+    front = Front(config, Access(config.clients, clock),
+                  AuditLog(home, config.audit, clock, scrub=scrubber.scrub), scrubber)
+
+    async def open_state(stack: AsyncExitStack) -> AppState:
+        timeout = httpx.Timeout(config.timeouts.request_s, connect=config.timeouts.connect_s)
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout,
+                                                                 transport=transport))
+        router = stack.enter_context(open_router(config, http=http, keys=keys, home=home,
+                                                 clock=clock))
+        stack.callback(front.audit.close)  # a later session's first write opens it again
+        return AppState(router=router, pages=AnswerPages(config.output.page_chars), front=front)
+
+    shared = _Shared(open_state)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        timeout = httpx.Timeout(config.timeouts.request_s, connect=config.timeouts.connect_s)
-        async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
-            with open_router(config, http=http, env=env, home=home, clock=clock) as router:
-                async with anyio.create_task_group() as probes:
-                    if config.health.probe_interval_s > 0:
-                        probes.start_soon(router.prober.run_every,
-                                          config.health.probe_interval_s)
-                    yield AppState(router=router, pages=AnswerPages(config.output.page_chars))
-                    probes.cancel_scope.cancel()
+        state = await shared.acquire()
+        try:
+            async with anyio.create_task_group() as probes:
+                if config.health.probe_interval_s > 0 and not shared.probing:
+                    shared.probing = True
+                    probes.start_soon(state.router.prober.run_every,
+                                      config.health.probe_interval_s)
+                yield state
+                probes.cancel_scope.cancel()
+        finally:
+            shared.probing = False
+            await shared.release()
 
-    server: MCPServer[AppState] = MCPServer("mcp-router", version=__version__,
-                                            instructions=INSTRUCTIONS, lifespan=lifespan)
+    verifier = ClientTokenVerifier(config.clients) if config.clients else None
+    server: MCPServer[AppState] = MCPServer(
+        "mcp-router", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
+        token_verifier=verifier, auth=auth_settings() if verifier else None)
     _add_tools(server, config)
     _add_resources(server)
     return server
@@ -80,6 +138,9 @@ def _state(ctx: Context[Any]) -> AppState:
 
 
 def _client_name(ctx: Context) -> str:
+    """The token's client over HTTP with tokens; otherwise the host's clientInfo name."""
+    if (name := authenticated_client()) is not None:
+        return name
     params = ctx.session.client_params
     return params.client_info.name if params and params.client_info else "unknown"
 
@@ -200,11 +261,12 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
             step += 1
             await ctx.report_progress(step, None, message)
 
-        router = _state(ctx).router
+        state = _state(ctx)
+        router = state.router
         try:
-            result = await router.complete(call, client=_client_name(ctx), progress=progress)
+            result = await state.front.chat(router, _client_name(ctx), call, progress)
         except RouterError as exc:
-            raise ToolError(str(exc)) from exc
+            raise ToolError(state.front.scrubber.scrub(str(exc))) from exc
         if alert := router.spend.budgets.check_alert():
             await _notify(ctx, alert)
         return _sized_result(result, _state(ctx).pages, config)
@@ -212,6 +274,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
     @_tool(server, read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:
         """List the configured providers (and whether their API key is set) and the routes."""
+        _state(ctx).front.note(_client_name(ctx), "list_providers")
         return describe_providers(_state(ctx).router)
 
     @_tool(server, read_only)
@@ -221,6 +284,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         group_by: Literal["provider", "model", "route", "client", "day"] = "provider",
     ) -> CostReport:
         """Spend and token usage from the ledger, grouped, with budgets and alerts."""
+        _state(ctx).front.note(_client_name(ctx), "cost_report")
         return _state(ctx).router.spend.ledger.report(period, group_by, config.budgets)
 
     @_tool(server, read_only)
@@ -237,6 +301,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         metadata endpoint, which never sends a completion.
         """
         router = _state(ctx).router
+        _state(ctx).front.note(_client_name(ctx), "provider_health")
         try:
             if probe:
                 await _probe(router, provider)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Literal
 
 from mcp_router.budgets import BudgetGuard, Reservation
 from mcp_router.errors import BudgetExceeded, ProviderProtocolError, ProviderTimeout
@@ -25,11 +26,28 @@ def estimate_input_tokens(request: ChatRequest) -> int:
     return sum(math.ceil(len(m.content) / 3) + 4 for m in request.messages)
 
 
-class Spend:
-    """Prices, the ledger and the budget guard, shared by every call of a server."""
+class ClientSpend:
+    """One client's spend in the ledger, as its own budget guard reads it."""
 
-    def __init__(self, prices: PriceBook, ledger: Ledger, budgets: BudgetGuard) -> None:
+    def __init__(self, ledger: Ledger, client: str) -> None:
+        self._ledger, self._client = ledger, client
+
+    def spent(self, period: Literal["today", "month"]) -> Decimal:
+        return self._ledger.spent(period, self._client)
+
+
+class Spend:
+    """Prices, the ledger and the budget guards (the team's, and each client's own)."""
+
+    def __init__(self, prices: PriceBook, ledger: Ledger, budgets: BudgetGuard,
+                 client_budgets: Mapping[str, BudgetGuard] | None = None) -> None:
         self.prices, self.ledger, self.budgets = prices, ledger, budgets
+        self.client_budgets = dict(client_budgets or {})
+
+    def guards(self, client: str) -> tuple[BudgetGuard, ...]:
+        """Every budget a call of `client` must fit: the team's, then the client's own."""
+        own = self.client_budgets.get(client)
+        return (self.budgets,) if own is None else (self.budgets, own)
 
     def record_hit(self, response: ChatResponse, saved: Decimal | None, *, trace_id: str,
                    client: str, route: str | None, metadata: Mapping[str, str]) -> None:
@@ -62,12 +80,16 @@ class CallGate:
     def reserve(self, provider: str, model: str, request: ChatRequest) -> AttemptHold:
         quoted = self.spend.prices.quote_for(provider, model, estimate_input_tokens(request),
                                              request.max_tokens or QUOTE_MAX_TOKENS)
+        held: list[Reservation] = []
         try:
-            reservation = self.spend.budgets.reserve(quoted.cost)
+            for guard in self.spend.guards(self.client):
+                held.append(guard.reserve(quoted.cost))
         except BudgetExceeded as exc:
+            for reservation in held:
+                reservation.release()
             self.refusals.append(str(exc))
             raise
-        return AttemptHold(self, provider, model, reservation)
+        return AttemptHold(self, provider, model, tuple(held))
 
     @property
     def total(self) -> tuple[Decimal | None, str | None]:
@@ -87,7 +109,7 @@ class AttemptHold:
     gate: CallGate
     provider: str
     model: str
-    reservation: Reservation
+    reservations: tuple[Reservation, ...]
 
     def settle(self, completion: Completion, latency_ms: float) -> None:
         priced = self.gate.spend.prices.cost_of(self.provider, self.model, completion.usage)
@@ -95,21 +117,23 @@ class AttemptHold:
             self.gate.notes.append(priced.note or "price unknown")
         else:
             self.gate.costs.append(priced.cost)
-        self.reservation.settle(priced.cost)
+        for reservation in self.reservations:
+            reservation.settle(priced.cost)
         self._record("ok", completion, priced.cost, latency_ms)
 
     def fail(self, error: Exception, latency_ms: float) -> None:
-        self.reservation.release()
+        self.release()
         if isinstance(error, MAY_HAVE_COST):
             self._record("error", None, None, latency_ms)
 
     def cancelled(self, latency_ms: float) -> None:
         """The call was cancelled mid-attempt: the provider may have billed part of it."""
-        self.reservation.release()
+        self.release()
         self._record("cancelled", None, None, latency_ms)
 
     def release(self) -> None:
-        self.reservation.release()
+        for reservation in self.reservations:
+            reservation.release()
 
     def _record(self, outcome: str, completion: Completion | None, cost: Decimal | None,
                 latency_ms: float) -> None:

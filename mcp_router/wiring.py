@@ -12,7 +12,7 @@ import httpx
 from mcp_router.budgets import BudgetGuard
 from mcp_router.cache import CacheStep, ResponseCache
 from mcp_router.clock import Clock
-from mcp_router.config import Config
+from mcp_router.config import BudgetsConfig, Config
 from mcp_router.health import HealthBook
 from mcp_router.ledger import Ledger
 from mcp_router.plan import Planner
@@ -22,14 +22,18 @@ from mcp_router.providers import make_provider
 from mcp_router.router import Router
 from mcp_router.routing.build import TreeBuilder
 from mcp_router.routing.circuits import BreakerBoard
-from mcp_router.spend import Spend
+from mcp_router.spend import ClientSpend, Spend
 
 
 @contextmanager
-def open_router(config: Config, *, http: httpx.AsyncClient, env: Mapping[str, str],
+def open_router(config: Config, *, http: httpx.AsyncClient, keys: Mapping[str, str],
                 home: Path, clock: Clock, rng: random.Random | None = None) -> Iterator[Router]:
-    """A Router whose ledger and cache live under `home`; they are closed on exit."""
-    adapters = {name: make_provider(name, cfg, http, env)
+    """A Router whose ledger and cache live under `home`; they are closed on exit.
+
+    `keys` holds each provider's API key (see `provider_keys`); a provider missing from it
+    is unconfigured when its config names a key source.
+    """
+    adapters = {name: make_provider(name, cfg, http, keys.get(name))
                 for name, cfg in config.providers.items()}
     home.mkdir(parents=True, exist_ok=True)
     board = BreakerBoard(clock, unconfigured=[n for n, a in adapters.items() if not a.configured])
@@ -38,7 +42,12 @@ def open_router(config: Config, *, http: httpx.AsyncClient, env: Mapping[str, st
             ResponseCache.in_home(home, config.cache, clock) as store:
         prices, budgets = PriceBook.bundled(config.prices), BudgetGuard(config.budgets, ledger,
                                                                          clock)
-        spend = Spend(prices, ledger, budgets)
+        spend = Spend(prices, ledger, budgets, {
+            name: BudgetGuard(BudgetsConfig(daily_usd=c.budgets.daily_usd,
+                                            monthly_usd=c.budgets.monthly_usd),
+                              ClientSpend(ledger, name), clock)
+            for name, c in config.clients.items()
+            if c.budgets.daily_usd is not None or c.budgets.monthly_usd is not None})
         yield Router(config, adapters, clock=clock,
                      builder=TreeBuilder(config, adapters, clock, rng or random.Random(), board),
                      health=health, spend=spend, cache=CacheStep(store),

@@ -39,7 +39,7 @@ budgets: {{daily_usd: {daily}}}
 async def with_router(sim: Any, home: Path, daily: str, body: Any) -> None:
     config = parse_config(CONFIG.format(url=sim.url, daily=daily), env={})
     async with httpx.AsyncClient() as http:
-        with open_router(config, http=http, env={}, home=home, clock=LoopClock(),
+        with open_router(config, http=http, keys={}, home=home, clock=LoopClock(),
                          rng=random.Random(0)) as router:
             await body(router)
 

@@ -42,7 +42,7 @@ def wait_for(condition: Any, seconds: float = 5.0) -> bool:
 async def test_cancelling_aborts_upstream_and_releases_the_budget(sim: Any, tmp_path: Path):
     config = parse_config(CONFIG.format(url=sim.url), env={})
     async with httpx.AsyncClient() as http:
-        with open_router(config, http=http, env={}, home=tmp_path, clock=LoopClock(),
+        with open_router(config, http=http, keys={}, home=tmp_path, clock=LoopClock(),
                          rng=random.Random(0)) as router:
             with anyio.move_on_after(0.5):
                 await router.complete(ChatCall(prompt="never answered"))

@@ -102,7 +102,7 @@ async def router(sim: RunningSimulator, config: Config, tmp_path: Path
     """The router as the server's lifespan assembles it (`open_router`), with a seeded rng."""
     timeout = httpx.Timeout(config.timeouts.request_s, connect=config.timeouts.connect_s)
     async with httpx.AsyncClient(timeout=timeout) as http:
-        with open_router(config, http=http, env={}, home=tmp_path / "home", clock=LoopClock(),
+        with open_router(config, http=http, keys={}, home=tmp_path / "home", clock=LoopClock(),
                          rng=random.Random(0)) as router:
             yield router
 

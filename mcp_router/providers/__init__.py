@@ -24,11 +24,10 @@ ADAPTERS: Mapping[Kind, type[HttpAdapter]] = {
 
 
 def make_provider(name: str, cfg: ProviderConfig, http: httpx.AsyncClient,
-                  env: Mapping[str, str]) -> Adapter:
-    """The adapter for provider `name`; its key is read from `env[cfg.api_key_env]` here, once.
+                  api_key: str | None) -> Adapter:
+    """The adapter for provider `name` with its key (read once, by `provider_keys`).
 
-    An unset or empty key variable gives an adapter with `configured` False, whose `send`
-    raises `ProviderNotConfigured`; a provider with `api_key_env: null` needs no key.
+    A provider that names a key source whose key is missing or empty gets `configured`
+    False, and its `send` raises `ProviderNotConfigured`; one that names none needs no key.
     """
-    api_key = env.get(cfg.api_key_env) if cfg.api_key_env else None
     return ADAPTERS[cfg.kind](name, cfg, http, api_key or None)

@@ -95,7 +95,8 @@ class HttpAdapter:
         self.api_key_env = cfg.api_key_env
         self.stream = cfg.stream
         self.timeout_s = cfg.timeout_s
-        self.configured = cfg.api_key_env is None or self.api_key is not None
+        self.configured = (cfg.api_key_env is None and cfg.api_key_file is None) or \
+            self.api_key is not None
 
     def url(self, model: str) -> str:
         """Where a request for `model` goes, for this adapter's `stream` setting."""

@@ -43,7 +43,7 @@ async def recorder() -> AsyncIterator[tuple[FakeUpstream, httpx.AsyncClient]]:
 def adapter(kind: Kind, base_url: str, http: httpx.AsyncClient, *, name: str | None = None,
             env: dict[str, str] | None = None) -> Adapter:
     cfg = ProviderConfig(kind=kind, base_url=base_url, api_key_env="KEY")
-    return make_provider(name or kind, cfg, http, {"KEY": KEY} if env is None else env)
+    return make_provider(name or kind, cfg, http, KEY if env is None else env.get("KEY"))
 
 
 @pytest.mark.parametrize(("kind", "base_url", "url", "headers"), WIRES, ids=[w[0] for w in WIRES])

@@ -44,7 +44,7 @@ def anthropic(http: httpx.AsyncClient, *, stream: bool = True,
               headers: dict[str, str] | None = None) -> Adapter:
     cfg = ProviderConfig(kind="anthropic", base_url="https://anthropic.test",
                          api_key_env="ANTHROPIC_API_KEY", headers=headers or {}, stream=stream)
-    return make_provider("anthropic", cfg, http, {"ANTHROPIC_API_KEY": KEY})
+    return make_provider("anthropic", cfg, http, KEY)
 
 
 def without_ttfb(completion: Completion) -> Completion:

@@ -45,7 +45,7 @@ HI = ChatRequest(messages=(Message(role="user", content="Hi"),))
 def gemini(http: httpx.AsyncClient, *, stream: bool = True) -> Adapter:
     cfg = ProviderConfig(kind="gemini", base_url="https://gemini.test/v1beta",
                          api_key_env="GEMINI_API_KEY", stream=stream)
-    return make_provider("google", cfg, http, {"GEMINI_API_KEY": KEY})
+    return make_provider("google", cfg, http, KEY)
 
 
 def candidate(text: str, finish: str | None = None) -> dict:

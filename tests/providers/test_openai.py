@@ -35,7 +35,7 @@ def openrouter(http: httpx.AsyncClient, *, stream: bool = True, api_key_env: str
                headers: dict[str, str] | None = None) -> Adapter:
     cfg = ProviderConfig(kind="openai", base_url="https://openrouter.test/api/v1/",
                          api_key_env=api_key_env, headers=headers or {}, stream=stream)
-    return make_provider("openrouter", cfg, http, {"KEY": KEY})
+    return make_provider("openrouter", cfg, http, KEY if api_key_env else None)
 
 
 def chunk(content: str | None = None, finish: str | None = None, **extra: object) -> dict:

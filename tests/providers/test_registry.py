@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
 from mcp_router.config import Kind, ProviderConfig
+from mcp_router.provider_keys import provider_keys
 from mcp_router.providers import (
     AnthropicAdapter,
     GeminiAdapter,
@@ -24,7 +27,7 @@ def test_the_config_kind_chooses_the_adapter_and_the_config_fills_it(
                          timeout_s=12, stream=False)
     http = httpx.AsyncClient()
 
-    adapter = make_provider("vendor", cfg, http, {"K": "secret"})
+    adapter = make_provider("vendor", cfg, http, "secret")
 
     assert isinstance(adapter, HttpAdapter)
     assert type(adapter) is cls
@@ -36,7 +39,7 @@ def test_the_config_kind_chooses_the_adapter_and_the_config_fills_it(
 def test_a_provider_that_needs_no_key_is_configured_without_one() -> None:
     cfg = ProviderConfig(kind="openai", base_url="http://localhost:11434/v1")
 
-    adapter = make_provider("ollama", cfg, httpx.AsyncClient(), {})
+    adapter = make_provider("ollama", cfg, httpx.AsyncClient(), None)
 
     assert adapter.configured
 
@@ -44,7 +47,8 @@ def test_a_provider_that_needs_no_key_is_configured_without_one() -> None:
 def test_the_key_is_read_once_when_the_adapter_is_made() -> None:
     env = {"K": "first"}
     cfg = ProviderConfig(kind="gemini", base_url="https://g.test/v1beta", api_key_env="K")
-    adapter = make_provider("google", cfg, httpx.AsyncClient(), env)
+    keys = provider_keys({"google": cfg}, env, base=Path("."))
+    adapter = make_provider("google", cfg, httpx.AsyncClient(), keys.get("google"))
 
     env["K"] = "second"
 

@@ -68,7 +68,7 @@ def adapter_for(vendor: Vendor, http: httpx.AsyncClient,
                 env: dict[str, str] | None = None) -> Adapter:
     cfg = ProviderConfig(kind=vendor.kind, base_url="https://upstream.test/v1",
                          api_key_env="THE_KEY", timeout_s=7)
-    return make_provider("acme", cfg, http, {"THE_KEY": KEY} if env is None else env)
+    return make_provider("acme", cfg, http, KEY if env is None else env.get("THE_KEY"))
 
 
 async def fails_with(adapter: Adapter, error: type[E]) -> E:

@@ -1,0 +1,73 @@
+"""What surrounds a routed call for one client: size limits, access, rate, audit, scrubbing."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from mcp_router.access import Access
+from mcp_router.audit import AuditEntry, AuditLog
+from mcp_router.config import Config
+from mcp_router.errors import (
+    AccessDenied,
+    BudgetExceeded,
+    InvalidRequest,
+    PolicyBlocked,
+    RateLimited,
+    RouterError,
+)
+from mcp_router.limits import check_limits
+from mcp_router.messages import ChatCall, ChatResult, ProgressFn
+from mcp_router.provider_keys import Scrubber
+from mcp_router.router import Router
+
+_OUTCOMES = ((AccessDenied, "denied"), (RateLimited, "rate_limited"),
+             (InvalidRequest, "invalid"), (BudgetExceeded, "over_budget"),
+             (PolicyBlocked, "blocked"))
+
+
+class Front:
+    """Admits a client's call, routes it, and writes one audit line whatever happens.
+
+    Built once per server (not per session): rate limits and the audit file are shared by
+    every connection.
+    """
+
+    def __init__(self, config: Config, access: Access, audit: AuditLog,
+                 scrubber: Scrubber) -> None:
+        self._config, self.access, self.audit, self.scrubber = config, access, audit, scrubber
+
+    async def chat(self, router: Router, client: str, call: ChatCall,
+                   progress: ProgressFn) -> ChatResult:
+        """The routed answer, or the RouterError (scrub its message before showing it)."""
+        route = None if call.model else (call.route or self._config.default_route)
+        entry = partial(AuditEntry, client=client, tool="chat_completion", prompt=_text(call))
+        try:
+            check_limits(call, self._config.server)
+            self.access.check_call(client, route=route, model=call.model,
+                                   fallbacks=call.fallbacks)
+            self.access.admit(client)
+            result = await router.complete(call, client=client, progress=progress)
+        except RouterError as exc:
+            message = self.scrubber.scrub(str(exc))
+            self.audit.write(entry(outcome=_outcome(exc), route=route, model=call.model,
+                                   error=message))
+            raise
+        self.audit.write(entry(outcome="ok", trace_id=result.trace_id, route=result.route,
+                               provider=result.provider, model=result.model,
+                               cost_usd=result.cost_usd, pii=result.pii.counts,
+                               answer=result.content))
+        return result
+
+    def note(self, client: str, tool: str) -> None:
+        """One audit line for a read-only tool call."""
+        self.audit.write(AuditEntry(client=client, tool=tool, outcome="ok"))
+
+
+def _outcome(exc: RouterError) -> str:
+    return next((name for kind, name in _OUTCOMES if isinstance(exc, kind)), "error")
+
+
+def _text(call: ChatCall) -> str:
+    if call.prompt is not None:
+        return call.prompt
+    return "\n".join(f"{m.role}: {m.content}" for m in call.messages or ())

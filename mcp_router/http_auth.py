@@ -1,0 +1,147 @@
+"""SDK wiring for a shared HTTP server: client tokens, Host/Origin checks, bind policy, serving."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+import uvicorn
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from pydantic import AnyHttpUrl
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_router.access import find_client
+from mcp_router.provider_keys import Scrubber, install_log_scrubber
+from mcp_router.shared_config import ServerConfig
+
+__all__ = ["SCOPE", "ClientTokenVerifier", "HostOriginGuard", "auth_settings",
+           "authenticated_client", "bind_refusal", "http_app", "is_loopback", "serve_http",
+           "transport_security"]
+
+SCOPE = "mcp-router"
+HttpTransport = Literal["sse", "streamable-http"]
+LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+
+
+class _Hashed(Protocol):
+    @property
+    def token_sha256(self) -> str: ...
+
+
+class ClientTokenVerifier:
+    """The SDK's TokenVerifier over the config's clients: a token maps to its client's name."""
+
+    def __init__(self, clients: Mapping[str, _Hashed]) -> None:
+        self._hashes = {name: c.token_sha256 for name, c in clients.items()}
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        name = find_client(token, self._hashes)
+        if name is None:
+            return None
+        # The hash stands in for the token so the raw secret is not kept in request state.
+        return AccessToken(token=self._hashes[name], client_id=name, scopes=[SCOPE])
+
+
+def auth_settings() -> AuthSettings:
+    """Bearer tokens required on every MCP endpoint, checked by `ClientTokenVerifier`.
+
+    Tokens are static and issued by `mcp-router token new`, so no OAuth metadata is
+    advertised (resource_server_url None): a 401 carries `WWW-Authenticate: Bearer
+    error="invalid_token"` without pointing clients at an authorization server that does
+    not exist. `issuer_url` is required by the model and unused without one.
+    """
+    return AuthSettings(issuer_url=AnyHttpUrl("http://127.0.0.1"), resource_server_url=None,
+                        required_scopes=[SCOPE])
+
+
+def authenticated_client() -> str | None:
+    """The client name of the HTTP request being served, if it carried a valid token."""
+    token = get_access_token()
+    return token.client_id if token is not None else None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_refusal(host: str, has_clients: bool, server: ServerConfig) -> str | None:
+    """Why an HTTP transport may not bind `host`, or None when it may."""
+    if is_loopback(host):
+        return None
+    if not has_clients:
+        return (f"refusing to bind {host}: beyond loopback every client needs a token; add "
+                "`clients:` to the config (mcp-router token new NAME prints the lines)")
+    if not server.allowed_hosts:
+        return (f"refusing to bind {host}: list the Host values clients use under "
+                "server.allowed_hosts (e.g. 'router.example.lan:*'); Host and Origin stay "
+                "checked on every bind")
+    return None
+
+
+def transport_security(host: str, server: ServerConfig) -> TransportSecuritySettings:
+    """Host/Origin checks, always on: loopback names on loopback, plus the config's lists."""
+    hosts, origins = list(server.allowed_hosts), list(server.allowed_origins)
+    if is_loopback(host):
+        hosts, origins = LOOPBACK_HOSTS + hosts, LOOPBACK_ORIGINS + origins
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True,
+                                     allowed_hosts=hosts, allowed_origins=origins)
+
+
+class HostOriginGuard:
+    """Runs the SDK's Host/Origin check before authentication.
+
+    The SDK checks them inside the transport, after the bearer token, so a foreign page
+    without a token would get 401 and learn that a server is there; here it gets 403 (bad
+    Origin) or 421 (bad Host) first. The check itself is the SDK's own.
+    """
+
+    def __init__(self, app: ASGIApp, settings: TransportSecuritySettings) -> None:
+        self._app, self._check = app, TransportSecurityMiddleware(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            # is_post=False: the Content-Type rule stays with the transport, which knows
+            # which requests carry JSON.
+            refusal = await self._check.validate_request(Request(scope), is_post=False)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+def http_app(server: MCPServer[Any], transport: HttpTransport, *, host: str,
+             config: ServerConfig) -> ASGIApp:
+    """The ASGI app of `server` for `transport`: Host/Origin guard, body limit, auth if set."""
+    security = transport_security(host, config)
+    if transport == "sse":
+        app = server.sse_app(max_request_body_size=config.max_body_bytes,
+                             transport_security=security, host=host)
+    else:
+        app = server.streamable_http_app(max_request_body_size=config.max_body_bytes,
+                                         transport_security=security, host=host)
+    return HostOriginGuard(app, security)
+
+
+async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: str, port: int,
+                     config: ServerConfig, scrubber: Scrubber | None = None,
+                     log_level: str = "info") -> None:
+    """Serve `http_app` with uvicorn until interrupted, as `MCPServer.run` would."""
+    uv_config = uvicorn.Config(http_app(server, transport, host=host, config=config),
+                               host=host, port=port, log_level=log_level)
+    if scrubber:
+        # uvicorn.Config has just installed its own log handlers; filter those too.
+        install_log_scrubber(scrubber)
+    await uvicorn.Server(uv_config).serve()

@@ -1,0 +1,139 @@
+"""Provider keys: read from the environment or a private key file, and scrubbed from any text."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import stat
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, quote_plus
+
+from mcp_router.errors import ConfigError
+
+__all__ = ["MIN_SECRET_CHARS", "KeySource", "ScrubFilter", "Scrubber", "install_log_scrubber",
+           "load_key_file", "provider_keys"]
+
+MASK = "***"
+MIN_SECRET_CHARS = 6
+"""Shorter values are not scrubbed: masking every "abc" would wreck logs and protect nothing."""
+
+
+class KeySource(Protocol):
+    """Where a provider's key comes from (a `ProviderConfig`)."""
+
+    @property
+    def api_key_env(self) -> str | None: ...
+
+    @property
+    def api_key_file(self) -> str | None: ...
+
+
+def load_key_file(path: str | os.PathLike[str]) -> str:
+    """The key in `path`, whitespace stripped; refused if group or others may read or write it."""
+    file = str(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read key file: {exc.strerror}", file=file) from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError("key file is not a regular file", file=file)
+    mode = stat.S_IMODE(st.st_mode)
+    # Windows has no group/other bits to check; its ACLs are the user's business.
+    if os.name != "nt" and mode & 0o077:
+        raise ConfigError(f"key file is readable or writable by group or others (mode "
+                          f"{mode:04o}); run: chmod 600 {file}", file=file)
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read key file: {exc}", file=file) from exc
+    if not key:
+        raise ConfigError("key file is empty", file=file)
+    return key
+
+
+def provider_keys(providers: Mapping[str, KeySource], env: Mapping[str, str], *,
+                  base: Path) -> dict[str, str]:
+    """Each provider's key, from its key file (relative to `base`) or its variable, when set."""
+    keys: dict[str, str] = {}
+    for name, source in providers.items():
+        if source.api_key_file:
+            keys[name] = load_key_file(base / Path(source.api_key_file).expanduser())
+        elif source.api_key_env and env.get(source.api_key_env):
+            keys[name] = env[source.api_key_env]
+    return keys
+
+
+def _forms(value: str) -> set[str]:
+    """The spellings a key takes in URLs, query strings and JSON."""
+    return {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}
+
+
+class Scrubber:
+    """Replaces every known secret value, raw or encoded, with `***`."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        forms = {form for v in values if len(v) >= MIN_SECRET_CHARS for form in _forms(v)}
+        # Longest first, so a key that contains another is masked whole.
+        ordered = sorted(forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def scrub(self, text: str) -> str:
+        """`text` with every secret masked."""
+        return self._pattern.sub(MASK, text) if self._pattern else text
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+
+class ScrubFilter(logging.Filter):
+    """A handler filter that masks secrets in a record's message, arguments and traceback."""
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        super().__init__()
+        self._scrubber = scrubber
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        scrub = self._scrubber.scrub
+        if isinstance(record.msg, str):
+            record.msg = scrub(record.msg)
+        # Arguments are cleaned one by one, not pre-rendered: some formatters (uvicorn's
+        # access log) unpack record.args themselves.
+        if isinstance(record.args, Mapping):
+            record.args = {k: self._arg(v) for k, v in record.args.items()}
+        elif record.args:
+            record.args = tuple(self._arg(a) for a in record.args)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
+
+    def _arg(self, value: Any) -> Any:
+        if value is None or isinstance(value, int | float):
+            return value
+        text, shown = str(value), repr(value)
+        if self._scrubber.scrub(text) == text and self._scrubber.scrub(shown) == shown:
+            return value
+        return self._scrubber.scrub(text)
+
+
+def install_log_scrubber(scrubber: Scrubber,
+                         loggers: Iterable[str] = ("", "uvicorn", "uvicorn.error",
+                                                   "uvicorn.access", "mcp")) -> ScrubFilter:
+    """Add one ScrubFilter to every handler of `loggers` (the root logger is "").
+
+    Filters go on handlers because a logger's own filters skip records propagated from its
+    children. Call it again after anything (uvicorn.Config) installs new handlers.
+    """
+    filt = ScrubFilter(scrubber)
+    for name in loggers:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, ScrubFilter) for f in handler.filters):
+                handler.addFilter(filt)
+    return filt

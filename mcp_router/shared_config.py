@@ -1,0 +1,76 @@
+"""Config models for a server shared over HTTP: client tokens and limits, bind policy, audit log."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["AuditConfig", "ClientBudgets", "ClientConfig", "ServerConfig", "valid_client_name"]
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# Names end up in YAML keys, ledger rows and cache scopes: keep them plain.
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+
+Money = Annotated[Decimal, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def valid_client_name(name: str) -> bool:
+    """Whether `name` may name a client: letters, digits and `_.@-`, at most 64 characters."""
+    return _CLIENT_NAME.fullmatch(name) is not None
+
+
+class ClientBudgets(_Model):
+    """One client's own spending limits, counted over that client's ledger rows only."""
+
+    daily_usd: Money | None = None
+    monthly_usd: Money | None = None
+
+
+class ClientConfig(_Model):
+    """A client of a shared server ("virtual key"): its token's hash and what it may use.
+
+    `routes` and `models` are allow-lists. Both empty: everything. Otherwise the client may
+    use exactly the routes listed and the explicit `provider/model`s matching a pattern of
+    `models` (`*` matches any run of characters), so listing one route does not leave
+    explicit models open.
+    """
+
+    token_sha256: str = Field(description="sha256 hex of the token (mcp-router token new NAME)")
+    routes: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list)
+    budgets: ClientBudgets = Field(default_factory=ClientBudgets)
+    rate_per_min: int | None = Field(default=None, gt=0)
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _is_sha256_hex(cls, value: str) -> str:
+        if not _SHA256_HEX.fullmatch(value):
+            raise ValueError("must be the 64 lowercase hex digits `mcp-router token new` prints "
+                             "(the token's hash, never the token itself)")
+        return value
+
+
+class ServerConfig(_Model):
+    """What the HTTP transports accept: extra Host/Origin values and request size limits."""
+
+    allowed_hosts: list[str] = Field(default_factory=list)  # e.g. "router.lan:*"
+    allowed_origins: list[str] = Field(default_factory=list)  # e.g. "https://app.lan:*"
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+    max_messages: int = Field(default=200, gt=0)
+    max_chars: int = Field(default=400_000, gt=0)
+
+
+class AuditConfig(_Model):
+    """The audit log: one JSON line per tool call; prompt and answer text only on request."""
+
+    enabled: bool = True
+    include_content: bool = False
+    max_bytes: int = Field(default=10_000_000, gt=0)
+    backups: int = Field(default=5, ge=0)

@@ -1,0 +1,137 @@
+"""Provider keys: private key files, and scrubbing key values from text and logs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from mcp_router.errors import ConfigError
+from mcp_router.provider_keys import (
+    Scrubber,
+    ScrubFilter,
+    install_log_scrubber,
+    load_key_file,
+    provider_keys,
+)
+
+KEY = "sk-live/abc+def=ghi 123"
+
+
+def key_file(tmp_path: Path, mode: int, text: str = KEY + "\n") -> Path:
+    path = tmp_path / "key.txt"
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_a_private_key_file_is_read_and_stripped(tmp_path: Path):
+    assert load_key_file(key_file(tmp_path, 0o600)) == KEY
+    assert load_key_file(key_file(tmp_path, 0o400)) == KEY
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o602, 0o644])
+def test_a_key_file_others_can_read_is_refused_with_the_fix(tmp_path: Path, mode: int):
+    path = key_file(tmp_path, mode)
+    with pytest.raises(ConfigError) as caught:
+        load_key_file(path)
+    assert caught.value.file == str(path)
+    assert f"mode {mode:04o}" in str(caught.value)
+    assert f"chmod 600 {path}" in str(caught.value)
+    assert KEY not in str(caught.value)
+
+
+def test_missing_empty_and_directory_key_files_are_config_errors(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read key file"):
+        load_key_file(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="empty"):
+        load_key_file(key_file(tmp_path, 0o600, text="\n"))
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_key_file(tmp_path)
+
+
+@dataclass
+class Source:
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+
+
+def test_provider_keys_come_from_files_relative_to_the_config_or_from_the_env(tmp_path: Path):
+    key_file(tmp_path, 0o600)
+    keys = provider_keys({"a": Source(api_key_file="key.txt"), "b": Source(api_key_env="B_KEY"),
+                          "c": Source(api_key_env="UNSET"), "d": Source()},
+                         {"B_KEY": "bbbbbbbb", "UNSET": ""}, base=tmp_path)
+    assert keys == {"a": KEY, "b": "bbbbbbbb"}
+
+
+def test_scrubber_masks_raw_and_encoded_forms():
+    scrub = Scrubber([KEY, "other-secret-value"]).scrub
+    text = (f"bad key {KEY}; url ?key={quote(KEY, safe='')}; form key=sk-live%2Fabc%2Bdef%3Dghi+123"
+            f' json {{"k": "{KEY}"}} and other-secret-value')
+    cleaned = scrub(text)
+    assert cleaned == ('bad key ***; url ?key=***; form key=***'
+                       ' json {"k": "***"} and ***')
+
+
+def test_scrubber_masks_the_longest_key_whole():
+    assert Scrubber(["secret", "secret-longer"]).scrub("x secret-longer y") == "x *** y"
+
+
+def test_scrubber_ignores_empty_and_tiny_values():
+    scrubber = Scrubber(["", "abc"])
+    assert not scrubber
+    assert scrubber.scrub("abc abc") == "abc abc"
+
+
+def logged(logger: logging.Logger, scrubber: Scrubber) -> tuple[logging.Handler, io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ScrubFilter(scrubber))
+    logger.addHandler(handler)
+    return handler, stream
+
+
+def test_log_filter_scrubs_messages_arguments_and_tracebacks():
+    logger = logging.getLogger("tests.shared.scrub")
+    logger.propagate = False
+    handler, stream = logged(logger, Scrubber([KEY]))
+    try:
+        logger.warning("key %s in args, %d calls, %r repr", KEY, 3, KEY)
+        logger.warning(f"key {KEY} in message")
+        logger.warning("mapping %(k)s", {"k": KEY})
+        try:
+            raise ValueError(f"upstream echoed {KEY}")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert KEY not in out
+    assert "key *** in args, 3 calls, '***' repr" in out
+    assert "ValueError: upstream echoed ***" in out
+
+
+def test_log_filter_keeps_argument_tuples_for_formatters_that_unpack_them():
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                               '%s - "%s %s HTTP/%s" %d', ("1.2.3.4", "GET", f"/?k={KEY}", "1.1",
+                                                            200), None)
+    ScrubFilter(Scrubber([KEY])).filter(record)
+    assert record.args == ("1.2.3.4", "GET", "/?k=***", "1.1", 200)
+
+
+def test_install_adds_one_filter_to_each_handler_of_the_named_loggers():
+    logger = logging.getLogger("tests.shared.install")
+    handler = logging.StreamHandler(io.StringIO())
+    logger.addHandler(handler)
+    try:
+        install_log_scrubber(Scrubber([KEY]), loggers=["tests.shared.install"])
+        install_log_scrubber(Scrubber([KEY]), loggers=["tests.shared.install"])
+        assert sum(isinstance(f, ScrubFilter) for f in handler.filters) == 1
+    finally:
+        logger.removeHandler(handler)

@@ -1,0 +1,151 @@
+"""A team's shared server over a real streamable HTTP port: tokens, limits, audit, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from mcp_router.access import hash_token, new_token
+
+pytestmark = pytest.mark.slow
+SECRET = "sk-sim-THE-PROVIDER-KEY-0123456789abcdef"
+ALICE, BOB = new_token(), new_token()
+
+CONFIG = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1", api_key_env: SIM_KEY}}
+  anthropic: {{kind: anthropic, base_url: "{url}", api_key_env: SIM_KEY}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat}}]
+  coding:
+    targets: [{{provider: deepseek, model: deepseek-chat}}]
+  leaky:
+    targets: [{{provider: deepseek, model: deepseek-chat+fail-401}}]
+  dear:
+    targets: [{{provider: anthropic, model: claude-3-opus-20240229}}]
+cache: {{enabled: false}}
+clients:
+  alice:
+    token_sha256: {alice}
+    routes: [coding, leaky]
+    rate_per_min: 2
+    budgets: {{daily_usd: 0.001}}
+  bob:
+    token_sha256: {bob}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(sim: Any, tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
+    config = tmp_path / "team.yaml"
+    config.write_text(CONFIG.format(url=sim.url, alice=hash_token(ALICE), bob=hash_token(BOB)))
+    home, stderr = tmp_path / "home", tmp_path / "stderr.log"
+    port = free_port()
+    with stderr.open("w") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mcp_router", "serve", "--config", str(config),
+             "--transport", "streamable-http", "--port", str(port)],
+            env={**os.environ, "SIM_KEY": SECRET, "MCP_ROUTER_HOME": str(home),
+                 "MCP_ROUTER_LOG": "INFO"}, stderr=errors)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, stderr.read_text()
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}/mcp", home, stderr
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def post(url: str, token: str | None = None, **headers: str) -> httpx.Response:
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    return httpx.post(url, json=body, headers={"Accept": "application/json, text/event-stream",
+                                               **headers}, timeout=10)
+
+
+async def call(url: str, token: str, **arguments: Any) -> Any:
+    with anyio.fail_after(30):
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http, \
+                Client(streamable_http_client(url, http_client=http)) as client:
+            return await client.call_tool("chat_completion", {"prompt": "hi", **arguments})
+
+
+def test_no_token_or_a_wrong_one_is_401_and_a_foreign_origin_is_403(server: Any):
+    url = server[0]
+    for token in (None, "mcpr_wrong", hash_token(ALICE)):
+        refused = post(url, token)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert post(url, ALICE, Origin="http://evil.example").status_code == 403
+    assert post(url, ALICE).status_code not in (401, 403)
+
+
+@pytest.mark.anyio
+async def test_clients_get_their_own_routes_budgets_rate_and_audit_lines(server: Any):
+    url, home, stderr = server
+    denied = await call(url, ALICE, route="general_chat")
+    assert denied.is_error and "may not use route 'general_chat'" in denied.content[0].text
+    answered = await call(url, ALICE, route="coding", max_tokens=20)
+    assert not answered.is_error and answered.structured_content["provider"] == "deepseek"
+    # alice's own $0.001 a day cannot hold this worst case; bob has no budget of his own
+    over = await call(url, ALICE, route="coding", max_tokens=4000)
+    assert over.is_error and "daily budget of $0.001" in over.content[0].text
+    bobs = await call(url, BOB, route="coding", max_tokens=4000)
+    assert not bobs.is_error
+    leaked = await call(url, BOB, route="leaky")
+    assert leaked.is_error and "HTTP 401" in leaked.content[0].text
+    limited = await call(url, ALICE, route="coding", max_tokens=20)
+    assert limited.is_error and "rate limit of 2 calls per minute" in limited.content[0].text
+
+    lines = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
+    calls = [(e["client"], e["outcome"]) for e in lines if e["tool"] == "chat_completion"]
+    assert calls == [("alice", "denied"), ("alice", "ok"), ("alice", "over_budget"),
+                     ("bob", "ok"), ("bob", "error"), ("alice", "rate_limited")]
+    assert all("prompt" not in e and "answer" not in e for e in lines)
+    ok = lines[1]
+    assert (ok["route"], ok["provider"], ok["model"]) == ("coding", "deepseek", "deepseek-chat")
+    assert ok["trace_id"] and ok["cost_usd"]
+
+    written = [p for p in home.rglob("*") if p.is_file()] + [stderr]
+    for path in written:
+        assert SECRET.encode() not in path.read_bytes(), path
+    assert all(SECRET not in json.dumps(r.model_dump(mode="json"))
+               for r in (denied, answered, over, bobs, leaked, limited))
+
+
+def test_binding_beyond_loopback_without_tokens_is_refused(tmp_path: Path, sim: Any):
+    config = tmp_path / "open.yaml"
+    config.write_text(CONFIG.format(url=sim.url, alice=hash_token(ALICE),
+                                    bob=hash_token(BOB)).split("clients:")[0])
+    done = subprocess.run([sys.executable, "-m", "mcp_router", "serve", "--config", str(config),
+                           "--transport", "streamable-http", "--host", "0.0.0.0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "refusing to bind 0.0.0.0" in done.stderr
