@@ -163,3 +163,13 @@ def test_mcp_inspector_cli_lists_the_four_tools_with_schemas(sim: Any, tmp_path:
     tools = {t["name"]: t for t in json.loads(done.stdout)["result"]["tools"]}
     assert set(tools) == {"chat_completion", "list_providers", "cost_report", "provider_health"}
     assert all(t["outputSchema"]["type"] == "object" for t in tools.values())
+
+
+def test_token_new_prints_the_token_once_and_only_its_hash_for_the_config():
+    done = run_cli("token", "new", "alice")
+    assert done.returncode == 0
+    token = next(w for w in done.stdout.split() if w.startswith("mcpr_"))
+    from mcp_router.access import hash_token
+
+    assert hash_token(token) in done.stdout
+    assert done.stdout.count(token) == 1
