@@ -71,6 +71,7 @@ class Knobs:
         retry-after-<s>      Retry-After seconds on a failure (429 sends 1 unless told)
         retry-after-date     send Retry-After as an HTTP date instead of seconds
         slow-<ms>            wait that long before the first byte
+        drip-<ms>            wait that long between streamed deltas (a slow generation)
         hang                 never answer; wait until the client disconnects
         malformed            200 with a body (or an SSE data line) that is not JSON
         cut                  stop the stream before its terminal event; truncate a JSON body
@@ -85,6 +86,7 @@ class Knobs:
     retry_after_s: int | None = None
     retry_after_date: bool = False
     slow_ms: int = 0
+    drip_ms: int = 0
     hang: bool = False
     malformed: bool = False
     cut: bool = False
@@ -111,6 +113,7 @@ _KNOBS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], dict[str, Any]]],
     (re.compile(r"retry-after-date"), lambda m: {"retry_after_date": True}),
     (re.compile(r"retry-after-(\d+)"), lambda m: {"retry_after_s": int(m[1])}),
     (re.compile(r"slow-(\d+)"), lambda m: {"slow_ms": int(m[1])}),
+    (re.compile(r"drip-(\d+)"), lambda m: {"drip_ms": int(m[1])}),
     (re.compile(r"flaky-(\d+)"), lambda m: {"flaky_pct": min(100, int(m[1]))}),
     (re.compile(r"tokens-(\d+)"), lambda m: {"tokens": int(m[1])}),
     (re.compile(r"cached-(\d+)"), lambda m: {"cached": int(m[1])}),

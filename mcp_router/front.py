@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 
+from anyio.abc import TaskGroup
+
 from mcp_router.access import Access
 from mcp_router.audit import AuditEntry, AuditLog
 from mcp_router.config import Config
@@ -37,7 +39,7 @@ class Front:
         self._config, self.access, self.audit, self.scrubber = config, access, audit, scrubber
 
     async def chat(self, router: Router, client: str, call: ChatCall,
-                   progress: ProgressFn) -> ChatResult:
+                   progress: ProgressFn, keeper: TaskGroup | None = None) -> ChatResult:
         """The routed answer, or the RouterError (scrub its message before showing it)."""
         route = None if call.model else (call.route or self._config.default_route)
         entry = partial(AuditEntry, client=client, tool="chat_completion", prompt=_text(call))
@@ -46,7 +48,8 @@ class Front:
             self.access.check_call(client, route=route, model=call.model,
                                    fallbacks=call.fallbacks)
             self.access.admit(client)
-            result = await router.complete(call, client=client, progress=progress)
+            result = await router.complete(call, client=client, progress=progress,
+                                           keeper=keeper)
         except RouterError as exc:
             message = self.scrubber.scrub(str(exc))
             self.audit.write(entry(outcome=_outcome(exc), route=route, model=call.model,

@@ -140,6 +140,8 @@ class ChatResult(ResultModel):
     pii: PiiSummary = Field(default_factory=PiiSummary)
     trace_id: str
     dry_run: DryRun | None = Field(default=None, description="Set on dry runs: the plan")
+    late: bool = Field(default=False, description="Answered after an earlier identical call "
+                                                  "was given up on; kept and returned now")
     truncated: bool = Field(default=False, description="content is the head of a longer answer")
     full_text: str | None = Field(
         default=None, description="Resource URI of the whole answer's first page when truncated")
@@ -173,6 +175,19 @@ class SpendGate(Protocol):
 
 
 @dataclass
+class StreamState:
+    """How much of the current attempt's answer has streamed in (shared by a call's copies)."""
+
+    chars: int = 0
+    reported_at: float = float("-inf")
+
+    @property
+    def started(self) -> bool:
+        """Text is arriving: the provider is generating, and billing, this answer."""
+        return self.chars > 0
+
+
+@dataclass
 class Call:
     """Per-call state shared by every node of a target tree: deadline, attempts, progress.
 
@@ -185,6 +200,7 @@ class Call:
     progress: ProgressFn = _no_progress
     on_text: TextFn | None = None
     gate: SpendGate | None = None
+    stream: StreamState = field(default_factory=StreamState)
 
     def within(self, deadline: float) -> Call:
         """A copy whose deadline is no later than `deadline`; attempts stay shared."""

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 import anyio
+from anyio.abc import TaskGroup
 
 from mcp_router.cache import CacheStep, Served, cache_key
 from mcp_router.clock import Clock
@@ -21,6 +22,7 @@ from mcp_router.errors import (
     RouterError,
 )
 from mcp_router.health import HealthBook
+from mcp_router.late import LateAnswers, finish_or_abort
 from mcp_router.messages import (
     Adapter,
     Call,
@@ -53,11 +55,17 @@ class Router:
         self.config, self.adapters, self.clock = config, adapters, clock
         self.builder, self.health, self.spend, self.cache = builder, health, spend, cache
         self.prober, self.planner = prober, planner
+        self.late = LateAnswers(clock)
         self._policy = _fingerprint(config)
 
     async def complete(self, call: ChatCall, *, client: str = "local",
-                       progress: ProgressFn = _no_progress) -> ChatResult:
-        """Answer `call` or raise a RouterError that says what went wrong and what was tried."""
+                       progress: ProgressFn = _no_progress,
+                       keeper: TaskGroup | None = None) -> ChatResult:
+        """Answer `call` or raise a RouterError that says what went wrong and what was tried.
+
+        With a `keeper` task group, an answer already streaming when the caller gives up is
+        finished there and kept, so the same call made again gets it at once.
+        """
         request = self._sized(to_request(call))
         tree, route = self._resolve(call)
         trace_id = uuid.uuid4().hex
@@ -67,18 +75,26 @@ class Router:
                                metadata=call.metadata)
         state = Call(deadline=started + timeout_s, progress=progress, gate=gate)
 
-        async def upstream() -> tuple[ChatResponse, Decimal | None]:
+        async def routed() -> ChatResponse:
             try:
-                response = await tree.complete(request, state)
+                return await tree.complete(request, state)
             except AllTargetsFailed as exc:
                 raise _refusal(exc, gate.refusals) from exc
             finally:
                 self.health.record(state.attempts)
+
+        async def upstream() -> tuple[ChatResponse, Decimal | None]:
+            response = await finish_or_abort(
+                routed, keeper=keeper, paying=lambda: state.stream.started,
+                on_late=lambda late: self.late.put(key, late, gate.total[0]))
             return response, gate.total[0]
 
         key = cache_key(request, self._scope(call), client)
         if call.dry_run:
             return self._dry_run(call, request, tree, route, key, trace_id)
+        if (kept := self.late.pop(key)) is not None:
+            return self._result(Served(kept.response, cached=False, cost_usd=Decimal(0)),
+                                route, state, gate, trace_id, started, late=True)
         # Waiting on another caller's identical in-flight call is bounded by our own deadline.
         with anyio.move_on_after(timeout_s + GRACE_S) as scope:
             served = await self.cache.answer(key, request, call.cache, upstream,
@@ -106,16 +122,16 @@ class Router:
             trace_id=trace_id, dry_run=plan)
 
     def _result(self, served: Served, route: str | None, state: Call, gate: CallGate,
-                trace_id: str, started: float) -> ChatResult:
+                trace_id: str, started: float, late: bool = False) -> ChatResult:
         completion = served.response.completion
-        cost, note = (served.cost_usd, None) if served.cached else gate.total
+        cost, note = (served.cost_usd, None) if served.cached or late else gate.total
         return ChatResult(
             content=completion.content, provider=served.response.provider,
             model=served.response.model, route=route, finish_reason=completion.finish_reason,
             usage=completion.usage, cost_usd=cost, cost_note=note, cached=served.cached,
             cache_age_s=None if served.age_s is None else round(served.age_s, 3),
             latency_ms=_ms(self.clock.now() - started), attempts=list(state.attempts),
-            trace_id=trace_id,
+            trace_id=trace_id, late=late,
         )
 
     def _sized(self, request: ChatRequest) -> ChatRequest:

@@ -8,12 +8,13 @@ import os
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import httpx
+from anyio.abc import TaskGroup
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
@@ -51,6 +52,7 @@ class AppState:
     router: Router
     pages: AnswerPages
     front: Front
+    keeper: TaskGroup | None = None  # this session's: finishes answers a host gave up on
 
 
 class _Shared:
@@ -111,13 +113,13 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         state = await shared.acquire()
         try:
-            async with anyio.create_task_group() as probes:
+            async with anyio.create_task_group() as tasks:
                 if config.health.probe_interval_s > 0 and not shared.probing:
                     shared.probing = True
-                    probes.start_soon(state.router.prober.run_every,
-                                      config.health.probe_interval_s)
-                yield state
-                probes.cancel_scope.cancel()
+                    tasks.start_soon(state.router.prober.run_every,
+                                     config.health.probe_interval_s)
+                yield replace(state, keeper=tasks)
+                tasks.cancel_scope.cancel()
         finally:
             shared.probing = False
             await shared.release()
@@ -264,7 +266,8 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         state = _state(ctx)
         router = state.router
         try:
-            result = await state.front.chat(router, _client_name(ctx), call, progress)
+            result = await state.front.chat(router, _client_name(ctx), call, progress,
+                                            state.keeper)
         except RouterError as exc:
             raise ToolError(state.front.scrubber.scrub(str(exc))) from exc
         if alert := router.spend.budgets.check_alert():

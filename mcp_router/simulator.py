@@ -106,9 +106,10 @@ class _FrameResponse(StreamingResponse):
     """Streams prepared frames and reports a client that leaves before the last one."""
 
     def __init__(self, frames: tuple[bytes, ...], media_type: str,
-                 on_disconnect: Callable[[], None]) -> None:
+                 on_disconnect: Callable[[], None], drip_s: float = 0.0) -> None:
         super().__init__((), media_type=media_type, headers={"cache-control": "no-cache"})
         self._frames, self._on_disconnect, self._complete = frames, on_disconnect, False
+        self._drip_s = drip_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code,
@@ -123,7 +124,7 @@ class _FrameResponse(StreamingResponse):
     async def _write(self, send: Send) -> None:
         for frame in self._frames:
             await send({"type": "http.response.body", "body": frame, "more_body": True})
-            await anyio.sleep(0)
+            await anyio.sleep(self._drip_s)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self._complete = True
 
@@ -245,7 +246,7 @@ def _respond(wire: Wire, prompt: Prompt, knobs: Knobs, answer_id: str,
         parts = (*frames.head, *frames.deltas[:2])
     else:
         parts = (*frames.head, *frames.deltas, *frames.tail)
-    return _FrameResponse(parts, frames.media_type, on_disconnect)
+    return _FrameResponse(parts, frames.media_type, on_disconnect, knobs.drip_ms / 1000)
 
 
 async def _gemini_call(request: Request) -> Response:

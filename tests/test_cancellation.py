@@ -30,12 +30,13 @@ budgets: {{daily_usd: 5}}
 """
 
 
-def wait_for(condition: Any, seconds: float = 5.0) -> bool:
+async def wait_for(condition: Any, seconds: float = 5.0) -> bool:
+    """Poll without blocking the loop: the in-memory server runs on it too."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
             return True
-        time.sleep(0.02)
+        await anyio.sleep(0.02)
     return False
 
 
@@ -51,7 +52,7 @@ async def test_cancelling_aborts_upstream_and_releases_the_budget(sim: Any, tmp_
             assert (row.outcome, row.provider, row.cost_usd) == ("cancelled", "deepseek", None)
             plan = await router.complete(ChatCall(prompt="never answered", dry_run=True))
             assert plan.dry_run is not None and plan.dry_run.cache_hit is False
-    assert wait_for(lambda: sim.state.disconnects["deepseek-chat+hang"] == 1)
+    assert await wait_for(lambda: sim.state.disconnects["deepseek-chat+hang"] == 1)
 
 
 async def test_a_host_timeout_cancels_the_tool_call_upstream(sim: Any, tmp_path: Path):
@@ -60,6 +61,6 @@ async def test_a_host_timeout_cancels_the_tool_call_upstream(sim: Any, tmp_path:
     async with Client(server) as client:
         with pytest.raises(Exception, match="(?i)timed out|timeout"):
             await client.call_tool("chat_completion", {"prompt": "q"}, read_timeout_seconds=0.4)
-        assert wait_for(lambda: sim.state.disconnects["deepseek-chat+hang"] == 1)
+        assert await wait_for(lambda: sim.state.disconnects["deepseek-chat+hang"] == 1)
         report = (await client.call_tool("cost_report", {})).structured_content
     assert report is not None and report["requests"] == 1  # the cancelled attempt's row

@@ -21,10 +21,12 @@ from mcp_router.messages import (
     ChatResponse,
     Hold,
     Outcome,
+    TextFn,
 )
 from mcp_router.routing.deadline import DEADLINE_REACHED
 
 NOT_CONFIGURED = "no API key configured"
+STREAM_PROGRESS_EVERY_S = 0.5  # hosts show each notification; more often is noise
 
 
 class Target:
@@ -60,7 +62,7 @@ class Target:
         allowed = self._allowed_s(call)  # progress reporting may have taken some of it
         try:
             with anyio.fail_after(allowed):
-                completion = await self._adapter.send(request, model, call.on_text)
+                completion = await self._adapter.send(request, model, self._on_text(call))
             latency_ms = self._record(call, started, None, hold, completion.ttfb_ms)
             if hold is not None:
                 hold.settle(completion, latency_ms)
@@ -81,6 +83,21 @@ class Target:
             if hold is not None:
                 hold.release()  # a no-op once settled; frees the money on cancellation
         return ChatResponse(completion=completion, provider=provider, model=model)
+
+    def _on_text(self, call: Call) -> TextFn:
+        """Counts streamed text, passes it on, and reports progress now and then."""
+        call.stream.chars, call.stream.reported_at = 0, self._clock.now()
+
+        async def on_text(delta: str) -> None:
+            call.stream.chars += len(delta)
+            if call.on_text is not None:
+                await call.on_text(delta)
+            now = self._clock.now()
+            if now - call.stream.reported_at >= STREAM_PROGRESS_EVERY_S:
+                call.stream.reported_at = now
+                await call.progress(f"{self.label}: ~{call.stream.chars // 4} tokens received")
+
+        return on_text
 
     def _reserve(self, request: ChatRequest, call: Call) -> Hold | None:
         """Hold this attempt's worst case against the budgets, or skip the target."""

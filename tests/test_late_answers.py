@@ -1,0 +1,77 @@
+"""A host that gives up while the answer is streaming: it is finished, kept and served again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from mcp_router.config import parse_config
+from mcp_router.server import create_server
+
+pytestmark = pytest.mark.anyio
+
+CONFIG = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat+drip-120}}]
+  silent:
+    targets: [{{provider: deepseek, model: deepseek-chat+slow-1500}}]
+cache: {{enabled: false}}
+"""
+
+
+@pytest.fixture
+def server(sim: Any, tmp_path: Path) -> Any:
+    return create_server(parse_config(CONFIG.format(url=sim.url), env={}), home=tmp_path, env={})
+
+
+async def test_an_answer_paid_for_after_the_host_gave_up_is_returned_to_the_retry(
+        server: Any, sim: Any):
+    async with Client(server) as client:
+        with pytest.raises(Exception, match="(?i)timed out|timeout"):
+            await client.call_tool("chat_completion", {"prompt": "long story"},
+                                   read_timeout_seconds=0.3)
+        await anyio.sleep(1.5)  # the stream drips to its end on the server's side
+        again = await client.call_tool("chat_completion", {"prompt": "long story"})
+    assert not again.is_error
+    data = again.structured_content
+    assert data is not None and data["late"] is True and data["cost_usd"] == 0
+    assert data["content"].startswith("Simulated answer from deepseek-chat+drip-120")
+    assert sim.state.hits["deepseek-chat+drip-120"] == 1
+    assert sim.state.disconnects["deepseek-chat+drip-120"] == 0
+
+
+async def test_an_answer_not_yet_started_is_aborted_not_kept(server: Any, sim: Any):
+    async with Client(server) as client:
+        with pytest.raises(Exception, match="(?i)timed out|timeout"):
+            await client.call_tool("chat_completion", {"prompt": "q", "route": "silent"},
+                                   read_timeout_seconds=0.3)
+        deadline = time.monotonic() + 5
+        while sim.state.disconnects["deepseek-chat+slow-1500"] == 0:
+            assert time.monotonic() < deadline
+            await anyio.sleep(0.05)
+        again = await client.call_tool("chat_completion", {"prompt": "q", "route": "silent"})
+    assert again.structured_content is not None and again.structured_content["late"] is False
+    assert sim.state.hits["deepseek-chat+slow-1500"] == 2
+
+
+async def test_a_streaming_answer_reports_progress_as_tokens_arrive(server: Any):
+    messages: list[str] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(server) as client:
+        result = await client.call_tool("chat_completion", {"prompt": "a fairly long prompt "
+                                                                      "to stream back"},
+                                        progress_callback=progress)
+    assert not result.is_error
+    streamed = [m for m in messages if "tokens received" in m]
+    assert streamed and streamed[0].startswith("deepseek/deepseek-chat+drip-120: ~")
