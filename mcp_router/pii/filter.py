@@ -1,0 +1,171 @@
+"""`PiiFilter` and `PiiSession`: the PII policy on requests and answers of one MCP session."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from mcp_router.messages import ChatRequest, PiiSummary
+from mcp_router.pii.actions import Pseudonyms, apply_actions
+from mcp_router.pii.detectors import Detector, Finding, resolve_overlaps
+from mcp_router.pii.guard import PiiBlocked, fail_closed
+from mcp_router.pii.policy import PiiPolicy
+from mcp_router.pii.registry import build_detectors, detect
+from mcp_router.pii.stream import StreamRestorer
+
+
+class PiiFilter:
+    """A policy and its detectors; shared by every session, holding no per-session state."""
+
+    def __init__(self, policy: PiiPolicy, detectors: Sequence[Detector] | None = None) -> None:
+        self.policy = policy
+        self.detectors: tuple[Detector, ...] = tuple(
+            build_detectors(policy) if detectors is None else detectors)
+
+    def detect(self, text: str, entities: Iterable[str] | None = None) -> list[Finding]:
+        """The policy's entity types (or those of them in `entities`) found in `text`, without
+        overlaps, by position."""
+        return resolve_overlaps(self.raw_findings(text, entities))
+
+    def raw_findings(self, text: str, entities: Iterable[str] | None = None) -> list[Finding]:
+        """Every detector's findings, overlaps not yet resolved; used to decide `block`."""
+        allowed = self.policy.entities
+        if entities is not None:
+            allowed = frozenset(entities) if allowed is None else allowed & frozenset(entities)
+        return detect(text, self.detectors, allowed, resolve=False)
+
+    def session(self) -> PiiSession:
+        """A fresh session: its own pseudonym map, shared with no other session."""
+        return PiiSession(self)
+
+    def __repr__(self) -> str:
+        return f"PiiFilter(action={self.policy.action!r}, detectors={len(self.detectors)})"
+
+
+class PiiSession:
+    """One MCP session's view of the filter: it owns the pseudonym map (values never logged).
+
+    Every public method is fail-closed: a failure inside detection raises `PiiFilterFailed`
+    (a `PolicyBlocked`), and a `block` type raises `PiiBlocked`; text is never passed on
+    unfiltered.
+    """
+
+    def __init__(self, pii_filter: PiiFilter) -> None:
+        self._filter = pii_filter
+        self._policy = pii_filter.policy
+        self._pseudonyms = Pseudonyms()
+
+    def filter_request(self, request: ChatRequest) -> tuple[ChatRequest, PiiSummary]:
+        """The request with every message (and stop string) filtered, and what was found."""
+        return fail_closed("request", self._filter_request, request)
+
+    def filter_text(self, text: str) -> tuple[str, PiiSummary]:
+        """One outgoing string (e.g. a tool argument) filtered like a request message."""
+        out, summary = fail_closed("request", self._filter_texts, [text])
+        return out[0], summary
+
+    def restore(self, text: str) -> str:
+        """`text` with this session's placeholders replaced by the values (for the caller only)."""
+        return fail_closed("answer", self._pseudonyms.restore, text)
+
+    def filter_answer(self, text: str) -> tuple[str, PiiSummary]:
+        """The model's answer for the caller: answer policy applied, then pseudonyms restored.
+
+        Detection runs on the answer as the model wrote it, so the caller's own values coming
+        back through placeholders are restored untouched, while a secret the model wrote
+        itself is redacted (default `answer_actions`).
+        """
+        return fail_closed("answer", self._filter_answer, text, True)
+
+    def redact_answer(self, text: str) -> tuple[str, PiiSummary]:
+        """The answer policy applied but placeholders kept: what a response cache may store.
+
+        Restoring is per session (`<EMAIL_1>` is another address in another session), so a
+        cache holds this form and each hit goes through `restore` for its own caller.
+        """
+        return fail_closed("answer", self._filter_answer, text, False)
+
+    def stream_filter(self) -> StreamRestorer:
+        """A filter for one streamed answer: feed it deltas, show what it returns, then flush."""
+        return StreamRestorer(self)
+
+    def answer_findings(self, text: str) -> list[Finding]:
+        """Findings of the types the answer policy acts on (also used by `StreamRestorer`);
+        raises `PiiBlocked` when one of them is set to `block`."""
+        acts = self._policy.answer_actions
+        if not self._policy.enabled or not acts:
+            return []
+        raw = self._filter.raw_findings(text, acts)
+        _refuse_blocked(raw, acts.__getitem__, "answer")
+        return resolve_overlaps(raw)
+
+    def render_answer(self, text: str, findings: Sequence[Finding], counts: Counter[str],
+                      restore: bool = True) -> str:
+        """Apply the answer policy to `findings` of `text`, then restore pseudonyms."""
+        acts = self._policy.answer_actions
+        counts.update(f.entity for f in findings)
+        filtered = apply_actions(text, findings, acts.__getitem__, self._pseudonyms)
+        return self._pseudonyms.restore(filtered) if restore else filtered
+
+    def answer_summary(self, counts: Mapping[str, int]) -> PiiSummary:
+        """The summary of what the answer policy did to `counts`."""
+        return summarize(counts, self._policy.answer_actions.__getitem__, "none")
+
+    def _filter_request(self, request: ChatRequest) -> tuple[ChatRequest, PiiSummary]:
+        texts = [m.content for m in request.messages] + list(request.stop or ())
+        filtered, summary = self._filter_texts(texts)
+        if filtered == texts:
+            return request, summary
+        n = len(request.messages)
+        messages = tuple(m if m.content == new else m.model_copy(update={"content": new})
+                         for m, new in zip(request.messages, filtered[:n], strict=True))
+        stop = tuple(filtered[n:]) if request.stop is not None else None
+        return request.model_copy(update={"messages": messages, "stop": stop}), summary
+
+    def _filter_texts(self, texts: list[str]) -> tuple[list[str], PiiSummary]:
+        """Detect in all texts first, so a blocked request leaves no trace in the pseudonyms."""
+        policy = self._policy
+        if not policy.enabled:
+            return texts, PiiSummary(action="none")
+        raw = [self._filter.raw_findings(t) for t in texts]
+        _refuse_blocked([f for fs in raw for f in fs], policy.action_for, "request")
+        found = [resolve_overlaps(fs) for fs in raw]
+        counts = Counter(f.entity for fs in found for f in fs)
+        out = [apply_actions(t, fs, policy.action_for, self._pseudonyms)
+               for t, fs in zip(texts, found, strict=True)]
+        return out, summarize(counts, policy.action_for, policy.action)
+
+    def _filter_answer(self, text: str, restore: bool) -> tuple[str, PiiSummary]:
+        counts: Counter[str] = Counter()
+        out = self.render_answer(text, self.answer_findings(text), counts, restore)
+        return out, self.answer_summary(counts)
+
+    def __repr__(self) -> str:
+        return f"<PiiSession: {len(self._pseudonyms)} pseudonyms>"
+
+
+def _refuse_blocked(findings: Sequence[Finding], action_for: Callable[[str], str],
+                    where: str) -> None:
+    """Raise `PiiBlocked` if any finding's type is set to `block`, judged before overlaps are
+    merged, so a blocked value inside a longer finding of another type still blocks."""
+    blocked = Counter(f.entity for f in set(findings) if action_for(f.entity) == "block")
+    if blocked:
+        raise PiiBlocked(blocked, where)
+
+
+def summarize(counts: Mapping[str, int], action_for: Callable[[str], str],
+              default: str) -> PiiSummary:
+    """Counts per type and the action(s) applied, comma-joined (`default` if nothing was found)."""
+    actions = sorted({action_for(e) for e in counts}) or [default]
+    return PiiSummary(action=",".join(actions), counts=dict(sorted(counts.items())))
+
+
+def combine_summaries(*summaries: PiiSummary) -> PiiSummary:
+    """One summary for a call: counts added up, the distinct actions listed."""
+    counts: Counter[str] = Counter()
+    actions: set[str] = set()
+    for s in summaries:
+        counts.update(s.counts)
+        actions.update(a for a in s.action.split(",") if a and a != "none")
+    return PiiSummary(action=",".join(sorted(actions)) or "none",
+                      counts=dict(sorted(counts.items())))

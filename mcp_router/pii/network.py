@@ -1,0 +1,195 @@
+"""Email addresses (plain and `name [at] host [dot] com` obfuscations) and IP addresses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from mcp_router.pii.detectors import Finding, is_word_char, right_ok, word_before
+from mcp_router.pii.validators import ipv4_sensitive, ipv6_sensitive
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# Obfuscations in brackets may be any case; bare words only in capitals (`jane AT example DOT
+# com`), since a lower-case " at " is ordinary English.
+_DOT = r"(?:\.|\s*[\[({<]\s*(?i:dot)\s*[\])}>]\s*|\s+DOT\s+)"
+# Text after the `@` (or its obfuscated spelling): labels joined by dots, ending in a TLD.
+_DOMAIN = re.compile(rf"\s*{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}(?P<tld>[A-Za-z]{{2,24}})"
+                     r"(?![A-Za-z0-9-])")
+# The plain scan checks in C that a local-part character precedes the `@` and a domain
+# follows; the obfuscated spellings get scans of their own, because `re` finds a literal far
+# faster than an alternation.
+_AT_SIGN = re.compile(r"@(?<=[A-Za-z0-9_%+-]@)(?=[A-Za-z0-9])(?P<domain>" + _DOMAIN.pattern + ")")
+# `john%40example.com`: an address URL-encoded in a query string, as access logs record it.
+_AT_ENCODED = re.compile(r"(?<=[A-Za-z0-9_+.-])%40(?P<domain>" + _DOMAIN.pattern + ")")
+_AT_BRACKETED = re.compile(r"[\[({<]\s*(?i:at)\s*[\])}>]")
+_AT_WORD = re.compile(r" AT ")
+_AT_CLOSING = re.compile(r"at\s*[\])}>]")  # on lower-cased text: a cheap test before the regex
+_LOCAL_REVERSED = re.compile(r"[A-Za-z0-9_%+-](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?")
+# Asset names like icon@2x.png look like addresses; these "TLDs" are file extensions.
+_FILE_EXTENSIONS = frozenset((
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "pdf", "js", "mjs", "cjs", "ts",
+    "tsx", "jsx", "py", "rb", "go", "rs", "java", "kt", "cpp", "hpp", "css", "scss", "html",
+    "json", "yaml", "yml", "toml", "md", "txt", "lock", "log", "zip", "gz", "tar", "so", "dll",
+    "exe", "sh", "bin", "map", "vue", "php", "xml", "csv", "ini", "cfg", "conf"))
+
+
+class EmailDetector:
+    """Addresses with `@`, `%40`, `[at]`, `(at)` or ` AT `; git remotes and URL users are not."""
+
+    name = "email"
+
+    def find(self, text: str) -> list[Finding]:
+        found: list[Finding | None] = []
+        if "@" in text:
+            found += [_address(text, m.start(), m.end(), m.group("tld"))
+                      for m in _AT_SIGN.finditer(text)]
+        if "%40" in text:
+            found += [_address(text, m.start(), m.end(), m.group("tld"))
+                      for m in _AT_ENCODED.finditer(text)]
+        if _AT_CLOSING.search(text.lower()):
+            found += [_obfuscated(text, at) for at in _AT_BRACKETED.finditer(text)]
+        if " AT " in text:
+            found += [_obfuscated(text, at) for at in _AT_WORD.finditer(text)]
+        return [f for f in found if f is not None]
+
+
+def _obfuscated(text: str, at: re.Match[str]) -> Finding | None:
+    """The address around an obfuscated `at` (`jane [at] example [dot] com`), if any."""
+    if not _plausible_obfuscation(text, at.start()):
+        return None
+    domain = _DOMAIN.match(text, at.end())
+    if domain is None:
+        return None
+    local_end = at.start()
+    while local_end > 0 and text[local_end - 1].isspace():
+        local_end -= 1
+    return _address(text, local_end, domain.end(), domain.group("tld"))
+
+
+def _address(text: str, local_end: int, end: int, tld: str) -> Finding | None:
+    """The address whose local part ends at `local_end` and domain at `end`, if it is one."""
+    if tld.lower() in _FILE_EXTENSIONS:
+        return None
+    start = _local_start(text, local_end)
+    if start is None or _remote_or_url_user(text, start, end):
+        return None
+    return Finding("email", start, end)
+
+
+def _plausible_obfuscation(text: str, at: int) -> bool:
+    """An obfuscated `at` needs a word right before it, as in `jane [at] example [dot] com`."""
+    return at > 0 and (text[at - 1].isspace() or is_word_char(text[at - 1]))
+
+
+def _local_start(text: str, end: int) -> int | None:
+    """Start of the local part ending at `end`, read backwards; None when there is none."""
+    window = text[max(0, end - 64):end][::-1]
+    m = _LOCAL_REVERSED.match(window)
+    if m is None:
+        return None
+    start = end - m.end()
+    if start > 0 and (is_word_char(text[start - 1]) or text[start - 1] == "."):
+        return None
+    return start
+
+
+def _remote_or_url_user(text: str, start: int, end: int) -> bool:
+    """`git@host:org/repo` (scp syntax) and `scheme://user[:pw]@host` name a user, not a mailbox."""
+    if text[end:end + 1] == ":" and text[end + 1:end + 2] not in ("", " ", "\n", "\t"):
+        return True
+    window = text[max(0, start - 200):start]
+    scheme = window.rfind("://")
+    if scheme == -1:
+        return False
+    # Still inside the URL's authority (no path, no whitespace since `://`): userinfo.
+    return not any(c in window[scheme + 3:] for c in "/ \t\n\"'<>")
+
+
+_V6_ANCHOR = re.compile(r":(?::|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:)")
+_HEX_COLON = re.compile(r"[0-9A-Fa-f:]*")
+_EMBEDDED_V4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_ZONE = re.compile(r"%[0-9A-Za-z._-]+")
+
+
+class Ipv6Detector:
+    """IPv6 addresses in full, compressed, IPv4-mapped and zoned forms; `::1` and `::` are not."""
+
+    name = "ip_address"
+
+    def find(self, text: str) -> list[Finding]:
+        found: list[Finding] = []
+        done = 0
+        for anchor in _V6_ANCHOR.finditer(text):
+            if anchor.start() < done:
+                continue
+            span = _ipv6_span(text, anchor.start())
+            if span is not None:
+                done = span[1]
+                found.append(Finding("ip_address", *span))
+        return found
+
+
+def _ipv6_span(text: str, pos: int) -> tuple[int, int] | None:
+    back = _HEX_COLON.match(text[max(0, pos - 39):pos][::-1])
+    start = pos - (back.end() if back else 0)
+    if start > 0 and (is_word_char(text[start - 1]) or text[start - 1] in ".:"):
+        return None
+    fwd = _HEX_COLON.match(text, pos)
+    end = fwd.end() if fwd else pos
+    if text[end:end + 1] == ".":
+        tail = _EMBEDDED_V4.match(text, text.rfind(":", start, end) + 1)
+        end = tail.end() if tail else end
+    zone = _ZONE.match(text, end)
+    body_end, end = end, zone.end() if zone else end
+    after = text[end:end + 2]
+    if after and (is_word_char(after[0]) or after[0] in ":." and after[1:].isalnum()):
+        return None
+    body = text[start:body_end]
+    colons = body.count(":")
+    if not ("::" in body or colons == 7 or (colons == 6 and "." in body)):
+        return None
+    parts = [p for p in body.split(":") if p]
+    if len(parts) < 2 or max(len(p) for p in parts) < 3 or not any(c.isdigit() for c in body):
+        return None
+    return (start, end) if ipv6_sensitive(body) else None
+
+
+_V4_TAIL = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_V4_TAIL_BYTES = re.compile(rb"\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_VERSION_CONTEXT = re.compile(r"\b(?:version|ver|release|build|firmware|sdk|rev|v)[\s:=]*$")
+
+
+class Ipv4Detector:
+    """Dotted quads that name a host; version strings and loopback/mask values are left alone."""
+
+    name = "ip_address"
+
+    def find(self, text: str) -> list[Finding]:
+        tails: Iterable[re.Match[str] | re.Match[bytes]] = (
+            _V4_TAIL_BYTES.finditer(text.encode()) if text.isascii() else _V4_TAIL.finditer(text))
+        found: list[Finding] = []
+        for m in tails:
+            start = m.start()
+            while start > m.start() - 3 and start > 0 and text[start - 1].isdigit():
+                start -= 1
+            end = m.end()
+            if start == m.start() or not right_ok(text, end):
+                continue
+            before = text[start - 1] if start else " "
+            url_host = text[start - 2:start] == "//"
+            if is_word_char(before) or before in ".-/~^<>" and not url_host \
+                    or text[start - 2:start] == "==":
+                continue
+            if _after_word(text, start) and _VERSION_CONTEXT.search(word_before(text, start, 16)):
+                continue
+            if ipv4_sensitive(text[start:end]):
+                found.append(Finding("ip_address", start, end))
+        return found
+
+
+def _after_word(text: str, start: int) -> bool:
+    """A letter comes before `start`, past spaces, `:` and `=` (as in `version 1.2.3.4`)."""
+    k = start - 1
+    while k >= 0 and text[k] in " :=":
+        k -= 1
+    return k >= 0 and text[k].isalpha()

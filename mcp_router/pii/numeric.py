@@ -1,0 +1,314 @@
+"""Cards, SSNs and phone numbers, found in one pass over the digit runs of a text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from mcp_router.pii.detectors import Finding, left_ok, right_ok, word_before
+from mcp_router.pii.validators import card_ok, international_ok, nanp_ok, ssn_ok
+
+# Runs of digits and separators: every card, SSN and phone shape, found in one scan so the
+# per-format logic only runs on the few runs that qualify. A run starts at the first digit
+# (not inside a number) and not at an ISO date, the commonest digit run in logs.
+_CLUSTER = r"\d(?<!\d\d)(?!\d{3}-\d\d-\d\d(?!\d))[\d \-.()]{8,}"
+_CLUSTER_STR = re.compile(_CLUSTER)
+# The same scan over the UTF-8 bytes of ASCII text (offsets are equal): `re` is faster on bytes.
+_CLUSTER_BYTES = re.compile(_CLUSTER.encode())
+_MIN_DIGITS = 8
+_SEPARATOR_CHARS = " -.()"
+# A cluster with separators must contain one of these shapes to hold a card (groups of 4
+# then more), an SSN, a North American number or a trunk-zero national number; the rest
+# (zip+4, ISBNs, dotted versions and addresses…) are dropped before any per-group work.
+_SHAPES = re.compile(r"(?<!\d)\d{4}[ -]\d{2,6}[ -]\d|(?<!\d)\d{3}[-. ]\d\d[-. ]\d{4}"
+                     r"|\d{3}\)?[-. )]{1,2}\d{3}[-. ]\d{4}|(?<!\d)0[1-9]\d{0,4}\)?[ -]\d\d")
+_SEPARATORS = re.compile(r"(\D+)")
+# A custom pattern's match may start before or end after the digits it covers (`SSN: `).
+_CUSTOM_MARGIN = 12
+# An identifier keyword right before a bare digit run ("order 4716…", "#4716…"), unless the
+# text says it is a card ("card #4716…").
+_ID_CONTEXT = re.compile(r"(?<!card )(?<!cc )(?:\b(?:order|invoice|tracking|ticket|txn|transaction|"
+                         r"id|serial|ean|upc|gtin|isbn|sku|imei)\b|#)[\s:=#.-]*$")
+_SSN_CONTEXT = re.compile(r"\b(?:ssn|ss#|social security|soc\.? sec|taxpayer|tin)\b")
+_PHONE_CONTEXT = re.compile(r"\b(?:phone|tel|telephone|mobile|cell|call|fax|whatsapp|sms|"
+                            r"contact|dial|text me)\b")
+
+Hit = tuple[str, int, int, int]  # entity, start, end, index of the next group to look at
+CustomCheck = Callable[[str, int, int], bool]
+
+
+def id_like(text: str, start: int) -> bool:
+    """A bare digit run introduced as an order, ticket or other identifier, not as a card."""
+    return bool(_ID_CONTEXT.search(word_before(text, start, 24)))
+
+
+class NumberDetector:
+    """Cards (brand ranges + Luhn), SSNs (issuable ranges) and phones (dialling plans).
+
+    `custom` holds config patterns named like a numeric built-in, with that built-in's check.
+    They run only around digit runs, which is where a match that passes a card or SSN check
+    can be, instead of over the whole text.
+    """
+
+    name = "numbers"
+
+    def __init__(self, custom: Sequence[tuple[str, re.Pattern[str], CustomCheck]] = ()) -> None:
+        # A card has at least 12 digits and an SSN 9, so shorter runs need not be searched.
+        self._custom = tuple((entity, regex, check, 12 if entity == "credit_card" else 9)
+                             for entity, regex, check in custom)
+        # One search for any of them decides whether a cluster needs the patterns one by one.
+        self._any_custom = re.compile("|".join(f"(?:{regex.pattern})" for _, regex, _ in custom)) \
+            if len(custom) > 1 else None
+
+    def find(self, text: str) -> list[Finding]:
+        found: list[Finding] = []
+        for start, end, digits in _clusters(text):
+            found.extend(_Run.findings_in(text, start, end, digits))
+            if self._custom:
+                found.extend(self._custom_findings(text, start, end, digits))
+        return found
+
+    def _custom_findings(self, text: str, start: int, end: int, digits: int) -> set[Finding]:
+        """Matches of the custom patterns around one cluster that pass their type's check."""
+        found: set[Finding] = set()
+        lo, hi = max(0, start - _CUSTOM_MARGIN), min(len(text), end + _CUSTOM_MARGIN)
+        if self._any_custom is not None and not self._any_custom.search(text, lo, hi):
+            return found
+        for entity, regex, check, min_digits in self._custom:
+            if digits >= min_digits:
+                found.update(Finding(entity, *m.span()) for m in regex.finditer(text, lo, hi)
+                             if m.end() > m.start() and check(text, *m.span()))
+        return found
+
+
+def _clusters(text: str) -> list[tuple[int, int, int]]:
+    """(start, end, digit count) of each run with enough digits, trailing separators cut."""
+    found: list[tuple[int, int, int]] = []
+    if text.isascii():
+        for b in _CLUSTER_BYTES.finditer(text.encode()):
+            run = b.group().rstrip(b" -.()")
+            digits = len(run.translate(None, b" -.()"))
+            if digits >= _MIN_DIGITS:
+                found.append((b.start(), b.start() + len(run), digits))
+        return found
+    for m in _CLUSTER_STR.finditer(text):
+        seg = m.group().rstrip(_SEPARATOR_CHARS)
+        digits = sum(c.isdigit() for c in seg)
+        if digits >= _MIN_DIGITS:
+            found.append((m.start(), m.start() + len(seg), digits))
+    return found
+
+
+class _Run:
+    """One cluster split into digit groups: their offsets, sizes and the separators after them."""
+
+    def __init__(self, text: str, start: int, end: int, bare: bool = False) -> None:
+        self.text = text
+        if bare:
+            self.digits, self.seps = [text[start:end]], [""]
+        else:
+            parts = _SEPARATORS.split(text[start:end])
+            self.digits, self.seps = parts[0::2], parts[1::2]
+            self.seps.append("")
+        self.sizes = [len(d) for d in self.digits]
+        self.starts, self.ends, pos = [], [], start
+        for size, sep in zip(self.sizes, self.seps, strict=True):
+            self.starts.append(pos)
+            self.ends.append(pos + size)
+            pos += size + len(sep)
+
+    @classmethod
+    def findings_in(cls, text: str, start: int, end: int, digits: int) -> list[Finding]:
+        """Findings in one cluster of `digits` digits between `start` and `end`."""
+        if digits == end - start:
+            hit = cls.bare(text, start, end)
+            return [] if hit is None else [Finding(*hit[:3])]
+        if text[start - 1:start] == "+" or text.startswith("00", start) \
+                or _SHAPES.search(text, start, end):
+            return cls(text, start, end).findings()
+        return []
+
+    def findings(self) -> list[Finding]:
+        found: list[Finding] = []
+        text, i, n = self.text, 0, len(self.starts)
+        while i < n:
+            start, size = self.starts[i], self.sizes[i]
+            before = text[start - 1:start]
+            hit: Hit | None = None
+            if left_ok(text, start) or before in "+(":
+                # Only the formats whose first group can have this size and first digit.
+                if 12 <= size <= 19 or size == 4:
+                    hit = self.card(i)
+                if hit is None and size in (3, 9):
+                    hit = self.ssn(i)
+                if hit is None and (before == "+" or 4 <= size <= 5 and text[start] == "0"):
+                    hit = self.international(i)
+                if hit is None and size in (1, 3, 10, 11):
+                    hit = self.nanp(i)
+                if hit is None and text[start] == "0" and size >= 2:
+                    hit = self.trunk(i)
+            if hit is None:
+                i += 1
+                continue
+            entity, s, e, i = hit
+            found.append(Finding(entity, s, e))
+        return found
+
+    @classmethod
+    def bare(cls, text: str, start: int, end: int) -> Hit | None:
+        """A run of digits alone: a card, `+` and a phone, or an SSN or phone by context."""
+        size = end - start
+        if text[start - 1:start] == "+":
+            return cls(text, start, end, bare=True).international(0)
+        if text[max(0, start - 4):start].lower() == "tel:" and 7 <= size <= 15:
+            return ("phone", start, end, 1)  # a tel: link is a phone number whatever its digits
+        if 12 <= size <= 19:
+            return cls(text, start, end, bare=True).card(0)
+        if size == 9:
+            return cls(text, start, end, bare=True).ssn(0)
+        if size in (10, 11):
+            return cls(text, start, end, bare=True).nanp(0)
+        return None
+
+    def starts_run(self, i: int, sep: str) -> bool:
+        """Group i is not the middle of a longer run joined by the same separator."""
+        return i == 0 or self.seps[i - 1] != sep
+
+    def joined(self, i: int, j: int) -> str:
+        return "".join(self.digits[i:j + 1])
+
+    def card(self, i: int) -> Hit | None:
+        text, start, size, sep = self.text, self.starts[i], self.sizes[i], self.seps[i]
+        if not left_ok(text, start):
+            return None
+        if 12 <= size <= 19:
+            end = self.ends[i]
+            if card_ok(text[start:end]) and right_ok(text, end) and not id_like(text, start):
+                return ("credit_card", start, end, i + 1)
+            return None
+        if size != 4 or sep not in (" ", "-") or not self.starts_run(i, sep):
+            return None
+        j, last = i, len(self.starts) - 1
+        while j < last and self.seps[j] == sep:
+            # Groups of 2-6 digits; only the last may be shorter (4000 0000 0000 6).
+            if not (2 if j + 1 < last and self.seps[j + 1] == sep else 1) <= self.sizes[j + 1] <= 6:
+                return None
+            j += 1
+        end = self.ends[j]
+        if j > i and card_ok(self.joined(i, j)) and right_ok(text, end):
+            return ("credit_card", start, end, j + 1)
+        k = self._card_layout_end(i, j)
+        if k is not None and card_ok(self.joined(i, k)):
+            return ("credit_card", start, self.ends[k], k + 1)
+        return None
+
+    def _card_layout_end(self, i: int, j: int) -> int | None:
+        """The last group of a printed card layout (4-4-4-4, 4-6-5, 4-6-4) followed only by an
+        expiry month (`4111 1111 1111 1111 12/26`).
+
+        Otherwise the run as a whole decides: a valid prefix of a longer grouped number (a
+        19-digit card, an account number) is not a card.
+        """
+        k = i + 3 if self.sizes[i:i + 4] == [4, 4, 4, 4] else \
+            i + 2 if self.sizes[i:i + 3] in ([4, 6, 5], [4, 6, 4]) else None
+        if k is None or j != k + 1 or self.sizes[j] != 2 \
+                or self.text[self.ends[j]:self.ends[j] + 1] != "/":
+            return None
+        return k
+
+    def ssn(self, i: int) -> Hit | None:
+        text, start = self.text, self.starts[i]
+        if not left_ok(text, start):
+            return None
+        if self.sizes[i] == 9:
+            end = self.ends[i]
+            if (ssn_ok(text[start:end]) and right_ok(text, end)
+                    and _SSN_CONTEXT.search(word_before(text, start, 40))):
+                return ("ssn", start, end, i + 1)
+            return None
+        sep = self.seps[i]
+        if self.sizes[i:i + 3] != [3, 2, 4] or sep not in ("-", " ", ".") \
+                or self.seps[i + 1] != sep or self.seps[i + 2] == sep:
+            return None
+        end = self.ends[i + 2]
+        if self.starts_run(i, sep) and right_ok(text, end) and ssn_ok(self.joined(i, i + 2)):
+            return ("ssn", start, end, i + 3)
+        return None
+
+    def international(self, i: int) -> Hit | None:
+        """+CC … or 00CC …; a bracketed trunk zero, as in +44 (0)20, is not dialled."""
+        text, start = self.text, self.starts[i]
+        if text[start - 1:start] == "+":
+            start, skip = start - 1, 0
+        elif text.startswith("00", start) and 4 <= self.sizes[i] <= 5 \
+                and self.starts_run(i, self.seps[i]):
+            skip = 2  # 0049 30 901820: the international prefix, written as a group of its own
+        else:
+            return None
+        if not left_ok(text, start):
+            return None
+        digits, best = "", None
+        for k in range(i, min(len(self.starts), i + 8)):
+            a, b = self.starts[k], self.ends[k]
+            if not (self.digits[k] == "0" and text[a - 1:a] == "(" and text[b:b + 1] == ")"):
+                digits += self.digits[k]
+            if international_ok(digits[skip:]) and right_ok(text, b):
+                best = ("phone", start, b, k + 1)
+        return best
+
+    def nanp(self, i: int) -> Hit | None:
+        """North American: (415) 555-2671, 415-555-2671, 1-800-555-0199, or bare with context."""
+        text, start, size = self.text, self.starts[i], self.sizes[i]
+        if size in (10, 11):
+            return self._bare_nanp(i)
+        lead = size == 1 and text[start] == "1" and self.seps[i] in ("-", ".", " ")
+        body = i + 1 if lead else i
+        if self.sizes[body:body + 3] != [3, 3, 4] or not left_ok(text, start):
+            return None
+        sep1, sep2 = self.seps[body], self.seps[body + 1]
+        area = self.starts[body]
+        if not lead and text[area - 1:area] == "(" and sep1 in (")", ") ", ")-", ")."):
+            start = area - 1
+            if not left_ok(text, start):
+                return None
+        elif sep1 != sep2 or not (lead or self.starts_run(i, sep1)):
+            return None
+        end = self.ends[body + 2]
+        if (sep2 in ("-", ".", " ") and right_ok(text, end) and self.seps[body + 2] != sep2
+                and nanp_ok(self.joined(body, body + 2), strict=False)):
+            return ("phone", start, end, body + 3)
+        return None
+
+    def _bare_nanp(self, i: int) -> Hit | None:
+        """Ten digits (or 1 + ten) read as a phone only when the text says it is one."""
+        text, start, end = self.text, self.starts[i], self.ends[i]
+        digits = text[start:end]
+        ten = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
+        if (left_ok(text, start) and right_ok(text, end) and nanp_ok(ten, strict=True)
+                and _PHONE_CONTEXT.search(word_before(text, start, 24))):
+            return ("phone", start, end, i + 1)
+        return None
+
+    def trunk(self, i: int) -> Hit | None:
+        """National numbers with a trunk zero: 020 7946 0958, 07700 900123, 01 42 68 53 00."""
+        text, start = self.text, self.starts[i]
+        if text[start] != "0" or self.sizes[i] < 2 or text[start + 1] == "0":
+            return None
+        sep = self.seps[i]
+        if text[start - 1:start] == "(" and sep == ") " and i + 1 < len(self.seps):
+            # (020) 7946 0958 is British or Australian; (012) 345-6789 is a malformed US number.
+            start, sep = start - 1, self.seps[i + 1] or " "
+            if sep != " ":
+                return None
+        if sep not in (" ", "-") or not left_ok(text, start) or not self.starts_run(i, sep):
+            return None
+        total, k = self.sizes[i], i
+        while k + 1 < len(self.starts) and k < i + 4:
+            if k > i and self.seps[k] != sep or not 2 <= self.sizes[k + 1] <= 6:
+                break
+            k, total = k + 1, total + self.sizes[k + 1]
+        # The whole run is the number: a prefix of a longer list of digit pairs is not.
+        if k > i and total in (10, 11) and right_ok(text, self.ends[k]) \
+                and (k + 1 == len(self.starts) or self.seps[k] != sep):
+            return ("phone", start, self.ends[k], k + 1)
+        return None

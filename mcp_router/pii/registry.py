@@ -1,0 +1,98 @@
+"""The detector registry: built-ins plus the config's custom patterns, and `detect` over them."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+from mcp_router.pii.detectors import Detector, Finding, PatternDetector, resolve_overlaps
+from mcp_router.pii.iban import IbanDetector
+from mcp_router.pii.network import EmailDetector, Ipv4Detector, Ipv6Detector
+from mcp_router.pii.numeric import NumberDetector, id_like
+from mcp_router.pii.policy import PiiPolicy
+from mcp_router.pii.profanity import ProfanityDetector
+from mcp_router.pii.secrets import (
+    AssignmentDetector,
+    PrivateKeyDetector,
+    UrlCredentialDetector,
+    VendorKeyDetector,
+)
+from mcp_router.pii.validators import (
+    card_ok,
+    iban_ok,
+    ipv4_sensitive,
+    ipv6_sensitive,
+    ssn_ok,
+)
+
+_NON_DIGIT = re.compile(r"\D")
+
+
+def _ip_ok(value: str) -> bool:
+    try:
+        version = ipaddress.ip_address(value.split("%", 1)[0]).version
+    except ValueError:
+        return False
+    return ipv4_sensitive(value) if version == 4 else ipv6_sensitive(value)
+
+
+def _card_ok(text: str, start: int, end: int) -> bool:
+    return card_ok(_NON_DIGIT.sub("", text[start:end])) and not id_like(text, start)
+
+
+# A custom pattern named like one of these built-ins keeps the built-in's validation, so the
+# team config's `credit_card: \b\d{16}\b` finds Luhn-valid cards, not every 16-digit id.
+_CHECKS: dict[str, Callable[[str, int, int], bool]] = {
+    "credit_card": _card_ok,
+    "ssn": lambda text, a, b: ssn_ok(_NON_DIGIT.sub("", text[a:b])),
+    "iban": lambda text, a, b: iban_ok(text[a:b].replace(" ", "").upper()),
+    "ip_address": lambda text, a, b: _ip_ok(text[a:b]),
+}
+
+
+# Card and SSN checks need eight or more digits in a row, so custom patterns with these names
+# only need to run where the number detector finds such runs.
+_DIGIT_RUN_TYPES = ("credit_card", "ssn")
+
+
+def builtin_detectors(*, profanity: bool = True,
+                      numeric_custom: Sequence[tuple[str, str]] = ()) -> list[Detector]:
+    """One instance of every built-in detector; `numeric_custom` are card/SSN custom patterns."""
+    gated = [(name, re.compile(pattern), _CHECKS[name]) for name, pattern in numeric_custom]
+    found: list[Detector] = [
+        NumberDetector(gated), IbanDetector(), Ipv4Detector(), Ipv6Detector(), EmailDetector(),
+        VendorKeyDetector(), PrivateKeyDetector(), UrlCredentialDetector(), AssignmentDetector(),
+    ]
+    if profanity:
+        found.append(ProfanityDetector())
+    return found
+
+
+def custom_detector(name: str, pattern: str) -> PatternDetector:
+    """A detector for a config pattern; built-in names keep the built-in's validation."""
+    check = _CHECKS.get(name)
+    if check is None:
+        return PatternDetector(name, pattern)
+
+    def accept(text: str, m: re.Match[str]) -> tuple[int, int] | None:
+        return m.span() if check(text, *m.span()) else None
+
+    return PatternDetector(name, pattern, accept=accept)
+
+
+def build_detectors(policy: PiiPolicy) -> list[Detector]:
+    """The built-ins (profanity if the policy wants it) followed by the custom patterns."""
+    numeric = [(n, p) for n, p in policy.custom if n in _DIGIT_RUN_TYPES]
+    return [*builtin_detectors(profanity=policy.profanity, numeric_custom=numeric),
+            *(custom_detector(n, p) for n, p in policy.custom if n not in _DIGIT_RUN_TYPES)]
+
+
+def detect(text: str, detectors: Sequence[Detector], entities: Iterable[str] | None = None,
+           *, resolve: bool = True) -> list[Finding]:
+    """Every finding of every detector, limited to `entities`, overlaps resolved, by start."""
+    found = [f for d in detectors for f in d.find(text)]
+    if entities is not None:
+        allowed = frozenset(entities)
+        found = [f for f in found if f.entity in allowed]
+    return resolve_overlaps(found) if resolve and len(found) > 1 else found

@@ -1,0 +1,220 @@
+"""Credentials: vendor API keys, JWTs, private key blocks, passwords in URLs and in assignments."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable
+
+from mcp_router.pii.detectors import Finding, skeleton
+
+# (prefixes, pattern): a vendor's documented token shape and the literal prefixes it starts
+# with, which decide which patterns to try at a candidate token; the comment names the vendor.
+_VENDOR_TOKENS: tuple[tuple[tuple[str, ...], str], ...] = (
+    # OpenAI (incl. proj/svcacct/admin), Anthropic, OpenRouter, DeepSeek and other sk- keys
+    (("sk-",), r"sk-(?:ant-(?:api|admin)\d\d-|proj-|svcacct-|admin-|or-v1-)?[A-Za-z0-9_-]{20,}"),
+    # Stripe secret and restricted keys, webhook secrets
+    (("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"),
+     r"(?:[sr]k_(?:live|test)|whsec)_[A-Za-z0-9]{16,}"),
+    (("AKIA", "ASIA", "ABIA", "ACCA"), r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}"),  # AWS key id
+    (("AIza",), r"AIza[0-9A-Za-z_-]{35}"),  # Google API key
+    (("ya29.",), r"ya29\.[0-9A-Za-z_-]{20,}"),  # Google OAuth access token
+    (("GOCSPX-",), r"GOCSPX-[A-Za-z0-9_-]{20,}"),  # Google OAuth client secret
+    (("AccountKey=", "SharedAccessKey="),  # Azure storage / service bus keys
+     r"(?:AccountKey|SharedAccessKey)=[A-Za-z0-9+/]{40,}={0,2}"),
+    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), r"gh[pousr]_[A-Za-z0-9]{36,251}"),  # GitHub
+    (("github_pat_",), r"github_pat_[A-Za-z0-9_]{22,}"),  # GitHub fine-grained token
+    (("glpat-", "gldt-", "glptt-", "glrt-"), r"gl(?:pat|dt|ptt|rt)-[A-Za-z0-9_-]{20,}"),  # GitLab
+    (("ATBB", "ATATT"), r"AT(?:BB|ATT)[A-Za-z0-9_=.-]{28,}"),  # Bitbucket / Atlassian
+    (("xox",), r"xox[abposr]-[A-Za-z0-9-]{10,}"),  # Slack tokens
+    (("hooks.slack.com/",), r"hooks\.slack\.com/services/[A-Za-z0-9/]{20,}"),  # Slack webhook
+    (("hf_",), r"hf_[A-Za-z0-9]{30,}"),  # Hugging Face
+    (("gsk_",), r"gsk_[A-Za-z0-9]{40,}"),  # Groq
+    (("xai-",), r"xai-[A-Za-z0-9]{40,}"),  # xAI
+    (("pplx-",), r"pplx-[A-Za-z0-9]{40,}"),  # Perplexity
+    (("r8_",), r"r8_[A-Za-z0-9]{30,}"),  # Replicate
+    (("tgp_v1_",), r"tgp_v1_[A-Za-z0-9_-]{30,}"),  # Together
+    (("npm_",), r"npm_[A-Za-z0-9]{36}"),  # npm
+    (("pypi-",), r"pypi-AgE[A-Za-z0-9_-]{50,}"),  # PyPI
+    (("SG.",), r"SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),  # SendGrid
+    (("dop_v1_", "doo_v1_", "dor_v1_"), r"do[opr]_v1_[a-f0-9]{64}"),  # DigitalOcean
+    (("shpat_", "shpss_", "shpca_", "shppa_"), r"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}"),  # Shopify
+    (("lin_api_",), r"lin_api_[A-Za-z0-9]{32,}"),  # Linear
+    (("eyJ",), r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*"),  # JWT
+)
+# Every vendor token contains a run of at least this many [A-Za-z0-9_-] characters. Mapping
+# those characters to "a" turns the search for candidate tokens into str.find("aaa…"), which
+# is far faster than running a few dozen prefix patterns over the text.
+_MIN_RUN = 14
+# Every other ASCII character becomes a space, except the dot that joins a JWT's parts.
+_RUN_CHARS = str.maketrans({**dict.fromkeys(map(chr, range(128)), " "), ".": ".",
+                            **dict.fromkeys(string.ascii_letters + string.digits + "_-", "a")})
+_RUN_BYTES = bytes(ord(_RUN_CHARS.get(b, chr(b))) for b in range(256))
+_RUN = "a" * _MIN_RUN
+_NOT_RUN = re.compile(r"[^a]")
+_BY_PREFIX: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (needle, re.compile(pattern)) for needles, pattern in _VENDOR_TOKENS for needle in needles
+    if "=" not in needle and "/" not in needle)
+_PREFIXES = tuple(prefix for prefix, _ in _BY_PREFIX)
+# Tokens that sit after `=` or inside a URL path, searched for when their prefix occurs.
+_ANCHORED = tuple((needles, re.compile(p)) for needles, p in _VENDOR_TOKENS
+                  if any("=" in n or "/" in n for n in needles))
+_TOKEN_CHAR = re.compile(r"[A-Za-z0-9]")
+
+
+class VendorKeyDetector:
+    """API keys and tokens of LLM, cloud and code-hosting vendors, and JWTs."""
+
+    name = "secret"
+
+    def find(self, text: str) -> list[Finding]:
+        found: list[Finding] = []
+        for needles, regex in _ANCHORED:
+            if any(n in text for n in needles):
+                found += _tokens(text, regex.finditer(text))
+        runs = skeleton(text, _RUN_CHARS, _RUN_BYTES)
+        ascii_only = text.isascii()
+        run = runs.find(_RUN)
+        while run != -1:
+            if text.startswith(_PREFIXES, run):
+                found += _tokens_at(text, run)
+            elif runs[run - 1:run] == ".":
+                start = _dotted_start(text, runs, run)
+                if start is not None:
+                    found += _tokens_at(text, start)
+            run = runs.find(_RUN, _run_end(runs, run + _MIN_RUN, ascii_only))
+        return found
+
+
+def _run_end(runs: str, pos: int, ascii_only: bool) -> int:
+    """The first position from `pos` that is not a token character (or the end)."""
+    if not ascii_only:  # non-ASCII characters stay untranslated: look for anything but "a"
+        m = _NOT_RUN.search(runs, pos)
+        return m.start() if m else len(runs)
+    ends = [e for e in (runs.find(" ", pos), runs.find(".", pos)) if e != -1]
+    return min(ends) if ends else len(runs)
+
+
+def _dotted_start(text: str, runs: str, run: int) -> int | None:
+    """A vendor token that reaches the run at `run` through dots (a JWT's header, `ya29.`,
+    `SG.`): where it starts, walking back to the first character outside the token."""
+    i = run
+    while i > 0 and run - i < 200 and runs[i - 1] in "a.":
+        i -= 1
+        if (i == 0 or runs[i - 1] not in "a.") and text.startswith(_PREFIXES, i):
+            return i
+        if runs[i - 1:i] == "." and text.startswith(_PREFIXES, i):
+            return i
+    return None
+
+
+def _tokens_at(text: str, start: int) -> list[Finding]:
+    matches = (regex.match(text, start) for prefix, regex in _BY_PREFIX
+               if text.startswith(prefix, start))
+    return _tokens(text, (m for m in matches if m is not None))
+
+
+def _tokens(text: str, matches: Iterable[re.Match[str]]) -> list[Finding]:
+    found: list[Finding] = []
+    for m in matches:
+        start, end = m.span()
+        if start > 0 and _TOKEN_CHAR.match(text[start - 1]):
+            continue
+        token = m.group()
+        if token.startswith("sk-") and not any(c.isdigit() for c in token):
+            continue  # hyphenated words such as sk-learn-compatible-wrapper-module
+        found.append(Finding("secret", start, end))
+    return found
+
+
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+    r"(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s:,.\\-]*)")
+# The user may be empty, as in redis://:password@cache:6379.
+_URL_USERINFO = re.compile(r"://([^\s:/?#@\[\]\"'<>]*):([^\s/?#@\"'<>]+)@")
+_TEMPLATE = re.compile(r"^(?:\$\{?\w+\}?|\{\{.*\}\}|<[^>]*>|%s|\*+|x+|\.\.\.)$", re.IGNORECASE)
+
+
+class PrivateKeyDetector:
+    """PEM and PGP private key blocks, also when cut short or JSON-escaped."""
+
+    name = "secret"
+
+    def find(self, text: str) -> list[Finding]:
+        if "PRIVATE KEY" not in text:
+            return []
+        return [Finding("secret", m.start(), m.end()) for m in _PRIVATE_KEY.finditer(text)]
+
+
+class UrlCredentialDetector:
+    """`user:password@` inside URLs; template references like `${DB_PASSWORD}` are not secrets."""
+
+    name = "secret"
+
+    def find(self, text: str) -> list[Finding]:
+        if "://" not in text:
+            return []
+        return [Finding("secret", m.start(1), m.end(2)) for m in _URL_USERINFO.finditer(text)
+                if not _TEMPLATE.match(m.group(2))]
+
+
+# Keyword → what may follow it to end the key's name: `password`, `db_pass`, `client_secret`,
+# `secret_key`, `GITHUB_TOKEN`, `api_key`, but not `secretName` or `password_reset_url`.
+_KEY_TAILS = {"pass": r"(?:word|wd|phrase)?", "pwd": "", "secret": r"(?:[_-]?key)?",
+              "token": "", "key": ""}
+# `key` alone is too common: the name must end in one of these.
+_KEY_NAMES = ("api_key", "api-key", "apikey", "access_key", "accesskey", "secret_key",
+              "secretkey", "auth_key", "private_key")
+# After the name: an assignment (`=`, `:`, `=>`, `:=`), then the value, quoted or bare.
+_ASSIGNED_VALUE = r"[\"']?\s*(?::=|=>|[:=])\s*(?P<q>[\"'`]?)(?P<v>[^\s\"'`,;]{8,200})(?P=q)"
+_ASSIGNMENTS = {kw: re.compile(tail + _ASSIGNED_VALUE, re.IGNORECASE)
+                for kw, tail in _KEY_TAILS.items()}
+# RFC 6750 credentials after the Bearer scheme (token68 characters).
+_BEARER = re.compile(r"[Bb]earer +(?P<v>[A-Za-z0-9\-._~+/]{16,}=*)(?![^\s\"'`,;)\]}])")
+_WORDS = re.compile(r"(?:[A-Z]?[a-z]+)+")
+_PLACEHOLDER_WORDS = re.compile(r"your|here|example|xxxx|changeme|placeholder|redacted|dummy",
+                                re.IGNORECASE)
+# Values that name or fetch a secret rather than being one: variables, templates, calls,
+# dotted or plain identifiers, URLs, paths, numbers, nested assignments.
+_REFERENCE = re.compile(r"^\$|\$[({]|[({<\[]|^%\w+%$|://|^\.{0,2}/|^[A-Za-z]*_[A-Za-z_]*$|"
+                        r"^[A-Za-z_]\w*(?:\.\w+)+$|^\d+$|^[A-Za-z_]\w*=")
+
+
+class AssignmentDetector:
+    """Literal values given to password/secret/token/api-key names and Bearer headers."""
+
+    name = "secret"
+
+    def find(self, text: str) -> list[Finding]:
+        found: list[Finding] = []
+        if "earer " in text:
+            found += [Finding("secret", m.start("v"), m.end("v")) for m in _BEARER.finditer(text)
+                      if _literal_secret(m.group("v"))]
+        lower = text.lower()
+        for keyword, assignment in _ASSIGNMENTS.items():
+            pos = lower.find(keyword)
+            while pos != -1:
+                end = pos + len(keyword)
+                hit = None if keyword == "key" and not lower.endswith(_KEY_NAMES, 0, end) \
+                    else assignment.match(text, end)
+                if hit is not None and _literal_secret(hit.group("v")):
+                    found.append(Finding("secret", hit.start("v"), hit.end("v")))
+                pos = lower.find(keyword, end)
+        return found
+
+
+def _literal_secret(value: str) -> bool:
+    """A credential itself: not a reference, template or placeholder, and password-like.
+
+    Password-like means letters with digits, three of lower case, upper case, digits and
+    symbols, or random mixed-case letters; that leaves out words, names and slugs such as
+    `tls-cert-prod`, `inputPassword` or `sk-your-key-here`.
+    """
+    if _REFERENCE.search(value) or _TEMPLATE.match(value) or _PLACEHOLDER_WORDS.search(value):
+        return False
+    if value.isalpha():  # random mixed case (iKavOOCrlV), not a word or CamelCase name
+        return len(value) >= 10 and not _WORDS.fullmatch(value) and not value.islower() \
+            and not value.isupper()
+    lower, upper = any(c.islower() for c in value), any(c.isupper() for c in value)
+    digit, symbol = any(c.isdigit() for c in value), not value.isalnum()
+    return (digit and (lower or upper)) or lower + upper + digit + symbol >= 3

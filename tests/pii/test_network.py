@@ -1,0 +1,79 @@
+"""Email and IP addresses: plain, obfuscated and bracketed forms are found; look-alikes are not."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pii.support import entities, found
+
+
+@pytest.mark.parametrize(("text", "address"), [
+    ("write to jane.doe@example.com today", "jane.doe@example.com"),
+    ("From: John <John.Smith+billing@Mail.Example.CO.UK>", "John.Smith+billing@Mail.Example.CO.UK"),
+    ("owner: ops-team_2@acme-corp.io.", "ops-team_2@acme-corp.io"),
+    ("reach jane [at] example [dot] com", "jane [at] example [dot] com"),
+    ("reach jane(at)example(dot)org", "jane(at)example(dot)org"),
+    ("reach jane { at } mail { dot } example { dot } org",
+     "jane { at } mail { dot } example { dot } org"),
+    ("reach jane AT example DOT com", "jane AT example DOT com"),
+    ("reach jane [at] example.com", "jane [at] example.com"),
+    ("<a href='mailto:jane@example.org'>", "jane@example.org"),
+    ("GET /unsubscribe?email=jane.doe%40example.com&t=1", "jane.doe%40example.com"),
+    ("see https://example.com/users/jane@example.com/profile", "jane@example.com"),
+])
+def test_an_email_address_plain_or_obfuscated_is_found(text: str, address: str) -> None:
+    assert found(text) == [("email", address)]
+
+
+@pytest.mark.parametrize("text", [
+    "git@github.com:acme/infra.git",
+    "git clone ssh://git@gitlab.com/acme/infra.git",
+    "https://deploy@github.com/acme/infra.git",
+    "background: url(icon@2x.png)",
+    "npm i lodash@4.17.21 @types/node@20.11.5",
+    "ping user@localhost",
+    "@app.route('/users')",
+    "image: nginx@sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31",
+    "y = x@self.W",
+    "look at the example dot com bubble",
+    "cc @alice and @bob",
+])
+def test_address_look_alikes_are_not_emails(text: str) -> None:
+    assert "email" not in entities(text)
+
+
+@pytest.mark.parametrize(("text", "address"), [
+    ("client 192.168.1.10 connected", "192.168.1.10"),
+    ("upstream=10.0.0.5:8080", "10.0.0.5"),
+    ("GET http://203.0.113.7/health", "203.0.113.7"),
+    ("X-Forwarded-For: 198.51.100.23, 10.1.2.3", "198.51.100.23"),
+    ("ssh deploy@172.16.4.20", "172.16.4.20"),
+    ("host 2001:db8::1 is up", "2001:db8::1"),
+    ("addr 2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:0db8:85a3:0000:0000:8a2e:0370:7334"),
+    ("link fe80::1ff:fe23:4567:890a%eth0 up", "fe80::1ff:fe23:4567:890a%eth0"),
+    ("mapped ::ffff:192.0.2.128 seen", "::ffff:192.0.2.128"),
+    ("connect [2001:db8:85a3::8a2e:370:7334]:443", "2001:db8:85a3::8a2e:370:7334"),
+    ("nat64 64:ff9b::192.0.2.33.", "64:ff9b::192.0.2.33"),
+])
+def test_an_ip_address_in_any_form_is_found(text: str, address: str) -> None:
+    assert ("ip_address", address) in found(text)
+
+
+@pytest.mark.parametrize("text", [
+    "listen on 127.0.0.1 and 0.0.0.0",
+    "netmask 255.255.255.0",
+    "version 1.2.3.4",
+    "upgraded to v4.2.1.12",
+    "pip install pkg==1.2.3.4",
+    "oid 1.3.6.1.4.1.311.21.7",
+    "Mozilla/5.0 Chrome/120.0.6099.109",
+    "999.1.1.1 and 01.02.03.04",
+    "loopback ::1 and ::",
+    "std::vector<int> v; a[::2]",
+    "mac 00:1a:2b:3c:4d:5e",
+    "at 10:23:45 and 2024-01-15T10:23:45.123Z",
+    "dead::beef",
+    "id 550e8400-e29b-41d4-a716-446655440000",
+])
+def test_address_look_alikes_are_not_ip_addresses(text: str) -> None:
+    assert "ip_address" not in entities(text)

@@ -1,0 +1,141 @@
+"""Property tests: valid values are found wherever they sit, decoys never, pseudonyms round-trip."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mcp_router.pii import PiiFilter, PiiPolicy
+from tests.pii.support import found, with_iban_check, with_luhn_digit
+
+WORDS = ["deploy", "the", "service", "failed", "retry", "queue", "latency", "config", "merge",
+         "request", "worker", "cache", "user", "report", "value", "status", "ok", "error"]
+SEPARATORS = [" ", "\n", ", ", ": ", " (", ") ", ". ", "\t", " = "]
+# (prefix, length) of every card network the detector knows.
+NETWORKS = [("4", 16), ("4", 13), ("4", 19), ("51", 16), ("55", 16), ("2221", 16), ("2720", 16),
+            ("2500", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 17), ("3528", 16),
+            ("3589", 19), ("36", 14), ("300", 14), ("62", 16), ("2200", 16), ("67", 18)]
+
+digits = st.text("0123456789", min_size=1, max_size=1)
+prose = st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from(SEPARATORS)), max_size=8).map(
+    lambda pairs: "".join(w + s for w, s in pairs))
+
+
+def around(value: str) -> st.SearchStrategy[str]:
+    """`value` with ordinary words on both sides (a separator always touches it)."""
+    return st.tuples(prose, st.sampled_from(SEPARATORS), st.sampled_from(SEPARATORS), prose).map(
+        lambda p: f"{p[0]}{p[1]}{value}{p[2]}{p[3]}")
+
+
+@st.composite
+def cards(draw: st.DrawFn) -> str:
+    prefix, length = draw(st.sampled_from(NETWORKS))
+    body = prefix + "".join(draw(digits) for _ in range(length - len(prefix) - 1))
+    number = with_luhn_digit(body)
+    sep = draw(st.sampled_from(["", " ", "-"]))
+    return sep.join(number[i:i + 4] for i in range(0, len(number), 4)) if sep else number
+
+
+@st.composite
+def card_in_text(draw: st.DrawFn) -> tuple[str, str]:
+    card = draw(cards())
+    return draw(around(card)), card
+
+
+@settings(deadline=None, max_examples=300)
+@given(card_in_text())
+def test_any_valid_card_in_any_text_is_found(case: tuple[str, str]) -> None:
+    text, card = case
+    assert ("credit_card", card) in found(text)
+
+
+@settings(deadline=None, max_examples=300)
+@given(cards())
+def test_a_card_with_a_wrong_check_digit_is_never_a_card(card: str) -> None:
+    wrong = card[:-1] + str((int(card[-1]) + 1) % 10)
+    assert "credit_card" not in {e for e, _ in found(f"pay {wrong} now")}
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.uuids().flatmap(lambda u: around(str(u))))
+def test_a_uuid_is_never_flagged(text: str) -> None:
+    assert found(text) == []
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.datetimes().flatmap(lambda d: around(d.isoformat() + "Z")))
+def test_an_iso_timestamp_is_never_flagged(text: str) -> None:
+    assert found(text) == []
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 999),
+                 st.sampled_from(["v", "", "version ", "==", "@"]))
+       .flatmap(lambda v: around(f"{v[3]}{v[0]}.{v[1]}.{v[2]}")))
+def test_a_version_string_is_never_flagged(text: str) -> None:
+    assert found(text) == []
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.sampled_from(["DE", "ES", "BE", "AT", "PL", "SE", "NO", "DK", "PT", "CH"]),
+       st.data())
+def test_any_valid_iban_is_found(country: str, data: st.DataObject) -> None:
+    length = {"DE": 18, "ES": 20, "BE": 12, "AT": 16, "PL": 24, "SE": 20, "NO": 11, "DK": 14,
+              "PT": 21, "CH": 17}[country]
+    iban = with_iban_check(country, "".join(data.draw(digits) for _ in range(length)))
+    if data.draw(st.booleans()):
+        iban = " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))
+    assert ("iban", iban) in found(data.draw(around(iban)))
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.integers(1, 899).filter(lambda a: a != 666), st.integers(1, 99), st.integers(1, 9999),
+       st.sampled_from(["-", " "]))
+def test_any_issuable_ssn_is_found_and_no_unissuable_one(area: int, group: int, serial: int,
+                                                       sep: str) -> None:
+    ssn = f"{area:03d}{sep}{group:02d}{sep}{serial:04d}"
+    assert found(f"ssn {ssn} on file") == [("ssn", ssn)]
+    for bad_area in ("000", "666", f"9{area % 100:02d}"):
+        assert found(f"ssn {bad_area}{ssn[3:]} on file") == []
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.from_regex(r"[a-z][a-z0-9._+-]{0,20}[a-z0-9]", fullmatch=True)
+       .filter(lambda s: ".." not in s),
+       st.from_regex(r"[a-z][a-z0-9-]{0,15}[a-z0-9]", fullmatch=True),
+       st.sampled_from(["com", "org", "io", "de", "co.uk", "dev"]))
+def test_any_plain_email_address_is_found(local: str, host: str, tld: str) -> None:
+    address = f"{local}@{host}.{tld}"
+    assert found(f"contact {address} today") == [("email", address)]
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.lists(st.sampled_from([
+    "jane.doe@example.com", "4111 1111 1111 1111", "+44 20 7946 0958", "123-45-6789",
+    "DE89 3704 0044 0532 0130 00", "10.20.30.40", "AKIAIOSFODNN7EXAMPLE", "john@example.org",
+]), min_size=1, max_size=6), prose)
+def test_pseudonymized_text_is_restored_exactly(values: list[str], filler: str) -> None:
+    session = PiiFilter(PiiPolicy(action="pseudonymize")).session()
+    text = filler + " " + " | ".join(values) + " end"
+    masked, _ = session.filter_text(text)
+    assert not any(v in masked for v in values)
+    assert session.restore(masked) == text
+
+
+ANSWER_PIECES = ["Sure, ", "<EMAIL_1>", " will get ", "<CREDIT_CARD_1>", " and the key ",
+                 "sk-proj-abc123DEF456ghi789JKL012mno345", ". Call ", "<PHONE_1>", " now.\n",
+                 "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----", " ok"]
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.lists(st.sampled_from(ANSWER_PIECES), min_size=1, max_size=12), st.data())
+def test_a_streamed_answer_equals_the_answer_filtered_whole(pieces: list[str],
+                                                           data: st.DataObject) -> None:
+    session = PiiFilter(PiiPolicy(action="pseudonymize")).session()
+    session.filter_text("jane@example.com 4111 1111 1111 1111 +44 20 7946 0958")
+    answer = "".join(pieces)
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(answer) - 1)), max_size=20)))
+    deltas = [answer[a:b] for a, b in zip([0, *cuts], [*cuts, len(answer)], strict=True)]
+    stream = session.stream_filter()
+    streamed = "".join(stream.feed(d) for d in deltas) + stream.flush()
+    assert streamed == session.filter_answer(answer)[0]

@@ -1,0 +1,99 @@
+"""Credentials: vendor keys, JWTs, private key blocks and passwords are found; references not."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pii.support import entities, found
+
+A48 = "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY2zA4bC6dE8fG0hJ2"
+HEX64 = "0123456789abcdef" * 4
+TOKENS = {
+    "OpenAI project": f"sk-proj-{A48}T3BlbkFJ{A48}",
+    "OpenAI legacy": "sk-" + A48,
+    "Anthropic": "sk-ant-api03-" + A48 * 2 + "AA",
+    "OpenRouter": "sk-or-v1-" + HEX64,
+    "DeepSeek": "sk-" + HEX64[:32],
+    "AWS access key id": "AKIAIOSFODNN7EXAMPLE",
+    "Google API key": "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+    "Google OAuth token": "ya29.a0AfH6SMBx3kL9mN2pQ4rS6tU8vW0",
+    "GitHub classic": "ghp_" + A48[:36],
+    "GitHub fine-grained": "github_pat_11ABCDEFG0123456789_" + A48 + "abcdefghij",
+    "GitLab": "glpat-x9Y8z7W6v5U4t3S2r1Q0",
+    "Slack bot": "xoxb-123456789012-1234567890123-" + A48[:24],
+    "Hugging Face": "hf_" + "abcdefghijklmnopqrstuvwxyzABCDEFGH",
+    "Stripe": "sk_live_" + A48[:24],
+    "Groq": "gsk_" + A48,
+    "xAI": "xai-" + A48 * 2,
+    "npm": "npm_" + A48[:36],
+    "JWT": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+           "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+}
+
+
+@pytest.mark.parametrize("token", TOKENS.values(), ids=TOKENS.keys())
+def test_a_vendor_key_or_token_is_found(token: str) -> None:
+    assert found(f'OPENAI_API_KEY="{token}" # rotate me') == [("secret", token)]
+
+
+@pytest.mark.parametrize("token", TOKENS.values(), ids=TOKENS.keys())
+def test_a_vendor_key_is_found_in_a_header(token: str) -> None:
+    assert ("secret", token) in found(f"curl -H 'Authorization: Bearer {token}' https://api.x")
+
+
+@pytest.mark.parametrize("kind", ["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY",
+                                  "OPENSSH PRIVATE KEY", "PGP PRIVATE KEY BLOCK"])
+def test_a_private_key_block_is_found_whole(kind: str) -> None:
+    block = f"-----BEGIN {kind}-----\nMIIEpAIBAAKCAQEA1x2y3z\nQkL0mN+/abc=\n-----END {kind}-----"
+    assert found(f"key:\n{block}\nthanks") == [("secret", block)]
+
+
+def test_a_json_escaped_or_cut_short_private_key_is_found() -> None:
+    escaped = ("-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n"
+               "-----END PRIVATE KEY-----")
+    assert found(f'{{"private_key": "{escaped}"}}') == [("secret", escaped)]
+    cut = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1x2y3zQkL0mN"
+    assert found(cut) == [("secret", cut)]
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("postgres://admin:s3cr3tP4ss@db.internal:5432/app", "admin:s3cr3tP4ss"),
+    ("git clone https://bot:ghs_tok3nValue@github.com/acme/x.git", "bot:ghs_tok3nValue"),
+    ("redis://:Zk8!pass@cache:6379/0", ":Zk8!pass"),
+    ('DB_PASSWORD="Tr0ub4dor&3"', "Tr0ub4dor&3"),
+    ("password: hunter2hunter2", "hunter2hunter2"),
+    ("SMTP_PASS=iKavOOCrlVqx", "iKavOOCrlVqx"),
+    ('"client_secret": "d8f7a6s5d4f3g2h1"', "d8f7a6s5d4f3g2h1"),
+    ("SECRET_KEY = 'django-insecure-8f7a6s5d4f3g2h1'", "django-insecure-8f7a6s5d4f3g2h1"),
+    ("x-api-key: 3f9a7c2e5b1d4f6a8c0e", "3f9a7c2e5b1d4f6a8c0e"),
+    ("Authorization: Bearer opaque-Token-1234567890", "opaque-Token-1234567890"),
+])
+def test_a_password_or_token_given_to_a_secret_name_is_found(text: str, secret: str) -> None:
+    assert ("secret", secret) in found(text)
+
+
+@pytest.mark.parametrize("text", [
+    "OPENAI_API_KEY=${OPENAI_API_KEY}",
+    "api_key = os.environ['ANTHROPIC_API_KEY']",
+    "token: process.env.GITHUB_TOKEN",
+    "password: ********",
+    "API_KEY=<your-api-key>",
+    "OPENAI_API_KEY=sk-your-key-here",
+    "from sklearn import sk-learn-compatible-estimator",
+    "api_key=None",
+    "password = getpass.getpass()",
+    "password: str = Field(...)",
+    "secretName: tls-cert-prod",
+    "password_reset_url = 'https://app.example.com/reset'",
+    "max_tokens=100000000",
+    "DB_PASSWORD={{ .Values.db.password }}",
+    "postgres://app@db:5432/app",
+    "https://${GH_USER}:${GH_TOKEN}@github.com/acme/infra.git",
+    "commit 3f786850e387550fdab836ed7e6dc881de23001b",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ci@host",
+    "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkq\n-----END CERTIFICATE-----",
+    "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcD\n-----END PUBLIC KEY-----",
+    "request 550e8400-e29b-41d4-a716-446655440000",
+])
+def test_references_placeholders_and_public_material_are_not_secrets(text: str) -> None:
+    assert "secret" not in entities(text)
