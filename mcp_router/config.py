@@ -120,9 +120,21 @@ class CustomPattern(_Model):
         return self
 
 
+PiiAction = Literal["redact", "mask", "pseudonymize", "block"]
+AnswerAction = Literal["redact", "mask", "block"]
+
+
+def _secrets_redacted() -> dict[str, AnswerAction]:
+    return {"secret": "redact"}
+
+
 class PiiConfig(_Model):
     enabled: bool = True
-    action: Literal["redact", "mask", "pseudonymize", "block"] = "redact"
+    action: PiiAction = "redact"
+    actions: dict[str, PiiAction] = Field(default_factory=dict)  # per entity type
+    entities: list[str] | None = None  # only these types; None: every type
+    profanity: bool = True
+    answer_actions: dict[str, AnswerAction] = Field(default_factory=_secrets_redacted)
     custom: list[CustomPattern] = Field(default_factory=list)
 
 

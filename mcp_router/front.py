@@ -19,6 +19,7 @@ from mcp_router.errors import (
 )
 from mcp_router.limits import check_limits
 from mcp_router.messages import ChatCall, ChatResult, ProgressFn
+from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber
 from mcp_router.router import Router
 
@@ -39,17 +40,20 @@ class Front:
         self._config, self.access, self.audit, self.scrubber = config, access, audit, scrubber
 
     async def chat(self, router: Router, client: str, call: ChatCall,
-                   progress: ProgressFn, keeper: TaskGroup | None = None) -> ChatResult:
+                   progress: ProgressFn, keeper: TaskGroup | None = None,
+                   pii: PiiSession | None = None) -> ChatResult:
         """The routed answer, or the RouterError (scrub its message before showing it)."""
         route = None if call.model else (call.route or self._config.default_route)
-        entry = partial(AuditEntry, client=client, tool="chat_completion", prompt=_text(call))
+        pii = pii or router.pii.session()
+        entry = partial(AuditEntry, client=client, tool="chat_completion",
+                        prompt=self._prompt(call, pii))
         try:
             check_limits(call, self._config.server)
             self.access.check_call(client, route=route, model=call.model,
                                    fallbacks=call.fallbacks)
             self.access.admit(client)
             result = await router.complete(call, client=client, progress=progress,
-                                           keeper=keeper)
+                                           keeper=keeper, pii=pii)
         except RouterError as exc:
             message = self.scrubber.scrub(str(exc))
             self.audit.write(entry(outcome=_outcome(exc), route=route, model=call.model,
@@ -58,12 +62,27 @@ class Front:
         self.audit.write(entry(outcome="ok", trace_id=result.trace_id, route=result.route,
                                provider=result.provider, model=result.model,
                                cost_usd=result.cost_usd, pii=result.pii.counts,
-                               answer=result.content))
+                               answer=self._answer(result, pii)))
         return result
 
     def note(self, client: str, tool: str) -> None:
         """One audit line for a read-only tool call."""
         self.audit.write(AuditEntry(client=client, tool=tool, outcome="ok"))
+
+    def _prompt(self, call: ChatCall, pii: PiiSession) -> str | None:
+        return self._content(_text(call), pii)
+
+    def _answer(self, result: ChatResult, pii: PiiSession) -> str | None:
+        return self._content(result.content, pii)
+
+    def _content(self, text: str, pii: PiiSession) -> str | None:
+        """Text for an audit log with content: filtered as requests are, never in clear."""
+        if not self._config.audit.include_content:
+            return None
+        try:
+            return pii.filter_text(text)[0]
+        except PolicyBlocked:
+            return "[withheld by the PII policy]"
 
 
 def _outcome(exc: RouterError) -> str:

@@ -66,6 +66,13 @@ class Usage(ResultModel):
     cached_input_tokens: int = 0
 
 
+class PiiSummary(ResultModel):
+    """What the PII filter found: counts per entity type and the action, never the values."""
+
+    action: str = "none"
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
 class Completion(BaseModel):
     """What one adapter got back from one upstream call."""
 
@@ -74,6 +81,7 @@ class Completion(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     upstream_model: str | None = None
     ttfb_ms: float | None = None
+    pii: PiiSummary | None = None  # what the answer filter found in `content`
 
 
 class Attempt(ResultModel):
@@ -94,13 +102,6 @@ class ChatResponse(BaseModel):
     completion: Completion
     provider: str
     model: str
-
-
-class PiiSummary(ResultModel):
-    """What the PII filter found: counts per entity type and the action, never the values."""
-
-    action: str = "none"
-    counts: dict[str, int] = Field(default_factory=dict)
 
 
 class PlannedTarget(ResultModel):

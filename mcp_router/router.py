@@ -31,11 +31,13 @@ from mcp_router.messages import (
     ChatResponse,
     ChatResult,
     Message,
+    PiiSummary,
     ProgressFn,
     Usage,
     _no_progress,
 )
 from mcp_router.outputs import content_budget_tokens
+from mcp_router.pii import PiiFilter, PiiSession, combine_summaries
 from mcp_router.plan import Planner
 from mcp_router.probes import Prober
 from mcp_router.routing.breaker import CircuitGroup
@@ -51,22 +53,27 @@ class Router:
 
     def __init__(self, config: Config, adapters: Mapping[str, Adapter], *, clock: Clock,
                  builder: TreeBuilder, health: HealthBook, spend: Spend,
-                 cache: CacheStep, prober: Prober, planner: Planner) -> None:
+                 cache: CacheStep, prober: Prober, planner: Planner, pii: PiiFilter) -> None:
         self.config, self.adapters, self.clock = config, adapters, clock
         self.builder, self.health, self.spend, self.cache = builder, health, spend, cache
         self.prober, self.planner = prober, planner
         self.late = LateAnswers(clock)
+        self.pii = pii
         self._policy = _fingerprint(config)
 
     async def complete(self, call: ChatCall, *, client: str = "local",
                        progress: ProgressFn = _no_progress,
-                       keeper: TaskGroup | None = None) -> ChatResult:
+                       keeper: TaskGroup | None = None,
+                       pii: PiiSession | None = None) -> ChatResult:
         """Answer `call` or raise a RouterError that says what went wrong and what was tried.
 
         With a `keeper` task group, an answer already streaming when the caller gives up is
-        finished there and kept, so the same call made again gets it at once.
+        finished there and kept, so the same call made again gets it at once. `pii` is the
+        MCP session's filter session (pseudonyms live as long as it does).
         """
-        request = self._sized(to_request(call))
+        session = pii or self.pii.session()
+        # Everything after this line, the cache key included, sees only the filtered request.
+        request, found = session.filter_request(self._sized(to_request(call)))
         tree, route = self._resolve(call)
         trace_id = uuid.uuid4().hex
         started = self.clock.now()
@@ -77,7 +84,7 @@ class Router:
 
         async def routed() -> ChatResponse:
             try:
-                return await tree.complete(request, state)
+                return _redacted(await tree.complete(request, state), session)
             except AllTargetsFailed as exc:
                 raise _refusal(exc, gate.refusals) from exc
             finally:
@@ -91,10 +98,11 @@ class Router:
 
         key = cache_key(request, self._scope(call), client)
         if call.dry_run:
-            return self._dry_run(call, request, tree, route, key, trace_id)
+            return self._dry_run(call, request, tree, route, key, trace_id, found)
         if (kept := self.late.pop(key)) is not None:
             return self._result(Served(kept.response, cached=False, cost_usd=Decimal(0)),
-                                route, state, gate, trace_id, started, late=True)
+                                route, state, gate, trace_id, started, session, found,
+                                late=True)
         # Waiting on another caller's identical in-flight call is bounded by our own deadline.
         with anyio.move_on_after(timeout_s + GRACE_S) as scope:
             served = await self.cache.answer(key, request, call.cache, upstream,
@@ -105,10 +113,10 @@ class Router:
         if served.cached:
             self.spend.record_hit(served.response, served.saved_usd, trace_id=trace_id,
                                   client=client, route=route, metadata=call.metadata)
-        return self._result(served, route, state, gate, trace_id, started)
+        return self._result(served, route, state, gate, trace_id, started, session, found)
 
     def _dry_run(self, call: ChatCall, request: ChatRequest, tree: CircuitGroup,
-                 route: str | None, key: str, trace_id: str) -> ChatResult:
+                 route: str | None, key: str, trace_id: str, found: PiiSummary) -> ChatResult:
         """Everything the call would do, with no upstream call and nothing held or stored."""
         hit = (call.cache == "use" and self.cache.store.may_cache(request,
                                                                    call_opt_in=call.cache_sampled)
@@ -119,19 +127,23 @@ class Router:
             content="", provider=first.provider, model=first.model, route=route,
             finish_reason=None, usage=Usage(), cost_usd=Decimal(0),
             cost_note="dry run: nothing was sent", latency_ms=0.0, attempts=[],
-            trace_id=trace_id, dry_run=plan)
+            trace_id=trace_id, dry_run=plan, pii=found)
 
     def _result(self, served: Served, route: str | None, state: Call, gate: CallGate,
-                trace_id: str, started: float, late: bool = False) -> ChatResult:
+                trace_id: str, started: float, session: PiiSession, found: PiiSummary,
+                late: bool = False) -> ChatResult:
         completion = served.response.completion
         cost, note = (served.cost_usd, None) if served.cached or late else gate.total
+        # The stored answer keeps placeholders; only this caller's session can fill them in.
+        content = session.restore(completion.content)
         return ChatResult(
-            content=completion.content, provider=served.response.provider,
+            content=content, provider=served.response.provider,
             model=served.response.model, route=route, finish_reason=completion.finish_reason,
             usage=completion.usage, cost_usd=cost, cost_note=note, cached=served.cached,
             cache_age_s=None if served.age_s is None else round(served.age_s, 3),
             latency_ms=_ms(self.clock.now() - started), attempts=list(state.attempts),
             trace_id=trace_id, late=late,
+            pii=combine_summaries(found, *_answer_findings(served.response)),
         )
 
     def _sized(self, request: ChatRequest) -> ChatRequest:
@@ -157,6 +169,21 @@ class Router:
         target = f"model:{call.model}" if call.model else \
             f"route:{call.route or self.config.default_route}"
         return "|".join([target, *call.fallbacks, self._policy])
+
+
+def _redacted(response: ChatResponse, session: PiiSession) -> ChatResponse:
+    """The answer with the answer policy applied and placeholders kept: safe to cache.
+
+    What was found in it rides along in the completion so the caller's result can count it.
+    """
+    text, found = session.redact_answer(response.completion.content)
+    completion = response.completion.model_copy(update={"content": text, "pii": found})
+    return response.model_copy(update={"completion": completion})
+
+
+def _answer_findings(response: ChatResponse) -> tuple[PiiSummary, ...]:
+    found = response.completion.pii
+    return () if found is None else (found,)
 
 
 def _fingerprint(config: Config) -> str:

@@ -8,9 +8,10 @@ import os
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from weakref import WeakKeyDictionary
 
 import anyio
 import httpx
@@ -33,6 +34,7 @@ from mcp_router.http_auth import ClientTokenVerifier, auth_settings, authenticat
 from mcp_router.ledger import CostReport
 from mcp_router.messages import ChatCall, ChatResult, Message
 from mcp_router.outputs import ANSWER_URI, AnswerPages, content_budget_tokens, truncate
+from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber, provider_keys
 from mcp_router.router import Router
 from mcp_router.wiring import open_router
@@ -53,6 +55,13 @@ class AppState:
     pages: AnswerPages
     front: Front
     keeper: TaskGroup | None = None  # this session's: finishes answers a host gave up on
+    pii_sessions: WeakKeyDictionary[Any, PiiSession] = field(default_factory=WeakKeyDictionary)
+
+    def pii_for(self, session: Any) -> PiiSession:
+        """The PII filter session of one MCP session: pseudonyms never cross sessions."""
+        if session not in self.pii_sessions:
+            self.pii_sessions[session] = self.router.pii.session()
+        return self.pii_sessions[session]
 
 
 class _Shared:
@@ -267,7 +276,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         router = state.router
         try:
             result = await state.front.chat(router, _client_name(ctx), call, progress,
-                                            state.keeper)
+                                            state.keeper, state.pii_for(ctx.session))
         except RouterError as exc:
             raise ToolError(state.front.scrubber.scrub(str(exc))) from exc
         if alert := router.spend.budgets.check_alert():

@@ -13,8 +13,10 @@ from mcp_router.budgets import BudgetGuard
 from mcp_router.cache import CacheStep, ResponseCache
 from mcp_router.clock import Clock
 from mcp_router.config import BudgetsConfig, Config
+from mcp_router.errors import ConfigError
 from mcp_router.health import HealthBook
 from mcp_router.ledger import Ledger
+from mcp_router.pii import PiiFilter, PiiPolicy
 from mcp_router.plan import Planner
 from mcp_router.prices import PriceBook
 from mcp_router.probes import Prober
@@ -36,6 +38,10 @@ def open_router(config: Config, *, http: httpx.AsyncClient, keys: Mapping[str, s
     adapters = {name: make_provider(name, cfg, http, keys.get(name))
                 for name, cfg in config.providers.items()}
     home.mkdir(parents=True, exist_ok=True)
+    try:
+        pii = PiiFilter(PiiPolicy.from_config(config.pii))
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="pii") from exc
     board = BreakerBoard(clock, unconfigured=[n for n, a in adapters.items() if not a.configured])
     health = HealthBook(clock, board)
     with Ledger.in_home(home, clock) as ledger, \
@@ -52,4 +58,4 @@ def open_router(config: Config, *, http: httpx.AsyncClient, keys: Mapping[str, s
                      builder=TreeBuilder(config, adapters, clock, rng or random.Random(), board),
                      health=health, spend=spend, cache=CacheStep(store),
                      prober=Prober(adapters, board, health, clock),
-                     planner=Planner(adapters, board, prices, budgets))
+                     planner=Planner(adapters, board, prices, budgets), pii=pii)
