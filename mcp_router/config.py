@@ -107,6 +107,12 @@ class OutputConfig(_Model):
     page_chars: int = Field(default=40_000, ge=1_000)
 
 
+class SamplingConfig(_Model):
+    # When every target has failed or is over budget, ask the host's own model (MCP sampling)
+    # if the client offers it. Off by default: it spends the user's own quota.
+    fallback: bool = False
+
+
 class CustomPattern(_Model):
     name: str
     pattern: str
@@ -166,6 +172,7 @@ class Config(_Model):
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     clients: dict[str, ClientConfig] = Field(default_factory=dict)
     server: ServerConfig = Field(default_factory=ServerConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)

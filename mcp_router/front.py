@@ -18,7 +18,7 @@ from mcp_router.errors import (
     RouterError,
 )
 from mcp_router.limits import check_limits
-from mcp_router.messages import ChatCall, ChatResult, ProgressFn
+from mcp_router.messages import ChatCall, ChatResult, LastResort, ProgressFn
 from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber
 from mcp_router.router import Router
@@ -41,7 +41,8 @@ class Front:
 
     async def chat(self, router: Router, client: str, call: ChatCall,
                    progress: ProgressFn, keeper: TaskGroup | None = None,
-                   pii: PiiSession | None = None) -> ChatResult:
+                   pii: PiiSession | None = None,
+                   last_resort: LastResort | None = None) -> ChatResult:
         """The routed answer, or the RouterError (scrub its message before showing it)."""
         route = None if call.model else (call.route or self._config.default_route)
         pii = pii or router.pii.session()
@@ -53,7 +54,7 @@ class Front:
                                    fallbacks=call.fallbacks)
             self.access.admit(client)
             result = await router.complete(call, client=client, progress=progress,
-                                           keeper=keeper, pii=pii)
+                                           keeper=keeper, pii=pii, last_resort=last_resort)
         except RouterError as exc:
             message = self.scrubber.scrub(str(exc))
             self.audit.write(entry(outcome=_outcome(exc), route=route, model=call.model,

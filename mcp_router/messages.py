@@ -233,6 +233,9 @@ class Adapter(Protocol):
         """Ask a metadata endpoint (list models); never spends tokens."""
 
 
+LastResort = Callable[[ChatRequest], Awaitable[ChatResponse]]
+"""Asks the host's own model; raises ProviderError when it cannot answer."""
+
 CacheMode = Literal["use", "refresh", "skip"]
 
 

@@ -19,17 +19,20 @@ from mcp_router.errors import (
     BudgetExceeded,
     DeadlineExceeded,
     InvalidRequest,
+    ProviderError,
     RouterError,
 )
 from mcp_router.health import HealthBook
 from mcp_router.late import LateAnswers, finish_or_abort
 from mcp_router.messages import (
     Adapter,
+    Attempt,
     Call,
     ChatCall,
     ChatRequest,
     ChatResponse,
     ChatResult,
+    LastResort,
     Message,
     PiiSummary,
     ProgressFn,
@@ -64,12 +67,14 @@ class Router:
     async def complete(self, call: ChatCall, *, client: str = "local",
                        progress: ProgressFn = _no_progress,
                        keeper: TaskGroup | None = None,
-                       pii: PiiSession | None = None) -> ChatResult:
+                       pii: PiiSession | None = None,
+                       last_resort: LastResort | None = None) -> ChatResult:
         """Answer `call` or raise a RouterError that says what went wrong and what was tried.
 
         With a `keeper` task group, an answer already streaming when the caller gives up is
         finished there and kept, so the same call made again gets it at once. `pii` is the
-        MCP session's filter session (pseudonyms live as long as it does).
+        MCP session's filter session (pseudonyms live as long as it does). `last_resort`
+        is asked when every target failed or is over budget (the host's model, by sampling).
         """
         session = pii or self.pii.session()
         # Everything after this line, the cache key included, sees only the filtered request.
@@ -86,7 +91,11 @@ class Router:
             try:
                 return _redacted(await tree.complete(request, state), session)
             except AllTargetsFailed as exc:
-                raise _refusal(exc, gate.refusals) from exc
+                refusal = _refusal(exc, gate.refusals)
+                if last_resort is None:
+                    raise refusal from exc
+                return _redacted(await _ask_host(last_resort, request, state, refusal),
+                                 session)
             finally:
                 self.health.record(state.attempts)
 
@@ -169,6 +178,21 @@ class Router:
         target = f"model:{call.model}" if call.model else \
             f"route:{call.route or self.config.default_route}"
         return "|".join([target, *call.fallbacks, self._policy])
+
+
+async def _ask_host(last_resort: LastResort, request: ChatRequest, state: Call,
+                    refusal: RouterError) -> ChatResponse:
+    """The host's own model as the last target; its failure leaves the original error."""
+    await state.progress("every target failed: asking the host's own model")
+    try:
+        response = await last_resort(request)
+    except ProviderError as exc:
+        state.attempts.append(Attempt(provider=exc.provider, model=exc.model, outcome="error",
+                                      error=exc.detail))
+        raise refusal from exc
+    state.attempts.append(Attempt(provider=response.provider, model=response.model,
+                                  outcome="ok"))
+    return response
 
 
 def _redacted(response: ChatResponse, session: PiiSession) -> ChatResponse:
