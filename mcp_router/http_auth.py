@@ -139,8 +139,10 @@ async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: 
                      config: ServerConfig, scrubber: Scrubber | None = None,
                      log_level: str = "info") -> None:
     """Serve `http_app` with uvicorn until interrupted, as `MCPServer.run` would."""
+    # log_config=None: uvicorn's records go through our logging, to stderr, not its stdout
+    # access log.
     uv_config = uvicorn.Config(http_app(server, transport, host=host, config=config),
-                               host=host, port=port, log_level=log_level)
+                               host=host, port=port, log_level=log_level, log_config=None)
     if scrubber:
         # uvicorn.Config has just installed its own log handlers; filter those too.
         install_log_scrubber(scrubber)

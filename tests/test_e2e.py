@@ -151,18 +151,66 @@ def test_demo_runs_offline_and_explains_each_step():
     assert "demo finished: every step answered" in out
 
 
-@pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
-def test_mcp_inspector_cli_lists_the_four_tools_with_schemas(sim: Any, tmp_path: Path):
-    done = subprocess.run(
-        ["npx", "-y", "@modelcontextprotocol/inspector@2.12.0", "--cli", "-q", "--format",
-         "json", "-e", f"MCP_ROUTER_SIM_URL={sim.url}", "-e", f"MCP_ROUTER_HOME={tmp_path}",
-         "--method", "tools/list", "--", sys.executable, "-m", "mcp_router", "serve",
-         "--config", DEMO],
-        capture_output=True, text=True, timeout=300)
+INSPECTOR = ["npx", "-y", "@modelcontextprotocol/inspector@2.12.0", "--cli"]
+Target = tuple[list[str], list[str]]  # what goes right after --cli, and what goes last
+TOOL_CALLS = [
+    ("chat_completion", ["prompt=hello", "route=complex_reasoning"], "provider", "anthropic"),
+    ("list_providers", [], "default_route", "default"),
+    ("provider_health", ["provider=xai"], "providers", None),
+    ("cost_report", ["group_by=model"], "period", "today"),
+]
+needs_npx = pytest.mark.skipif(shutil.which("npx") is None,
+                               reason="npx (Node.js) is not installed")
+
+
+def inspector(target: Target, method: list[str]) -> dict[str, Any]:
+    head, tail = target
+    done = subprocess.run([*INSPECTOR, *head, "-q", "--format", "json", *method, *tail],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    tools = {t["name"]: t for t in json.loads(done.stdout)["result"]["tools"]}
+    return dict(json.loads(done.stdout)["result"])
+
+
+def stdio_target(sim: Any, home: Path) -> Target:
+    return [], ["-e", f"MCP_ROUTER_SIM_URL={sim.url}", "-e", f"MCP_ROUTER_HOME={home}", "--",
+                sys.executable, "-m", "mcp_router", "serve", "--config", DEMO]
+
+
+def checked_call(target: Target, tool: str, args: list[str], field: str,
+                 expected: str | None) -> None:
+    method = ["--method", "tools/call", "--tool-name", tool]
+    for arg in args:
+        method += ["--tool-arg", arg]
+    result = inspector(target, method)
+    assert not result.get("isError"), result
+    structured = result["structuredContent"]
+    assert structured[field] == expected if expected is not None else structured[field]
+
+
+@needs_npx
+def test_mcp_inspector_cli_lists_the_four_tools_with_schemas(sim: Any, tmp_path: Path):
+    result = inspector(stdio_target(sim, tmp_path), ["--method", "tools/list"])
+    tools = {t["name"]: t for t in result["tools"]}
     assert set(tools) == {"chat_completion", "list_providers", "cost_report", "provider_health"}
     assert all(t["outputSchema"]["type"] == "object" for t in tools.values())
+
+
+@needs_npx
+@pytest.mark.parametrize(("tool", "args", "field", "expected"), TOOL_CALLS,
+                         ids=[c[0] for c in TOOL_CALLS])
+def test_mcp_inspector_cli_calls_each_tool_over_stdio(sim: Any, tmp_path: Path, tool: str,
+                                                      args: list[str], field: str,
+                                                      expected: str | None):
+    checked_call(stdio_target(sim, tmp_path), tool, args, field, expected)
+
+
+@needs_npx
+@pytest.mark.parametrize("http_server", ["streamable-http"], indirect=True)
+def test_mcp_inspector_cli_lists_and_calls_each_tool_over_http(http_server: str):
+    target: Target = ([http_server, "--transport", "http"], [])
+    assert len(inspector(target, ["--method", "tools/list"])["tools"]) == 4
+    for tool, args, field, expected in TOOL_CALLS:
+        checked_call(target, tool, args, field, expected)
 
 
 def test_token_new_prints_the_token_once_and_only_its_hash_for_the_config():
