@@ -23,6 +23,10 @@ STEPS: list[tuple[str, str, dict[str, Any]]] = [
     ("An explicit model with an explicit fallback", "chat_completion",
      {"prompt": "Write a haiku about retries.", "model": "openai/gpt-4o",
       "fallbacks": ["google/gemini-1.5-pro"]}),
+    ("Personal data is filtered before anything leaves the machine", "chat_completion",
+     {"prompt": "Email jane.doe@example.com about SSN 123-45-6789.", "route": "coding"}),
+    ("A dry run: the plan, with nothing sent", "chat_completion",
+     {"prompt": "Plan a three-step migration.", "route": "complex_reasoning", "dry_run": True}),
     ("Providers and routes", "list_providers", {}),
     ("Provider health, from the calls just made", "provider_health", {}),
     ("What it cost", "cost_report", {"group_by": "provider"}),
@@ -83,6 +87,8 @@ def _args(arguments: dict[str, Any]) -> str:
 
 
 def _chat(result: dict[str, Any], notes: list[str]) -> list[str]:
+    if result.get("dry_run"):
+        return _plan(result["dry_run"])
     lines = [f"answer: {result['content']}",
              f"answered by {result['provider']}/{result['model']} "
              f"(route {result['route'] or '-'}) in {result['latency_ms']:.0f} ms"]
@@ -93,8 +99,22 @@ def _chat(result: dict[str, Any], notes: list[str]) -> list[str]:
     cost = ("unknown (" + str(result.get("cost_note")) + ")" if result["cost_usd"] is None
             else f"${result['cost_usd']:.6f}")
     lines.append(f"tokens in/out {usage['input_tokens']}/{usage['output_tokens']}, cost {cost}")
+    if result["pii"]["counts"]:
+        found = ", ".join(f"{k} x{v}" for k, v in result["pii"]["counts"].items())
+        lines.append(f"PII: {found} ({result['pii']['action']}); the upstream saw placeholders")
     if notes:
         lines.append("progress: " + " | ".join(notes))
+    return lines
+
+
+def _plan(plan: dict[str, Any]) -> list[str]:
+    lines = []
+    for t in plan["targets"]:
+        cost = "price unknown" if t["worst_case_usd"] is None else \
+            f"worst case ${t['worst_case_usd']:.6f}"
+        why = f" ({t['reason']})" if t["reason"] else ""
+        lines.append(f"would {t['would']} {t['provider']}/{t['model']}{why}, {cost}")
+    lines.append(f"cache hit: {'yes' if plan['cache_hit'] else 'no'}; nothing was sent")
     return lines
 
 
