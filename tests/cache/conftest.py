@@ -9,12 +9,12 @@ import pytest
 
 from mcp_router.cache import ResponseCache
 from mcp_router.config import CacheConfig
-from tests.cache.support import FakeWallClock
+from tests.cache.support import FakeClock
 
 
 @pytest.fixture
-def clock() -> FakeWallClock:
-    return FakeWallClock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -23,6 +23,6 @@ def config() -> CacheConfig:
 
 
 @pytest.fixture
-def store(tmp_path: Path, config: CacheConfig, clock: FakeWallClock) -> Iterator[ResponseCache]:
+def store(tmp_path: Path, config: CacheConfig, clock: FakeClock) -> Iterator[ResponseCache]:
     with ResponseCache.in_home(tmp_path / "home", config, clock) as cache:
         yield cache

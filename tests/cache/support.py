@@ -1,4 +1,4 @@
-"""Builders shared by the cache tests: a settable wall clock, requests, responses and answers."""
+"""Builders shared by the cache tests: requests, responses and answers."""
 
 from __future__ import annotations
 
@@ -7,27 +7,7 @@ from typing import Any
 
 from mcp_router.cache import CachedAnswer
 from mcp_router.messages import ChatRequest, ChatResponse, Completion, Usage
-
-T0 = 1_790_000_000.0
-
-
-class FakeWallClock:
-    """A clock whose wall time moves only when told; `now` moves with it."""
-
-    def __init__(self, wall: float = T0) -> None:
-        self._wall = wall
-
-    def now(self) -> float:
-        return self._wall - T0
-
-    async def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-
-    def wall(self) -> float:
-        return self._wall
-
-    def advance(self, seconds: float) -> None:
-        self._wall += seconds
+from tests.fixtures.clock import FakeClock
 
 
 def request(text: str = "What is 2 + 2?", **fields: Any) -> ChatRequest:
@@ -45,7 +25,7 @@ def response(content: str = "4", *, finish_reason: str | None = "stop",
         provider=provider, model=model)
 
 
-def answer(clock: FakeWallClock, content: str = "4", cost: str | None = "0.0012",
+def answer(clock: FakeClock, content: str = "4", cost: str | None = "0.0012",
            **kwargs: Any) -> CachedAnswer:
     """A response stamped with the clock's wall time and what it cost."""
     return CachedAnswer(response(content, **kwargs), stored_at=clock.wall(),

@@ -14,7 +14,7 @@ import pytest
 
 from mcp_router.cache import ResponseCache
 from mcp_router.config import CacheConfig
-from tests.cache.support import FakeWallClock, answer
+from tests.cache.support import FakeClock, answer
 
 DB = "cache.db"
 
@@ -24,7 +24,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
             if r.name == "mcp_router.cache" and r.levelname == "WARNING"]
 
 
-def _exercise(store: ResponseCache, clock: FakeWallClock) -> None:
+def _exercise(store: ResponseCache, clock: FakeClock) -> None:
     """Several calls' worth of lookups and stores: each must quietly miss or do nothing."""
     for i in range(3):
         assert store.get(f"k{i}") is None
@@ -63,7 +63,7 @@ def read_only(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_directory_that_is_a_file_turns_the_cache_off_with_one_warning(
-        tmp_path: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "cache"
     path.write_text("not a directory")
     with ResponseCache(path, CacheConfig(), clock) as store:
@@ -73,7 +73,7 @@ def test_a_directory_that_is_a_file_turns_the_cache_off_with_one_warning(
 
 
 def test_a_garbage_database_file_turns_the_cache_off_with_one_warning(
-        tmp_path: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / DB).write_bytes(os.urandom(8192))
     with ResponseCache(tmp_path, CacheConfig(), clock) as store:
         _exercise(store, clock)
@@ -81,7 +81,7 @@ def test_a_garbage_database_file_turns_the_cache_off_with_one_warning(
 
 
 def test_a_database_damaged_while_open_fails_each_call_quietly(
-        tmp_path: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     with ResponseCache(tmp_path, CacheConfig(), clock) as store:
         store.put("k", answer(clock))
         for name in (DB, f"{DB}-wal", f"{DB}-shm"):  # the WAL would still serve the pages
@@ -94,7 +94,7 @@ def test_a_database_damaged_while_open_fails_each_call_quietly(
 
 
 def test_a_read_only_directory_turns_the_cache_off_with_one_warning(
-        read_only: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture) -> None:
+        read_only: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     with ResponseCache(read_only, CacheConfig(), clock) as store:
         _exercise(store, clock)
     assert len(_warnings(caplog)) == 1
@@ -102,7 +102,7 @@ def test_a_read_only_directory_turns_the_cache_off_with_one_warning(
 
 @pytest.mark.parametrize("planted", ["not json", '{"v": 1}', '{"v": 99, "other": true}', 7])
 def test_an_entry_that_does_not_parse_is_a_miss_and_is_dropped(
-        tmp_path: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture,
+        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture,
         planted: object) -> None:
     with ResponseCache(tmp_path, CacheConfig(), clock) as store:
         store.put("k", answer(clock))
@@ -116,7 +116,7 @@ def test_an_entry_that_does_not_parse_is_a_miss_and_is_dropped(
 
 
 def test_a_planted_pickle_is_refused_never_unpickled(
-        tmp_path: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     marker = tmp_path / "unpickled"
     with ResponseCache(tmp_path / "c", CacheConfig(), clock) as store:
         store.put("k", answer(clock))
@@ -127,7 +127,7 @@ def test_a_planted_pickle_is_refused_never_unpickled(
 
 
 def test_a_locked_database_skips_the_store_quickly_with_one_warning(
-        tmp_path: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     with ResponseCache(tmp_path, CacheConfig(), clock) as store:
         store.put("before", answer(clock))
         other = sqlite3.connect(tmp_path / DB, isolation_level=None)

@@ -8,7 +8,7 @@ import pytest
 
 from mcp_router.cache import ResponseCache
 from mcp_router.config import CacheConfig
-from tests.cache.support import FakeWallClock, request, response
+from tests.cache.support import FakeClock, request, response
 
 
 @pytest.mark.parametrize("finish_reason", ["stop", "length"])
@@ -51,6 +51,6 @@ def test_opting_in_does_not_make_an_incomplete_answer_storable(store: ResponseCa
     assert not store.should_store(req, response(finish_reason=None), call_opt_in=True)
 
 
-def test_a_disabled_cache_holds_nothing(tmp_path: Path, clock: FakeWallClock) -> None:
+def test_a_disabled_cache_holds_nothing(tmp_path: Path, clock: FakeClock) -> None:
     with ResponseCache(tmp_path, CacheConfig(enabled=False), clock) as store:
         assert not store.may_cache(request())

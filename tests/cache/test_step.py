@@ -11,7 +11,7 @@ import pytest
 from mcp_router.cache import CacheStep, ResponseCache, Served, cache_key
 from mcp_router.config import CacheConfig
 from mcp_router.messages import CacheMode, ChatRequest, ChatResponse
-from tests.cache.support import FakeWallClock, request, response
+from tests.cache.support import FakeClock, request, response
 
 pytestmark = [pytest.mark.virtual_time, pytest.mark.anyio]
 
@@ -58,7 +58,7 @@ def _content(served: Served) -> str:
 
 
 async def test_a_miss_goes_upstream_and_a_repeat_is_a_free_cached_hit(
-        step: CacheStep, clock: FakeWallClock) -> None:
+        step: CacheStep, clock: FakeClock) -> None:
     upstream = Upstream()
     first = await _ask(step, upstream)
     clock.advance(90)
@@ -135,7 +135,7 @@ async def test_an_answer_cut_off_by_the_deadline_is_not_kept(step: CacheStep) ->
 
 
 async def test_a_per_call_ttl_applies_to_what_the_call_stores(
-        step: CacheStep, clock: FakeWallClock) -> None:
+        step: CacheStep, clock: FakeClock) -> None:
     upstream = Upstream()
     await _ask(step, upstream, ttl_s=10)
     clock.advance(11)
@@ -176,7 +176,7 @@ async def test_concurrent_calls_do_not_share_an_answer_that_is_not_kept(
 
 
 async def test_a_broken_cache_directory_still_answers_and_still_shares_flights(
-        tmp_path: Path, clock: FakeWallClock) -> None:
+        tmp_path: Path, clock: FakeClock) -> None:
     (tmp_path / "file").write_text("")
     with ResponseCache(tmp_path / "file", CacheConfig(), clock) as broken:
         step, upstream, results = CacheStep(broken), Upstream(seconds=1), []
@@ -193,7 +193,7 @@ async def test_a_broken_cache_directory_still_answers_and_still_shares_flights(
 
 
 async def test_a_disabled_cache_always_goes_upstream(tmp_path: Path,
-                                                     clock: FakeWallClock) -> None:
+                                                     clock: FakeClock) -> None:
     with ResponseCache(tmp_path, CacheConfig(enabled=False), clock) as off:
         step, upstream = CacheStep(off), Upstream()
         results = [await _ask(step, upstream) for _ in range(2)]

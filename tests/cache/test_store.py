@@ -7,10 +7,10 @@ from pathlib import Path
 
 from mcp_router.cache import CachedAnswer, ResponseCache, cache_key
 from mcp_router.config import CacheConfig
-from tests.cache.support import FakeWallClock, answer, request
+from tests.cache.support import FakeClock, answer, request
 
 
-def test_a_stored_answer_comes_back_whole(store: ResponseCache, clock: FakeWallClock) -> None:
+def test_a_stored_answer_comes_back_whole(store: ResponseCache, clock: FakeClock) -> None:
     stored = answer(clock, "four", cost="0.000123")
     store.put("k", stored)
     assert store.get("k") == stored
@@ -21,14 +21,14 @@ def test_an_unknown_key_is_a_miss(store: ResponseCache) -> None:
 
 
 def test_a_hit_reports_its_age_on_the_injected_clock(store: ResponseCache,
-                                                      clock: FakeWallClock) -> None:
+                                                      clock: FakeClock) -> None:
     store.put("k", answer(clock))
     clock.advance(42.5)
     hit = store.get("k")
     assert hit is not None and hit.age_s == 42.5
 
 
-def test_an_answer_expires_after_the_config_ttl(tmp_path: Path, clock: FakeWallClock) -> None:
+def test_an_answer_expires_after_the_config_ttl(tmp_path: Path, clock: FakeClock) -> None:
     with ResponseCache(tmp_path, CacheConfig(ttl_s=60), clock) as store:
         store.put("k", answer(clock))
         clock.advance(59.9)
@@ -37,7 +37,7 @@ def test_an_answer_expires_after_the_config_ttl(tmp_path: Path, clock: FakeWallC
         assert store.get("k") is None
 
 
-def test_the_default_ttl_is_an_hour(tmp_path: Path, clock: FakeWallClock) -> None:
+def test_the_default_ttl_is_an_hour(tmp_path: Path, clock: FakeClock) -> None:
     with ResponseCache(tmp_path, CacheConfig(), clock) as store:
         store.put("k", answer(clock))
         clock.advance(3599)
@@ -46,7 +46,7 @@ def test_the_default_ttl_is_an_hour(tmp_path: Path, clock: FakeWallClock) -> Non
         assert store.get("k") is None
 
 
-def test_a_per_call_ttl_overrides_the_config(store: ResponseCache, clock: FakeWallClock) -> None:
+def test_a_per_call_ttl_overrides_the_config(store: ResponseCache, clock: FakeClock) -> None:
     store.put("short", answer(clock), ttl_s=5)
     store.put("long", answer(clock), ttl_s=7200)
     clock.advance(3700)
@@ -54,13 +54,13 @@ def test_a_per_call_ttl_overrides_the_config(store: ResponseCache, clock: FakeWa
     assert store.get("long") is not None
 
 
-def test_a_zero_ttl_stores_nothing(store: ResponseCache, clock: FakeWallClock) -> None:
+def test_a_zero_ttl_stores_nothing(store: ResponseCache, clock: FakeClock) -> None:
     store.put("k", answer(clock), ttl_s=0)
     assert store.get("k") is None
 
 
 def test_a_clock_stepping_back_never_gives_a_negative_age(store: ResponseCache,
-                                                          clock: FakeWallClock) -> None:
+                                                          clock: FakeClock) -> None:
     store.put("k", answer(clock))
     clock.advance(-30)
     hit = store.get("k")
@@ -68,7 +68,7 @@ def test_a_clock_stepping_back_never_gives_a_negative_age(store: ResponseCache,
 
 
 def test_the_same_request_from_two_tenants_is_two_entries(store: ResponseCache,
-                                                          clock: FakeWallClock) -> None:
+                                                          clock: FakeClock) -> None:
     req = request()
     key_a, key_b = cache_key(req, "route:default", "a"), cache_key(req, "route:default", "b")
     store.put(key_a, answer(clock, "for a"))
@@ -80,7 +80,7 @@ def test_the_same_request_from_two_tenants_is_two_entries(store: ResponseCache,
 
 
 def test_a_hit_names_the_provider_and_model_that_actually_answered(
-        store: ResponseCache, clock: FakeWallClock) -> None:
+        store: ResponseCache, clock: FakeClock) -> None:
     # asked of a route whose first target failed; the fallback answered
     key = cache_key(request(), "route:default", "a")
     store.put(key, answer(clock, provider="anthropic", model="claude-3-haiku-20240307"))
@@ -90,7 +90,7 @@ def test_a_hit_names_the_provider_and_model_that_actually_answered(
     assert hit.response.completion.upstream_model == "claude-3-haiku-20240307-0613"
 
 
-def test_cost_survives_the_disk_exactly(store: ResponseCache, clock: FakeWallClock) -> None:
+def test_cost_survives_the_disk_exactly(store: ResponseCache, clock: FakeClock) -> None:
     store.put("priced", answer(clock, cost="0.000000123456789012345678901234567"))
     store.put("unpriced", answer(clock, cost=None))
     priced, unpriced = store.get("priced"), store.get("unpriced")
@@ -98,7 +98,7 @@ def test_cost_survives_the_disk_exactly(store: ResponseCache, clock: FakeWallClo
     assert unpriced is not None and unpriced.cost_usd is None
 
 
-def test_a_later_put_overwrites(store: ResponseCache, clock: FakeWallClock) -> None:
+def test_a_later_put_overwrites(store: ResponseCache, clock: FakeClock) -> None:
     store.put("k", answer(clock, "old"))
     clock.advance(10)
     store.put("k", answer(clock, "new"))
@@ -107,7 +107,7 @@ def test_a_later_put_overwrites(store: ResponseCache, clock: FakeWallClock) -> N
 
 
 def test_entries_outlive_the_process_that_stored_them(tmp_path: Path,
-                                                      clock: FakeWallClock) -> None:
+                                                      clock: FakeClock) -> None:
     with ResponseCache(tmp_path, CacheConfig(), clock) as first:
         first.put("k", answer(clock))
     with ResponseCache(tmp_path, CacheConfig(), clock) as second:
@@ -115,14 +115,14 @@ def test_entries_outlive_the_process_that_stored_them(tmp_path: Path,
 
 
 def test_a_disabled_cache_neither_stores_nor_touches_the_disk(tmp_path: Path,
-                                                               clock: FakeWallClock) -> None:
+                                                               clock: FakeClock) -> None:
     with ResponseCache(tmp_path / "c", CacheConfig(enabled=False), clock) as store:
         store.put("k", answer(clock))
         assert store.get("k") is None
     assert not (tmp_path / "c").exists()
 
 
-def test_the_size_cap_evicts_the_oldest_entries(tmp_path: Path, clock: FakeWallClock) -> None:
+def test_the_size_cap_evicts_the_oldest_entries(tmp_path: Path, clock: FakeClock) -> None:
     big = "x" * 20_000  # ~20 kB each: 120 of them are ~2.4 MB against a 1 MB cap
     with ResponseCache(tmp_path, CacheConfig(max_size_mb=1), clock) as store:
         for i in range(120):
