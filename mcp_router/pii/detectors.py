@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple, Protocol, runtime_checkable
 
 
@@ -78,6 +78,8 @@ def resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def _union(group: list[Finding], end: int) -> Finding:
+    if len(group) == 1:  # the usual case: nothing overlaps
+        return group[0]
     winner = min(group, key=lambda f: (f.start - f.end, _RANK.get(f.entity, _CUSTOM_RANK)))
     return Finding(winner.entity, group[0].start, end)
 
@@ -85,6 +87,15 @@ def _union(group: list[Finding], end: int) -> Finding:
 def word_before(text: str, start: int, width: int = 32) -> str:
     """The lower-cased text just before `start`, for context keywords."""
     return text[max(0, start - width):start].lower()
+
+
+def lowered(text: str) -> str:
+    """`text` in lower case character for character, so offsets into it are offsets into
+    `text`: the odd character whose lower case is longer (`İ`) is left as it is."""
+    lower = text.lower()
+    if len(lower) == len(text):
+        return lower
+    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
 
 
 def is_word_char(ch: str) -> bool:
@@ -124,3 +135,30 @@ def skeleton(text: str, table: dict[int, str], ascii_table: bytes) -> str:
     if text.isascii():
         return text.encode().translate(ascii_table).decode("ascii")
     return text.translate(table)
+
+
+# Letters from the most to the least common in English text.
+_BY_FREQUENCY = "etaoinshrdlcumwfgypbvkjxqz"
+
+
+def rare_letter_patterns(words: Mapping[str, str], after: str = "") -> list[re.Pattern[str]]:
+    """Patterns that together find every lower-case word of `words`, followed by the pattern
+    it maps to and then by `after`: one pattern per anchor letter.
+
+    `re` jumps from one occurrence of a pattern's leading literal to the next without trying a
+    match in between, so each word is written from a rare letter in it (`u` first for `fuck`,
+    then a look back for the rest). Every pattern is one more scan of the text, so an anchor
+    is dropped, the commonest first, while each word still has another one.
+    """
+    anchors = {max(word, key=_BY_FREQUENCY.find) for word in words}
+    for letter in sorted(anchors, key=_BY_FREQUENCY.find):
+        if all(set(word) & (anchors - {letter}) for word in words):
+            anchors.discard(letter)
+    groups: dict[str, list[str]] = {}
+    for word, tail in words.items():
+        i = max((k for k, ch in enumerate(word) if ch in anchors),
+                key=lambda k: _BY_FREQUENCY.find(word[k]))
+        groups.setdefault(word[i], []).append(
+            f"{re.escape(word[i + 1:])}(?<={re.escape(word)}){tail}")
+    return [re.compile(f"{re.escape(anchor)}(?:{'|'.join(alts)}){after}")
+            for anchor, alts in groups.items()]

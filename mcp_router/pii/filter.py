@@ -52,8 +52,11 @@ class PiiSession:
 
     def __init__(self, pii_filter: PiiFilter) -> None:
         self._filter = pii_filter
-        self._policy = pii_filter.policy
+        self._policy = policy = pii_filter.policy
         self._pseudonyms = Pseudonyms()
+        # Whether any type is blocked in requests; most policies block none, and then the
+        # findings need not be looked at twice.
+        self._blocks = "block" in (policy.action, *policy.actions.values())
 
     def filter_request(self, request: ChatRequest) -> tuple[ChatRequest, PiiSummary]:
         """The request with every message (and stop string) filtered, and what was found."""
@@ -128,7 +131,8 @@ class PiiSession:
         if not policy.enabled:
             return texts, PiiSummary(action="none")
         raw = [self._filter.raw_findings(t) for t in texts]
-        _refuse_blocked([f for fs in raw for f in fs], policy.action_for, "request")
+        if self._blocks:
+            _refuse_blocked([f for fs in raw for f in fs], policy.action_for, "request")
         found = [resolve_overlaps(fs) for fs in raw]
         counts = Counter(f.entity for fs in found for f in fs)
         out = [apply_actions(t, fs, policy.action_for, self._pseudonyms)

@@ -8,7 +8,10 @@ from collections.abc import Iterable
 from mcp_router.pii.detectors import Finding, is_word_char, right_ok, word_before
 from mcp_router.pii.validators import ipv4_sensitive, ipv6_sensitive
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# Atomic: what may follow a label (a dot, a space, a bracket) can never be inside one, so a
+# shorter label cannot help a match, and not trying them spares `re` a lot of backtracking
+# at every `@` that starts no address (icon@2x, deploy@ci-runner-7).
+_LABEL = r"(?>[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
 # Obfuscations in brackets may be any case; bare words only in capitals (`jane AT example DOT
 # com`), since a lower-case " at " is ordinary English.
 _DOT = r"(?:\.|\s*[\[({<]\s*(?i:dot)\s*[\])}>]\s*|\s+DOT\s+)"
@@ -16,11 +19,14 @@ _DOT = r"(?:\.|\s*[\[({<]\s*(?i:dot)\s*[\])}>]\s*|\s+DOT\s+)"
 _DOMAIN = re.compile(rf"\s*{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}(?P<tld>[A-Za-z]{{2,24}})"
                      r"(?![A-Za-z0-9-])")
 # The plain scan checks in C that a local-part character precedes the `@` and a domain
-# follows; the obfuscated spellings get scans of their own, because `re` finds a literal far
-# faster than an alternation.
-_AT_SIGN = re.compile(r"@(?<=[A-Za-z0-9_%+-]@)(?=[A-Za-z0-9])(?P<domain>" + _DOMAIN.pattern + ")")
+# follows, and turns away scp-style git remotes (`git@host:org/repo`, see
+# `_remote_or_url_user`) without backing off to a shorter domain; the obfuscated spellings get
+# scans of their own, because `re` finds a literal far faster than an alternation.
+_AT_SIGN = re.compile(r"@(?<=[A-Za-z0-9_%+-]@)(?=[A-Za-z0-9])(?P<domain>(?>" + _DOMAIN.pattern
+                      + r"))(?!:[^ \n\t])")
 # `john%40example.com`: an address URL-encoded in a query string, as access logs record it.
-_AT_ENCODED = re.compile(r"(?<=[A-Za-z0-9_+.-])%40(?P<domain>" + _DOMAIN.pattern + ")")
+# The look back comes after the literal, which `re` then finds fast.
+_AT_ENCODED = re.compile(r"%40(?<=[A-Za-z0-9_+.-]%40)(?P<domain>" + _DOMAIN.pattern + ")")
 _AT_BRACKETED = re.compile(r"[\[({<]\s*(?i:at)\s*[\])}>]")
 _AT_WORD = re.compile(r" AT ")
 _AT_CLOSING = re.compile(r"at\s*[\])}>]")  # on lower-cased text: a cheap test before the regex
@@ -43,9 +49,8 @@ class EmailDetector:
         if "@" in text:
             found += [_address(text, m.start(), m.end(), m.group("tld"))
                       for m in _AT_SIGN.finditer(text)]
-        if "%40" in text:
-            found += [_address(text, m.start(), m.end(), m.group("tld"))
-                      for m in _AT_ENCODED.finditer(text)]
+        found += [_address(text, m.start(), m.end(), m.group("tld"))
+                  for m in _AT_ENCODED.finditer(text)]
         if _AT_CLOSING.search(text.lower()):
             found += [_obfuscated(text, at) for at in _AT_BRACKETED.finditer(text)]
         if " AT " in text:
@@ -105,7 +110,14 @@ def _remote_or_url_user(text: str, start: int, end: int) -> bool:
     return not any(c in window[scheme + 3:] for c in "/ \t\n\"'<>")
 
 
-_V6_ANCHOR = re.compile(r":(?::|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:)")
+# Where an address may be: a `::`, or a colon that starts at least three groups and is one
+# of six or more colons (or meets a `::`). Turned away in the scan already, as `_ipv6_span`
+# would: a `::` that a word continues (`std::string`), a `::` that starts a run with at most
+# one group (`::1`, `arr[::2]`), and colon runs too short for an address (MACs, times).
+_V6_ANCHOR = re.compile(
+    r":(?::(?![0-9A-Fa-f:]*+[G-Zg-z_])(?!(?<![0-9A-Fa-f:]::)[0-9A-Fa-f]*+(?![0-9A-Fa-f:]))"
+    r"|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:"
+    r"(?=(?:[0-9A-Fa-f]*:){2}|:|[0-9A-Fa-f:]*?::))")
 _HEX_COLON = re.compile(r"[0-9A-Fa-f:]*")
 _EMBEDDED_V4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _ZONE = re.compile(r"%[0-9A-Za-z._-]+")
@@ -155,7 +167,8 @@ def _ipv6_span(text: str, pos: int) -> tuple[int, int] | None:
 
 
 _V4_TAIL = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d{1,3}")
-_V4_TAIL_BYTES = re.compile(rb"\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+# On ASCII text the scan also checks the right boundary (`right_ok`) itself.
+_V4_TAIL_BYTES = re.compile(rb"\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![A-Za-z0-9_])(?![-./]\d)")
 _VERSION_CONTEXT = re.compile(r"\b(?:version|ver|release|build|firmware|sdk|rev|v)[\s:=]*$")
 
 
@@ -165,24 +178,25 @@ class Ipv4Detector:
     name = "ip_address"
 
     def find(self, text: str) -> list[Finding]:
+        ascii_only = text.isascii()
         tails: Iterable[re.Match[str] | re.Match[bytes]] = (
-            _V4_TAIL_BYTES.finditer(text.encode()) if text.isascii() else _V4_TAIL.finditer(text))
+            _V4_TAIL_BYTES.finditer(text.encode()) if ascii_only else _V4_TAIL.finditer(text))
         found: list[Finding] = []
         for m in tails:
             start = m.start()
             while start > m.start() - 3 and start > 0 and text[start - 1].isdigit():
                 start -= 1
             end = m.end()
-            if start == m.start() or not right_ok(text, end):
+            if start == m.start() or not (ascii_only or right_ok(text, end)):
                 continue
             before = text[start - 1] if start else " "
             url_host = text[start - 2:start] == "//"
             if is_word_char(before) or before in ".-/~^<>" and not url_host \
                     or text[start - 2:start] == "==":
                 continue
-            if _after_word(text, start) and _VERSION_CONTEXT.search(word_before(text, start, 16)):
-                continue
-            if ipv4_sensitive(text[start:end]):
+            if ipv4_sensitive(text[start:end]) and not (
+                    _after_word(text, start)
+                    and _VERSION_CONTEXT.search(word_before(text, start, 16))):
                 found.append(Finding("ip_address", start, end))
         return found
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 
 from mcp_router.pii.detectors import Finding, left_ok, right_ok, word_before
 from mcp_router.pii.validators import card_ok, international_ok, nanp_ok, ssn_ok
@@ -11,20 +13,28 @@ from mcp_router.pii.validators import card_ok, international_ok, nanp_ok, ssn_ok
 # Runs of digits and separators: every card, SSN and phone shape, found in one scan so the
 # per-format logic only runs on the few runs that qualify. A run starts at the first digit
 # (not inside a number) and not at an ISO date, the commonest digit run in logs.
-_CLUSTER = r"\d(?<!\d\d)(?!\d{3}-\d\d-\d\d(?!\d))[\d \-.()]{8,}"
-_CLUSTER_STR = re.compile(_CLUSTER)
-# The same scan over the UTF-8 bytes of ASCII text (offsets are equal): `re` is faster on bytes.
-_CLUSTER_BYTES = re.compile(_CLUSTER.encode())
-_MIN_DIGITS = 8
+_CLUSTER = re.compile(r"\d(?<!\d\d)(?!\d{3}-\d\d-\d\d(?!\d))[\d \-.()]{8,}")
 _SEPARATOR_CHARS = " -.()"
+_SEPARATOR_BYTES = _SEPARATOR_CHARS.encode()
+# The same scan for ASCII text, over its bytes with every digit made "0" and every character
+# that cannot be in a run made "x" (offsets are equal): a pattern that starts with a literal
+# is found several times faster by `re` than one that starts with a class.
+_CLUSTER_CLASSES = bytes(ord("0" if c in string.digits else c if c in _SEPARATOR_CHARS else "x")
+                         for c in map(chr, range(256)))
+_CLUSTER_SKELETON = re.compile(rb"0(?<!00)(?!000-00-00(?!0))[0 \-.()]{8,}")
+_MIN_DIGITS = 8
 # A cluster with separators must contain one of these shapes to hold a card (groups of 4
 # then more), an SSN, a North American number or a trunk-zero national number; the rest
 # (zip+4, ISBNs, dotted versions and addresses…) are dropped before any per-group work.
 _SHAPES = re.compile(r"(?<!\d)\d{4}[ -]\d{2,6}[ -]\d|(?<!\d)\d{3}[-. ]\d\d[-. ]\d{4}"
                      r"|\d{3}\)?[-. )]{1,2}\d{3}[-. ]\d{4}|(?<!\d)0[1-9]\d{0,4}\)?[ -]\d\d")
 _SEPARATORS = re.compile(r"(\D+)")
+# The sizes a card, SSN or North American number can start with; other formats start with
+# a trunk zero or after a "+".
+_FIRST_GROUP_SIZES = frozenset((1, 3, 4, 9, 10, 11, *range(12, 20)))
 # A custom pattern's match may start before or end after the digits it covers (`SSN: `).
 _CUSTOM_MARGIN = 12
+_NO_CUSTOM = 1 << 30  # more digits than any cluster has
 # An identifier keyword right before a bare digit run ("order 4716…", "#4716…"), unless the
 # text says it is a card ("card #4716…").
 _ID_CONTEXT = re.compile(r"(?<!card )(?<!cc )(?:\b(?:order|invoice|tracking|ticket|txn|transaction|"
@@ -35,6 +45,7 @@ _PHONE_CONTEXT = re.compile(r"\b(?:phone|tel|telephone|mobile|cell|call|fax|what
 
 Hit = tuple[str, int, int, int]  # entity, start, end, index of the next group to look at
 CustomCheck = Callable[[str, int, int], bool]
+CustomPattern = tuple[str, re.Pattern[str], CustomCheck]
 
 
 def id_like(text: str, start: int) -> bool:
@@ -52,30 +63,28 @@ class NumberDetector:
 
     name = "numbers"
 
-    def __init__(self, custom: Sequence[tuple[str, re.Pattern[str], CustomCheck]] = ()) -> None:
+    def __init__(self, custom: Sequence[CustomPattern] = ()) -> None:
         # A card has at least 12 digits and an SSN 9, so shorter runs need not be searched.
         self._custom = tuple((entity, regex, check, 12 if entity == "credit_card" else 9)
                              for entity, regex, check in custom)
-        # One search for any of them decides whether a cluster needs the patterns one by one.
-        self._any_custom = re.compile("|".join(f"(?:{regex.pattern})" for _, regex, _ in custom)) \
-            if len(custom) > 1 else None
+        self._custom_digits = min((c[3] for c in self._custom), default=_NO_CUSTOM)
 
     def find(self, text: str) -> list[Finding]:
         found: list[Finding] = []
         for start, end, digits in _clusters(text):
-            found.extend(_Run.findings_in(text, start, end, digits))
-            if self._custom:
-                found.extend(self._custom_findings(text, start, end, digits))
+            found += _Run.findings_in(text, start, end, digits)
+            if digits >= self._custom_digits:
+                found += self._custom_findings(text, start, end, digits)
         return found
 
     def _custom_findings(self, text: str, start: int, end: int, digits: int) -> set[Finding]:
         """Matches of the custom patterns around one cluster that pass their type's check."""
+        # This runs for most clusters and nearly always finds nothing: one search per pattern
+        # says so, and only a pattern that matches is run again for all its matches.
+        lo, hi = max(0, start - _CUSTOM_MARGIN), end + _CUSTOM_MARGIN  # `re` clips `hi`
         found: set[Finding] = set()
-        lo, hi = max(0, start - _CUSTOM_MARGIN), min(len(text), end + _CUSTOM_MARGIN)
-        if self._any_custom is not None and not self._any_custom.search(text, lo, hi):
-            return found
-        for entity, regex, check, min_digits in self._custom:
-            if digits >= min_digits:
+        for entity, regex, check, least in self._custom:
+            if digits >= least and regex.search(text, lo, hi) is not None:
                 found.update(Finding(entity, *m.span()) for m in regex.finditer(text, lo, hi)
                              if m.end() > m.start() and check(text, *m.span()))
         return found
@@ -85,13 +94,13 @@ def _clusters(text: str) -> list[tuple[int, int, int]]:
     """(start, end, digit count) of each run with enough digits, trailing separators cut."""
     found: list[tuple[int, int, int]] = []
     if text.isascii():
-        for b in _CLUSTER_BYTES.finditer(text.encode()):
-            run = b.group().rstrip(b" -.()")
-            digits = len(run.translate(None, b" -.()"))
+        for b in _CLUSTER_SKELETON.finditer(text.encode().translate(_CLUSTER_CLASSES)):
+            run = b.group().rstrip(_SEPARATOR_BYTES)
+            digits = run.count(b"0")
             if digits >= _MIN_DIGITS:
                 found.append((b.start(), b.start() + len(run), digits))
         return found
-    for m in _CLUSTER_STR.finditer(text):
+    for m in _CLUSTER.finditer(text):
         seg = m.group().rstrip(_SEPARATOR_CHARS)
         digits = sum(c.isdigit() for c in seg)
         if digits >= _MIN_DIGITS:
@@ -104,18 +113,12 @@ class _Run:
 
     def __init__(self, text: str, start: int, end: int, bare: bool = False) -> None:
         self.text = text
-        if bare:
-            self.digits, self.seps = [text[start:end]], [""]
-        else:
-            parts = _SEPARATORS.split(text[start:end])
-            self.digits, self.seps = parts[0::2], parts[1::2]
-            self.seps.append("")
-        self.sizes = [len(d) for d in self.digits]
-        self.starts, self.ends, pos = [], [], start
-        for size, sep in zip(self.sizes, self.seps, strict=True):
-            self.starts.append(pos)
-            self.ends.append(pos + size)
-            pos += size + len(sep)
+        parts = [text[start:end]] if bare else _SEPARATORS.split(text[start:end])
+        self.digits, self.seps = parts[0::2], [*parts[1::2], ""]
+        self.sizes = list(map(len, self.digits))
+        # Where each part begins: digit groups at even indexes, separators at odd ones.
+        offsets = list(accumulate(map(len, parts), initial=start))
+        self.starts, self.ends = offsets[0::2], offsets[1::2]
 
     @classmethod
     def findings_in(cls, text: str, start: int, end: int, digits: int) -> list[Finding]:
@@ -123,8 +126,9 @@ class _Run:
         if digits == end - start:
             hit = cls.bare(text, start, end)
             return [] if hit is None else [Finding(*hit[:3])]
-        if text[start - 1:start] == "+" or text.startswith("00", start) \
-                or _SHAPES.search(text, start, end):
+        # After a "+" eight digits can be a phone; otherwise nothing has fewer than an SSN's 9.
+        if text[start - 1:start] == "+" or digits >= 9 and (
+                text.startswith("00", start) or _SHAPES.search(text, start, end)):
             return cls(text, start, end).findings()
         return []
 
@@ -135,7 +139,8 @@ class _Run:
             start, size = self.starts[i], self.sizes[i]
             before = text[start - 1:start]
             hit: Hit | None = None
-            if left_ok(text, start) or before in "+(":
+            if (size in _FIRST_GROUP_SIZES or text[start] == "0" or before == "+") \
+                    and (left_ok(text, start) or before in "+("):
                 # Only the formats whose first group can have this size and first digit.
                 if 12 <= size <= 19 or size == 4:
                     hit = self.card(i)
@@ -162,12 +167,14 @@ class _Run:
             return cls(text, start, end, bare=True).international(0)
         if text[max(0, start - 4):start].lower() == "tel:" and 7 <= size <= 15:
             return ("phone", start, end, 1)  # a tel: link is a phone number whatever its digits
-        if 12 <= size <= 19:
-            return cls(text, start, end, bare=True).card(0)
-        if size == 9:
-            return cls(text, start, end, bare=True).ssn(0)
-        if size in (10, 11):
-            return cls(text, start, end, bare=True).nanp(0)
+        if not left_ok(text, start):
+            return None
+        if 12 <= size <= 19 and _card_alone(text, start, end):
+            return ("credit_card", start, end, 1)
+        if size == 9 and _ssn_alone(text, start, end):
+            return ("ssn", start, end, 1)
+        if size in (10, 11) and _phone_alone(text, start, end):
+            return ("phone", start, end, 1)
         return None
 
     def starts_run(self, i: int, sep: str) -> bool:
@@ -183,9 +190,7 @@ class _Run:
             return None
         if 12 <= size <= 19:
             end = self.ends[i]
-            if card_ok(text[start:end]) and right_ok(text, end) and not id_like(text, start):
-                return ("credit_card", start, end, i + 1)
-            return None
+            return ("credit_card", start, end, i + 1) if _card_alone(text, start, end) else None
         if size != 4 or sep not in (" ", "-") or not self.starts_run(i, sep):
             return None
         j, last = i, len(self.starts) - 1
@@ -222,10 +227,7 @@ class _Run:
             return None
         if self.sizes[i] == 9:
             end = self.ends[i]
-            if (ssn_ok(text[start:end]) and right_ok(text, end)
-                    and _SSN_CONTEXT.search(word_before(text, start, 40))):
-                return ("ssn", start, end, i + 1)
-            return None
+            return ("ssn", start, end, i + 1) if _ssn_alone(text, start, end) else None
         sep = self.seps[i]
         if self.sizes[i:i + 3] != [3, 2, 4] or sep not in ("-", " ", ".") \
                 or self.seps[i + 1] != sep or self.seps[i + 2] == sep:
@@ -260,7 +262,9 @@ class _Run:
         """North American: (415) 555-2671, 415-555-2671, 1-800-555-0199, or bare with context."""
         text, start, size = self.text, self.starts[i], self.sizes[i]
         if size in (10, 11):
-            return self._bare_nanp(i)
+            end = self.ends[i]
+            return ("phone", start, end, i + 1) \
+                if left_ok(text, start) and _phone_alone(text, start, end) else None
         lead = size == 1 and text[start] == "1" and self.seps[i] in ("-", ".", " ")
         body = i + 1 if lead else i
         if self.sizes[body:body + 3] != [3, 3, 4] or not left_ok(text, start):
@@ -277,16 +281,6 @@ class _Run:
         if (sep2 in ("-", ".", " ") and right_ok(text, end) and self.seps[body + 2] != sep2
                 and nanp_ok(self.joined(body, body + 2), strict=False)):
             return ("phone", start, end, body + 3)
-        return None
-
-    def _bare_nanp(self, i: int) -> Hit | None:
-        """Ten digits (or 1 + ten) read as a phone only when the text says it is one."""
-        text, start, end = self.text, self.starts[i], self.ends[i]
-        digits = text[start:end]
-        ten = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
-        if (left_ok(text, start) and right_ok(text, end) and nanp_ok(ten, strict=True)
-                and _PHONE_CONTEXT.search(word_before(text, start, 24))):
-            return ("phone", start, end, i + 1)
         return None
 
     def trunk(self, i: int) -> Hit | None:
@@ -312,3 +306,25 @@ class _Run:
                 and (k + 1 == len(self.starts) or self.seps[k] != sep):
             return ("phone", start, self.ends[k], k + 1)
         return None
+
+
+# A group that is all digits, judged as if it stood alone (the caller has checked what comes
+# before it): shared by bare runs and the groups of a cluster.
+
+def _card_alone(text: str, start: int, end: int) -> bool:
+    """12 to 19 digits in a row: a card, unless the text calls the number an identifier."""
+    return card_ok(text[start:end]) and right_ok(text, end) and not id_like(text, start)
+
+
+def _ssn_alone(text: str, start: int, end: int) -> bool:
+    """Nine digits in a row: an SSN only when the text says it is one."""
+    return (ssn_ok(text[start:end]) and right_ok(text, end)
+            and _SSN_CONTEXT.search(word_before(text, start, 40)) is not None)
+
+
+def _phone_alone(text: str, start: int, end: int) -> bool:
+    """Ten digits (or 1 + ten): a North American phone only when the text says it is one."""
+    digits = text[start:end]
+    ten = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
+    return (right_ok(text, end) and nanp_ok(ten, strict=True)
+            and _PHONE_CONTEXT.search(word_before(text, start, 24)) is not None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mcp_router.pii.detectors import Finding
+from mcp_router.pii.detectors import Finding, lowered, rare_letter_patterns
 
 # Words that are profane in every common sense; mild or ambiguous words (damn, hell, crap,
 # dick, cock) are left out so code and ordinary prose are not flagged. Extend with a custom
@@ -20,6 +20,9 @@ _STEMS = ("fuck", "shit", "bitch", "cunt", "asshole", "arsehole", "bastard", "di
           "twat", "bollock", "piss", "slut", "whore")
 _LONGEST = 24  # characters: longer than any listed word and its suffix
 _PATTERN = re.compile(r"\b(?:" + "|".join(_WORDS) + r")\b", re.IGNORECASE)
+# Is any stem in the lower-cased text? A few scans for rare letters answer it (see
+# `rare_letter_patterns`), so the stems are looked for one by one only in the odd text.
+_ANY_STEM = tuple(p.search for p in rare_letter_patterns(dict.fromkeys(_STEMS, "")))
 
 
 class ProfanityDetector:
@@ -28,7 +31,9 @@ class ProfanityDetector:
     name = "profanity"
 
     def find(self, text: str) -> list[Finding]:
-        lower = text.lower()
+        lower = lowered(text)
+        if not any(search(lower) for search in _ANY_STEM):
+            return []
         found: set[Finding] = set()
         for stem in _STEMS:
             pos = lower.find(stem)

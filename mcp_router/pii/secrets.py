@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import string
 from collections.abc import Iterable
 
-from mcp_router.pii.detectors import Finding, skeleton
+from mcp_router.pii.detectors import Finding, lowered, rare_letter_patterns, skeleton
 
 # (prefixes, pattern): a vendor's documented token shape and the literal prefixes it starts
 # with, which decide which patterns to try at a candidate token; the comment names the vendor.
@@ -43,21 +44,32 @@ _VENDOR_TOKENS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("eyJ",), r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*"),  # JWT
 )
 # Every vendor token contains a run of at least this many [A-Za-z0-9_-] characters. Mapping
-# those characters to "a" turns the search for candidate tokens into str.find("aaa…"), which
-# is far faster than running a few dozen prefix patterns over the text.
+# those characters to "a" turns the search for candidate tokens into a search for "aaa…",
+# which is far faster than running a few dozen prefix patterns over the text.
 _MIN_RUN = 14
 # Every other ASCII character becomes a space, except the dot that joins a JWT's parts.
 _RUN_CHARS = str.maketrans({**dict.fromkeys(map(chr, range(128)), " "), ".": ".",
                             **dict.fromkeys(string.ascii_letters + string.digits + "_-", "a")})
 _RUN_BYTES = bytes(ord(_RUN_CHARS.get(b, chr(b))) for b in range(256))
-_RUN = "a" * _MIN_RUN
-_NOT_RUN = re.compile(r"[^a]")
+# Spelled out rather than `a{14,}`: `re` jumps to a pattern's leading literal text, but tries
+# a repeat at every position.
+_RUN = re.compile("a" * _MIN_RUN + "a*")
 _BY_PREFIX: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (needle, re.compile(pattern)) for needles, pattern in _VENDOR_TOKENS for needle in needles
     if "=" not in needle and "/" not in needle)
 _PREFIXES = tuple(prefix for prefix, _ in _BY_PREFIX)
-# Tokens that sit after `=` or inside a URL path, searched for when their prefix occurs.
-_ANCHORED = tuple((needles, re.compile(p)) for needles, p in _VENDOR_TOKENS
+# Their first two characters: a set lookup turns away most runs before `startswith` tries all.
+_PREFIX_HEADS = frozenset(prefix[:2] for prefix in _PREFIXES)
+
+
+def _shared_end(needles: tuple[str, ...]) -> str:
+    """The longest text every needle ends with (`Key=` for `AccountKey=`, `SharedAccessKey=`)."""
+    return os.path.commonprefix([n[::-1] for n in needles])[::-1]
+
+
+# Tokens that sit after `=` or inside a URL path, searched for when the end their prefixes
+# share occurs: one `in` per pattern, not one per prefix.
+_ANCHORED = tuple((_shared_end(needles), re.compile(p)) for needles, p in _VENDOR_TOKENS
                   if any("=" in n or "/" in n for n in needles))
 _TOKEN_CHAR = re.compile(r"[A-Za-z0-9]")
 
@@ -69,30 +81,19 @@ class VendorKeyDetector:
 
     def find(self, text: str) -> list[Finding]:
         found: list[Finding] = []
-        for needles, regex in _ANCHORED:
-            if any(n in text for n in needles):
+        for hint, regex in _ANCHORED:
+            if hint in text:
                 found += _tokens(text, regex.finditer(text))
         runs = skeleton(text, _RUN_CHARS, _RUN_BYTES)
-        ascii_only = text.isascii()
-        run = runs.find(_RUN)
-        while run != -1:
-            if text.startswith(_PREFIXES, run):
+        for m in _RUN.finditer(runs):
+            run = m.start()
+            if text[run:run + 2] in _PREFIX_HEADS and text.startswith(_PREFIXES, run):
                 found += _tokens_at(text, run)
             elif runs[run - 1:run] == ".":
                 start = _dotted_start(text, runs, run)
                 if start is not None:
                     found += _tokens_at(text, start)
-            run = runs.find(_RUN, _run_end(runs, run + _MIN_RUN, ascii_only))
         return found
-
-
-def _run_end(runs: str, pos: int, ascii_only: bool) -> int:
-    """The first position from `pos` that is not a token character (or the end)."""
-    if not ascii_only:  # non-ASCII characters stay untranslated: look for anything but "a"
-        m = _NOT_RUN.search(runs, pos)
-        return m.start() if m else len(runs)
-    ends = [e for e in (runs.find(" ", pos), runs.find(".", pos)) if e != -1]
-    return min(ends) if ends else len(runs)
 
 
 def _dotted_start(text: str, runs: str, run: int) -> int | None:
@@ -167,10 +168,14 @@ _KEY_NAMES = ("api_key", "api-key", "apikey", "access_key", "accesskey", "secret
               "secretkey", "auth_key", "private_key")
 # After the name: an assignment (`=`, `:`, `=>`, `:=`), then the value, quoted or bare.
 _ASSIGNED_VALUE = r"[\"']?\s*(?::=|=>|[:=])\s*(?P<q>[\"'`]?)(?P<v>[^\s\"'`,;]{8,200})(?P=q)"
-_ASSIGNMENTS = {kw: re.compile(tail + _ASSIGNED_VALUE, re.IGNORECASE)
-                for kw, tail in _KEY_TAILS.items()}
-# RFC 6750 credentials after the Bearer scheme (token68 characters).
-_BEARER = re.compile(r"[Bb]earer +(?P<v>[A-Za-z0-9\-._~+/]{16,}=*)(?![^\s\"'`,;)\]}])")
+_KEY_NAMED = "(?:" + "|".join(f"(?<={name})" for name in _KEY_NAMES) + ")"
+# Searched for in the lower-cased text, a few keywords per scan, and every occurrence without
+# an assignment is turned away inside `re`. The value sits in a lookahead, so it is searched
+# for keywords too (`password=token=…`).
+_ASSIGNMENTS = rare_letter_patterns({**_KEY_TAILS, "key": _KEY_NAMED}, f"(?={_ASSIGNED_VALUE})")
+# RFC 6750 credentials after the Bearer scheme (token68 characters); the look back keeps the
+# pattern's leading literal, which `re` finds far faster than a class.
+_BEARER = re.compile(r"earer(?<=[Bb]earer) +(?P<v>[A-Za-z0-9\-._~+/]{16,}=*)(?![^\s\"'`,;)\]}])")
 _WORDS = re.compile(r"(?:[A-Z]?[a-z]+)+")
 _PLACEHOLDER_WORDS = re.compile(r"your|here|example|xxxx|changeme|placeholder|redacted|dummy",
                                 re.IGNORECASE)
@@ -187,19 +192,14 @@ class AssignmentDetector:
 
     def find(self, text: str) -> list[Finding]:
         found: list[Finding] = []
-        if "earer " in text:
-            found += [Finding("secret", m.start("v"), m.end("v")) for m in _BEARER.finditer(text)
-                      if _literal_secret(m.group("v"))]
-        lower = text.lower()
-        for keyword, assignment in _ASSIGNMENTS.items():
-            pos = lower.find(keyword)
-            while pos != -1:
-                end = pos + len(keyword)
-                hit = None if keyword == "key" and not lower.endswith(_KEY_NAMES, 0, end) \
-                    else assignment.match(text, end)
-                if hit is not None and _literal_secret(hit.group("v")):
-                    found.append(Finding("secret", hit.start("v"), hit.end("v")))
-                pos = lower.find(keyword, end)
+        found += [Finding("secret", m.start("v"), m.end("v")) for m in _BEARER.finditer(text)
+                  if _literal_secret(m.group("v"))]
+        lower = lowered(text)
+        for assignment in _ASSIGNMENTS:
+            for m in assignment.finditer(lower):
+                start, end = m.span("v")
+                if _literal_secret(text[start:end]):
+                    found.append(Finding("secret", start, end))
         return found
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import string
+
 _HEX = frozenset("0123456789abcdefABCDEF")
+_DOUBLED = str.maketrans("0123456789", "0246813579")
+# Letters as the mod-97 check reads them: A (or a) = 10 … Z = 35.
+_LETTER_VALUES = str.maketrans({c: str(int(c, 36)) for c in string.ascii_letters})
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _IBAN_LENGTHS: dict[str, int] = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
     "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
@@ -35,13 +43,11 @@ _NATIONAL_LENGTHS: dict[str, tuple[int, ...]] = {
 
 def luhn_ok(digits: str) -> bool:
     """True when the digit string passes the Luhn (mod 10) check."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    # Every second digit from the right doubled, written as the sum of its digits (7 → 5).
+    summed = digits[-1::-2] + digits[-2::-2].translate(_DOUBLED)
+    if summed.isascii():  # the sum of the digits is the sum of the bytes, less 48 each
+        return (sum(summed.encode()) - 48 * len(summed)) % 10 == 0
+    return sum(map(int, summed)) % 10 == 0
 
 
 def card_brand(digits: str) -> str | None:
@@ -79,9 +85,11 @@ def iban_ok(compact: str) -> bool:
     if _IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact[2:4].isdigit():
         return False
     rearranged = compact[4:] + compact[:4]
+    if not rearranged.isalnum():  # `int` would take "_", a sign or spaces
+        return False
     try:
-        number = int("".join(str(int(ch, 36)) for ch in rearranged))
-    except ValueError:
+        number = int(rearranged.translate(_LETTER_VALUES))
+    except ValueError:  # a letter outside A-Z
         return False
     return number % 97 == 1
 
@@ -134,11 +142,9 @@ def international_ok(digits: str) -> bool:
 
 
 def ipv4_valid(text: str) -> bool:
-    """A dotted quad of decimal octets 0-255 without leading zeros."""
-    octets = text.split(".")
-    return len(octets) == 4 and all(
-        o.isdigit() and len(o) <= 3 and int(o) <= 255 and (len(o) == 1 or o[0] != "0")
-        for o in octets)
+    """A dotted quad of decimal octets 0-255 without leading zeros (ASCII digits, as
+    `ipaddress` reads them)."""
+    return _IPV4.fullmatch(text) is not None
 
 
 def ipv4_sensitive(text: str) -> bool:

@@ -77,3 +77,8 @@ def test_an_ip_address_in_any_form_is_found(text: str, address: str) -> None:
 ])
 def test_address_look_alikes_are_not_ip_addresses(text: str) -> None:
     assert "ip_address" not in entities(text)
+
+
+def test_a_superscript_digit_before_a_dotted_quad_is_no_filter_failure() -> None:
+    # "²".isdigit() holds but int("²") fails: the address check must not raise on it.
+    assert found("²10.0.0.1") == []

@@ -97,3 +97,8 @@ def test_a_password_or_token_given_to_a_secret_name_is_found(text: str, secret: 
 ])
 def test_references_placeholders_and_public_material_are_not_secrets(text: str) -> None:
     assert "secret" not in entities(text)
+
+
+def test_a_password_after_a_letter_whose_lower_case_is_longer_is_found_where_it_is() -> None:
+    # "İ".lower() is two characters: the keyword search must not shift the offsets.
+    assert found("İstanbul office: password=Hunter2Hunter2!") == [("secret", "Hunter2Hunter2!")]
