@@ -98,13 +98,14 @@ def _serve(args: argparse.Namespace) -> int:
     home = data_home(os.environ)
     keys = provider_keys(config.providers, os.environ, base=path.parent)
     server = create_server(config, home=home, keys=keys)
-    install_log_scrubber(Scrubber(keys.values()))  # after MCPServer has set up its logging
+    scrubber = Scrubber(keys.values())
+    install_log_scrubber(scrubber)  # after MCPServer has set up its logging
     log.info("config %s, data under %s, transport %s", path, home, args.transport)
     if args.transport == "stdio":
         server.run("stdio")
     else:
         anyio.run(partial(serve_http, server, args.transport, host=args.host, port=args.port,
-                          config=config.server, scrubber=Scrubber(keys.values())))
+                          config=config.server, scrubber=scrubber))
     return 0
 
 

@@ -138,16 +138,19 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         state = await shared.acquire()
+        # One probe loop per server: the session that starts it is the one that clears it.
+        probing = config.health.probe_interval_s > 0 and not shared.probing
         try:
             async with anyio.create_task_group() as tasks:
-                if config.health.probe_interval_s > 0 and not shared.probing:
+                if probing:
                     shared.probing = True
                     tasks.start_soon(state.router.prober.run_every,
                                      config.health.probe_interval_s)
                 yield replace(state, keeper=tasks)
                 tasks.cancel_scope.cancel()
         finally:
-            shared.probing = False
+            if probing:
+                shared.probing = False
             await shared.release()
 
     verifier = ClientTokenVerifier(config.clients) if config.clients else None
