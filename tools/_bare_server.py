@@ -1,20 +1,32 @@
-"""The benchmark's floor: an MCP stdio server whose one tool forwards a prompt to the upstream.
+"""The benchmark's floors: an MCP stdio server whose tools only forward a prompt upstream.
 
 Run as `python tools/_bare_server.py` with `MCP_ROUTER_SIM_URL` set. `stream_chat` is the
 upstream call itself, shared with the benchmark's `direct` variant so both send the same bytes
 the router's OpenAI adapter sends (`mcp_router/providers/openai.py` `build_body`, streaming).
+
+- `forward` returns the answer as a two-key dict: the floor the issue measures against.
+- `forward_result` returns the answer as a `ChatResult`, serialised as the router serialises
+  it and declared with the same output schema, but filled in without any routing: the floor
+  of the `chat_completion` contract itself (the SDK carrying a bigger result, the client
+  validating it against the schema). The router's cost above it is its routing core's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any
 
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult, TextContent
+
+from mcp_router.messages import Attempt, ChatResult, Usage
 
 MODEL = "gpt-bench"
 
@@ -64,6 +76,22 @@ def create_bare_server(base_url: str, transport: httpx.AsyncBaseTransport | None
     async def forward(ctx: Context, prompt: str) -> dict[str, Any]:
         """Send `prompt` to the upstream and return its answer."""
         return await stream_chat(ctx.request_context.lifespan_context, base_url, prompt)
+
+    @server.tool()
+    async def forward_result(ctx: Context, prompt: str) -> Annotated[CallToolResult, ChatResult]:
+        """Send `prompt` to the upstream and return its answer as a `chat_completion` result."""
+        started = time.perf_counter()
+        answer = await stream_chat(ctx.request_context.lifespan_context, base_url, prompt)
+        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        result = ChatResult(
+            content=answer["content"], provider="bench", model=MODEL, route="default",
+            finish_reason=answer["finish_reason"], usage=Usage(input_tokens=12, output_tokens=9),
+            cost_usd=Decimal("0.0000105"), latency_ms=latency_ms, trace_id=uuid.uuid4().hex,
+            attempts=[Attempt(provider="bench", model=MODEL, outcome="ok", latency_ms=latency_ms,
+                              ttfb_ms=latency_ms)])
+        # As `mcp_router.server` returns it: compact JSON text plus the structured content.
+        return CallToolResult(content=[TextContent(type="text", text=result.model_dump_json())],
+                              structured_content=result.model_dump(mode="json"))
 
     return server
 
