@@ -131,6 +131,9 @@ class PiiSession:
         if not policy.enabled:
             return texts, PiiSummary(action="none")
         raw = [self._filter.raw_findings(t) for t in texts]
+        if not any(raw):
+            # Most texts hold nothing: no overlaps to resolve, nothing to count or replace.
+            return texts, PiiSummary(action=policy.action)
         if self._blocks:
             _refuse_blocked([f for fs in raw for f in fs], policy.action_for, "request")
         found = [resolve_overlaps(fs) for fs in raw]

@@ -30,6 +30,8 @@ _AT_ENCODED = re.compile(r"%40(?<=[A-Za-z0-9_+.-]%40)(?P<domain>" + _DOMAIN.patt
 _AT_BRACKETED = re.compile(r"[\[({<]\s*(?i:at)\s*[\])}>]")
 _AT_WORD = re.compile(r" AT ")
 _AT_CLOSING = re.compile(r"at\s*[\])}>]")  # on lower-cased text: a cheap test before the regex
+# What ends a URL's authority; searched in place between `://` and the address.
+_AUTHORITY_END = re.compile(r"[/ \t\n\"'<>]")
 _LOCAL_REVERSED = re.compile(r"[A-Za-z0-9_%+-](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?")
 # Asset names like icon@2x.png look like addresses; these "TLDs" are file extensions.
 _FILE_EXTENSIONS = frozenset((
@@ -49,8 +51,9 @@ class EmailDetector:
         if "@" in text:
             found += [_address(text, m.start(), m.end(), m.group("tld"))
                       for m in _AT_SIGN.finditer(text)]
-        found += [_address(text, m.start(), m.end(), m.group("tld"))
-                  for m in _AT_ENCODED.finditer(text)]
+        if "%40" in text:
+            found += [_address(text, m.start(), m.end(), m.group("tld"))
+                      for m in _AT_ENCODED.finditer(text)]
         if _AT_CLOSING.search(text.lower()):
             found += [_obfuscated(text, at) for at in _AT_BRACKETED.finditer(text)]
         if " AT " in text:
@@ -102,12 +105,11 @@ def _remote_or_url_user(text: str, start: int, end: int) -> bool:
     """`git@host:org/repo` (scp syntax) and `scheme://user[:pw]@host` name a user, not a mailbox."""
     if text[end:end + 1] == ":" and text[end + 1:end + 2] not in ("", " ", "\n", "\t"):
         return True
-    window = text[max(0, start - 200):start]
-    scheme = window.rfind("://")
+    scheme = text.rfind("://", max(0, start - 200), start)
     if scheme == -1:
         return False
     # Still inside the URL's authority (no path, no whitespace since `://`): userinfo.
-    return not any(c in window[scheme + 3:] for c in "/ \t\n\"'<>")
+    return _AUTHORITY_END.search(text, scheme + 3, start) is None
 
 
 # Where an address may be: a `::`, or a colon that starts at least three groups and is one
@@ -183,11 +185,11 @@ class Ipv4Detector:
             _V4_TAIL_BYTES.finditer(text.encode()) if ascii_only else _V4_TAIL.finditer(text))
         found: list[Finding] = []
         for m in tails:
-            start = m.start()
-            while start > m.start() - 3 and start > 0 and text[start - 1].isdigit():
+            tail, end = m.span()
+            start = tail
+            while start > tail - 3 and start > 0 and text[start - 1].isdigit():
                 start -= 1
-            end = m.end()
-            if start == m.start() or not (ascii_only or right_ok(text, end)):
+            if start == tail or not (ascii_only or right_ok(text, end)):
                 continue
             before = text[start - 1] if start else " "
             url_host = text[start - 2:start] == "//"

@@ -71,23 +71,25 @@ class NumberDetector:
 
     def find(self, text: str) -> list[Finding]:
         found: list[Finding] = []
+        custom_digits = self._custom_digits
         for start, end, digits in _clusters(text):
             found += _Run.findings_in(text, start, end, digits)
-            if digits >= self._custom_digits:
+            if digits >= custom_digits:
                 found += self._custom_findings(text, start, end, digits)
         return found
 
-    def _custom_findings(self, text: str, start: int, end: int, digits: int) -> set[Finding]:
+    def _custom_findings(self, text: str, start: int, end: int, digits: int) -> list[Finding]:
         """Matches of the custom patterns around one cluster that pass their type's check."""
         # This runs for most clusters and nearly always finds nothing: one search per pattern
         # says so, and only a pattern that matches is run again for all its matches.
         lo, hi = max(0, start - _CUSTOM_MARGIN), end + _CUSTOM_MARGIN  # `re` clips `hi`
-        found: set[Finding] = set()
+        found: list[Finding] = []
         for entity, regex, check, least in self._custom:
             if digits >= least and regex.search(text, lo, hi) is not None:
-                found.update(Finding(entity, *m.span()) for m in regex.finditer(text, lo, hi)
-                             if m.end() > m.start() and check(text, *m.span()))
-        return found
+                found += [Finding(entity, *m.span()) for m in regex.finditer(text, lo, hi)
+                          if m.end() > m.start() and check(text, *m.span())]
+        # Two custom patterns of one name can find the same span: it is reported once.
+        return list(dict.fromkeys(found)) if len(found) > 1 else found
 
 
 def _clusters(text: str) -> list[tuple[int, int, int]]:
@@ -165,7 +167,7 @@ class _Run:
         size = end - start
         if text[start - 1:start] == "+":
             return cls(text, start, end, bare=True).international(0)
-        if text[max(0, start - 4):start].lower() == "tel:" and 7 <= size <= 15:
+        if 7 <= size <= 15 and text[max(0, start - 4):start].lower() == "tel:":
             return ("phone", start, end, 1)  # a tel: link is a phone number whatever its digits
         if not left_ok(text, start):
             return None
