@@ -9,6 +9,7 @@ from mcp_router.messages import ChatRequest, PiiSummary
 from mcp_router.pii.actions import Pseudonyms, apply_actions
 from mcp_router.pii.detectors import Detector, Finding, resolve_overlaps
 from mcp_router.pii.guard import PiiBlocked, fail_closed
+from mcp_router.pii.memo import FilterMemo
 from mcp_router.pii.policy import PiiPolicy
 from mcp_router.pii.registry import build_detectors, detect
 from mcp_router.pii.stream import StreamRestorer
@@ -54,6 +55,7 @@ class PiiSession:
         self._filter = pii_filter
         self._policy = policy = pii_filter.policy
         self._pseudonyms = Pseudonyms()
+        self._memo = FilterMemo()  # the same placeholders as before, since the map is ours
         # Whether any type is blocked in requests; most policies block none, and then the
         # findings need not be looked at twice.
         self._blocks = "block" in (policy.action, *policy.actions.values())
@@ -126,20 +128,27 @@ class PiiSession:
         return request.model_copy(update={"messages": messages, "stop": stop}), summary
 
     def _filter_texts(self, texts: list[str]) -> tuple[list[str], PiiSummary]:
-        """Detect in all texts first, so a blocked request leaves no trace in the pseudonyms."""
+        """Detect in all new texts first, so a blocked request leaves no trace in the
+        pseudonyms; texts this session filtered before (the chat history) are not redone."""
         policy = self._policy
         if not policy.enabled:
             return texts, PiiSummary(action="none")
-        raw = [self._filter.raw_findings(t) for t in texts]
-        if not any(raw):
-            # Most texts hold nothing: no overlaps to resolve, nothing to count or replace.
-            return texts, PiiSummary(action=policy.action)
+        seen = [self._memo.get(t) for t in texts]
+        raw = {i: self._filter.raw_findings(t)
+               for i, (t, before) in enumerate(zip(texts, seen, strict=True)) if before is None}
         if self._blocks:
-            _refuse_blocked([f for fs in raw for f in fs], policy.action_for, "request")
-        found = [resolve_overlaps(fs) for fs in raw]
-        counts = Counter(f.entity for fs in found for f in fs)
-        out = [apply_actions(t, fs, policy.action_for, self._pseudonyms)
-               for t, fs in zip(texts, found, strict=True)]
+            _refuse_blocked([f for fs in raw.values() for f in fs], policy.action_for, "request")
+        out: list[str] = []
+        counts: Counter[str] = Counter()
+        for i, text in enumerate(texts):
+            done = seen[i]
+            if done is None:
+                found = resolve_overlaps(raw[i])
+                done = (apply_actions(text, found, policy.action_for, self._pseudonyms),
+                        Counter(f.entity for f in found))
+                self._memo.put(text, *done)
+            out.append(done[0])
+            counts.update(done[1])
         return out, summarize(counts, policy.action_for, policy.action)
 
     def _filter_answer(self, text: str, restore: bool) -> tuple[str, PiiSummary]:
