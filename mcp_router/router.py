@@ -11,7 +11,7 @@ from decimal import Decimal
 import anyio
 from anyio.abc import TaskGroup
 
-from mcp_router.cache import CacheStep, Served, after_answer, cache_key
+from mcp_router.cache import CacheStep, Served, cache_key
 from mcp_router.clock import Clock
 from mcp_router.config import Config
 from mcp_router.errors import (
@@ -114,9 +114,9 @@ class Router:
                                 late=True)
         # Waiting on another caller's identical in-flight call is bounded by our own deadline.
         with anyio.move_on_after(timeout_s + GRACE_S) as scope:
-            served = await self.cache.answer(
-                key, request, call.cache, upstream, call_opt_in=call.cache_sampled,
-                ttl_s=call.cache_ttl_s, later=None if keeper is None else after_answer(keeper))
+            served = await self.cache.answer(key, request, call.cache, upstream,
+                                             call_opt_in=call.cache_sampled,
+                                             ttl_s=call.cache_ttl_s)
         if scope.cancelled_caught:
             raise DeadlineExceeded(f"no answer within the {timeout_s:g} s deadline")
         if served.cached:
@@ -129,7 +129,7 @@ class Router:
         """Everything the call would do, with no upstream call and nothing held or stored."""
         hit = (call.cache == "use" and self.cache.store.may_cache(request,
                                                                    call_opt_in=call.cache_sampled)
-               and self.cache.lookup(key) is not None)
+               and self.cache.store.get(key) is not None)
         plan = self.planner.plan(tree.keys, request, cache_hit=hit)
         first = next((t for t in plan.targets if t.would == "ask"), plan.targets[0])
         return ChatResult(

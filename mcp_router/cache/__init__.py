@@ -14,7 +14,7 @@ from mcp_router.cache.policy import (
     may_cache,
     should_store,
 )
-from mcp_router.cache.step import CacheStep, Fetch, Later, Served, after_answer
+from mcp_router.cache.step import CacheStep, Fetch, Served
 from mcp_router.cache.store import CACHE_DIR, CachedAnswer, ResponseCache
 
 __all__ = [
@@ -24,11 +24,9 @@ __all__ = [
     "CacheStep",
     "CachedAnswer",
     "Fetch",
-    "Later",
     "ResponseCache",
     "Served",
     "SingleFlight",
-    "after_answer",
     "cache_key",
     "canonical_json",
     "is_complete",

@@ -9,7 +9,7 @@ a locked or unwritable file or an unparsable entry turns that one operation into
 no-op, and the first such problem is logged once (per store) to the `mcp_router.cache`
 logger. Calls are synchronous on the event loop: measured on one small answer, a lookup
 takes ~30 µs (a miss ~10 µs), no more than a hop to a worker thread would cost, and a store
-~0.2 ms, which the cache step makes after the answer has been returned.
+~0.2 ms, which only follows an upstream call that took far longer.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class ResponseCache:
 
     def put(self, key: str, answer: CachedAnswer, ttl_s: float | None = None) -> None:
         """Store `answer` under `key` for `ttl_s` seconds (default: the config's `ttl_s`)."""
-        ttl = self.lifetime(ttl_s)
+        ttl = self.config.ttl_s if ttl_s is None else ttl_s
         if self._disk is None or ttl <= 0:
             return
         entry = _Entry(response=answer.response, stored_at=answer.stored_at,
@@ -123,10 +123,6 @@ class ResponseCache:
             self._disk.set(key, entry.model_dump_json(), expire=ttl)
         except _STORE_FAULTS as exc:
             self._fault("write", exc)
-
-    def lifetime(self, ttl_s: float | None) -> float:
-        """How long an answer stored with `ttl_s` lives: the config's TTL when None."""
-        return self.config.ttl_s if ttl_s is None else ttl_s
 
     def may_cache(self, request: ChatRequest, *, call_opt_in: bool = False) -> bool:
         """Whether answers to `request` may be cached at all: enabled, and the temperature rule.

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import anyio
 import pytest
 
-from mcp_router.cache import CacheStep, ResponseCache, Served, after_answer, cache_key
+from mcp_router.cache import CacheStep, ResponseCache, Served, cache_key
 from mcp_router.config import CacheConfig
 from mcp_router.messages import CacheMode, ChatRequest, ChatResponse
 from tests.cache.support import FakeClock, request, response
@@ -199,30 +198,3 @@ async def test_a_disabled_cache_always_goes_upstream(tmp_path: Path,
         step, upstream = CacheStep(off), Upstream()
         results = [await _ask(step, upstream) for _ in range(2)]
     assert [r.cached for r in results] == [False, False] and upstream.calls == 2
-
-
-async def test_a_store_made_later_is_served_from_memory_until_it_is_on_disk(
-        step: CacheStep, store: ResponseCache) -> None:
-    pending: list[Callable[[], None]] = []
-    upstream, req = Upstream(), request()
-
-    first = await step.answer(_key(req), req, "use", upstream, later=pending.append)
-    assert store.get(_key(req)) is None  # not written while the answer goes back
-    again = await step.answer(_key(req), req, "use", upstream, later=pending.append)
-    assert (again.cached, _content(again), upstream.calls) == (True, _content(first), 1)
-
-    (write,) = pending
-    write()
-    stored = store.get(_key(req))
-    assert stored is not None and stored.response.completion.content == _content(first)
-    third = await step.answer(_key(req), req, "use", upstream, later=pending.append)
-    assert (third.cached, upstream.calls, len(pending)) == (True, 1, 1)
-
-
-async def test_after_answer_writes_once_the_caller_has_its_answer(
-        step: CacheStep, store: ResponseCache) -> None:
-    upstream, req = Upstream(), request()
-    async with anyio.create_task_group() as tasks:
-        await step.answer(_key(req), req, "use", upstream, later=after_answer(tasks))
-        assert store.get(_key(req)) is None
-    assert store.get(_key(req)) is not None  # the session's task group wrote it
