@@ -181,10 +181,22 @@ VARIANTS: dict[str, Callable[[Env], AbstractAsyncContextManager[Call]]] = {
 
 @dataclass
 class Samples:
-    """Milliseconds per call, and per-block medians for paired (same-round) comparisons."""
+    """Milliseconds per call, and per-block medians for paired (same-round) comparisons.
+
+    `cpu_s` is the CPU time (user + system) the variant's server process spent over the
+    `cpu_calls` measured calls: steadier than wall time on a busy machine, as time spent
+    waiting for a core is not in it.
+    """
 
     ms: list[float] = field(default_factory=list)
     block_p50: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    cpu_calls: int = 0
+
+    @property
+    def cpu_ms(self) -> float | None:
+        """Server CPU milliseconds per call; None without a server process to read."""
+        return 1000 * self.cpu_s / self.cpu_calls if self.cpu_calls else None
 
     @property
     def p50(self) -> float:
@@ -214,9 +226,41 @@ class Prompts:
         return f"Benchmark call {tag}: answer in one short line."
 
 
-async def measure(calls: dict[str, Call], prompts: Prompts, n: int, warmup: int,
-                  block: int) -> dict[str, Samples]:
-    """`warmup` calls each, then blocks of `block` calls per variant, rotating the order."""
+def _children() -> set[int]:
+    """This process's child processes, from Linux's /proc (empty where it cannot tell)."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return set()
+    found: set[int] = set()
+    for task in tasks:
+        try:
+            found.update(int(pid) for pid in
+                         Path(f"/proc/self/task/{task}/children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def _cpu_s(pids: set[int]) -> float:
+    """User + system CPU seconds `pids` have used so far, from /proc/<pid>/stat."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(calls: dict[str, Call], servers: dict[str, set[int]], prompts: Prompts,
+                  n: int, warmup: int, block: int) -> dict[str, Samples]:
+    """`warmup` calls each, then blocks of `block` calls per variant, rotating the order.
+
+    `servers` are the process ids of each variant's server, whose CPU time is read around
+    each block.
+    """
     names = list(calls)
     for name in names:
         for _ in range(warmup):
@@ -227,6 +271,7 @@ async def measure(calls: dict[str, Call], prompts: Prompts, n: int, warmup: int,
         for name in order:
             size = min(block, n - r * block)
             taken = []
+            cpu_before = _cpu_s(servers[name])
             for _ in range(size):
                 prompt = prompts.next()
                 start = time.perf_counter()
@@ -234,6 +279,9 @@ async def measure(calls: dict[str, Call], prompts: Prompts, n: int, warmup: int,
                 taken.append((time.perf_counter() - start) * 1000)
             samples[name].ms.extend(taken)
             samples[name].block_p50.append(statistics.median(taken))
+            if servers[name]:
+                samples[name].cpu_s += _cpu_s(servers[name]) - cpu_before
+                samples[name].cpu_calls += size
     return samples
 
 
@@ -253,6 +301,11 @@ def report(latency_ms: float, samples: dict[str, Samples]) -> None:
           f"the routing core (router - floor) p50 {ours.p50 - contract.p50:.2f} ms")
     print(f"  MCP floor (bare - direct): p50 {bare_.p50 - direct_.p50:.2f} ms; "
           f"ratio bare/direct p50 = {bare_.p50 / direct_.p50:.3f}")
+    if ours.cpu_ms is not None and bare_.cpu_ms is not None and contract.cpu_ms is not None:
+        cpu = ", ".join(f"{name} {s.cpu_ms:.2f}" for name, s in samples.items()
+                        if s.cpu_ms is not None)
+        print(f"  server CPU ms per call: {cpu}; router - bare {ours.cpu_ms - bare_.cpu_ms:.2f}, "
+              f"router - floor {ours.cpu_ms - contract.cpu_ms:.2f}")
     overhead = ours.p50 - bare_.p50
     verdict = "PASS" if overhead <= TARGET_P50_MS else "MISS"
     print(f"  {verdict}: router overhead p50 {overhead:.2f} ms vs target <= {TARGET_P50_MS} ms")
@@ -267,19 +320,26 @@ async def run(args: argparse.Namespace, sim_url: str, workdir: Path) -> None:
     config.write_text(BENCH_CONFIG)
     env = Env(sim_url=sim_url, config=config, home=workdir / "home")
     prompts = Prompts()
-    async with httpx.AsyncClient() as control, _entered(env) as calls:
+    async with httpx.AsyncClient() as control, _entered(env) as (calls, servers):
         for latency in args.latencies:
             reply = await control.post(f"{sim_url}/_sim/latency", json={"ms": latency})
             reply.raise_for_status()
-            report(latency, await measure(calls, prompts, args.n, args.warmup, args.block))
+            report(latency, await measure(calls, servers, prompts, args.n, args.warmup,
+                                          args.block))
 
 
 @asynccontextmanager
-async def _entered(env: Env) -> AsyncIterator[dict[str, Call]]:
-    """Every variant started at once, and stopped (servers terminated) on the way out."""
+async def _entered(env: Env) -> AsyncIterator[tuple[dict[str, Call], dict[str, set[int]]]]:
+    """Every variant started at once, with the processes it started; stopped (servers
+    terminated) on the way out."""
+    calls: dict[str, Call] = {}
+    servers: dict[str, set[int]] = {}
     async with AsyncExitStack() as stack:
-        yield {name: await stack.enter_async_context(make(env))
-               for name, make in VARIANTS.items()}
+        for name, make in VARIANTS.items():
+            before = _children()
+            calls[name] = await stack.enter_async_context(make(env))
+            servers[name] = _children() - before
+        yield calls, servers
 
 
 @contextmanager
