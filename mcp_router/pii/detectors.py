@@ -18,9 +18,14 @@ class Finding(NamedTuple):
 
 @runtime_checkable
 class Detector(Protocol):
-    """Anything that finds entities in text, in process and without I/O."""
+    """Anything that finds entities in text, in process and without I/O.
+
+    `entities` are the types its findings can have: a search for none of them skips it (the
+    answer policy looks for secrets only, so the other detectors need not read answers).
+    """
 
     name: str
+    entities: frozenset[str]
 
     def find(self, text: str) -> Iterable[Finding]: ...
 
@@ -36,6 +41,7 @@ class PatternDetector:
     def __init__(self, name: str, pattern: str | re.Pattern[str], *,
                  accept: Accept | None = None) -> None:
         self.name = name
+        self.entities = frozenset({name})
         self.regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         self._accept = accept
 

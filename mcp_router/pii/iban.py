@@ -19,6 +19,7 @@ class IbanDetector:
     """IBANs, compact or in groups of four, with the country's length and the mod-97 check."""
 
     name = "iban"
+    entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
         found: list[Finding] = []

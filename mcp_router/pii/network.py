@@ -45,6 +45,7 @@ class EmailDetector:
     """Addresses with `@`, `%40`, `[at]`, `(at)` or ` AT `; git remotes and URL users are not."""
 
     name = "email"
+    entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
         found: list[Finding | None] = []
@@ -129,6 +130,7 @@ class Ipv6Detector:
     """IPv6 addresses in full, compressed, IPv4-mapped and zoned forms; `::1` and `::` are not."""
 
     name = "ip_address"
+    entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
         found: list[Finding] = []
@@ -178,6 +180,7 @@ class Ipv4Detector:
     """Dotted quads that name a host; version strings and loopback/mask values are left alone."""
 
     name = "ip_address"
+    entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
         ascii_only = text.isascii()

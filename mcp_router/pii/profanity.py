@@ -29,6 +29,7 @@ class ProfanityDetector:
     """Profane words from the built-in list (as whole words, so `Scunthorpe` is fine)."""
 
     name = "profanity"
+    entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
         lower = lowered(text)

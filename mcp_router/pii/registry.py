@@ -91,8 +91,10 @@ def build_detectors(policy: PiiPolicy) -> list[Detector]:
 def detect(text: str, detectors: Sequence[Detector], entities: Iterable[str] | None = None,
            *, resolve: bool = True) -> list[Finding]:
     """Every finding of every detector, limited to `entities`, overlaps resolved, by start."""
-    found = [f for d in detectors for f in d.find(text)]
-    if entities is not None:
+    if entities is None:
+        found = [f for d in detectors for f in d.find(text)]
+    else:
         allowed = frozenset(entities)
-        found = [f for f in found if f.entity in allowed]
+        found = [f for d in detectors if not d.entities.isdisjoint(allowed)
+                 for f in d.find(text) if f.entity in allowed]
     return resolve_overlaps(found) if resolve and len(found) > 1 else found

@@ -78,6 +78,7 @@ class VendorKeyDetector:
     """API keys and tokens of LLM, cloud and code-hosting vendors, and JWTs."""
 
     name = "secret"
+    entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
         found: list[Finding] = []
@@ -140,6 +141,7 @@ class PrivateKeyDetector:
     """PEM and PGP private key blocks, also when cut short or JSON-escaped."""
 
     name = "secret"
+    entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
         if "PRIVATE KEY" not in text:
@@ -151,6 +153,7 @@ class UrlCredentialDetector:
     """`user:password@` inside URLs; template references like `${DB_PASSWORD}` are not secrets."""
 
     name = "secret"
+    entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
         if "://" not in text:
@@ -189,6 +192,7 @@ class AssignmentDetector:
     """Literal values given to password/secret/token/api-key names and Bearer headers."""
 
     name = "secret"
+    entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
         found: list[Finding] = []

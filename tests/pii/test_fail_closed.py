@@ -15,6 +15,8 @@ class Exploding:
     """A detector that fails the way a buggy or overloaded one would, quoting its input."""
 
     name = "exploding"
+    entities = frozenset({"email", "phone", "ssn", "credit_card", "iban", "ip_address",
+                          "secret", "profanity"})
 
     def __init__(self, error: type[Exception] = RuntimeError) -> None:
         self.error = error
@@ -67,6 +69,7 @@ def test_a_payload_that_cannot_be_inspected_is_refused() -> None:
 def test_a_failing_custom_pattern_does_not_let_text_through() -> None:
     class Flaky:
         name = "employee_id"
+        entities = frozenset({name})
 
         def find(self, text: str) -> list[Finding]:
             return [Finding("employee_id", 0, len(text) + 5)] if "EMP" in text else []

@@ -22,6 +22,7 @@ class Counting:
 
     def __init__(self) -> None:
         self.inner = builtin_detectors()
+        self.entities = frozenset().union(*(d.entities for d in self.inner))
         self.texts: list[str] = []
 
     def find(self, text: str) -> Iterator[Finding]:

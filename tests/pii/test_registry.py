@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcp_router.pii import Finding, PiiFilter, PiiPolicy, resolve_overlaps
+from mcp_router.pii.registry import builtin_detectors, detect
 from tests.pii.support import entities, found
 
 IBANS = [
@@ -92,3 +93,27 @@ def test_a_key_block_run_into_by_a_token_is_still_covered_whole() -> None:
 
 def test_a_url_password_beats_the_address_like_text_inside_it() -> None:
     assert found("https://bot:pa55word@github.com/acme") == [("secret", "bot:pa55word")]
+
+
+def test_a_search_for_some_types_asks_only_the_detectors_that_report_them() -> None:
+    asked: list[str] = []
+
+    class Recording:
+        def __init__(self, name: str) -> None:
+            self.name, self.entities = name, frozenset({name})
+
+        def find(self, text: str) -> list[Finding]:
+            asked.append(self.name)
+            return [Finding(self.name, 0, 1)]
+
+    detectors = [Recording("secret"), Recording("email"), Recording("phone")]
+    assert detect("x", detectors, ["secret", "phone"]) == [Finding("secret", 0, 1)]
+    assert asked == ["secret", "phone"]
+
+
+def test_every_built_in_detector_declares_the_types_it_finds() -> None:
+    text = ("mail jane.doe@example.com, call +44 20 7946 0958, card 4111 1111 1111 1111, "
+            "ip 8.8.8.8, iban GB82WEST12345698765432, key sk-proj-abc123DEF456ghi789JKL012mno "
+            "and damn")
+    for detector in builtin_detectors():
+        assert {f.entity for f in detector.find(text)} <= detector.entities, detector.name

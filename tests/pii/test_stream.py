@@ -75,6 +75,7 @@ class CountingDetector:
     """A detector that finds nothing and counts how much text it was shown."""
 
     name = "counting"
+    entities = frozenset({"secret"})  # so that the answer filter asks it
 
     def __init__(self) -> None:
         self.chars = 0
