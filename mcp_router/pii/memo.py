@@ -19,10 +19,11 @@ class FilterMemo:
 
     Keyed by a digest of the text, so the memo holds no input in clear: only filtered forms,
     which carry placeholders, masks or redactions instead of what was found. Bounded both by
-    entries and by the characters it keeps.
+    entries and by the characters it keeps (2 M characters: a few MB per session, however
+    many sessions a shared server holds, and far more history than a host resends).
     """
 
-    def __init__(self, max_entries: int = 4096, max_chars: int = 8_000_000) -> None:
+    def __init__(self, max_entries: int = 2048, max_chars: int = 2_000_000) -> None:
         self._max_entries, self._max_chars = max_entries, max_chars
         self._entries: OrderedDict[bytes, Filtered] = OrderedDict()
         self._chars = 0
