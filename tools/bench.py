@@ -299,7 +299,7 @@ def report(latency_ms: float, samples: dict[str, Samples]) -> None:
           f"range {min(paired):.2f} .. {max(paired):.2f} ms over {len(paired)} blocks")
     print(f"  of which: the result contract (floor - bare) p50 {contract.p50 - bare_.p50:.2f} ms, "
           f"the routing core (router - floor) p50 {ours.p50 - contract.p50:.2f} ms")
-    print(f"  MCP floor (bare - direct): p50 {bare_.p50 - direct_.p50:.2f} ms; "
+    print(f"  MCP itself (bare - direct): p50 {bare_.p50 - direct_.p50:.2f} ms; "
           f"ratio bare/direct p50 = {bare_.p50 / direct_.p50:.3f}")
     if ours.cpu_ms is not None and bare_.cpu_ms is not None and contract.cpu_ms is not None:
         cpu = ", ".join(f"{name} {s.cpu_ms:.2f}" for name, s in samples.items()
