@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import os
-import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -18,17 +16,7 @@ import httpx
 from anyio.abc import TaskGroup
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp.types import (
-    CallToolResult,
-    ClientCapabilities,
-    ContentBlock,
-    ResourceLink,
-    SamplingCapability,
-    SamplingMessage,
-    TextContent,
-    ToolAnnotations,
-)
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from mcp_router import __version__
@@ -37,26 +25,18 @@ from mcp_router.audit import AuditLog
 from mcp_router.catalog import HealthReport, ProvidersReport, describe_health, describe_providers
 from mcp_router.clock import Clock, LoopClock
 from mcp_router.config import Config
-from mcp_router.errors import ProviderUnavailable, RouterError
+from mcp_router.errors import RouterError
 from mcp_router.front import Front
+from mcp_router.host import host_model, notify, sized_result
 from mcp_router.http_auth import ClientTokenVerifier, auth_settings, authenticated_client
 from mcp_router.ledger import CostReport
-from mcp_router.messages import (
-    ChatCall,
-    ChatRequest,
-    ChatResponse,
-    ChatResult,
-    Completion,
-    LastResort,
-    Message,
-)
-from mcp_router.outputs import ANSWER_URI, AnswerPages, content_budget_tokens, truncate
+from mcp_router.messages import ChatCall, ChatResult, Message
+from mcp_router.outputs import ANSWER_URI, AnswerPages
 from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber, provider_keys
 from mcp_router.router import Router
 from mcp_router.wiring import open_router
 
-log = logging.getLogger("mcp_router")
 F = TypeVar("F", bound=Callable[..., Any])
 
 INSTRUCTIONS = """Calls LLMs through the team's routing policy (fallbacks, retries, balancing).
@@ -187,63 +167,6 @@ def _tool(server: MCPServer[AppState], annotations: ToolAnnotations) -> Callable
     return register
 
 
-def _sized_result(result: ChatResult, pages: AnswerPages, config: Config) -> CallToolResult:
-    """The tool result, cut to what hosts accept; the whole answer stays readable in pages."""
-    content: list[ContentBlock] = []
-    head = truncate(result.content, content_budget_tokens(config.output.max_result_tokens))
-    if head is not None:
-        count = pages.put(result.trace_id, result.content)
-        uri = ANSWER_URI.format(trace_id=result.trace_id, page=1)
-        result = result.model_copy(update={"content": head, "truncated": True,
-                                           "full_text": uri, "pages": count})
-        content.append(ResourceLink(type="resource_link", uri=uri, name="full answer",
-                                    description=f"page 1 of {count}; change the last part "
-                                                f"of the URI for the others",
-                                    mime_type="text/plain"))
-    # Compact JSON for hosts that read only the text: a third of the pretty-printed bytes.
-    content.insert(0, TextContent(type="text", text=result.model_dump_json()))
-    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
-
-
-def _host_model(ctx: Context[Any]) -> LastResort | None:
-    """The host's own model through MCP sampling, when the client offers it."""
-    if not ctx.session.check_client_capability(ClientCapabilities(sampling=SamplingCapability())):
-        return None
-
-    async def ask(request: ChatRequest) -> ChatResponse:
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        messages = [SamplingMessage(role=m.role, content=TextContent(type="text", text=m.content))
-                    for m in request.messages if m.role != "system"]
-        try:
-            # Sampling is deprecated from protocol 2026-07-28 (SEP-2577); hosts in use today
-            # still answer it, and it is asked only when the config turns it on.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", MCPDeprecationWarning)
-                reply = await ctx.session.create_message(
-                    messages, max_tokens=request.max_tokens or 1024,
-                    system_prompt=system or None, temperature=request.temperature,
-                    stop_sequences=list(request.stop) if request.stop else None)
-        except MCPError as exc:
-            raise ProviderUnavailable("host", "sampling", f"the host's model: {exc}") from exc
-        text = reply.content.text if isinstance(reply.content, TextContent) else ""
-        finish = {"endTurn": "stop", "stopSequence": "stop", "maxTokens": "length"}
-        return ChatResponse(completion=Completion(
-            content=text, finish_reason=finish.get(str(reply.stop_reason), reply.stop_reason)),
-            provider="host", model=reply.model)
-
-    return ask
-
-
-async def _notify(ctx: Context[Any], message: str) -> None:
-    """A log notification to the host; the answer is already paid for and is returned anyway."""
-    log.warning("%s", message)
-    # Log notifications are deprecated from protocol 2026-07-28 (SEP-2577), but the hosts in
-    # use today still show them and nothing replaces them yet.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MCPDeprecationWarning)
-        await ctx.warning(message)
-
-
 async def _probe(router: Router, provider: str | None) -> None:
     if provider is None:
         await router.prober.probe_all()
@@ -326,13 +249,13 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         try:
             result = await state.front.chat(router, _client_name(ctx), call, progress,
                                             state.keeper, state.pii_for(ctx.session),
-                                            _host_model(ctx) if config.sampling.fallback
+                                            host_model(ctx) if config.sampling.fallback
                                             else None)
         except RouterError as exc:
             raise ToolError(state.front.scrubber.scrub(str(exc))) from exc
         if alert := router.spend.budgets.check_alert():
-            await _notify(ctx, alert)
-        return _sized_result(result, _state(ctx).pages, config)
+            await notify(ctx, alert)
+        return sized_result(result, _state(ctx).pages, config)
 
     @_tool(server, read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:
