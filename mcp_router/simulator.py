@@ -27,13 +27,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from mcp_router._sim_formats import AnthropicWire, GeminiWire, OpenAIWire
 from mcp_router._sim_wire import (
-    AnthropicWire,
     BadRequest,
-    GeminiWire,
     Json,
     Knobs,
-    OpenAIWire,
     Prompt,
     Wire,
     compose_answer,
