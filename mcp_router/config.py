@@ -9,15 +9,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mcp_router.config_yaml import Lines, describe, expand_env, nearest_line, read_yaml
 from mcp_router.errors import ConfigError
 from mcp_router.shared_config import AuditConfig, ClientConfig, ServerConfig, valid_client_name
 
 Kind = Literal["openai", "anthropic", "gemini"]
 Strategy = Literal["fallback", "loadbalance", "single"]
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class _Model(BaseModel):
@@ -192,104 +191,24 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
 def parse_config(text: str, *, file: str = "<config>", env: Any = None) -> Config:
     """Validate YAML text as a `Config`; see `load_config`."""
     env = os.environ if env is None else env
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=file,
-                          line=mark.line + 1 if mark else None) from exc
-    if node is None:
-        raise ConfigError("the file is empty", file=file)
-    lines: dict[tuple[str | int, ...], int] = {}
-    data = _to_python(node, (), lines)
-    if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping", file=file, line=1)
-    data = _expand_env(data, env, file, lines)
+    data, lines = read_yaml(text, file)
+    data = expand_env(data, env, file, lines)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        raise ConfigError(_describe(err), file=file, line=_nearest_line(loc, lines),
+        raise ConfigError(describe(err), file=file, line=nearest_line(loc, lines),
                           key=".".join(str(p) for p in loc) or None) from exc
     _check_references(config, file, lines)
     return config
 
 
-def _describe(err: Any) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required key is missing"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
-
-
-def _to_python(node: yaml.Node, path: tuple[str | int, ...],
-               lines: dict[tuple[str | int, ...], int]) -> Any:
-    """Build plain data from a YAML node, recording the line of every path (a key's own line)."""
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _scalar(key_node)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _to_python(value_node, (*path, key), lines)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return _scalar(node)
-
-
-def _scalar(node: yaml.Node) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
-
-
-def _nearest_line(loc: tuple[Any, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return None
-
-
-def _expand_env(data: dict[str, Any], env: Any, file: str,
-                lines: dict[tuple[str | int, ...], int]) -> dict[str, Any]:
-    """Replace ${VAR} in providers' base_url and headers, and nowhere else."""
-    for name, provider in (data.get("providers") or {}).items():
-        if not isinstance(provider, dict):
-            continue
-        for key in ("base_url", "headers"):
-            value = provider.get(key)
-            path = ("providers", name, key)
-            if isinstance(value, str):
-                provider[key] = _substitute(value, env, file, lines, path)
-            elif isinstance(value, dict):
-                provider[key] = {k: _substitute(v, env, file, lines, (*path, k))
-                                 if isinstance(v, str) else v for k, v in value.items()}
-    return data
-
-
-def _substitute(value: str, env: Any, file: str, lines: dict[tuple[str | int, ...], int],
-                path: tuple[str | int, ...]) -> str:
-    def one(match: re.Match[str]) -> str:
-        var = match.group(1)
-        if var not in env:
-            raise ConfigError(f"environment variable {var} is not set", file=file,
-                              line=_nearest_line(path, lines), key=".".join(map(str, path)))
-        return str(env[var])
-
-    return _ENV_REF.sub(one, value)
-
-
-def _check_references(config: Config, file: str, lines: dict[tuple[str | int, ...], int]) -> None:
+def _check_references(config: Config, file: str, lines: Lines) -> None:
     """Routes may only name known providers and routes, and may not form a cycle."""
 
     def fail(message: str, path: tuple[str | int, ...]) -> None:
-        raise ConfigError(message, file=file, line=_nearest_line(path, lines),
+        raise ConfigError(message, file=file, line=nearest_line(path, lines),
                           key=".".join(map(str, path)))
 
     if config.default_route not in config.routes:

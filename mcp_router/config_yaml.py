@@ -1,0 +1,107 @@
+"""Config YAML with the line of every key, and `${VAR}` in provider URLs and headers.
+
+Kept apart from the models so `mcp_router.config` reads as the policy's shape: this is how
+its errors come to name the line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from mcp_router.errors import ConfigError
+
+__all__ = ["Lines", "describe", "expand_env", "nearest_line", "read_yaml"]
+
+Lines = dict[tuple[str | int, ...], int]
+"""The line of each key path in the file: `("providers", "openai", "base_url") -> 12`."""
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def read_yaml(text: str, file: str) -> tuple[dict[str, Any], Lines]:
+    """The top-level mapping of `text` as plain data, and the line of every key path."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=file,
+                          line=mark.line + 1 if mark else None) from exc
+    if node is None:
+        raise ConfigError("the file is empty", file=file)
+    lines: Lines = {}
+    data = _to_python(node, (), lines)
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping", file=file, line=1)
+    return data, lines
+
+
+def describe(err: Any) -> str:
+    """A pydantic validation error in the words a config author reads."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _to_python(node: yaml.Node, path: tuple[str | int, ...], lines: Lines) -> Any:
+    """Build plain data from a YAML node, recording the line of every path (a key's own line)."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _to_python(value_node, (*path, key), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def nearest_line(loc: tuple[Any, ...], lines: Lines) -> int | None:
+    """The line of `loc`, or of its closest parent that has one (a missing key's mapping)."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def expand_env(data: dict[str, Any], env: Any, file: str, lines: Lines) -> dict[str, Any]:
+    """Replace ${VAR} in providers' base_url and headers, and nowhere else."""
+    for name, provider in (data.get("providers") or {}).items():
+        if not isinstance(provider, dict):
+            continue
+        for key in ("base_url", "headers"):
+            value = provider.get(key)
+            path = ("providers", name, key)
+            if isinstance(value, str):
+                provider[key] = _substitute(value, env, file, lines, path)
+            elif isinstance(value, dict):
+                provider[key] = {k: _substitute(v, env, file, lines, (*path, k))
+                                 if isinstance(v, str) else v for k, v in value.items()}
+    return data
+
+
+def _substitute(value: str, env: Any, file: str, lines: Lines,
+                path: tuple[str | int, ...]) -> str:
+    def one(match: re.Match[str]) -> str:
+        var = match.group(1)
+        if var not in env:
+            raise ConfigError(f"environment variable {var} is not set", file=file,
+                              line=nearest_line(path, lines), key=".".join(map(str, path)))
+        return str(env[var])
+
+    return _ENV_REF.sub(one, value)
