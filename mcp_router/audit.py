@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from types import TracebackType
 
@@ -40,55 +38,78 @@ class AuditEntry:
     answer: str | None = None
 
 
-def _create_private(path: str) -> None:
-    """Create `path` as an empty 0600 file, or tighten an existing one to 0600."""
+def _open_private(path: Path) -> int:
+    """`path` opened for appending as a 0600 file (an existing one is tightened to 0600)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.fchmod(fd, 0o600)
-    finally:
+    except OSError:
         os.close(fd)
+        raise
+    return fd
 
 
-def _rotate(source: str, dest: str) -> None:
-    # The handler opens the base file again right after rotating; creating it here first
-    # means it opens an existing 0600 file instead of making one under the process umask.
-    os.replace(source, dest)
-    _create_private(source)
+class _RotatingFile:
+    """An append-only file rotated by size: `name`, `name.1` … `name.<backups>`, oldest dropped.
+
+    Each line is one `write()` on an O_APPEND descriptor: on disk (in the operating system's
+    hands) when `append` returns, and never interleaved with another process's lines. With
+    no backups the file starts again empty when it is full.
+    """
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path, self._max_bytes, self._backups = path, max_bytes, backups
+        self._fd = _open_private(path)
+        self._size = os.fstat(self._fd).st_size
+
+    def append(self, data: bytes) -> None:
+        if self._size and self._size + len(data) > self._max_bytes:
+            self._rotate()
+        os.write(self._fd, data)
+        self._size += len(data)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def _rotate(self) -> None:
+        self.close()
+        name = str(self.path)
+        for i in range(self._backups - 1, 0, -1):
+            if os.path.exists(f"{name}.{i}"):
+                os.replace(f"{name}.{i}", f"{name}.{i + 1}")
+        if self._backups:
+            os.replace(name, f"{name}.1")
+        else:
+            os.unlink(name)
+        self._fd, self._size = _open_private(self.path), 0
 
 
 class AuditLog:
     """Appends audit entries as JSON lines to `<home>/audit.jsonl`, rotated by size.
 
-    Each line is flushed as it is written. Rotation is the stdlib's RotatingFileHandler:
-    `audit.jsonl.1` … `audit.jsonl.<backups>`, oldest dropped.
+    Each line is on disk as soon as it is written: `audit.jsonl.1` … `audit.jsonl.<backups>`
+    hold the older lines, oldest dropped; every file is 0600.
     """
 
     def __init__(self, home: Path, config: AuditConfig, clock: Clock, *,
                  scrub: Callable[[str], str] = str) -> None:
         self._config, self._clock, self._scrub = config, clock, scrub
         self.path = home / AUDIT_FILE
-        self._handler: RotatingFileHandler | None = None
+        self._file: _RotatingFile | None = None
 
     def write(self, entry: AuditEntry) -> None:
         """Append one line for `entry` (nothing when the log is disabled)."""
         if not self._config.enabled:
             return
-        record = logging.makeLogRecord({"msg": self.line(entry), "levelno": logging.INFO,
-                                        "levelname": "INFO", "name": "mcp_router.audit"})
-        self._open().handle(record)
+        self._open().append(self.line(entry).encode() + b"\n")
 
-    def _open(self) -> RotatingFileHandler:
+    def _open(self) -> _RotatingFile:
         # Opened on first use, so building an AuditLog does no I/O and one instance can be
         # shared by every session (SSE enters the server lifespan once per connection).
-        if self._handler is None:
+        if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _create_private(str(self.path))
-            handler = RotatingFileHandler(self.path, maxBytes=self._config.max_bytes,
-                                          backupCount=self._config.backups, encoding="utf-8")
-            handler.rotator = _rotate
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            self._handler = handler
-        return self._handler
+            self._file = _RotatingFile(self.path, self._config.max_bytes, self._config.backups)
+        return self._file
 
     def line(self, entry: AuditEntry) -> str:
         """The JSON line written for `entry`."""
@@ -108,10 +129,10 @@ class AuditLog:
         return json.dumps(data, separators=(",", ":"))
 
     def close(self) -> None:
-        """Flush and close the file; a later write opens it again."""
-        if self._handler is not None:
-            self._handler.close()
-            self._handler = None
+        """Close the file; a later write opens it again."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> AuditLog:
         return self

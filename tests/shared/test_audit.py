@@ -95,3 +95,22 @@ def test_the_file_is_created_on_the_first_line_not_before(tmp_path: Path):
         assert not home.exists()
         log.write(ENTRY)
         assert mode(home / "audit.jsonl") == 0o600
+
+
+def test_without_backups_a_full_file_starts_again_empty(tmp_path: Path):
+    config = AuditConfig(max_bytes=600, backups=0)
+    with AuditLog(tmp_path, config, FakeClock()) as log:
+        for i in range(20):
+            log.write(AuditEntry(client=f"c{i}", tool="chat_completion", outcome="ok"))
+    assert [p.name for p in tmp_path.iterdir()] == ["audit.jsonl"]
+    assert (tmp_path / "audit.jsonl").stat().st_size < 600
+    assert lines(tmp_path / "audit.jsonl")[-1]["client"] == "c19"
+
+
+def test_a_reopened_log_counts_the_lines_already_in_the_file(tmp_path: Path):
+    config = AuditConfig(max_bytes=600, backups=1)
+    for i in range(20):  # a server started again for every call
+        with AuditLog(tmp_path, config, FakeClock()) as log:
+            log.write(AuditEntry(client=f"c{i}", tool="chat_completion", outcome="ok"))
+    assert (tmp_path / "audit.jsonl").stat().st_size < 600
+    assert (tmp_path / "audit.jsonl.1").stat().st_size < 600
