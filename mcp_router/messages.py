@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 
 def plain_nullables(schema: dict[str, Any]) -> None:
@@ -30,6 +30,18 @@ class ResultModel(BaseModel):
     """Base of every tool result model: a flat output schema (see `plain_nullables`)."""
 
     model_config = ConfigDict(json_schema_extra=plain_nullables)
+
+
+def inline_schema(model: type[BaseModel]) -> WithJsonSchema:
+    """A field annotation that writes `model`'s schema in place instead of a `$ref`.
+
+    Hosts validate every result against the output schema, and with the Python SDK's
+    validator resolving references costs more than checking the values they lead to.
+    """
+    schema = model.model_json_schema()
+    if "$defs" in schema:
+        raise TypeError(f"{model.__name__} nests models: inline them first")
+    return WithJsonSchema(schema)
 
 
 Usd = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
@@ -117,36 +129,51 @@ class PlannedTarget(ResultModel):
 class DryRun(ResultModel):
     """The `dry_run` section of a `chat_completion` result: nothing was sent upstream."""
 
-    targets: list[PlannedTarget]
+    targets: list[Annotated[PlannedTarget, inline_schema(PlannedTarget)]]
     cache_hit: bool = Field(description="An identical call would be answered by the cache")
     worst_case_usd: Usd | None = Field(
         description="Largest worst case among the targets that would be asked; null if unknown")
 
 
 class ChatResult(ResultModel):
-    """The `chat_completion` tool result: the answer and where it came from."""
+    """The `chat_completion` tool result: the answer and where it came from.
+
+    The fields in `WHEN_SET` tell of what happens to few calls (a dry run, a late or cut
+    answer, an unknown price, a cache hit's age); `wire()` leaves them out while they hold
+    their defaults, so a plain answer stays small for the host to read and validate.
+    """
+
+    WHEN_SET: ClassVar[tuple[str, ...]] = ("cost_note", "cache_age_s", "dry_run", "late",
+                                           "truncated", "full_text", "pages")
 
     content: str
     provider: str
     model: str
     route: str | None
     finish_reason: str | None
-    usage: Usage
+    usage: Annotated[Usage, inline_schema(Usage)]
     cost_usd: Usd | None = Field(description="Cost of this call; null when the price is unknown")
     cost_note: str | None = Field(default=None, description="Why cost_usd is null, if it is")
     cached: bool = False
     cache_age_s: float | None = Field(default=None, description="Age of a cached answer")
     latency_ms: float
-    attempts: list[Attempt]
-    pii: PiiSummary = Field(default_factory=PiiSummary)
+    attempts: list[Annotated[Attempt, inline_schema(Attempt)]]
+    pii: Annotated[PiiSummary, inline_schema(PiiSummary)] = Field(default_factory=PiiSummary)
     trace_id: str
-    dry_run: DryRun | None = Field(default=None, description="Set on dry runs: the plan")
+    dry_run: Annotated[DryRun, inline_schema(DryRun)] | None = Field(
+        default=None, description="Set on dry runs: the plan")
     late: bool = Field(default=False, description="Answered after an earlier identical call "
                                                   "was given up on; kept and returned now")
     truncated: bool = Field(default=False, description="content is the head of a longer answer")
     full_text: str | None = Field(
         default=None, description="Resource URI of the whole answer's first page when truncated")
     pages: int | None = Field(default=None, description="How many pages the whole answer has")
+
+    def wire(self) -> dict[str, Any]:
+        """The result as hosts get it: JSON values, the `WHEN_SET` fields only when set."""
+        fields = type(self).model_fields
+        unset = {name for name in self.WHEN_SET if getattr(self, name) == fields[name].default}
+        return self.model_dump(mode="json", exclude=unset)
 
 
 ProgressFn = Callable[[str], Awaitable[None]]

@@ -58,7 +58,7 @@ async def test_an_answer_not_yet_started_is_aborted_not_kept(server: Any, sim: A
             assert time.monotonic() < deadline
             await anyio.sleep(0.05)
         again = await client.call_tool("chat_completion", {"prompt": "q", "route": "silent"})
-    assert again.structured_content is not None and again.structured_content["late"] is False
+    assert again.structured_content is not None and "late" not in again.structured_content
     assert sim.state.hits["deepseek-chat+slow-1500"] == 2
 
 

@@ -89,6 +89,27 @@ async def test_a_prompt_is_answered_with_full_provenance(client: Client, sim: An
     assert sim.state.hits["deepseek-chat"] == 1
 
 
+async def test_a_plain_answer_carries_the_contract_and_leaves_out_unset_extras(client: Client):
+    result = await client.call_tool("chat_completion", {"prompt": "hello there"})
+    data = result.structured_content
+    assert data is not None
+    contract = {"content", "provider", "model", "route", "finish_reason", "usage", "cost_usd",
+                "cached", "latency_ms", "attempts", "pii", "trace_id"}
+    assert set(data) == contract  # no dry_run, late, truncated, … while they do not apply
+    assert set(data["attempts"][0]) >= {"provider", "model", "outcome", "status", "error",
+                                        "latency_ms"}
+    assert json.loads(result.content[0].text) == data  # type: ignore[union-attr]
+
+
+async def test_the_answer_schema_has_no_references_to_resolve(client: Client):
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    schema = tools["chat_completion"].output_schema
+    assert schema is not None and "$ref" not in json.dumps(schema)
+    attempt = schema["properties"]["attempts"]["items"]
+    assert attempt["required"] == ["provider", "model", "outcome"]
+    assert set(schema["required"]) >= {"content", "provider", "model", "attempts", "trace_id"}
+
+
 async def test_messages_reach_the_upstream_in_its_wire_format(client: Client, sim: Any):
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
     result = await call(client, "chat_completion", messages=messages,

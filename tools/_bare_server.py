@@ -90,8 +90,9 @@ def create_bare_server(base_url: str, transport: httpx.AsyncBaseTransport | None
             attempts=[Attempt(provider="bench", model=MODEL, outcome="ok", latency_ms=latency_ms,
                               ttfb_ms=latency_ms)])
         # As `mcp_router.server` returns it: compact JSON text plus the structured content.
-        return CallToolResult(content=[TextContent(type="text", text=result.model_dump_json())],
-                              structured_content=result.model_dump(mode="json"))
+        structured = result.wire()
+        return CallToolResult(content=[TextContent(type="text", text=json.dumps(
+            structured, separators=(",", ":"), ensure_ascii=False))], structured_content=structured)
 
     return server
 
