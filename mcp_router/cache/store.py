@@ -39,6 +39,10 @@ log = logging.getLogger("mcp_router.cache")
 # and let the call go upstream (diskcache's default would wait 60 s).
 _LOCK_TIMEOUT_S = 0.1
 _STORE_FAULTS = (sqlite3.Error, OSError, diskcache.Timeout)
+# diskcache culls (expired entries, then the size cap) inside every set, two more queries each
+# time; we cull after every `_CULL_EVERY` stores, or sooner once 1/16 of the cap was written.
+_CULL_EVERY = 64
+_CULL_SHARE = 16
 # ValueError covers bad JSON, failed validation, bad UTF-8 in a value file and DamagedEntry.
 _READ_FAULTS = (*_STORE_FAULTS, ValueError)
 
@@ -90,6 +94,7 @@ class ResponseCache:
         self.directory, self.config, self.clock = Path(directory), config, clock
         self._warned = False
         self._disk: diskcache.Cache | None = self._open() if config.enabled else None
+        self._stores, self._stored_bytes = 0, 0  # since the last cull
 
     @classmethod
     def in_home(cls, home: Path, config: CacheConfig, clock: Clock) -> ResponseCache:
@@ -119,10 +124,20 @@ class ResponseCache:
             return
         entry = _Entry(response=answer.response, stored_at=answer.stored_at,
                        expires_at=answer.stored_at + ttl, cost_usd=answer.cost_usd)
+        text = entry.model_dump_json()
         try:
-            self._disk.set(key, entry.model_dump_json(), expire=ttl)
+            self._disk.set(key, text, expire=ttl)
+            self._after_store(len(text))
         except _STORE_FAULTS as exc:
             self._fault("write", exc)
+
+    def _after_store(self, size: int) -> None:
+        self._stores, self._stored_bytes = self._stores + 1, self._stored_bytes + size
+        if self._disk is not None and (
+                self._stores >= _CULL_EVERY
+                or self._stored_bytes * _CULL_SHARE >= self._disk.size_limit):
+            self._stores, self._stored_bytes = 0, 0
+            self._disk.cull()
 
     def may_cache(self, request: ChatRequest, *, call_opt_in: bool = False) -> bool:
         """Whether answers to `request` may be cached at all: enabled, and the temperature rule.
@@ -158,7 +173,7 @@ class ResponseCache:
             return diskcache.Cache(
                 str(self.directory), timeout=_LOCK_TIMEOUT_S, disk=_TextDisk,
                 size_limit=self.config.max_size_mb * 2**20,
-                eviction_policy="least-recently-stored",
+                eviction_policy="least-recently-stored", cull_limit=0,
             )
         except _STORE_FAULTS as exc:
             self._fault("open", exc)
