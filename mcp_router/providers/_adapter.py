@@ -97,6 +97,7 @@ class HttpAdapter:
         self.timeout_s = cfg.timeout_s
         self.configured = (cfg.api_key_env is None and cfg.api_key_file is None) or \
             self.api_key is not None
+        self._merged: dict[str, str] | None = None
 
     def url(self, model: str) -> str:
         """Where a request for `model` goes, for this adapter's `stream` setting."""
@@ -124,8 +125,11 @@ class HttpAdapter:
                        parse_error=self.wire.parse_error)
 
     def _headers(self) -> dict[str, str]:
-        return _merge_headers(_merge_headers(self.default_headers, self.headers),
-                              self.auth_headers())
+        """Every request's headers, layered once: nothing they are made of changes later."""
+        if self._merged is None:
+            self._merged = _merge_headers(_merge_headers(self.default_headers, self.headers),
+                                          self.auth_headers())
+        return self._merged
 
     async def send(self, request: ChatRequest, model: str,
                    on_text: TextFn | None = None) -> Completion:
