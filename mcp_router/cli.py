@@ -21,8 +21,11 @@ log = logging.getLogger("mcp_router")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=os.environ.get("MCP_ROUTER_LOG", "INFO"),
+    level = os.environ.get("MCP_ROUTER_LOG", "INFO").upper()
+    logging.basicConfig(stream=sys.stderr, level=level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":  # httpx logs every request at INFO: a line per upstream call
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
