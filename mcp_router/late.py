@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskGroup
 
 from mcp_router.clock import Clock
 from mcp_router.messages import ChatResponse
@@ -56,10 +56,10 @@ class _Job(Generic[T]):
         self.value: T | None = None
         self.error: Exception | None = None
 
-    async def run(self, work: Callable[[], Awaitable[T]], on_late: Callable[[T], None], *,
-                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, work: Callable[[], Awaitable[T]], on_late: Callable[[T], None]) -> None:
+        # A scope cancelled before the task first runs is cancelled when entered, so a caller
+        # that gives up at once still aborts the work before it sends anything.
         with self.scope:
-            task_status.started()
             try:
                 self.value = await work()
             except Exception as exc:  # a task boundary: the waiting caller re-raises it
@@ -76,7 +76,7 @@ async def finish_or_abort(work: Callable[[], Awaitable[T]], *, keeper: TaskGroup
     if keeper is None:
         return await work()
     job: _Job[T] = _Job()
-    await keeper.start(job.run, work, on_late)
+    keeper.start_soon(job.run, work, on_late)
     try:
         await job.done.wait()
     except anyio.get_cancelled_exc_class():
