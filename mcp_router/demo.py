@@ -138,19 +138,24 @@ def _health(result: dict[str, Any], _: list[str]) -> list[str]:
         rate = f"{p['success_rate'] * 100:.0f}%"
         p50 = "-" if p["p50_ms"] is None else f"{p['p50_ms']:.0f} ms"
         err = f", last error: {p['last_error']}" if p["last_error"] else ""
-        lines.append(f"{p['name']:<11} {p['state']:<9} {p['requests']} requests, {rate} ok, "
+        lines.append(f"{p['name']:<11} {p['state']:<9} {_requests(p['requests'])}, {rate} ok, "
                      f"p50 {p50}{err}")
     return lines
 
 
 def _costs(result: dict[str, Any], _: list[str]) -> list[str]:
-    lines = [f"{r['key']:<11} {r['requests']} requests, "
+    lines = [f"{r['key']:<11} {_requests(r['requests'])}, "
              f"{r['input_tokens']}/{r['output_tokens']} tokens, ${r['cost_usd']:.6f}"
              for r in result["rows"]]
     daily = result["budgets"]["daily"]
-    lines.append(f"total ${result['total_usd']:.6f} over {result['requests']} requests; "
-                 f"daily budget ${daily['limit_usd']:.2f}, remaining ${daily['remaining_usd']:.2f}")
+    lines.append(f"total ${result['total_usd']:.6f} over {_requests(result['requests'])}; "
+                 f"daily budget ${daily['limit_usd']:.2f}, spent ${daily['spent_usd']:.6f}, "
+                 f"remaining ${daily['remaining_usd']:.6f}")
     return lines
+
+
+def _requests(n: int) -> str:
+    return f"{n} request" if n == 1 else f"{n} requests"
 
 
 RENDER = {"chat_completion": _chat, "list_providers": _providers,
