@@ -116,7 +116,7 @@ class Router:
         with anyio.move_on_after(timeout_s + GRACE_S) as scope:
             served = await self.cache.answer(key, request, call.cache, upstream,
                                              call_opt_in=call.cache_sampled,
-                                             ttl_s=call.cache_ttl_s)
+                                             ttl_s=call.cache_ttl_s, later=keeper)
         if scope.cancelled_caught:
             raise DeadlineExceeded(f"no answer within the {timeout_s:g} s deadline")
         if served.cached:

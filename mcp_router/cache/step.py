@@ -8,6 +8,11 @@ Modes (the call's `cache` argument):
   storable answer. It does not join another call's flight, since it asked for a new answer.
 - `skip`: neither reads nor writes, and takes no part in single flight.
 
+Stored answers are served from memory at once and written to disk in batches, one
+transaction every `FLUSH_AFTER_S` at most (in the `later` task group the router passes):
+a disk write is the dearest part of the step, and after an answer it would hold up the
+answer itself. Without a task group each answer is written before `answer` returns.
+
 A request the cache may not hold (cache disabled in config, or `temperature > 0`
 without opt-in) simply goes upstream: no lookup, no flight, no store.
 """
@@ -18,11 +23,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+import anyio
+from anyio.abc import TaskGroup
+
 from mcp_router.cache.flight import SingleFlight
 from mcp_router.cache.store import CachedAnswer, ResponseCache
 from mcp_router.messages import CacheMode, ChatRequest, ChatResponse
 
-__all__ = ["CacheStep", "Fetch", "Served"]
+__all__ = ["FLUSH_AFTER_S", "CacheStep", "Fetch", "Served"]
+
+FLUSH_AFTER_S = 0.05
+"""How long a stored answer may wait in memory for the batch that writes it to disk."""
 
 Fetch = Callable[[], Awaitable[tuple[ChatResponse, Decimal | None]]]
 """Goes upstream (and settles the ledger): the response and what it cost, None if unpriced."""
@@ -62,26 +73,28 @@ class CacheStep:
     def __init__(self, store: ResponseCache) -> None:
         self.store = store
         self._flight: SingleFlight[CachedAnswer] = SingleFlight()
+        self._flush_due = False
 
     async def answer(self, key: str, request: ChatRequest, mode: CacheMode, fetch: Fetch, *,
-                     call_opt_in: bool = False, ttl_s: float | None = None) -> Served:
+                     call_opt_in: bool = False, ttl_s: float | None = None,
+                     later: TaskGroup | None = None) -> Served:
         """The answer to `request` (keyed `key`), from the cache, a shared flight or `fetch`.
 
         `call_opt_in` lets a `temperature > 0` request use the cache; `ttl_s` overrides the
-        config's TTL for what this call stores.
+        config's TTL for what this call stores; `later` runs the batched disk write.
         """
         if mode == "skip" or not self.store.may_cache(request, call_opt_in=call_opt_in):
             return Served.fresh(await self._fetch(fetch))
         if mode == "refresh":
             return Served.fresh(await self._fetch_and_store(key, request, fetch,
-                                                            call_opt_in, ttl_s))
+                                                            call_opt_in, ttl_s, later))
         hit = self.store.get(key)
         if hit is not None:
             return Served.hit(hit)
         # No await between the miss above and joining the flight: in one event loop, a
         # leader's store always lands before its flight ends, so no caller slips between.
         answer, shared = await self._flight.run(
-            key, lambda: self._fetch_and_store(key, request, fetch, call_opt_in, ttl_s),
+            key, lambda: self._fetch_and_store(key, request, fetch, call_opt_in, ttl_s, later),
             share=lambda a: self.store.should_store(request, a.response,
                                                     call_opt_in=call_opt_in))
         if not shared:
@@ -93,8 +106,24 @@ class CacheStep:
         return CachedAnswer(response, stored_at=self.store.clock.wall(), cost_usd=cost)
 
     async def _fetch_and_store(self, key: str, request: ChatRequest, fetch: Fetch,
-                               call_opt_in: bool, ttl_s: float | None) -> CachedAnswer:
+                               call_opt_in: bool, ttl_s: float | None,
+                               later: TaskGroup | None) -> CachedAnswer:
         answer = await self._fetch(fetch)
         if self.store.should_store(request, answer.response, call_opt_in=call_opt_in):
-            self.store.put(key, answer, ttl_s)
+            self.store.stage(key, answer, ttl_s)
+            self._flush(later)
         return answer
+
+    def _flush(self, later: TaskGroup | None) -> None:
+        if later is None:
+            self.store.flush()
+        elif not self._flush_due:
+            self._flush_due = True
+            later.start_soon(self._flush_soon)
+
+    async def _flush_soon(self) -> None:
+        try:
+            await anyio.sleep(FLUSH_AFTER_S)
+        finally:  # also when the session is closing: what is staged still goes to disk
+            self._flush_due = False
+            self.store.flush()

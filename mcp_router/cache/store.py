@@ -8,8 +8,10 @@ A cache problem never breaks a call: a directory that cannot be opened, a damage
 a locked or unwritable file or an unparsable entry turns that one operation into a miss or a
 no-op, and the first such problem is logged once (per store) to the `mcp_router.cache`
 logger. Calls are synchronous on the event loop: measured on one small answer, a lookup
-takes ~30 µs (a miss ~10 µs), no more than a hop to a worker thread would cost, and a store
-~0.2 ms, which only follows an upstream call that took far longer.
+takes ~25 µs (a miss ~10 µs), no more than a hop to a worker thread would cost. A store
+(`put`) is ~0.1 ms, most of it the transaction; `stage` holds the answer in memory (~4 µs,
+served by `get` at once) and `flush` writes everything staged in one transaction (~45 µs
+an answer in batches of 16). A flush that fails loses only cache entries.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class ResponseCache:
         self._warned = False
         self._disk: diskcache.Cache | None = self._open() if config.enabled else None
         self._stores, self._stored_bytes = 0, 0  # since the last cull
+        self._staged: dict[str, _Entry] = {}
 
     @classmethod
     def in_home(cls, home: Path, config: CacheConfig, clock: Clock) -> ResponseCache:
@@ -105,13 +108,15 @@ class ResponseCache:
         """The live answer under `key`, with its age; None if absent, expired or unreadable."""
         if self._disk is None:
             return None
-        try:
-            text = self._disk.get(key)
-            entry = None if text is None else _Entry.model_validate_json(text)
-        except _READ_FAULTS as exc:
-            self._fault("read", exc)
-            self._discard(key, exc)
-            return None
+        entry = self._staged.get(key)
+        if entry is None:
+            try:
+                text = self._disk.get(key)
+                entry = None if text is None else _Entry.model_validate_json(text)
+            except _READ_FAULTS as exc:
+                self._fault("read", exc)
+                self._discard(key, exc)
+                return None
         now = self.clock.wall()
         if entry is None or now >= entry.expires_at:
             return None
@@ -119,20 +124,40 @@ class ResponseCache:
 
     def put(self, key: str, answer: CachedAnswer, ttl_s: float | None = None) -> None:
         """Store `answer` under `key` for `ttl_s` seconds (default: the config's `ttl_s`)."""
+        self.stage(key, answer, ttl_s)
+        self.flush()
+
+    def stage(self, key: str, answer: CachedAnswer, ttl_s: float | None = None) -> None:
+        """Hold `answer` in memory for `flush` to write; `get` serves it from now on."""
         ttl = self.config.ttl_s if ttl_s is None else ttl_s
         if self._disk is None or ttl <= 0:
             return
-        entry = _Entry(response=answer.response, stored_at=answer.stored_at,
-                       expires_at=answer.stored_at + ttl, cost_usd=answer.cost_usd)
-        text = entry.model_dump_json()
+        self._staged[key] = _Entry(response=answer.response, stored_at=answer.stored_at,
+                                   expires_at=answer.stored_at + ttl, cost_usd=answer.cost_usd)
+
+    @property
+    def staged(self) -> int:
+        """How many answers wait for `flush`."""
+        return len(self._staged)
+
+    def flush(self) -> None:
+        """Write every staged answer to disk, in one transaction."""
+        staged, self._staged = self._staged, {}
+        if self._disk is None or not staged:
+            return
+        now = self.clock.wall()
         try:
-            self._disk.set(key, text, expire=ttl)
-            self._after_store(len(text))
+            with self._disk.transact():
+                for key, entry in staged.items():
+                    text = entry.model_dump_json()
+                    self._disk.set(key, text, expire=max(entry.expires_at - now, 0.001))
+                    self._stores, self._stored_bytes = (self._stores + 1,
+                                                        self._stored_bytes + len(text))
+            self._cull_when_due()
         except _STORE_FAULTS as exc:
             self._fault("write", exc)
 
-    def _after_store(self, size: int) -> None:
-        self._stores, self._stored_bytes = self._stores + 1, self._stored_bytes + size
+    def _cull_when_due(self) -> None:
         if self._disk is not None and (
                 self._stores >= _CULL_EVERY
                 or self._stored_bytes * _CULL_SHARE >= self._disk.size_limit):
@@ -154,7 +179,8 @@ class ResponseCache:
         return policy.should_store(request, response, sampled_ok=self._sampled(call_opt_in))
 
     def close(self) -> None:
-        """Close the database; later calls are misses and no-ops."""
+        """Write what is staged and close the database; later calls are misses and no-ops."""
+        self.flush()
         disk, self._disk = self._disk, None
         if disk is not None:
             disk.close()

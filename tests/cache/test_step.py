@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from mcp_router.cache import CacheStep, ResponseCache, Served, cache_key
+from mcp_router.cache import FLUSH_AFTER_S, CacheStep, ResponseCache, Served, cache_key
 from mcp_router.config import CacheConfig
 from mcp_router.messages import CacheMode, ChatRequest, ChatResponse
 from tests.cache.support import FakeClock, request, response
@@ -198,3 +198,26 @@ async def test_a_disabled_cache_always_goes_upstream(tmp_path: Path,
         step, upstream = CacheStep(off), Upstream()
         results = [await _ask(step, upstream) for _ in range(2)]
     assert [r.cached for r in results] == [False, False] and upstream.calls == 2
+
+
+async def test_answers_stored_in_a_task_group_reach_the_disk_in_one_batch(
+        step: CacheStep, store: ResponseCache) -> None:
+    upstream = Upstream()
+    async with anyio.create_task_group() as later:
+        for n in range(3):
+            req = request(f"question {n}")
+            await step.answer(_key(req), req, "use", upstream, later=later)
+        assert store.staged == 3  # answered, and served from memory until the batch is due
+        again = request("question 1")
+        assert (await step.answer(_key(again), again, "use", upstream, later=later)).cached
+        await anyio.sleep(FLUSH_AFTER_S * 2)
+        assert store.staged == 0
+    assert upstream.calls == 3
+
+
+async def test_a_closing_task_group_still_writes_what_is_staged(
+        step: CacheStep, store: ResponseCache) -> None:
+    async with anyio.create_task_group() as later:
+        await step.answer(_key(request()), request(), "use", Upstream(), later=later)
+        later.cancel_scope.cancel()
+    assert store.staged == 0 and store.get(_key(request())) is not None

@@ -114,6 +114,37 @@ def test_entries_outlive_the_process_that_stored_them(tmp_path: Path,
         assert second.get("k") is not None
 
 
+def test_a_staged_answer_is_served_at_once_and_on_disk_after_the_flush(
+        tmp_path: Path, clock: FakeClock) -> None:
+    with ResponseCache(tmp_path, CacheConfig(), clock) as first, \
+            ResponseCache(tmp_path, CacheConfig(), clock) as other_process:
+        first.stage("a", answer(clock, "one"))
+        first.stage("b", answer(clock, "two"))
+        assert first.staged == 2 and first.get("a") is not None
+        assert other_process.get("a") is None  # still only in memory
+        first.flush()
+        assert first.staged == 0
+        hits = [other_process.get(k) for k in ("a", "b")]
+        assert [h and h.response.completion.content for h in hits] == ["one", "two"]
+
+
+def test_closing_writes_what_is_still_staged(tmp_path: Path, clock: FakeClock) -> None:
+    with ResponseCache(tmp_path, CacheConfig(), clock) as first:
+        first.stage("k", answer(clock))
+    with ResponseCache(tmp_path, CacheConfig(), clock) as second:
+        assert second.get("k") is not None
+
+
+def test_a_staged_answer_keeps_its_ttl_on_disk(tmp_path: Path, clock: FakeClock) -> None:
+    with ResponseCache(tmp_path, CacheConfig(ttl_s=60), clock) as first:
+        first.stage("k", answer(clock))
+        clock.advance(50)
+    with ResponseCache(tmp_path, CacheConfig(ttl_s=60), clock) as second:
+        assert second.get("k") is not None
+        clock.advance(11)
+        assert second.get("k") is None
+
+
 def test_a_disabled_cache_neither_stores_nor_touches_the_disk(tmp_path: Path,
                                                                clock: FakeClock) -> None:
     with ResponseCache(tmp_path / "c", CacheConfig(enabled=False), clock) as store:
