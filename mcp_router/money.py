@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from decimal import Context, Decimal
+from functools import lru_cache
 
 __all__ = ["EXACT", "exact_sum", "format_usd", "utc_day_month"]
 
@@ -28,5 +30,14 @@ def format_usd(amount: Decimal) -> str:
 
 def utc_day_month(ts: float) -> tuple[str, str]:
     """The UTC calendar day (YYYY-MM-DD) and month (YYYY-MM) an epoch time is counted in."""
-    day = time.strftime("%Y-%m-%d", time.gmtime(ts))
+    return _day_month(math.floor(ts / SECONDS_PER_DAY))
+
+
+SECONDS_PER_DAY = 86_400  # every UTC day in epoch time: POSIX time has no leap seconds
+
+
+@lru_cache(maxsize=8)
+def _day_month(epoch_day: int) -> tuple[str, str]:
+    # Asked several times per call (ledger row, budgets, alerts): formatted once a day.
+    day = time.strftime("%Y-%m-%d", time.gmtime(epoch_day * SECONDS_PER_DAY))
     return day, day[:7]

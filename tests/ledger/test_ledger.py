@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mcp_router.config import BudgetsConfig
 from mcp_router.errors import ConfigError
@@ -180,3 +184,9 @@ def test_an_empty_ledger_reports_zeros(ledger: Ledger) -> None:
     report = ledger.report()
     assert (report.rows, report.total_usd, report.requests, report.alerts) == (
         [], Decimal(0), 0, [])
+
+
+@given(st.floats(min_value=-1e10, max_value=1e10, allow_nan=False))
+def test_a_row_is_counted_in_the_utc_day_and_month_of_its_time(ts: float):
+    day = time.strftime("%Y-%m-%d", time.gmtime(math.floor(ts)))
+    assert utc_day_month(ts) == (day, day[:7])
