@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from mcp_router.shared_config import AuditConfig
 __all__ = ["AUDIT_FILE", "AuditEntry", "AuditLog"]
 
 AUDIT_FILE = "audit.jsonl"
+log = logging.getLogger("mcp_router.audit")
 ERROR_CHARS = 300  # an error is a hint for whoever reads the log, not a traceback
 
 
@@ -69,7 +71,9 @@ class _RotatingFile:
         self._size += len(data)
 
     def close(self) -> None:
-        os.close(self._fd)
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def _rotate(self) -> None:
         self.close()
@@ -96,12 +100,25 @@ class AuditLog:
         self._config, self._clock, self._scrub = config, clock, scrub
         self.path = home / AUDIT_FILE
         self._file: _RotatingFile | None = None
+        self._warned = False
 
     def write(self, entry: AuditEntry) -> None:
-        """Append one line for `entry` (nothing when the log is disabled)."""
+        """Append one line for `entry` (nothing when the log is disabled).
+
+        A file that cannot be written (disk full, a directory in its place) does not fail the
+        call being audited: the first such problem is logged, and each later line is tried
+        again.
+        """
         if not self._config.enabled:
             return
-        self._open().append(self.line(entry).encode() + b"\n")
+        try:
+            self._open().append(self.line(entry).encode() + b"\n")
+        except OSError as exc:
+            self.close()
+            if not self._warned:
+                self._warned = True
+                log.warning("audit log %s cannot be written (%s); calls go on, and their "
+                            "lines are lost until it can (logged once)", self.path, exc)
 
     def _open(self) -> _RotatingFile:
         # Opened on first use, so building an AuditLog does no I/O and one instance can be
@@ -130,9 +147,9 @@ class AuditLog:
 
     def close(self) -> None:
         """Close the file; a later write opens it again."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
     def __enter__(self) -> AuditLog:
         return self

@@ -8,6 +8,8 @@ import stat
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from mcp_router.audit import AuditEntry, AuditLog
 from mcp_router.shared_config import AuditConfig
 from tests.shared.support import FakeClock
@@ -114,3 +116,22 @@ def test_a_reopened_log_counts_the_lines_already_in_the_file(tmp_path: Path):
             log.write(AuditEntry(client=f"c{i}", tool="chat_completion", outcome="ok"))
     assert (tmp_path / "audit.jsonl").stat().st_size < 600
     assert (tmp_path / "audit.jsonl.1").stat().st_size < 600
+
+
+def test_a_log_that_cannot_be_written_warns_once_and_never_fails_the_call(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    (tmp_path / "audit.jsonl").mkdir()  # something in the file's place
+    with AuditLog(tmp_path, AuditConfig(), FakeClock()) as log:
+        log.write(ENTRY)
+        log.write(ENTRY)
+    warnings = [r for r in caplog.records if r.name == "mcp_router.audit"]
+    assert len(warnings) == 1 and "cannot be written" in warnings[0].getMessage()
+
+
+def test_writing_resumes_once_the_file_can_be_written_again(tmp_path: Path):
+    (tmp_path / "audit.jsonl").mkdir()
+    with AuditLog(tmp_path, AuditConfig(), FakeClock()) as log:
+        log.write(AuditEntry(client="lost", tool="chat_completion", outcome="ok"))
+        (tmp_path / "audit.jsonl").rmdir()
+        log.write(AuditEntry(client="kept", tool="chat_completion", outcome="ok"))
+    assert [e["client"] for e in lines(tmp_path / "audit.jsonl")] == ["kept"]
