@@ -145,19 +145,19 @@ class ResponseCache:
         staged, self._staged = self._staged, {}
         if self._disk is None or not staged:
             return
-        now = self.clock.wall()
+        now, written = self.clock.wall(), 0
         try:
             with self._disk.transact():
                 for key, entry in staged.items():
                     text = entry.model_dump_json()
                     self._disk.set(key, text, expire=max(entry.expires_at - now, 0.001))
-                    self._stores, self._stored_bytes = (self._stores + 1,
-                                                        self._stored_bytes + len(text))
-            self._cull_when_due()
+                    written += len(text)
+            self._cull_when_due(len(staged), written)
         except _STORE_FAULTS as exc:
             self._fault("write", exc)
 
-    def _cull_when_due(self) -> None:
+    def _cull_when_due(self, stores: int, size: int) -> None:
+        self._stores, self._stored_bytes = self._stores + stores, self._stored_bytes + size
         if self._disk is not None and (
                 self._stores >= _CULL_EVERY
                 or self._stored_bytes * _CULL_SHARE >= self._disk.size_limit):
