@@ -28,12 +28,12 @@ def format_usd(amount: Decimal) -> str:
     return "$" + format(amount.normalize(EXACT), "f")
 
 
+SECONDS_PER_DAY = 86_400  # every UTC day in epoch time: POSIX time has no leap seconds
+
+
 def utc_day_month(ts: float) -> tuple[str, str]:
     """The UTC calendar day (YYYY-MM-DD) and month (YYYY-MM) an epoch time is counted in."""
     return _day_month(math.floor(ts / SECONDS_PER_DAY))
-
-
-SECONDS_PER_DAY = 86_400  # every UTC day in epoch time: POSIX time has no leap seconds
 
 
 @lru_cache(maxsize=8)
