@@ -37,6 +37,7 @@ WORDS = (
     "connection", "pool", "exhausted", "feature", "flag", "enabled",
 )
 HEX = "0123456789abcdef"
+ZWSP = "\u200b"  # copied from a web page or chat, a value can carry invisible characters
 ALNUM = string.ascii_letters + string.digits
 URLSAFE = ALNUM + "-_"
 
@@ -99,6 +100,8 @@ class Values:
             return f"mailto:{local}@{domain}", (7, 8 + len(local) + len(domain))
         if style < 0.30:
             return f"{local.capitalize()}@{host.capitalize()}.{tld.upper()}", None
+        if style >= 0.98:
+            return f"{local[:2]}{ZWSP}{local[2:]}@{domain}", None
         return f"{local}@{domain}", None
 
     def phone(self) -> tuple[str, Inner]:
@@ -158,6 +161,8 @@ class Values:
                 groups.append(number[pos:pos + size])
                 pos += size
         style = r.random()
+        if style >= 0.98:
+            return number[:8] + ZWSP + number[8:]
         return " ".join(groups) if style < 0.35 else "-".join(groups) if style < 0.55 else number
 
     def iban(self) -> str:
@@ -169,7 +174,10 @@ class Values:
             ("IE", self.chars(up, 4) + d(14)), ("PT", d(21)), ("DK", d(14)),
         ])
         iban = country + iban_check(country, bban) + bban
-        return " ".join(iban[i:i + 4] for i in range(0, len(iban), 4)) if r.random() < 0.5 else iban
+        style = r.random()
+        if style < 0.5:
+            iban = " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))
+        return iban.lower() if style < 0.1 else iban  # as people type them into mail
 
     def ip(self) -> tuple[str, Inner]:
         r = self.r

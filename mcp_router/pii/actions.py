@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Literal
 
 from mcp_router.pii.detectors import Finding
+from mcp_router.pii.invisible import without_invisible
 
 Action = Literal["redact", "mask", "pseudonymize", "block"]
 ACTIONS: tuple[Action, ...] = ("redact", "mask", "pseudonymize", "block")
@@ -49,7 +49,9 @@ def mask(value: str, entity: str) -> str:
 
 
 def normal_form(entity: str, value: str) -> str:
-    """The spelling-independent form of a value, so `4111 1111…` and `4111-1111…` pair up."""
+    """The spelling-independent form of a value, so `4111 1111…` and `4111-1111…` pair up
+    (and a value with invisible characters in it pairs up with the value without them)."""
+    value = without_invisible(value)
     if entity in ("credit_card", "ssn", "phone"):
         return _NON_DIGIT.sub("", value)
     if entity == "iban":
@@ -72,7 +74,7 @@ class Pseudonyms:
     def __init__(self) -> None:
         self._by_value: dict[tuple[str, str], str] = {}
         self._by_placeholder: dict[str, str] = {}
-        self._counters: Counter[str] = Counter()
+        self._counters: dict[str, int] = {}
 
     def placeholder(self, entity: str, value: str) -> str:
         """The session's placeholder for `value`, numbering a new one on first sight."""
@@ -80,8 +82,8 @@ class Pseudonyms:
         found = self._by_value.get(key)
         if found is None:
             label = tag(entity)
-            self._counters[label] += 1
-            found = f"<{label}_{self._counters[label]}>"
+            self._counters[label] = n = self._counters.get(label, 0) + 1
+            found = f"<{label}_{n}>"
             self._by_value[key] = found
             self._by_placeholder[found] = value
         return found

@@ -9,9 +9,9 @@ from mcp_router.messages import ChatRequest, PiiSummary
 from mcp_router.pii.actions import Pseudonyms, apply_actions
 from mcp_router.pii.detectors import Detector, Finding, resolve_overlaps
 from mcp_router.pii.guard import PiiBlocked, fail_closed
-from mcp_router.pii.memo import FilterMemo
+from mcp_router.pii.memo import Filtered, FilterMemo, memo_key
 from mcp_router.pii.policy import PiiPolicy
-from mcp_router.pii.registry import build_detectors, detect
+from mcp_router.pii.registry import Search, build_detectors
 from mcp_router.pii.stream import StreamRestorer
 
 
@@ -22,6 +22,14 @@ class PiiFilter:
         self.policy = policy
         self.detectors: tuple[Detector, ...] = tuple(
             build_detectors(policy) if detectors is None else detectors)
+        # What requests and answers are searched for is fixed by the policy, so the detectors
+        # each of the two searches needs are chosen here rather than for every text.
+        self._request_search = Search(self.detectors, policy.entities)
+        self._answer_search = Search(self.detectors,
+                                     _within(policy.entities, policy.answer_actions))
+        # Whether any type is blocked in requests; most policies block none, and then the
+        # findings need not be looked at twice.
+        self.blocks_requests = "block" in (policy.action, *policy.actions.values())
 
     def detect(self, text: str, entities: Iterable[str] | None = None) -> list[Finding]:
         """The policy's entity types (or those of them in `entities`) found in `text`, without
@@ -30,10 +38,13 @@ class PiiFilter:
 
     def raw_findings(self, text: str, entities: Iterable[str] | None = None) -> list[Finding]:
         """Every detector's findings, overlaps not yet resolved; used to decide `block`."""
-        allowed = self.policy.entities
-        if entities is not None:
-            allowed = frozenset(entities) if allowed is None else allowed & frozenset(entities)
-        return detect(text, self.detectors, allowed, resolve=False)
+        if entities is None:
+            return self._request_search.find(text)
+        return Search(self.detectors, _within(self.policy.entities, entities)).find(text)
+
+    def raw_answer_findings(self, text: str) -> list[Finding]:
+        """Findings of the types the answer policy acts on, overlaps not yet resolved."""
+        return self._answer_search.find(text)
 
     def session(self) -> PiiSession:
         """A fresh session: its own pseudonym map, shared with no other session."""
@@ -53,12 +64,9 @@ class PiiSession:
 
     def __init__(self, pii_filter: PiiFilter) -> None:
         self._filter = pii_filter
-        self._policy = policy = pii_filter.policy
+        self._policy = pii_filter.policy
         self._pseudonyms = Pseudonyms()
         self._memo = FilterMemo()  # the same placeholders as before, since the map is ours
-        # Whether any type is blocked in requests; most policies block none, and then the
-        # findings need not be looked at twice.
-        self._blocks = "block" in (policy.action, *policy.actions.values())
 
     def filter_request(self, request: ChatRequest) -> tuple[ChatRequest, PiiSummary]:
         """The request with every message (and stop string) filtered, and what was found."""
@@ -100,16 +108,20 @@ class PiiSession:
         acts = self._policy.answer_actions
         if not self._policy.enabled or not acts:
             return []
-        raw = self._filter.raw_findings(text, acts)
+        raw = self._filter.raw_answer_findings(text)
+        if not raw:
+            return raw
         _refuse_blocked(raw, acts.__getitem__, "answer")
         return resolve_overlaps(raw)
 
     def render_answer(self, text: str, findings: Sequence[Finding], counts: Counter[str],
                       restore: bool = True) -> str:
         """Apply the answer policy to `findings` of `text`, then restore pseudonyms."""
-        acts = self._policy.answer_actions
-        counts.update(f.entity for f in findings)
-        filtered = apply_actions(text, findings, acts.__getitem__, self._pseudonyms)
+        filtered = text
+        if findings:
+            counts.update(f.entity for f in findings)
+            acts = self._policy.answer_actions
+            filtered = apply_actions(text, findings, acts.__getitem__, self._pseudonyms)
         return self._pseudonyms.restore(filtered) if restore else filtered
 
     def answer_summary(self, counts: Mapping[str, int]) -> PiiSummary:
@@ -133,23 +145,30 @@ class PiiSession:
         policy = self._policy
         if not policy.enabled:
             return texts, PiiSummary(action="none")
-        seen = [self._memo.get(t) for t in texts]
-        raw = {i: self._filter.raw_findings(t)
-               for i, (t, before) in enumerate(zip(texts, seen, strict=True)) if before is None}
-        if self._blocks:
+        keys = [memo_key(t) for t in texts]
+        seen = [self._memo.get(k) for k in keys]
+        raw = {i: self._filter.raw_findings(t) for i, t in enumerate(texts) if seen[i] is None}
+        if self._filter.blocks_requests and raw:
             _refuse_blocked([f for fs in raw.values() for f in fs], policy.action_for, "request")
         out: list[str] = []
-        counts: Counter[str] = Counter()
+        counts: dict[str, int] = {}
         for i, text in enumerate(texts):
             done = seen[i]
             if done is None:
-                found = resolve_overlaps(raw[i])
-                done = (apply_actions(text, found, policy.action_for, self._pseudonyms),
-                        Counter(f.entity for f in found))
-                self._memo.put(text, *done)
+                done = self._apply(text, raw[i])
+                self._memo.put(keys[i], *done)
             out.append(done[0])
-            counts.update(done[1])
+            for entity, n in done[1].items():
+                counts[entity] = counts.get(entity, 0) + n
         return out, summarize(counts, policy.action_for, policy.action)
+
+    def _apply(self, text: str, raw: list[Finding]) -> Filtered:
+        """`text` with the request policy applied to its findings, and their count per type."""
+        if not raw:
+            return text, {}
+        found = resolve_overlaps(raw)
+        return (apply_actions(text, found, self._policy.action_for, self._pseudonyms),
+                Counter(f.entity for f in found))
 
     def _filter_answer(self, text: str, restore: bool) -> tuple[str, PiiSummary]:
         counts: Counter[str] = Counter()
@@ -158,6 +177,12 @@ class PiiSession:
 
     def __repr__(self) -> str:
         return f"<PiiSession: {len(self._pseudonyms)} pseudonyms>"
+
+
+def _within(types: frozenset[str] | None, entities: Iterable[str]) -> frozenset[str]:
+    """The types of `entities` that the policy's `types` (None: every type) allow."""
+    wanted = frozenset(entities)
+    return wanted if types is None else types & wanted
 
 
 def _refuse_blocked(findings: Sequence[Finding], action_for: Callable[[str], str],
@@ -172,6 +197,8 @@ def _refuse_blocked(findings: Sequence[Finding], action_for: Callable[[str], str
 def summarize(counts: Mapping[str, int], action_for: Callable[[str], str],
               default: str) -> PiiSummary:
     """Counts per type and the action(s) applied, comma-joined (`default` if nothing was found)."""
+    if not counts:
+        return PiiSummary(action=default)
     actions = sorted({action_for(e) for e in counts}) or [default]
     return PiiSummary(action=",".join(actions), counts=dict(sorted(counts.items())))
 

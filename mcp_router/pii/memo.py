@@ -17,8 +17,9 @@ Filtered = tuple[str, Mapping[str, int]]
 class FilterMemo:
     """The filtered form of texts one session has filtered, least recently used dropped first.
 
-    Keyed by a digest of the text, so the memo holds no input in clear: only filtered forms,
-    which carry placeholders, masks or redactions instead of what was found. Bounded both by
+    Keyed by `memo_key(text)`, a digest, so the memo holds no input in clear: only filtered
+    forms, which carry placeholders, masks or redactions instead of what was found. The caller
+    computes the key once per text, for both the look-up and the store. Bounded both by
     entries and by the characters it keeps (2 M characters: a few MB per session, however
     many sessions a shared server holds, and far more history than a host resends).
     """
@@ -28,19 +29,17 @@ class FilterMemo:
         self._entries: OrderedDict[bytes, Filtered] = OrderedDict()
         self._chars = 0
 
-    def get(self, text: str) -> Filtered | None:
-        """What filtering `text` gave before in this session, if it is still kept."""
-        key = _digest(text)
+    def get(self, key: bytes) -> Filtered | None:
+        """What filtering the text of `key` gave before in this session, if it is still kept."""
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)
         return found
 
-    def put(self, text: str, filtered: str, counts: Mapping[str, int]) -> None:
-        """Keep what filtering `text` gave; a text longer than the whole memo is not kept."""
+    def put(self, key: bytes, filtered: str, counts: Mapping[str, int]) -> None:
+        """Keep what filtering the text of `key` gave; one longer than the whole memo is not."""
         if len(filtered) > self._max_chars:
             return
-        key = _digest(text)
         old = self._entries.pop(key, None)
         if old is not None:
             self._chars -= len(old[0])
@@ -57,6 +56,7 @@ class FilterMemo:
         return f"<FilterMemo: {len(self)} texts>"
 
 
-def _digest(text: str) -> bytes:
+def memo_key(text: str) -> bytes:
+    """The memo's key for `text`: a digest, never the text."""
     # surrogatepass: a lone surrogate in a message must be filtered, not crash the call
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()

@@ -28,7 +28,9 @@ _AT_SIGN = re.compile(r"@(?<=[A-Za-z0-9_%+-]@)(?=[A-Za-z0-9])(?P<domain>(?>" + _
 # The look back comes after the literal, which `re` then finds fast.
 _AT_ENCODED = re.compile(r"%40(?<=[A-Za-z0-9_+.-]%40)(?P<domain>" + _DOMAIN.pattern + ")")
 _AT_BRACKETED = re.compile(r"[\[({<]\s*(?i:at)\s*[\])}>]")
-_AT_WORD = re.compile(r" AT ")
+# From the "A", the space before it looked back at: `re` finds a pattern's leading literal by
+# its first character, and spaces are everywhere.
+_AT_WORD = re.compile(r"AT (?<= AT )")
 _AT_CLOSING = re.compile(r"at\s*[\])}>]")  # on lower-cased text: a cheap test before the regex
 # What ends a URL's authority; searched in place between `://` and the address.
 _AUTHORITY_END = re.compile(r"[/ \t\n\"'<>]")
@@ -52,24 +54,25 @@ class EmailDetector:
         if "@" in text:
             found += [_address(text, m.start(), m.end(), m.group("tld"))
                       for m in _AT_SIGN.finditer(text)]
-        if "%40" in text:
-            found += [_address(text, m.start(), m.end(), m.group("tld"))
-                      for m in _AT_ENCODED.finditer(text)]
+        # Starting with the literal "%40", the scan itself is the fastest test for one.
+        found += [_address(text, m.start(), m.end(), m.group("tld"))
+                  for m in _AT_ENCODED.finditer(text)]
         if _AT_CLOSING.search(text.lower()):
-            found += [_obfuscated(text, at) for at in _AT_BRACKETED.finditer(text)]
-        if " AT " in text:
-            found += [_obfuscated(text, at) for at in _AT_WORD.finditer(text)]
+            found += [_obfuscated(text, *at.span()) for at in _AT_BRACKETED.finditer(text)]
+        found += [_obfuscated(text, at.start() - 1, at.end())  # from the space before "AT"
+                  for at in _AT_WORD.finditer(text)]
         return [f for f in found if f is not None]
 
 
-def _obfuscated(text: str, at: re.Match[str]) -> Finding | None:
-    """The address around an obfuscated `at` (`jane [at] example [dot] com`), if any."""
-    if not _plausible_obfuscation(text, at.start()):
+def _obfuscated(text: str, at: int, after: int) -> Finding | None:
+    """The address around an obfuscated `at` from `at` to `after` (`jane [at] example [dot]
+    com`), if any."""
+    if not _plausible_obfuscation(text, at):
         return None
-    domain = _DOMAIN.match(text, at.end())
+    domain = _DOMAIN.match(text, after)
     if domain is None:
         return None
-    local_end = at.start()
+    local_end = at
     while local_end > 0 and text[local_end - 1].isspace():
         local_end -= 1
     return _address(text, local_end, domain.end(), domain.group("tld"))
@@ -133,6 +136,8 @@ class Ipv6Detector:
     entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
+        if ":" not in text:  # one character looked for in C: short texts often have none
+            return []
         found: list[Finding] = []
         done = 0
         for anchor in _V6_ANCHOR.finditer(text):
@@ -183,6 +188,8 @@ class Ipv4Detector:
     entities = frozenset({name})
 
     def find(self, text: str) -> list[Finding]:
+        if "." not in text:  # one character looked for in C: short texts often have none
+            return []
         ascii_only = text.isascii()
         tails: Iterable[re.Match[str] | re.Match[bytes]] = (
             _V4_TAIL_BYTES.finditer(text.encode()) if ascii_only else _V4_TAIL.finditer(text))

@@ -29,6 +29,7 @@ _MIN_DIGITS = 8
 _SHAPES = re.compile(r"(?<!\d)\d{4}[ -]\d{2,6}[ -]\d|(?<!\d)\d{3}[-. ]\d\d[-. ]\d{4}"
                      r"|\d{3}\)?[-. )]{1,2}\d{3}[-. ]\d{4}|(?<!\d)0[1-9]\d{0,4}\)?[ -]\d\d")
 _SEPARATORS = re.compile(r"(\D+)")
+_OPENING = re.compile(r"[ ()]")  # separators after which a group may begin a finding
 # The sizes a card, SSN or North American number can start with; other formats start with
 # a trunk zero or after a "+".
 _FIRST_GROUP_SIZES = frozenset((1, 3, 4, 9, 10, 11, *range(12, 20)))
@@ -129,6 +130,8 @@ class _Run:
         if digits == end - start:
             hit = cls.bare(text, start, end)
             return [] if hit is None else [Finding(*hit[:3])]
+        if not _may_begin(text, start, end):
+            return []
         # After a "+" eight digits can be a phone; otherwise nothing has fewer than an SSN's 9.
         if text[start - 1:start] == "+" or digits >= 9 and (
                 text.startswith("00", start) or _SHAPES.search(text, start, end)):
@@ -165,10 +168,10 @@ class _Run:
     @classmethod
     def bare(cls, text: str, start: int, end: int) -> Hit | None:
         """A run of digits alone: a card, `+` and a phone, or an SSN or phone by context."""
-        size = end - start
-        if text[start - 1:start] == "+":
+        size, before = end - start, text[start - 1:start]
+        if before == "+":
             return cls(text, start, end, bare=True).international(0)
-        if 7 <= size <= 15 and text[max(0, start - 4):start].lower() == "tel:":
+        if before == ":" and 7 <= size <= 15 and text[max(0, start - 4):start].lower() == "tel:":
             return ("phone", start, end, 1)  # a tel: link is a phone number whatever its digits
         if not left_ok(text, start):
             return None
@@ -309,6 +312,14 @@ class _Run:
                 and (k + 1 == len(self.starts) or self.seps[k] != sep):
             return ("phone", start, self.ends[k], k + 1)
         return None
+
+
+def _may_begin(text: str, start: int, end: int) -> bool:
+    """Whether a finding can begin in the cluster: at its first group, unless what comes before
+    joins it to a longer token, or at a group after a space or bracket. Never after "-" or
+    ".": those join a group to the one before it (`left_ok`), as in UUIDs and versions."""
+    return (left_ok(text, start) or text[start - 1:start] in "+("
+            or _OPENING.search(text, start, end) is not None)
 
 
 # A group that is all digits, judged as if it stood alone (the caller has checked what comes

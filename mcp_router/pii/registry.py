@@ -1,4 +1,4 @@
-"""The detector registry: built-ins plus the config's custom patterns, and `detect` over them."""
+"""The detector registry: built-ins plus the config's custom patterns, and searches over them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from mcp_router.pii.detectors import Detector, Finding, PatternDetector, resolve_overlaps
 from mcp_router.pii.iban import IbanDetector
+from mcp_router.pii.invisible import VisibleText
 from mcp_router.pii.network import EmailDetector, Ipv4Detector, Ipv6Detector
 from mcp_router.pii.numeric import NumberDetector, id_like
 from mcp_router.pii.policy import PiiPolicy
@@ -88,13 +89,38 @@ def build_detectors(policy: PiiPolicy) -> list[Detector]:
             *(custom_detector(n, p) for n, p in policy.custom if n not in _DIGIT_RUN_TYPES)]
 
 
+class Search:
+    """The detectors a search for some entity types runs, chosen once (per policy, not per text).
+
+    `allowed` None means every type. The visible text is searched too when invisible
+    characters could hide a value (see `invisible`), its findings mapped back to `text`.
+    """
+
+    def __init__(self, detectors: Sequence[Detector], allowed: frozenset[str] | None) -> None:
+        self.allowed = allowed
+        self.detectors = tuple(d for d in detectors
+                               if allowed is None or not d.entities.isdisjoint(allowed))
+
+    def find(self, text: str) -> list[Finding]:
+        """Every finding of the chosen detectors in `text`, overlaps not resolved."""
+        found = self._find(text)
+        visible = VisibleText.of(text)
+        if visible is not None:
+            found += [visible.original(f) for f in self._find(visible.text)]
+            found = list(dict.fromkeys(found))  # a value clear of invisibles is found twice
+        return found
+
+    def _find(self, text: str) -> list[Finding]:
+        found = [f for d in self.detectors for f in d.find(text)]
+        allowed = self.allowed
+        return found if allowed is None else [f for f in found if f.entity in allowed]
+
+    def __repr__(self) -> str:
+        return f"Search({len(self.detectors)} detectors)"
+
+
 def detect(text: str, detectors: Sequence[Detector], entities: Iterable[str] | None = None,
            *, resolve: bool = True) -> list[Finding]:
     """Every finding of every detector, limited to `entities`, overlaps resolved, by start."""
-    if entities is None:
-        found = [f for d in detectors for f in d.find(text)]
-    else:
-        allowed = frozenset(entities)
-        found = [f for d in detectors if not d.entities.isdisjoint(allowed)
-                 for f in d.find(text) if f.entity in allowed]
+    found = Search(detectors, None if entities is None else frozenset(entities)).find(text)
     return resolve_overlaps(found) if resolve and len(found) > 1 else found

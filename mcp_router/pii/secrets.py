@@ -198,6 +198,8 @@ class AssignmentDetector:
         found: list[Finding] = []
         found += [Finding("secret", m.start("v"), m.end("v")) for m in _BEARER.finditer(text)
                   if _literal_secret(m.group("v"))]
+        if "=" not in text and ":" not in text:  # no assignment without one of them
+            return found
         lower = lowered(text)
         for assignment in _ASSIGNMENTS:
             for m in assignment.finditer(lower):

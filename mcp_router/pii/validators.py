@@ -51,8 +51,9 @@ def luhn_ok(digits: str) -> bool:
 
 
 def card_brand(digits: str) -> str | None:
-    """The card network whose number ranges and lengths fit `digits`, or None."""
-    n, p2, p4, p6 = len(digits), int(digits[:2]), int(digits[:4]), int(digits[:6])
+    """The card network whose number ranges and lengths fit `digits` (12 to 19), or None."""
+    n, p6 = len(digits), int(digits[:6])  # one parse: the 2- and 4-digit prefixes follow
+    p2, p4 = p6 // 10_000, p6 // 100
     if digits[0] == "4" and n in (13, 16, 19):
         return "visa"
     if (51 <= p2 <= 55 or 2221 <= p4 <= 2720) and n == 16:

@@ -9,7 +9,7 @@ import pytest
 from mcp_router.messages import ChatRequest, Message, PiiSummary
 from mcp_router.pii import PiiBlocked, PiiFilter, PiiPolicy
 from mcp_router.pii.detectors import Finding
-from mcp_router.pii.memo import FilterMemo
+from mcp_router.pii.memo import FilterMemo, memo_key
 from mcp_router.pii.registry import builtin_detectors
 
 EMAIL = "jane.doe@example.com"
@@ -79,20 +79,21 @@ def test_sessions_do_not_share_what_they_remember() -> None:
 
 def test_the_memo_keeps_no_input_in_clear() -> None:
     memo = FilterMemo()
-    memo.put(f"to {EMAIL}", "to <EMAIL>", {"email": 1})
-    assert memo.get(f"to {EMAIL}") == ("to <EMAIL>", {"email": 1})
+    memo.put(memo_key(f"to {EMAIL}"), "to <EMAIL>", {"email": 1})
+    assert memo.get(memo_key(f"to {EMAIL}")) == ("to <EMAIL>", {"email": 1})
     assert EMAIL not in repr(memo.__dict__)
 
 
 def test_the_memo_drops_the_least_recently_used_texts_past_its_bounds() -> None:
     memo = FilterMemo(max_entries=2, max_chars=10)
-    memo.put("a", "aaaa", {})
-    memo.put("b", "bbbb", {})
-    assert memo.get("a") is not None  # now "b" is the least recently used
-    memo.put("c", "cccc", {})  # 3 entries and 12 characters: "b" goes
-    assert (memo.get("a"), memo.get("b"), len(memo)) == (("aaaa", {}), None, 2)
-    memo.put("long", "x" * 11, {})  # longer than the whole memo: not kept
-    assert memo.get("long") is None and len(memo) == 2
+    a, b, c, long = map(memo_key, ("a", "b", "c", "long"))
+    memo.put(a, "aaaa", {})
+    memo.put(b, "bbbb", {})
+    assert memo.get(a) is not None  # now "b" is the least recently used
+    memo.put(c, "cccc", {})  # 3 entries and 12 characters: "b" goes
+    assert (memo.get(a), memo.get(b), len(memo)) == (("aaaa", {}), None, 2)
+    memo.put(long, "x" * 11, {})  # longer than the whole memo: not kept
+    assert memo.get(long) is None and len(memo) == 2
 
 
 def test_a_disabled_policy_passes_text_through_unremembered() -> None:

@@ -33,6 +33,22 @@ def test_iban_look_alikes_are_not_ibans(text: str) -> None:
     assert "iban" not in entities(text)
 
 
+@pytest.mark.parametrize("iban", [iban.lower() for iban in IBANS])
+def test_an_iban_written_in_lower_case_is_found(iban: str) -> None:
+    assert found(f"pay to {iban}.") == [("iban", iban)]
+
+
+@pytest.mark.parametrize("text", [
+    "de89 3704 0044 0532 0130 01",  # check digits do not match
+    "de8937040044053201300",  # one character short for Germany
+    "commit de89370400440532013000f4c1a2b3c4d5e6f7a8b9c0",  # a hash: too long for Germany
+    "gb82 WEST 1234 5698 7654 32",  # neither in capitals nor in lower case
+    "be12 and nl34 and at56 were the shelves",
+])
+def test_lower_case_iban_look_alikes_are_not_ibans(text: str) -> None:
+    assert "iban" not in entities(text)
+
+
 @pytest.mark.parametrize("word", ["fuck", "Fucking", "SHIT", "bullshit", "asshole", "bastards"])
 def test_a_listed_profanity_is_found_as_a_whole_word(word: str) -> None:
     assert found(f"this {word} build") == [("profanity", word)]

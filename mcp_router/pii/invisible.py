@@ -1,0 +1,67 @@
+"""Invisible characters: a text as a reader sees it, and its offsets mapped back to the original.
+
+Zero-width spaces and joiners, word joiners, byte-order marks, soft hyphens, bidirectional
+controls and variation selectors render as nothing, so `jane\u200b@example.com` reads as an
+address and `4111\u00ad1111 1111 1111` as a card. Detectors look at the visible text too, and
+what they find there is mapped back onto the original, spanning the invisible characters, so
+the whole value is replaced in what leaves the process.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+
+from mcp_router.pii.detectors import Finding
+
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069"
+    "\ufe00-\ufe0f\ufeff]+")
+
+
+def without_invisible(text: str) -> str:
+    """`text` with its invisible characters removed (ASCII text has none)."""
+    return text if text.isascii() else _INVISIBLE.sub("", text)
+
+
+class VisibleText:
+    """A text without its invisible characters, and the way back to offsets in the original."""
+
+    def __init__(self, original: str, runs: list[tuple[int, int]]) -> None:
+        pieces: list[str] = []
+        # For each run of invisible characters: where it was in the visible text, and how
+        # many characters had been removed up to and including it.
+        self._at: list[int] = []
+        self._removed: list[int] = []
+        pos = removed = 0
+        for start, end in runs:
+            pieces.append(original[pos:start])
+            self._at.append(start - removed)
+            removed += end - start
+            self._removed.append(removed)
+            pos = end
+        pieces.append(original[pos:])
+        self.text = "".join(pieces)
+
+    @classmethod
+    def of(cls, text: str) -> VisibleText | None:
+        """The visible form of `text`, or None when nothing in it is invisible."""
+        if text.isascii():
+            return None
+        runs = [m.span() for m in _INVISIBLE.finditer(text)]
+        return cls(text, runs) if runs else None
+
+    def original(self, finding: Finding) -> Finding:
+        """`finding` in the visible text as a span of the original: from its first visible
+        character to its last, with the invisible characters between them."""
+        start = self._offset(finding.start)
+        end = self._offset(finding.end - 1) + 1 if finding.end > finding.start else start
+        return Finding(finding.entity, start, end)
+
+    def _offset(self, i: int) -> int:
+        """Where the visible text's character `i` is in the original."""
+        k = bisect_right(self._at, i)  # the runs removed before that character
+        return i + (self._removed[k - 1] if k else 0)
+
+    def __repr__(self) -> str:
+        return f"<VisibleText: {len(self._at)} invisible runs>"
