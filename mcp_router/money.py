@@ -33,7 +33,7 @@ SECONDS_PER_DAY = 86_400  # every UTC day in epoch time: POSIX time has no leap 
 
 def utc_day_month(ts: float) -> tuple[str, str]:
     """The UTC calendar day (YYYY-MM-DD) and month (YYYY-MM) an epoch time is counted in."""
-    return _day_month(math.floor(ts / SECONDS_PER_DAY))
+    return _day_month(math.floor(ts) // SECONDS_PER_DAY)  # whole seconds first: exact
 
 
 @lru_cache(maxsize=8)
