@@ -119,7 +119,11 @@ class CacheStep:
             self.store.flush()
         elif not self._flush_due:
             self._flush_due = True
-            later.start_soon(self._flush_soon)
+            try:
+                later.start_soon(self._flush_soon)
+            except RuntimeError:  # the task group has already closed: write it now
+                self._flush_due = False
+                self.store.flush()
 
     async def _flush_soon(self) -> None:
         try:

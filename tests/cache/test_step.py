@@ -221,3 +221,11 @@ async def test_a_closing_task_group_still_writes_what_is_staged(
         await step.answer(_key(request()), request(), "use", Upstream(), later=later)
         later.cancel_scope.cancel()
     assert store.staged == 0 and store.get(_key(request())) is not None
+
+
+async def test_an_answer_after_its_task_group_closed_is_written_at_once(
+        step: CacheStep, store: ResponseCache) -> None:
+    async with anyio.create_task_group() as later:
+        pass
+    await step.answer(_key(request()), request(), "use", Upstream(), later=later)
+    assert store.staged == 0 and store.get(_key(request())) is not None
