@@ -44,8 +44,13 @@ def inline_schema(model: type[BaseModel]) -> WithJsonSchema:
     return WithJsonSchema(schema)
 
 
-Usd = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
-"""Money is Decimal inside; hosts read it as a JSON number."""
+Usd = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json"),
+                WithJsonSchema({"type": "number"})]
+"""Money is Decimal inside; hosts read it as a JSON number, and the schema says so.
+
+Without the explicit schema, an output schema made in validation mode (as the SDK makes it)
+reads `number or string`, which every host then checks branch by branch on every result.
+"""
 
 Role = Literal["system", "user", "assistant"]
 Outcome = Literal["ok", "error", "skipped"]
