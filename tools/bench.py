@@ -1,13 +1,15 @@
 """Latency of `chat_completion` over stdio beside a direct upstream call and a bare MCP server.
 
-    /work/venv/bin/python tools/bench.py [--n 300] [--warmup 30] [--latencies 0,50]
+    python tools/bench.py [--n 300] [--warmup 30] [--latencies 0,50]
 
 Every variant is measured in one run against one simulated upstream, in blocks that rotate
 between variants, so a noisy machine's drift hits all of them alike. The router's own
 overhead is `router - bare`: both are MCP stdio servers driven by the same client code, and
 the bare one only forwards the request. The `floor` row is that bare server answering with
 a `chat_completion`-shaped result, which splits the overhead into what the result contract
-costs (floor - bare) and what the routing core costs (router - floor). A row is one entry
+costs (floor - bare) and what the routing core costs (router - floor); the `lean` row is the
+router with its optional steps off (cache, PII filter, audit log), which splits the routing
+core once more. A row is one entry
 of `VARIANTS`: an async context manager that starts what it needs and yields
 `call(prompt) -> content`.
 Exit code 0 whatever the numbers (a measurement); 1 when a call fails or answers wrongly.
@@ -64,6 +66,14 @@ routes:
 default_route: default
 """
 
+LEAN_CONFIG = BENCH_CONFIG + """\
+cache: {enabled: false}
+pii: {enabled: false}
+audit: {enabled: false}
+"""
+"""The bench config with the response cache, the PII filter and the audit log off: what the
+routing core, the ledger and the budgets cost without the optional steps."""
+
 Call = Callable[[str], Awaitable[str]]
 """One measured call: prompt in, the verified answer text out."""
 
@@ -78,6 +88,7 @@ class Env:
 
     sim_url: str
     config: Path
+    lean_config: Path
     home: Path
 
     @property
@@ -144,16 +155,26 @@ async def floor(env: Env) -> AsyncIterator[Call]:
 
 
 @asynccontextmanager
-async def router(env: Env) -> AsyncIterator[Call]:
-    """`mcp-router serve` over stdio with the bench config: one provider, one single route."""
-    async with _stdio(["-m", "mcp_router", "serve", "--config", str(env.config)], env) as client:
+async def _router(env: Env, config: Path, variant: str) -> AsyncIterator[Call]:
+    """`mcp-router serve` over stdio with `config`: one provider, one single route."""
+    async with _stdio(["-m", "mcp_router", "serve", "--config", str(config)], env) as client:
         async def call(prompt: str) -> str:
             data = _structured(await client.call_tool("chat_completion", {"prompt": prompt}),
                                "chat_completion")
             if data.get("provider") != "bench":
-                raise BenchError(f"router: answered by {data.get('provider')!r}, not 'bench'")
-            return _checked(data.get("content"), prompt, "router")
+                raise BenchError(f"{variant}: answered by {data.get('provider')!r}, not 'bench'")
+            return _checked(data.get("content"), prompt, variant)
         yield call
+
+
+def router(env: Env) -> AbstractAsyncContextManager[Call]:
+    """The router as shipped: cache, PII filter and audit log on, as by default."""
+    return _router(env, env.config, "router")
+
+
+def lean(env: Env) -> AbstractAsyncContextManager[Call]:
+    """The router with the cache, PII filter and audit log off (`LEAN_CONFIG`)."""
+    return _router(env, env.lean_config, "lean")
 
 
 HIT_PROMPT = "the same question every time, so the cache answers"
@@ -175,7 +196,7 @@ async def hit(env: Env) -> AsyncIterator[Call]:
 
 
 VARIANTS: dict[str, Callable[[Env], AbstractAsyncContextManager[Call]]] = {
-    "direct": direct, "bare": bare, "floor": floor, "router": router, "hit": hit,
+    "direct": direct, "bare": bare, "floor": floor, "router": router, "lean": lean, "hit": hit,
 }
 
 
@@ -299,6 +320,10 @@ def report(latency_ms: float, samples: dict[str, Samples]) -> None:
           f"range {min(paired):.2f} .. {max(paired):.2f} ms over {len(paired)} blocks")
     print(f"  of which: the result contract (floor - bare) p50 {contract.p50 - bare_.p50:.2f} ms, "
           f"the routing core (router - floor) p50 {ours.p50 - contract.p50:.2f} ms")
+    slim = samples["lean"]
+    print(f"  the optional steps (cache lookup, PII filter, audit log: router - lean) p50 "
+          f"{ours.p50 - slim.p50:.2f} ms; without them (lean - bare) p50 "
+          f"{slim.p50 - bare_.p50:.2f} ms")
     print(f"  MCP itself (bare - direct): p50 {bare_.p50 - direct_.p50:.2f} ms; "
           f"ratio bare/direct p50 = {bare_.p50 / direct_.p50:.3f}")
     if ours.cpu_ms is not None and bare_.cpu_ms is not None and contract.cpu_ms is not None:
@@ -316,9 +341,10 @@ def report(latency_ms: float, samples: dict[str, Samples]) -> None:
 
 
 async def run(args: argparse.Namespace, sim_url: str, workdir: Path) -> None:
-    config = workdir / "bench.yaml"
+    config, lean_config = workdir / "bench.yaml", workdir / "lean.yaml"
     config.write_text(BENCH_CONFIG)
-    env = Env(sim_url=sim_url, config=config, home=workdir / "home")
+    lean_config.write_text(LEAN_CONFIG)
+    env = Env(sim_url=sim_url, config=config, lean_config=lean_config, home=workdir / "home")
     prompts = Prompts()
     async with httpx.AsyncClient() as control, _entered(env) as (calls, servers):
         for latency in args.latencies:
