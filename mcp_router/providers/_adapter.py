@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, ClassVar, Protocol
 
 import httpx
@@ -142,27 +142,29 @@ class HttpAdapter:
             raise ProviderNotConfigured(self.provider, model, f"{self.api_key_env} is not set")
         upstream = Upstream(self.provider, model, self.api_key)
         body = self.wire.build_body(request, model, self.stream)
+        reading = _Reading(upstream)
         async with post(self.http, self.url(model), headers=self._headers(), body=body,
                         timeout_s=self.timeout_s, upstream=upstream,
                         parse_error=self.wire.parse_error) as reply:
             if isinstance(reply, JsonReply):
-                with _reading(upstream):
+                with reading:
                     completion = self.wire.parse_completion(reply.data)
                 if on_text is not None and completion.content:
                     await on_text(completion.content)
             else:
-                completion = await self._drain(reply.events, upstream, on_text)
-        return completion.model_copy(update={"ttfb_ms": reply.ttfb_ms})
+                completion = await self._drain(reply.events, reading, on_text)
+        completion.ttfb_ms = reply.ttfb_ms  # a new object of this call's own: no copy needed
+        return completion
 
-    async def _drain(self, events: AsyncIterator[SseEvent], upstream: Upstream,
+    async def _drain(self, events: AsyncIterator[SseEvent], reading: _Reading,
                      on_text: TextFn | None) -> Completion:
         accumulator = self.wire.new_stream()
         async for event in events:
-            with _reading(upstream):
+            with reading:
                 delta = accumulator.feed(event)
             if delta and on_text is not None:
                 await on_text(delta)
-        with _reading(upstream):
+        with reading:
             completion = accumulator.finish()
         return completion
 
@@ -173,21 +175,32 @@ def _merge_headers(base: dict[str, str], override: dict[str, str]) -> dict[str, 
     return {**{k: v for k, v in base.items() if k.lower() not in overridden}, **override}
 
 
-@contextmanager
-def _reading(upstream: Upstream) -> Iterator[None]:
-    """Translate what the pure wire functions raise into the provider error tree.
+class _Reading:
+    """Translates what the pure wire functions raise into the provider error tree.
 
     Lookup and type errors mean a body of the wrong shape (a missing key, a string where
     an object belongs); only the pure parsing runs under this, so no caller bug hides here.
+    One instance serves every event of a call (a class, not a generator: it is entered
+    once per streamed event).
     """
-    try:
-        yield
-    except UpstreamError as exc:
-        raise ProviderStatusError(upstream.provider, upstream.model, exc.status,
-                                  upstream.clean(str(exc))) from exc
-    except WireError as exc:
-        raise ProviderProtocolError(upstream.provider, upstream.model,
-                                    upstream.clean(str(exc))) from exc
-    except (ValueError, LookupError, TypeError, AttributeError) as exc:
-        raise ProviderProtocolError(upstream.provider, upstream.model, upstream.clean(
-            f"unexpected response shape: {type(exc).__name__}: {exc}")) from exc
+
+    __slots__ = ("_upstream",)
+
+    def __init__(self, upstream: Upstream) -> None:
+        self._upstream = upstream
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        upstream = self._upstream
+        if isinstance(exc, UpstreamError):
+            raise ProviderStatusError(upstream.provider, upstream.model, exc.status,
+                                      upstream.clean(str(exc))) from exc
+        if isinstance(exc, WireError):
+            raise ProviderProtocolError(upstream.provider, upstream.model,
+                                        upstream.clean(str(exc))) from exc
+        if isinstance(exc, ValueError | LookupError | TypeError | AttributeError):
+            raise ProviderProtocolError(upstream.provider, upstream.model, upstream.clean(
+                f"unexpected response shape: {type(exc).__name__}: {exc}")) from exc
