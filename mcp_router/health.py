@@ -138,6 +138,14 @@ class _Window:
                 "last_error": self.last_error, "last_error_at": iso(self.last_error_at)}
 
 
+def _window(windows: dict[str, _Window], key: str) -> _Window:
+    """The window under `key`, made on first use (setdefault would make one on every call)."""
+    window = windows.get(key)
+    if window is None:
+        window = windows[key] = _Window()
+    return window
+
+
 class HealthBook:
     """Passive figures from every attempt that reached an upstream, plus the last probes.
 
@@ -157,15 +165,14 @@ class HealthBook:
         for attempt in attempts:
             if attempt.outcome == "skipped":
                 continue
-            self._providers.setdefault(attempt.provider, _Window()).add(attempt, now, wall)
-            key = f"{attempt.provider}/{attempt.model}"
-            self._targets.setdefault(key, _Window()).add(attempt, now, wall)
+            _window(self._providers, attempt.provider).add(attempt, now, wall)
+            _window(self._targets, f"{attempt.provider}/{attempt.model}").add(attempt, now, wall)
 
     def record_probe(self, result: ProbeResult) -> None:
         """Keep the provider's last probe; a failed one is also its last error."""
         self._probes[result.provider] = result
         if not result.ok:
-            window = self._providers.setdefault(result.provider, _Window())
+            window = _window(self._providers, result.provider)
             window.last_error = f"probe: {result.error}"
             window.last_error_at = self._clock.wall()
 

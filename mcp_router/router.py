@@ -201,6 +201,8 @@ def _redacted(response: ChatResponse, session: PiiSession) -> ChatResponse:
     What was found in it rides along in the completion so the caller's result can count it.
     """
     text, found = session.redact_answer(response.completion.content)
+    if text == response.completion.content and not found.counts:
+        return response  # nothing found: the answer as it came, with no findings to count
     completion = response.completion.model_copy(update={"content": text, "pii": found})
     return response.model_copy(update={"completion": completion})
 

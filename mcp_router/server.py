@@ -255,7 +255,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
             raise ToolError(state.front.scrubber.scrub(str(exc))) from exc
         if alert := router.spend.budgets.check_alert():
             await notify(ctx, alert)
-        return sized_result(result, _state(ctx).pages, config)
+        return sized_result(result, state.pages, config)
 
     @_tool(server, read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:

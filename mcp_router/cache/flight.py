@@ -13,7 +13,7 @@ A waiter waits inside its own cancel scope: the router's deadline (for instance
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import anyio
@@ -29,7 +29,8 @@ def _always(_: object) -> bool:
 
 @dataclass
 class _Flight(Generic[T]):
-    done: anyio.Event = field(default_factory=anyio.Event)
+    # Made by the first waiter: most flights have none, and an event is not free.
+    done: anyio.Event | None = None
     result: tuple[T] | None = None  # a 1-tuple, so a result of None is still a result
 
 
@@ -54,6 +55,8 @@ class SingleFlight(Generic[T]):
             flight = self._flights.get(key)
             if flight is None:
                 return await self._lead(key, fn, share), False
+            if flight.done is None:
+                flight.done = anyio.Event()
             await flight.done.wait()
             if flight.result is not None:
                 return flight.result[0], True
@@ -70,4 +73,5 @@ class SingleFlight(Generic[T]):
         finally:
             # on failure the waiters wake to an empty flight and elect a new leader
             del self._flights[key]
-            flight.done.set()
+            if flight.done is not None:
+                flight.done.set()

@@ -198,7 +198,9 @@ class BreakerBoard:
             self._unconfigured.discard(name)
 
     def _state(self, key: str) -> CircuitState:
-        c = self._circuits.setdefault(key, _Circuit())
+        c = self._circuits.get(key)
+        if c is None:  # not setdefault: it would build a circuit on every read
+            c = self._circuits[key] = _Circuit()
         provider = _provider(key)
         if provider in self._unconfigured:
             return "unconfigured"
