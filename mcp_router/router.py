@@ -63,6 +63,10 @@ class Router:
         self.late = LateAnswers(clock)
         self.pii = pii
         self._policy = _fingerprint(config)
+        # Without a max_tokens of the caller's, ask for no more than a host can take back.
+        output = config.output
+        self._max_tokens = min(output.default_max_tokens,
+                               content_budget_tokens(output.max_result_tokens))
 
     async def complete(self, call: ChatCall, *, client: str = "local",
                        progress: ProgressFn = _no_progress,
@@ -78,7 +82,7 @@ class Router:
         """
         session = pii or self.pii.session()
         # Everything after this line, the cache key included, sees only the filtered request.
-        request, found = session.filter_request(self._sized(to_request(call)))
+        request, found = session.filter_request(to_request(call, self._max_tokens))
         tree, route = self._resolve(call)
         trace_id = uuid.uuid4().hex
         started = self.clock.now()
@@ -155,14 +159,6 @@ class Router:
             pii=combine_summaries(found, *_answer_findings(served.response)),
         )
 
-    def _sized(self, request: ChatRequest) -> ChatRequest:
-        """Without a max_tokens of the caller's, ask for no more than a host can take back."""
-        if request.max_tokens is not None:
-            return request
-        output = self.config.output
-        cap = min(output.default_max_tokens, content_budget_tokens(output.max_result_tokens))
-        return request.model_copy(update={"max_tokens": cap})
-
     def _resolve(self, call: ChatCall) -> tuple[CircuitGroup, str | None]:
         if call.route is not None and call.model is not None:
             raise InvalidRequest("route", "give either 'route' or 'model', not both")
@@ -219,8 +215,11 @@ def _fingerprint(config: Config) -> str:
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
-def to_request(call: ChatCall) -> ChatRequest:
-    """The neutral request of a call; exactly one of `messages` and `prompt` is allowed."""
+def to_request(call: ChatCall, default_max_tokens: int | None = None) -> ChatRequest:
+    """The neutral request of a call; exactly one of `messages` and `prompt` is allowed.
+
+    `default_max_tokens` stands in when the call sets no `max_tokens`.
+    """
     if (call.messages is None) == (call.prompt is None):
         raise InvalidRequest("messages", "give either 'messages' (a list of {role, content}) "
                              "or 'prompt' (a string), exactly one of them")
@@ -234,7 +233,8 @@ def to_request(call: ChatCall) -> ChatRequest:
             raise InvalidRequest("messages", "must hold at least one message")
         if all(m.role == "system" for m in messages):
             raise InvalidRequest("messages", "needs at least one user or assistant message")
-    return ChatRequest(messages=messages, max_tokens=call.max_tokens,
+    max_tokens = default_max_tokens if call.max_tokens is None else call.max_tokens
+    return ChatRequest(messages=messages, max_tokens=max_tokens,
                        temperature=call.temperature, top_p=call.top_p, stop=call.stop)
 
 
