@@ -56,8 +56,11 @@ CREATE TABLE IF NOT EXISTS calls (
     metadata TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS calls_day ON calls(day);
-CREATE INDEX IF NOT EXISTS calls_month ON calls(month);
+DROP INDEX IF EXISTS calls_month;
 """
+# One index: a month is a range of days ('YYYY-MM-01' to 'YYYY-MM-31' as text), and each index
+# is one more page every row's commit writes. (Ledgers made before had a month index too; an
+# older mcp-router opening this file makes it again, which changes no result.)
 _COLUMNS = ("ts, day, month, trace_id, client, route, provider, model, outcome, input_tokens, "
             "output_tokens, cached_input_tokens, cost_usd, saved_usd, latency_ms, metadata")
 _INSERT = f"INSERT INTO calls ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
@@ -219,7 +222,7 @@ class Ledger:
         if period == "today":
             return "day = ?", (day,)
         if period == "month":
-            return "month = ?", (month,)
+            return "day BETWEEN ? AND ?", (f"{month}-01", f"{month}-31")
         return "1", ()
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:

@@ -49,6 +49,23 @@ def test_the_ledger_is_wal_with_a_schema_version(ledger: Ledger) -> None:
     conn.close()
 
 
+def test_a_ledger_with_the_earlier_month_index_keeps_its_sums(tmp_path: Path,
+                                                              clock: FakeClock) -> None:
+    """Ledgers made before the month index was dropped (and older releases that make it
+    again) read the same sums: months are ranges of the day index now."""
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger(path, clock) as first:
+        first.record(_row(cost="1", ts=utc("2026-10-31 23:59:59")))
+        first.record(_row(cost="2", ts=utc("2026-11-01 00:00:00")))
+        first.record(_row(cost="4"))
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE INDEX calls_month ON calls(month)")  # as an older release left it
+    conn.close()
+    with Ledger(path, clock) as reopened:
+        assert (reopened.spent("month"), reopened.spent("today")) == (Decimal(6), Decimal(4))
+        assert reopened.report("month").total_usd == Decimal(6)
+
+
 def test_a_ledger_from_a_newer_release_is_refused(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "ledger.sqlite3"
     conn = sqlite3.connect(path)
