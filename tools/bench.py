@@ -118,8 +118,11 @@ def _checked(content: object, prompt: str, variant: str) -> str:
     return str(content)
 
 
-def _stdio(args: list[str], env: Env) -> Client:
-    params = StdioServerParameters(command=sys.executable, args=args, env=env.server_env)
+def _stdio(args: list[str], env: Env, home: str = "") -> Client:
+    """A client of a stdio server; `home` names the server's own data directory (ledger,
+    cache, audit log) under the shared one, so no variant writes into another's files."""
+    server_env = env.server_env | {"MCP_ROUTER_HOME": str(env.home / home)}
+    params = StdioServerParameters(command=sys.executable, args=args, env=server_env)
     return Client(params, read_timeout_seconds=60)
 
 
@@ -157,7 +160,8 @@ async def floor(env: Env) -> AsyncIterator[Call]:
 @asynccontextmanager
 async def _router(env: Env, config: Path, variant: str) -> AsyncIterator[Call]:
     """`mcp-router serve` over stdio with `config`: one provider, one single route."""
-    async with _stdio(["-m", "mcp_router", "serve", "--config", str(config)], env) as client:
+    async with _stdio(["-m", "mcp_router", "serve", "--config", str(config)], env,
+                      home=variant) as client:
         async def call(prompt: str) -> str:
             data = _structured(await client.call_tool("chat_completion", {"prompt": prompt}),
                                "chat_completion")
@@ -183,7 +187,8 @@ HIT_PROMPT = "the same question every time, so the cache answers"
 @asynccontextmanager
 async def hit(env: Env) -> AsyncIterator[Call]:
     """`mcp-router serve` answering one repeated prompt from its cache (after the first call)."""
-    async with _stdio(["-m", "mcp_router", "serve", "--config", str(env.config)], env) as client:
+    async with _stdio(["-m", "mcp_router", "serve", "--config", str(env.config)], env,
+                      home="hit") as client:
         await client.call_tool("chat_completion", {"prompt": HIT_PROMPT})
 
         async def call(prompt: str) -> str:
