@@ -1,4 +1,4 @@
-"""The `mcp-router` command: serve (default), demo, simulate, check-config, config <client>."""
+"""The `mcp-router` command: serve (default), demo, simulate, check-config, token, config."""
 
 from __future__ import annotations
 
@@ -49,8 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     simulate = commands.add_parser("simulate", help="run the simulated upstream (loopback)")
-    simulate.add_argument("--port", type=int, default=8787)
-    simulate.add_argument("--latency-ms", type=float, default=0.0)
+    simulate.add_argument("--port", type=int, default=8787,
+                          help="port on 127.0.0.1 (default: 8787; 0 picks a free one)")
+    simulate.add_argument("--latency-ms", type=float, default=0.0,
+                          help="added before every answer (default: 0)")
     simulate.set_defaults(handler=_simulate)
 
     check = commands.add_parser("check-config", help="validate a config, print its routes")
@@ -77,9 +79,12 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="config file (default: $MCP_ROUTER_CONFIG, "
                                          "then the shipped team policy)")
     parser.add_argument("--transport", choices=["stdio", "sse", "streamable-http"],
-                        default="stdio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+                        default="stdio", help="stdio for one host (default); sse or "
+                                              "streamable-http to serve over HTTP")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="HTTP bind address (default: 127.0.0.1; another address needs "
+                             "`clients:` and `server.allowed_hosts` in the config)")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000)")
 
 
 def config_path(arg: str | None) -> Path:
