@@ -116,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
     from mcp_router.http_auth import bind_refusal, serve_http
     from mcp_router.provider_keys import Scrubber, install_log_scrubber, provider_keys
     from mcp_router.server import create_server
+    from mcp_router.stdio import serve_stdio
 
     path = config_path(args.config)
     config = load_config(path)
@@ -131,7 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("config %s, data under %s, transport %s", path, home, args.transport)
     settle_garbage_collector()
     if args.transport == "stdio":
-        server.run("stdio")
+        anyio.run(serve_stdio, server)
     else:
         anyio.run(partial(serve_http, server, args.transport, host=args.host, port=args.port,
                           config=config.server, scrubber=scrubber))

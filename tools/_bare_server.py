@@ -5,6 +5,8 @@ upstream call itself, shared with the benchmark's `direct` variant so both send 
 the router's OpenAI adapter sends (`mcp_router/providers/openai.py` `build_body`, streaming).
 
 - `forward` returns the answer as a two-key dict: the floor the issue measures against.
+  With `--pipes` the server runs on the router's own stdio transport (`mcp_router.stdio`)
+  instead of the SDK's, which splits what that transport saves from the routing core's cost.
 - `forward_result` returns the answer as a `ChatResult`, serialised as the router serialises
   it and declared with the same output schema, but filled in without any routing: the floor
   of the `chat_completion` contract itself (the SDK carrying a bigger result, the client
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,11 +25,13 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Annotated, Any
 
+import anyio
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent
 
 from mcp_router.messages import Attempt, ChatResult, Usage
+from mcp_router.stdio import serve_stdio
 
 MODEL = "gpt-bench"
 
@@ -98,4 +103,8 @@ def create_bare_server(base_url: str, transport: httpx.AsyncBaseTransport | None
 
 
 if __name__ == "__main__":
-    create_bare_server(os.environ["MCP_ROUTER_SIM_URL"] + "/v1").run("stdio")
+    bare_server = create_bare_server(os.environ["MCP_ROUTER_SIM_URL"] + "/v1")
+    if "--pipes" in sys.argv:  # the router's own stdio transport instead of the SDK's
+        anyio.run(serve_stdio, bare_server)
+    else:
+        bare_server.run("stdio")

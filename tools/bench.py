@@ -9,9 +9,11 @@ the bare one only forwards the request. The `floor` row is that bare server answ
 a `chat_completion`-shaped result, which splits the overhead into what the result contract
 costs (floor - bare) and what the routing core costs (router - floor); the `lean` row is the
 router with its optional steps off (cache, PII filter, audit log), which splits the routing
-core once more. A row is one entry
-of `VARIANTS`: an async context manager that starts what it needs and yields
-`call(prompt) -> content`.
+core once more. The router serves stdio on its own transport (`mcp_router.stdio`), the bare
+server on the SDK's; the `piped` row is the bare server on the router's transport, so
+`bare - piped` is what the transport saves and `router - piped` what the routing core costs
+on equal transports. A row is one entry of `VARIANTS`: an async context manager that starts
+what it needs and yields `call(prompt) -> content`.
 Exit code 0 whatever the numbers (a measurement); 1 when a call fails or answers wrongly.
 """
 
@@ -147,6 +149,17 @@ async def bare(env: Env) -> AsyncIterator[Call]:
 
 
 @asynccontextmanager
+async def piped(env: Env) -> AsyncIterator[Call]:
+    """The bare server on the router's own stdio transport: the same floor, minus the SDK's
+    thread hand-offs, so `router - piped` is the routing core's cost on equal transports."""
+    async with _stdio([str(BARE_SERVER), "--pipes"], env) as client:
+        async def call(prompt: str) -> str:
+            data = _structured(await client.call_tool("forward", {"prompt": prompt}), "forward")
+            return _checked(data.get("content"), prompt, "piped")
+        yield call
+
+
+@asynccontextmanager
 async def floor(env: Env) -> AsyncIterator[Call]:
     """The contract's floor: the bare server answering with a `chat_completion`-shaped result."""
     async with _stdio([str(BARE_SERVER)], env) as client:
@@ -201,7 +214,8 @@ async def hit(env: Env) -> AsyncIterator[Call]:
 
 
 VARIANTS: dict[str, Callable[[Env], AbstractAsyncContextManager[Call]]] = {
-    "direct": direct, "bare": bare, "floor": floor, "router": router, "lean": lean, "hit": hit,
+    "direct": direct, "bare": bare, "piped": piped, "floor": floor, "router": router,
+    "lean": lean, "hit": hit,
 }
 
 
@@ -329,6 +343,10 @@ def report(latency_ms: float, samples: dict[str, Samples]) -> None:
     print(f"  the optional steps (cache lookup, PII filter, audit log: router - lean) p50 "
           f"{ours.p50 - slim.p50:.2f} ms; without them (lean - bare) p50 "
           f"{slim.p50 - bare_.p50:.2f} ms")
+    on_pipes = samples["piped"]
+    print(f"  the router's stdio transport saves (bare - piped) p50 "
+          f"{bare_.p50 - on_pipes.p50:.2f} ms; the routing core on equal transports "
+          f"(router - piped) p50 {ours.p50 - on_pipes.p50:.2f} ms")
     print(f"  MCP itself (bare - direct): p50 {bare_.p50 - direct_.p50:.2f} ms; "
           f"ratio bare/direct p50 = {bare_.p50 / direct_.p50:.3f}")
     if ours.cpu_ms is not None and bare_.cpu_ms is not None and contract.cpu_ms is not None:

@@ -1,0 +1,240 @@
+"""Serve MCP over this process's stdin and stdout through the event loop's own pipe transports.
+
+The SDK's stdio transport reads each line and writes (then flushes) each message on a
+worker thread: three thread hand-offs for every call, which cost a plain call about as much
+as the routing core does. Here the event loop watches the pipes itself: a message is read
+when epoll says it is there, and written by the task that sends it, straight into the pipe.
+
+As with the SDK's transport, fd 0 and fd 1 point elsewhere while serving (the null device and
+stderr), so a stray `print` or a child process cannot write into the protocol; both are put
+back, blocking mode included, when serving ends. Hosts start servers with pipes or sockets on
+both; anything else (a terminal, a file, Windows, an event loop that is not asyncio's) is
+served by the SDK's own transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
+from types import TracebackType
+from typing import IO, Any, BinaryIO, Self, cast
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.message import SessionMessage
+from mcp.types import jsonrpc_message_adapter
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["MAX_LINE_BYTES", "PipeReader", "PipeWriter", "serve_stdio"]
+
+log = logging.getLogger("mcp_router")
+
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""A message longer than this is dropped (and said on stderr), not buffered without end."""
+
+
+async def serve_stdio(server: MCPServer[Any]) -> None:
+    """Run `server` over stdin and stdout until the host closes stdin."""
+    if not _pipes_usable():
+        await server.run_stdio_async()
+        return
+    lowlevel = server._lowlevel_server  # run_stdio_async's own way in; no public one takes streams
+    async with stdio_pipes() as (reader, writer):
+        await lowlevel.run(reader, writer, lowlevel.create_initialization_options())
+
+
+def _pipes_usable() -> bool:
+    """Pipes and sockets on both descriptors (what hosts spawn servers with), on asyncio."""
+    if sys.platform == "win32":
+        return False
+    try:
+        asyncio.get_running_loop()
+        return all(stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+                   for mode in (os.fstat(0).st_mode, os.fstat(1).st_mode))
+    except (RuntimeError, OSError):  # not asyncio (trio), or a descriptor that is closed
+        return False
+
+
+@asynccontextmanager
+async def stdio_pipes() -> AsyncIterator[tuple[PipeReader, PipeWriter]]:
+    """A reader and a writer on private copies of fd 0 and 1, which point elsewhere meanwhile.
+
+    The pipe transports make the file descriptions non-blocking; their flags are put back
+    on the way out, as are fd 0 and 1.
+    """
+    loop = asyncio.get_running_loop()
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(asyncio.sleep, 0)  # the transports close their copies
+        stack.enter_context(_flags_kept(0))
+        stack.enter_context(_flags_kept(1))
+        reader = asyncio.StreamReader(limit=MAX_LINE_BYTES, loop=loop)
+        wire_in, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), _private_copy(0, "rb"))
+        stack.callback(wire_in.close)
+        wire_out, flow = await loop.connect_write_pipe(_WriteFlow, _private_copy(1, "wb"))
+        stack.callback(wire_out.close)
+        stack.enter_context(_pointed_at(0, os.open(os.devnull, os.O_RDONLY)))
+        stack.enter_context(_pointed_at(1, os.dup(2)))
+        stack.callback(_flush, sys.stdout)  # stray prints still buffered go to stderr too
+        yield PipeReader(reader), PipeWriter(wire_out, flow)
+
+
+def _private_copy(fd: int, mode: str) -> BinaryIO:
+    """A duplicate of `fd` above the standard range, not inherited by child processes."""
+    return cast(BinaryIO, os.fdopen(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3), mode,
+                                    buffering=0))
+
+
+def _flush(stream: IO[str] | None) -> None:
+    with suppress(OSError, ValueError):  # closed, or its descriptor gone
+        if stream is not None:
+            stream.flush()
+
+
+@contextmanager
+def _flags_kept(fd: int) -> Iterator[None]:
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        yield
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+
+
+@contextmanager
+def _pointed_at(fd: int, elsewhere: int) -> Iterator[None]:
+    """`fd` names `elsewhere` (which it takes over) until the block ends, then itself again."""
+    saved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    try:
+        os.dup2(elsewhere, fd)
+    finally:
+        os.close(elsewhere)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+class PipeReader:
+    """The read side the SDK's server loop takes: one JSON-RPC message a line.
+
+    A line that is not a message is handed on as its exception, as the SDK's transport
+    does, and also said on stderr so whoever wired the host up can see it.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    async def receive(self) -> SessionMessage | Exception:
+        line = await self._line()
+        try:
+            return SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            log.warning("stdin: a line that is not a JSON-RPC message was ignored: %s",
+                        str(exc).splitlines()[0])
+            return exc
+
+    async def _line(self) -> bytes:
+        """The next non-empty line; EndOfStream when stdin is closed."""
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                line = exc.partial  # the last line may lack its newline
+                if not line.strip():
+                    raise anyio.EndOfStream from None
+            except asyncio.LimitOverrunError as exc:
+                await self._skip_line(exc.consumed)
+                continue
+            if line.strip():
+                return line
+
+    async def _skip_line(self, consumed: int) -> None:
+        """Drop a line over MAX_LINE_BYTES, up to and including its newline."""
+        log.warning("stdin: a message over %d MiB was dropped", MAX_LINE_BYTES >> 20)
+        while True:
+            await self._reader.readexactly(consumed)
+            try:
+                await self._reader.readuntil(b"\n")
+                return
+            except asyncio.IncompleteReadError:
+                return
+            except asyncio.LimitOverrunError as exc:
+                consumed = exc.consumed
+
+    async def aclose(self) -> None:
+        return None
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc_val: BaseException | None, exc_tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class _WriteFlow(asyncio.Protocol):
+    """Flow control for the stdout pipe: a sender waits while the pipe's buffer is full."""
+
+    def __init__(self) -> None:
+        self._resumed: asyncio.Future[None] | None = None
+        self.lost = False
+
+    def pause_writing(self) -> None:
+        self._resumed = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._wake()
+
+    def _wake(self) -> None:
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None and not resumed.done():
+            resumed.set_result(None)
+
+    async def drained(self) -> None:
+        if self._resumed is not None:
+            await asyncio.shield(self._resumed)
+
+
+class PipeWriter:
+    """The write side: each message is one line, written whole by the task that sends it."""
+
+    def __init__(self, transport: asyncio.WriteTransport, flow: _WriteFlow) -> None:
+        self._transport, self._flow = transport, flow
+
+    async def send(self, item: SessionMessage, /) -> None:
+        if self._flow.lost or self._transport.is_closing():
+            raise anyio.BrokenResourceError("stdout is closed: the host has gone")
+        data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        self._transport.write(data.encode() + b"\n")
+        await self._flow.drained()
+
+    async def aclose(self) -> None:
+        return None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc_val: BaseException | None, exc_tb: TracebackType | None) -> None:
+        await self.aclose()

@@ -1,0 +1,126 @@
+"""The stdio transport: one JSON-RPC message a line over the event loop's pipes, and a wire
+that nothing else in the process can write into."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.shared.message import SessionMessage
+from mcp.types import JSONRPCRequest
+
+from mcp_router.stdio import PipeReader
+
+ECHO = str(Path(__file__).parent / "fixtures" / "stdio_echo.py")
+REPO = str(Path(__file__).resolve().parents[1])
+
+
+def request(n: int, method: str = "ping") -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": n, "method": method}).encode()
+
+
+def reader_of(data: bytes, limit: int = 1 << 16) -> PipeReader:
+    stream = asyncio.StreamReader(limit=limit)
+    stream.feed_data(data)
+    stream.feed_eof()
+    return PipeReader(stream)
+
+
+async def ids(reader: PipeReader) -> list[int | str]:
+    return [item.message.id if isinstance(item, SessionMessage)
+            and isinstance(item.message, JSONRPCRequest) else type(item).__name__
+            async for item in reader]
+
+
+@pytest.mark.anyio
+async def test_reader_takes_a_message_a_line_and_the_last_without_its_newline():
+    data = request(1) + b"\n\n  \n" + request(2) + b"\r\n" + request(3)
+    assert await ids(reader_of(data)) == [1, 2, 3]
+
+
+@pytest.mark.anyio
+async def test_reader_hands_on_a_line_that_is_not_json_rpc_and_reads_on(
+        caplog: pytest.LogCaptureFixture):
+    data = request(1) + b"\n{not json\n" + b'{"jsonrpc": "2.0"}\n' + request(2) + b"\n"
+    assert await ids(reader_of(data)) == [1, "ValidationError", "ValidationError", 2]
+    assert "not a JSON-RPC message" in caplog.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+async def test_reader_drops_a_line_over_the_limit_and_reads_the_next(
+        chunk: int, caplog: pytest.LogCaptureFixture):
+    long = b'{"jsonrpc": "2.0", "id": 9, "method": "' + b"x" * 500 + b'"}'
+    data = request(1) + b"\n" + long + b"\n" + request(2) + b"\n"
+    stream = asyncio.StreamReader(limit=100)
+    reader = PipeReader(stream)
+
+    async def feed() -> None:
+        for start in range(0, len(data), chunk):
+            stream.feed_data(data[start:start + chunk])
+            await asyncio.sleep(0)
+        stream.feed_eof()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(feed)
+        assert await ids(reader) == [1, 2]
+    assert "was dropped" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_reader_ends_at_a_line_over_the_limit_cut_by_the_end_of_input():
+    assert await ids(reader_of(request(1) + b"\n" + b"x" * 500, limit=100)) == [1]
+
+
+def echo_params() -> StdioServerParameters:
+    env = {"PYTHONPATH": REPO, "PATH": os.environ.get("PATH", "")}
+    return StdioServerParameters(command=sys.executable, args=[ECHO], env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_tool_writing_to_stdout_cannot_corrupt_the_protocol():
+    big = "é" * 150_000 + "the end."  # a request line well over any pipe buffer
+    with anyio.fail_after(30):
+        async with Client(echo_params()) as client:
+            for _ in range(3):
+                result = await client.call_tool("echo", {"text": big})
+                assert not result.is_error, result.content
+                assert result.structured_content == {"length": len(big), "tail": big[-10:]}
+
+
+@pytest.mark.slow
+def test_stdin_closed_ends_the_server_and_leaves_the_descriptors_as_they_were():
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "echo", "arguments": {"text": "hello"}}},
+    ]
+    with subprocess.Popen([sys.executable, ECHO], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=echo_params().env) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        try:
+            proc.stdin.write(("\n".join(json.dumps(line) for line in lines) + "\n").encode())
+            proc.stdin.flush()
+            answers = [json.loads(proc.stdout.readline()) for _ in range(2)]
+            proc.stdin.close()  # the host has gone: the server ends by itself
+            assert proc.wait(timeout=30) == 0
+            stderr = proc.stderr.read().decode()
+        finally:
+            proc.kill()
+    assert [a["id"] for a in answers] == [1, 2]
+    assert answers[1]["result"]["structuredContent"] == {"length": 5, "tail": "hello"}
+    assert "junk from print" in stderr and "junk from a child" in stderr
+    assert "after serving: blocking True True" in stderr
