@@ -3,7 +3,6 @@ by sampling, and log notifications."""
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from typing import Any
@@ -43,10 +42,9 @@ def sized_result(result: ChatResult, pages: AnswerPages, config: Config) -> Call
                                     description=f"page 1 of {count}; change the last part "
                                                 f"of the URI for the others",
                                     mime_type="text/plain"))
-    structured = result.wire()
     # Compact JSON for hosts that read only the text: a third of the pretty-printed bytes.
-    content.insert(0, TextContent(type="text", text=json.dumps(structured, separators=(",", ":"),
-                                                            ensure_ascii=False)))
+    structured, text = result.wire()
+    content.insert(0, TextContent(type="text", text=text))
     return CallToolResult(content=content, structured_content=structured)
 
 

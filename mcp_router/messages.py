@@ -174,11 +174,12 @@ class ChatResult(ResultModel):
         default=None, description="Resource URI of the whole answer's first page when truncated")
     pages: int | None = Field(default=None, description="How many pages the whole answer has")
 
-    def wire(self) -> dict[str, Any]:
-        """The result as hosts get it: JSON values, the `WHEN_SET` fields only when set."""
+    def wire(self) -> tuple[dict[str, Any], str]:
+        """The result as hosts get it, as JSON values and as compact JSON text (the same
+        content, both made by pydantic's serializer): the `WHEN_SET` fields only when set."""
         fields = type(self).model_fields
         unset = {name for name in self.WHEN_SET if getattr(self, name) == fields[name].default}
-        return self.model_dump(mode="json", exclude=unset)
+        return self.model_dump(mode="json", exclude=unset), self.model_dump_json(exclude=unset)
 
 
 ProgressFn = Callable[[str], Awaitable[None]]

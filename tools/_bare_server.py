@@ -95,9 +95,9 @@ def create_bare_server(base_url: str, transport: httpx.AsyncBaseTransport | None
             attempts=[Attempt(provider="bench", model=MODEL, outcome="ok", latency_ms=latency_ms,
                               ttfb_ms=latency_ms)])
         # As `mcp_router.server` returns it: compact JSON text plus the structured content.
-        structured = result.wire()
-        return CallToolResult(content=[TextContent(type="text", text=json.dumps(
-            structured, separators=(",", ":"), ensure_ascii=False))], structured_content=structured)
+        structured, text = result.wire()
+        return CallToolResult(content=[TextContent(type="text", text=text)],
+                              structured_content=structured)
 
     return server
 

@@ -22,7 +22,7 @@ from mcp_router.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from mcp_router.providers._sse import SseEvent, iter_events
+from mcp_router.providers._sse import SseEvent, SseParser
 
 ErrorParser = Callable[[int, str], str]
 """Extracts a human message from an error body: `(status, body text) -> message`."""
@@ -180,8 +180,12 @@ async def _read_json(response: httpx.Response, upstream: Upstream) -> dict[str, 
 async def _events(response: httpx.Response,
                   upstream: Upstream) -> AsyncGenerator[SseEvent, None]:
     """The response's events; a connection that dies here is a cut stream, never an end."""
+    parser = SseParser()
     try:
-        async for event in iter_events(response.aiter_lines()):
+        async for chunk in response.aiter_bytes():
+            for event in parser.feed(chunk):
+                yield event
+        for event in parser.close():
             yield event
     except httpx.TimeoutException as exc:
         raise ProviderTimeout(upstream.provider, upstream.model,

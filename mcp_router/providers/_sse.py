@@ -1,8 +1,7 @@
-"""Server-sent events: text lines in, `SseEvent`s out, per the WHATWG event-stream rules."""
+"""Server-sent events: bytes in as they arrive, `SseEvent`s out, per the WHATWG rules."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
 
@@ -14,26 +13,51 @@ class SseEvent:
     data: str
 
 
-async def iter_events(lines: AsyncIterable[str]) -> AsyncIterator[SseEvent]:
-    """Group lines (without their line endings) into events; comments and unknown fields drop.
+class SseParser:
+    """Splits a stream's chunks into lines (\\r\\n, \\n or \\r) and the lines into events.
 
-    An event is dispatched at a blank line. Unlike a browser, data still pending when the
-    lines run out is dispatched too: some servers omit the last blank line, and a truncated
-    JSON payload is caught by the JSON parser anyway.
+    Comments and unknown fields drop; an event is dispatched at a blank line. Unlike a
+    browser, data still pending at `close()` is dispatched too: some servers omit the last
+    blank line, and a truncated JSON payload is caught by the JSON parser anyway. Lines are
+    split on bytes, which no UTF-8 character contains, so a character cut between two
+    chunks is decoded whole.
     """
-    name: str = ""
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield SseEvent(name or "message", "\n".join(data))
-            name, data = "", []
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            name = value
-    if data:
-        yield SseEvent(name or "message", "\n".join(data))
+
+    __slots__ = ("_data", "_name", "_pending")
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._name = ""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        """The events that `chunk` completes (usually all it holds: one read, one list)."""
+        lines = (self._pending + chunk).splitlines(keepends=True)
+        # The last line waits for its ending; so does a lone \r, whose \n may come next.
+        self._pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        return self._events(lines)
+
+    def close(self) -> list[SseEvent]:
+        """The events still pending when the stream ended."""
+        lines, self._pending = [self._pending] if self._pending else [], b""
+        events = self._events(lines)
+        if self._data:
+            events.append(SseEvent(self._name or "message", "\n".join(self._data)))
+            self._name, self._data = "", []
+        return events
+
+    def _events(self, lines: list[bytes]) -> list[SseEvent]:
+        events: list[SseEvent] = []
+        for raw in lines:
+            line = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+            if not line:
+                if self._data:
+                    events.append(SseEvent(self._name or "message", "\n".join(self._data)))
+                self._name, self._data = "", []
+                continue
+            field, _, value = line.partition(":")
+            if field == "data":
+                self._data.append(value.removeprefix(" "))
+            elif field == "event":
+                self._name = value.removeprefix(" ")
+        return events
