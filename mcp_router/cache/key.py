@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, get_args
+
+from pydantic_core import PydanticSerializationError
 
 from mcp_router.messages import ChatRequest
 
 __all__ = ["KEY_VERSION", "cache_key", "canonical_json"]
 
-KEY_VERSION = 1
+KEY_VERSION = 2
 """Bumped whenever what goes into the key changes meaning, so old entries are never misread."""
+
+_FLOATS = tuple(name for name, field in ChatRequest.model_fields.items()
+                if field.annotation is float or float in get_args(field.annotation))
 
 
 def cache_key(request: ChatRequest, scope: str, tenant: str) -> str:
@@ -22,15 +27,21 @@ def cache_key(request: ChatRequest, scope: str, tenant: str) -> str:
     trailing space can change an answer. `scope` is the resolved target spec the router ran
     (a route name, or a model plus its fallbacks); `tenant` keeps one client's answers from
     ever being served to another.
+
+    The request is written by pydantic's serializer: fields in their declared order, each
+    number in one spelling, so equal requests give equal text. The labels go first as one
+    JSON line, which cannot hold a raw newline, so no label can run into the request.
     """
-    document = {
-        "v": KEY_VERSION,
-        "request": request.model_dump(mode="json"),
-        "scope": scope,
-        "tenant": tenant,
-    }
-    # surrogatepass: a lone surrogate in content must hash, not crash the call
-    return hashlib.sha256(canonical_json(document).encode("utf-8", "surrogatepass")).hexdigest()
+    if any(getattr(request, name) == 0 for name in _FLOATS):  # -0.0 and 0.0: one text
+        request = request.model_copy(update={name: getattr(request, name) + 0.0
+                                             for name in _FLOATS
+                                             if getattr(request, name) is not None})
+    try:
+        body = request.__pydantic_serializer__.to_json(request)
+    except PydanticSerializationError:  # a lone surrogate in content: must hash, not crash
+        body = canonical_json(request.model_dump(mode="json")).encode("utf-8", "surrogatepass")
+    labels = json.dumps([KEY_VERSION, scope, tenant])  # ASCII: escapes any surrogate
+    return hashlib.sha256(labels.encode() + b"\n" + body).hexdigest()
 
 
 def canonical_json(value: Any) -> str:
