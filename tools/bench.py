@@ -139,35 +139,29 @@ async def direct(env: Env) -> AsyncIterator[Call]:
 
 
 @asynccontextmanager
-async def bare(env: Env) -> AsyncIterator[Call]:
-    """The floor: an MCP stdio server whose one tool makes that same upstream call."""
-    async with _stdio([str(BARE_SERVER)], env) as client:
+async def _forwarding(env: Env, tool: str, variant: str, *flags: str) -> AsyncIterator[Call]:
+    """`tools/_bare_server.py` (with `flags`) over stdio, asked through its tool `tool`."""
+    async with _stdio([str(BARE_SERVER), *flags], env) as client:
         async def call(prompt: str) -> str:
-            data = _structured(await client.call_tool("forward", {"prompt": prompt}), "forward")
-            return _checked(data.get("content"), prompt, "bare")
+            data = _structured(await client.call_tool(tool, {"prompt": prompt}), tool)
+            return _checked(data.get("content"), prompt, variant)
         yield call
 
 
-@asynccontextmanager
-async def piped(env: Env) -> AsyncIterator[Call]:
+def bare(env: Env) -> AbstractAsyncContextManager[Call]:
+    """The floor: an MCP stdio server whose one tool makes that same upstream call."""
+    return _forwarding(env, "forward", "bare")
+
+
+def piped(env: Env) -> AbstractAsyncContextManager[Call]:
     """The bare server on the router's own stdio transport: the same floor, minus the SDK's
     thread hand-offs, so `router - piped` is the routing core's cost on equal transports."""
-    async with _stdio([str(BARE_SERVER), "--pipes"], env) as client:
-        async def call(prompt: str) -> str:
-            data = _structured(await client.call_tool("forward", {"prompt": prompt}), "forward")
-            return _checked(data.get("content"), prompt, "piped")
-        yield call
+    return _forwarding(env, "forward", "piped", "--pipes")
 
 
-@asynccontextmanager
-async def floor(env: Env) -> AsyncIterator[Call]:
+def floor(env: Env) -> AbstractAsyncContextManager[Call]:
     """The contract's floor: the bare server answering with a `chat_completion`-shaped result."""
-    async with _stdio([str(BARE_SERVER)], env) as client:
-        async def call(prompt: str) -> str:
-            data = _structured(await client.call_tool("forward_result", {"prompt": prompt}),
-                               "forward_result")
-            return _checked(data.get("content"), prompt, "floor")
-        yield call
+    return _forwarding(env, "forward_result", "floor")
 
 
 @asynccontextmanager

@@ -32,10 +32,9 @@ def cache_key(request: ChatRequest, scope: str, tenant: str) -> str:
     number in one spelling, so equal requests give equal text. The labels go first as one
     JSON line, which cannot hold a raw newline, so no label can run into the request.
     """
-    if any(getattr(request, name) == 0 for name in _FLOATS):  # -0.0 and 0.0: one text
-        request = request.model_copy(update={name: getattr(request, name) + 0.0
-                                             for name in _FLOATS
-                                             if getattr(request, name) is not None})
+    zeros = {name: 0.0 for name in _FLOATS if getattr(request, name) == 0}
+    if zeros:  # -0.0 and 0.0: one text
+        request = request.model_copy(update=zeros)
     try:
         body = request.__pydantic_serializer__.to_json(request)
     except PydanticSerializationError:  # a lone surrogate in content: must hash, not crash
