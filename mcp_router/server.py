@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
-from weakref import WeakKeyDictionary
 
 import anyio
 import httpx
 from anyio.abc import TaskGroup
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
@@ -51,14 +52,48 @@ class AppState:
     router: Router
     pages: AnswerPages
     front: Front
-    keeper: TaskGroup | None = None  # this session's: finishes answers a host gave up on
-    pii_sessions: WeakKeyDictionary[Any, PiiSession] = field(default_factory=WeakKeyDictionary)
+    http_pii: HttpPiiSessions
+    keeper: TaskGroup | None = None  # this connection's: finishes answers a host gave up on
+    pii: PiiSession | None = None  # this connection's, over stdio or in process
 
-    def pii_for(self, session: Any) -> PiiSession:
-        """The PII filter session of one MCP session: pseudonyms never cross sessions."""
-        if session not in self.pii_sessions:
-            self.pii_sessions[session] = self.router.pii.session()
-        return self.pii_sessions[session]
+    def pii_for(self, ctx: Context[Any]) -> PiiSession:
+        """The PII session of the MCP session `ctx` belongs to: pseudonyms never cross them.
+
+        The SDK builds a new `ctx.session` for every request, so the session is found here.
+        Over stdio (or in process) it is the connection: one lifespan entry, one host. Over
+        HTTP it is the `Mcp-Session-Id` of streamable HTTP or SSE's `session_id`, both issued
+        by the server and bound to the token's client. A 2026-07-28 request over HTTP carries
+        no session: it is its own.
+        """
+        request = ctx.request_context.request
+        if request is None:
+            assert self.pii is not None, "entered outside the lifespan"
+            return self.pii
+        session_id = (request.headers.get(MCP_SESSION_ID_HEADER)
+                      or request.query_params.get("session_id"))
+        if not session_id:
+            return self.router.pii.session()
+        return self.http_pii.get((_client_name(ctx), session_id), self.router.pii.session)
+
+
+class HttpPiiSessions:
+    """The PII sessions of HTTP sessions, newest `keep` kept.
+
+    HTTP sessions end without telling the tools, so the least recently used is dropped first;
+    a session that comes back after that starts new pseudonyms (its old placeholders are then
+    no longer restored, and none of another session's ever are).
+    """
+
+    def __init__(self, keep: int = 64) -> None:
+        self._keep = keep
+        self._sessions: OrderedDict[tuple[str, str], PiiSession] = OrderedDict()
+
+    def get(self, key: tuple[str, str], new: Callable[[], PiiSession]) -> PiiSession:
+        session = self._sessions.pop(key, None)
+        self._sessions[key] = session = new() if session is None else session
+        while len(self._sessions) > self._keep:
+            self._sessions.popitem(last=False)
+        return session
 
 
 class _Shared:
@@ -111,7 +146,8 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
         router = stack.enter_context(open_router(config, http=http, keys=keys, home=home,
                                                  clock=clock))
         stack.callback(front.audit.close)  # a later session's first write opens it again
-        return AppState(router=router, pages=AnswerPages(config.output.page_chars), front=front)
+        return AppState(router=router, pages=AnswerPages(config.output.page_chars), front=front,
+                        http_pii=HttpPiiSessions())
 
     shared = _Shared(open_state)
 
@@ -126,7 +162,7 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
                     shared.probing = True
                     tasks.start_soon(state.router.prober.run_every,
                                      config.health.probe_interval_s)
-                yield replace(state, keeper=tasks)
+                yield replace(state, keeper=tasks, pii=state.router.pii.session())
                 tasks.cancel_scope.cancel()
         finally:
             if probing:
@@ -248,7 +284,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         router = state.router
         try:
             result = await state.front.chat(router, _client_name(ctx), call, progress,
-                                            state.keeper, state.pii_for(ctx.session),
+                                            state.keeper, state.pii_for(ctx),
                                             host_model(ctx) if config.sampling.fallback
                                             else None)
         except RouterError as exc:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from mcp_router.config import shipped_config
+from tests.fixtures.serve import serving
 
 pytestmark = pytest.mark.slow
 DEMO = str(shipped_config("demo.yaml"))
@@ -29,35 +28,10 @@ def server_env(sim: Any, home: Path) -> dict[str, str]:
             "MCP_ROUTER_LOG": "WARNING"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def http_server(sim: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    transport = request.param
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_router", "serve", "--config", DEMO, "--transport",
-         transport, "--port", str(port)],
-        env={**os.environ, **server_env(sim, tmp_path)}, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        path = "/mcp" if transport == "streamable-http" else "/sse"
-        yield f"http://127.0.0.1:{port}{path}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
+    with serving(DEMO, request.param, server_env(sim, tmp_path), tmp_path / "stderr.log") as url:
+        yield url
 
 
 async def one_call_through(client: Client) -> dict[str, Any]:

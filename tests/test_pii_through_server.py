@@ -6,14 +6,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
+from mcp.client.sse import sse_client
 
 from mcp_router.config import parse_config
-from mcp_router.server import create_server
+from mcp_router.server import HttpPiiSessions, create_server
+from tests.fixtures.serve import serving
 
 pytestmark = pytest.mark.anyio
 EMAIL, SSN = "jane.doe@example.com", "123-45-6789"
+OTHER = "john.roe@example.net"
 PROMPT = f"Write to {EMAIL} about SSN {SSN}, order 4711-22."
 
 CONFIG = """\
@@ -68,6 +72,16 @@ async def test_pseudonyms_go_out_and_the_answer_comes_back_with_the_values(sim: 
     assert upstream.count("<EMAIL_1>") == 2  # the same value, the same pseudonym
 
 
+async def test_a_connection_keeps_its_pseudonyms_from_call_to_call(sim: Any, tmp_path: Path):
+    async with Client(make(sim, tmp_path, "pseudonymize")) as client:
+        await ask(client, f"Mail {EMAIL}")
+        await ask(client, f"Mail {OTHER}, then {EMAIL}")
+        echoed = (await ask(client, "Repeat <EMAIL_1> verbatim")).structured_content
+    second = json.dumps(sim.state.requests[1]["body"])
+    assert "Mail <EMAIL_2>, then <EMAIL_1>" in second  # numbered on from the first call
+    assert echoed is not None and EMAIL in echoed["content"]
+
+
 async def test_pseudonyms_of_one_session_are_not_restored_in_another(sim: Any,
                                                                      tmp_path: Path):
     server = make(sim, tmp_path, "pseudonymize")
@@ -77,6 +91,45 @@ async def test_pseudonyms_of_one_session_are_not_restored_in_another(sim: Any,
         result = (await other.call_tool(
             "chat_completion", {"prompt": "Repeat <EMAIL_1> verbatim"})).structured_content
     assert result is not None and EMAIL not in result["content"]
+
+
+def connect(url: str, mode: str) -> Client:
+    return Client(sse_client(url) if url.endswith("/sse") else url, mode=mode)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("transport", "modes"), [
+    ("streamable-http", {"legacy": True, "2026-07-28": False}),  # Mcp-Session-Id, or none
+    ("sse", {"auto": True})])
+async def test_over_http_pseudonyms_last_as_long_as_the_mcp_session(
+        sim: Any, tmp_path: Path, transport: str, modes: dict[str, bool]):
+    config = tmp_path / "pii.yaml"
+    config.write_text(CONFIG.format(url=sim.url, action="pseudonymize"))
+    env = {"MCP_ROUTER_HOME": str(tmp_path / "home"), "MCP_ROUTER_LOG": "WARNING"}
+    with serving(config, transport, env, tmp_path / "stderr.log") as url, anyio.fail_after(60):
+        for mode, kept in modes.items():
+            async with connect(url, mode) as client:
+                await ask(client)
+                echoed = (await ask(client, "Repeat <EMAIL_1> verbatim")).structured_content
+            assert echoed is not None and (EMAIL in echoed["content"]) is kept, mode
+            async with connect(url, mode) as other:
+                foreign = (await ask(other, "Repeat <EMAIL_1> verbatim")).structured_content
+            assert foreign is not None and EMAIL not in foreign["content"], mode
+
+
+def test_http_sessions_are_kept_for_the_newest_and_never_shared_between_clients():
+    sessions, made = HttpPiiSessions(keep=2), []
+
+    def new() -> Any:
+        made.append(object())
+        return made[-1]
+
+    first = sessions.get(("alice", "s1"), new)
+    assert sessions.get(("alice", "s1"), new) is first
+    assert sessions.get(("bob", "s1"), new) is not first  # the same id under another token
+    sessions.get(("alice", "s2"), new)  # s1 of alice was used before bob's: it is dropped
+    assert sessions.get(("alice", "s1"), new) is not first
+    assert len(made) == 4
 
 
 async def test_block_refuses_naming_types_never_values(sim: Any, tmp_path: Path):

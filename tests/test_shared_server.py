@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_router.access import hash_token, new_token
+from tests.fixtures.serve import serving
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-sim-THE-PROVIDER-KEY-0123456789abcdef"
@@ -50,36 +48,14 @@ clients:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(sim: Any, tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     config = tmp_path / "team.yaml"
     config.write_text(CONFIG.format(url=sim.url, alice=hash_token(ALICE), bob=hash_token(BOB)))
     home, stderr = tmp_path / "home", tmp_path / "stderr.log"
-    port = free_port()
-    with stderr.open("w") as errors:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_router", "serve", "--config", str(config),
-             "--transport", "streamable-http", "--port", str(port)],
-            env={**os.environ, "SIM_KEY": SECRET, "MCP_ROUTER_HOME": str(home),
-                 "MCP_ROUTER_LOG": "INFO"}, stderr=errors)
-        try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                assert proc.poll() is None, stderr.read_text()
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.05)
-            yield f"http://127.0.0.1:{port}/mcp", home, stderr
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    env = {"SIM_KEY": SECRET, "MCP_ROUTER_HOME": str(home), "MCP_ROUTER_LOG": "INFO"}
+    with serving(config, "streamable-http", env, stderr) as url:
+        yield url, home, stderr
 
 
 def post(url: str, token: str | None = None, **headers: str) -> httpx.Response:
