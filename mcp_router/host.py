@@ -29,12 +29,14 @@ __all__ = ["host_model", "notify", "sized_result"]
 log = logging.getLogger("mcp_router")
 
 
-def sized_result(result: ChatResult, pages: AnswerPages, config: Config) -> CallToolResult:
-    """The tool result, cut to what hosts accept; the whole answer stays readable in pages."""
+def sized_result(result: ChatResult, pages: AnswerPages, config: Config,
+                 owner: str = "") -> CallToolResult:
+    """The tool result, cut to what hosts accept; the whole answer stays readable in pages,
+    by `owner` only."""
     content: list[ContentBlock] = []
     head = truncate(result.content, content_budget_tokens(config.output.max_result_tokens))
     if head is not None:
-        count = pages.put(result.trace_id, result.content)
+        count = pages.put(owner, result.trace_id, result.content)
         uri = ANSWER_URI.format(trace_id=result.trace_id, page=1)
         result = result.model_copy(update={"content": head, "truncated": True,
                                            "full_text": uri, "pages": count})

@@ -11,24 +11,29 @@ RESULT_OVERHEAD_TOKENS = 1000  # provenance fields, attempts, usage
 
 
 class AnswerPages:
-    """Full texts of truncated answers, kept in memory (newest `keep`) and read in pages."""
+    """Full texts of truncated answers, kept in memory (newest `keep`) and read in pages.
+
+    Each is kept for its `owner` (the token's client on a shared server) and read back only
+    by that owner: a trace id that leaks (it is in the audit log) opens no one else's answer.
+    """
 
     def __init__(self, page_chars: int, keep: int = 64) -> None:
         self.page_chars = page_chars
         self._keep = keep
-        self._texts: OrderedDict[str, str] = OrderedDict()
+        self._texts: OrderedDict[tuple[str, str], str] = OrderedDict()
 
-    def put(self, trace_id: str, text: str) -> int:
+    def put(self, owner: str, trace_id: str, text: str) -> int:
         """Keep `text`; returns its number of pages."""
-        self._texts[trace_id] = text
-        self._texts.move_to_end(trace_id)
+        self._texts[owner, trace_id] = text
+        self._texts.move_to_end((owner, trace_id))
         while len(self._texts) > self._keep:
             self._texts.popitem(last=False)
         return self.pages(text)
 
-    def page(self, trace_id: str, page: int) -> str | None:
-        """Page `page` (1-based) of a kept answer; None when unknown or out of range."""
-        text = self._texts.get(trace_id)
+    def page(self, owner: str, trace_id: str, page: int) -> str | None:
+        """Page `page` (1-based) of a kept answer of `owner`'s; None when unknown or out of
+        range."""
+        text = self._texts.get((owner, trace_id))
         if text is None or not 1 <= page <= self.pages(text):
             return None
         start = (page - 1) * self.page_chars

@@ -192,6 +192,12 @@ def _client_name(ctx: Context) -> str:
     return params.client_info.name if params and params.client_info else "unknown"
 
 
+def _page_owner() -> str:
+    """Whose answer pages a request may read: the token's client; without tokens there is one
+    user (stdio, or HTTP on loopback), whatever name the host gives."""
+    return authenticated_client() or ""
+
+
 def _tool(server: MCPServer[AppState], annotations: ToolAnnotations) -> Callable[[F], F]:
     """Register a tool with its docstring dedented, as the model reads it."""
 
@@ -214,10 +220,12 @@ def _add_resources(server: MCPServer[AppState]) -> None:
     @server.resource(ANSWER_URI, name="answer_page", mime_type="text/plain",
                      description="A page of a chat_completion answer too long for one result")
     async def answer_page(trace_id: str, page: str, ctx: Context) -> str:
-        text = _state(ctx).pages.page(trace_id, int(page)) if page.isdigit() else None
+        pages = _state(ctx).pages
+        text = pages.page(_page_owner(), trace_id, int(page)) if page.isdigit() else None
         if text is None:
             raise ResourceError(f"no page {page} of answer {trace_id}: answers are kept in "
-                                "memory for the newest calls of this server only")
+                                "memory for the newest calls of this server only, for the "
+                                "client that made them")
         return text
 
 
@@ -291,7 +299,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
             raise ToolError(state.front.scrubber.scrub(str(exc))) from exc
         if alert := router.spend.budgets.check_alert():
             await notify(ctx, alert)
-        return sized_result(result, state.pages, config)
+        return sized_result(result, state.pages, config, _page_owner())
 
     @_tool(server, read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,10 @@ routes:
     targets: [{{provider: deepseek, model: deepseek-chat+fail-401}}]
   dear:
     targets: [{{provider: anthropic, model: claude-3-opus-20240229}}]
+  long:
+    targets: [{{provider: deepseek, model: deepseek-chat+tokens-1500}}]
 cache: {{enabled: false}}
+output: {{max_result_tokens: 2000, page_chars: 2500}}
 clients:
   alice:
     token_sha256: {alice}
@@ -66,11 +70,17 @@ def post(url: str, token: str | None = None, **headers: str) -> httpx.Response:
                                                **headers}, timeout=10)
 
 
-async def call(url: str, token: str, **arguments: Any) -> Any:
+@asynccontextmanager
+async def connected(url: str, token: str) -> AsyncIterator[Client]:
     with anyio.fail_after(30):
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http, \
                 Client(streamable_http_client(url, http_client=http)) as client:
-            return await client.call_tool("chat_completion", {"prompt": "hi", **arguments})
+            yield client
+
+
+async def call(url: str, token: str, **arguments: Any) -> Any:
+    async with connected(url, token) as client:
+        return await client.call_tool("chat_completion", {"prompt": "hi", **arguments})
 
 
 def test_no_token_or_a_wrong_one_is_401_and_a_foreign_origin_is_403(server: Any):
@@ -114,6 +124,19 @@ async def test_clients_get_their_own_routes_budgets_rate_and_audit_lines(server:
         assert SECRET.encode() not in path.read_bytes(), path
     assert all(SECRET not in json.dumps(r.model_dump(mode="json"))
                for r in (denied, answered, over, bobs, leaked, limited))
+
+
+@pytest.mark.anyio
+async def test_a_long_answer_s_pages_are_read_by_its_own_client_only(server: Any):
+    url = server[0]
+    long = await call(url, BOB, route="long", max_tokens=4000)
+    uri = long.structured_content["full_text"]
+    async with connected(url, BOB) as bob:
+        page = await bob.read_resource(uri)
+    assert page.contents[0].text.startswith(long.structured_content["content"][:100])
+    async with connected(url, ALICE) as alice:
+        with pytest.raises(Exception, match="no page 1 of answer"):
+            await alice.read_resource(uri)
 
 
 def test_binding_beyond_loopback_without_tokens_is_refused(tmp_path: Path, sim: Any):
