@@ -28,6 +28,10 @@ SCOPE = "mcp-router"
 HttpTransport = Literal["sse", "streamable-http"]
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+SHUTDOWN_GRACE_S = 5
+"""On SIGTERM or Ctrl-C, how long calls in flight may still finish before they are cancelled
+(and written to the ledger as cancelled): well inside the 10 s a container stop waits before
+SIGKILL, which would lose their rows."""
 
 
 class _Hashed(Protocol):
@@ -138,11 +142,13 @@ def http_app(server: MCPServer[Any], transport: HttpTransport, *, host: str,
 async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: str, port: int,
                      config: ServerConfig, scrubber: Scrubber | None = None,
                      log_level: str = "info") -> None:
-    """Serve `http_app` with uvicorn until interrupted, as `MCPServer.run` would."""
+    """Serve `http_app` with uvicorn until interrupted, as `MCPServer.run` would, giving the
+    calls in flight `SHUTDOWN_GRACE_S` to finish."""
     # log_config=None: uvicorn's records go through our logging, to stderr, not its stdout
     # access log.
     uv_config = uvicorn.Config(http_app(server, transport, host=host, config=config),
-                               host=host, port=port, log_level=log_level, log_config=None)
+                               host=host, port=port, log_level=log_level, log_config=None,
+                               timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     if scrubber:
         # uvicorn.Config has just installed its own log handlers; filter those too.
         install_log_scrubber(scrubber)

@@ -10,6 +10,10 @@ stderr), so a stray `print` or a child process cannot write into the protocol; b
 back, blocking mode included, when serving ends. Hosts start servers with pipes or sockets on
 both; anything else (a terminal, a file, Windows, an event loop that is not asyncio's) is
 served by the SDK's own transport.
+
+Hosts stop a server by closing stdin, or with SIGTERM (some send it at once). Either way the
+calls in flight are cancelled the same way: their attempts are written to the ledger as
+cancelled, and answers staged for the cache reach the disk before the process exits.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import stat
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -41,13 +46,27 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
 async def serve_stdio(server: MCPServer[Any]) -> None:
-    """Run `server` over stdin and stdout until the host closes stdin."""
+    """Run `server` over stdin and stdout until the host closes stdin or sends SIGTERM or
+    SIGHUP (on the SDK's transport, whose reading thread cannot be cancelled, those signals
+    still end the process at once)."""
     if not _pipes_usable():
         await server.run_stdio_async()
         return
     lowlevel = server._lowlevel_server  # run_stdio_async's own way in; no public one takes streams
-    async with stdio_pipes() as (reader, writer):
+    async with anyio.create_task_group() as tasks, stdio_pipes() as (reader, writer):
+        tasks.start_soon(_cancel_on_signal, tasks.cancel_scope)
         await lowlevel.run(reader, writer, lowlevel.create_initialization_options())
+        tasks.cancel_scope.cancel()
+
+
+async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
+    """Cancel `scope` on SIGTERM or SIGHUP, as closing stdin would end it (SIGINT already
+    cancels the run)."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return
 
 
 def _pipes_usable() -> bool:

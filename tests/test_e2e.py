@@ -30,8 +30,8 @@ def server_env(sim: Any, home: Path) -> dict[str, str]:
 
 @pytest.fixture
 def http_server(sim: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    with serving(DEMO, request.param, server_env(sim, tmp_path), tmp_path / "stderr.log") as url:
-        yield url
+    with serving(DEMO, request.param, server_env(sim, tmp_path), tmp_path / "stderr.log") as served:
+        yield served.url
 
 
 async def one_call_through(client: Client) -> dict[str, Any]:

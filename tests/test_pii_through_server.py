@@ -106,7 +106,9 @@ async def test_over_http_pseudonyms_last_as_long_as_the_mcp_session(
     config = tmp_path / "pii.yaml"
     config.write_text(CONFIG.format(url=sim.url, action="pseudonymize"))
     env = {"MCP_ROUTER_HOME": str(tmp_path / "home"), "MCP_ROUTER_LOG": "WARNING"}
-    with serving(config, transport, env, tmp_path / "stderr.log") as url, anyio.fail_after(60):
+    with serving(config, transport, env, tmp_path / "stderr.log") as served, \
+            anyio.fail_after(60):
+        url = served.url
         for mode, kept in modes.items():
             async with connect(url, mode) as client:
                 await ask(client)

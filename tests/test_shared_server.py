@@ -58,8 +58,8 @@ def server(sim: Any, tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     config.write_text(CONFIG.format(url=sim.url, alice=hash_token(ALICE), bob=hash_token(BOB)))
     home, stderr = tmp_path / "home", tmp_path / "stderr.log"
     env = {"SIM_KEY": SECRET, "MCP_ROUTER_HOME": str(home), "MCP_ROUTER_LOG": "INFO"}
-    with serving(config, "streamable-http", env, stderr) as url:
-        yield url, home, stderr
+    with serving(config, "streamable-http", env, stderr) as served:
+        yield served.url, home, stderr
 
 
 def post(url: str, token: str | None = None, **headers: str) -> httpx.Response:
