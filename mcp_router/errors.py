@@ -96,7 +96,7 @@ class AllTargetsFailed(RouterError):
     """Every target was tried or skipped; carries every attempt and why."""
 
     def __init__(self, attempts: Sequence[Attempt], message: str = "all targets failed") -> None:
-        self.attempts = list(attempts)
+        self.attempts, self.headline = list(attempts), message
         lines = [f"  - {a.provider}/{a.model}: {a.outcome}"
                  + (f" ({a.error})" if a.error else "") for a in self.attempts]
         super().__init__("\n".join([f"{message}:", *lines]) if lines else message)

@@ -20,8 +20,15 @@ from mcp.types import (
 )
 
 from mcp_router.config import Config
-from mcp_router.errors import ProviderUnavailable
-from mcp_router.messages import ChatRequest, ChatResponse, ChatResult, Completion, LastResort
+from mcp_router.errors import ProviderNotConfigured, ProviderUnavailable
+from mcp_router.messages import (
+    ChatRequest,
+    ChatResponse,
+    ChatResult,
+    Completion,
+    LastResort,
+    ProgressFn,
+)
 from mcp_router.outputs import ANSWER_URI, AnswerPages, content_budget_tokens, truncate
 
 __all__ = ["host_model", "notify", "sized_result"]
@@ -50,12 +57,18 @@ def sized_result(result: ChatResult, pages: AnswerPages, config: Config,
     return CallToolResult(content=content, structured_content=structured)
 
 
-def host_model(ctx: Context[Any]) -> LastResort | None:
-    """The host's own model through MCP sampling, when the client offers it."""
+def host_model(ctx: Context[Any]) -> LastResort:
+    """The host's own model through MCP sampling; if this connection cannot reach it, a last
+    resort that says why instead of asking."""
     if not ctx.session.check_client_capability(ClientCapabilities(sampling=SamplingCapability())):
-        return None
+        return _cannot_ask("the host does not offer MCP sampling")
+    if not ctx.session.can_send_request:
+        return _cannot_ask("this connection carries no request from the server to the host "
+                           "(MCP sampling needs the initialize handshake, protocol 2025-11-25 "
+                           "or older)")
 
-    async def ask(request: ChatRequest) -> ChatResponse:
+    async def ask(request: ChatRequest, progress: ProgressFn) -> ChatResponse:
+        await progress("every target failed: asking the host's own model")
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         messages = [SamplingMessage(role=m.role, content=TextContent(type="text", text=m.content))
                     for m in request.messages if m.role != "system"]
@@ -77,6 +90,13 @@ def host_model(ctx: Context[Any]) -> LastResort | None:
             provider="host", model=reply.model)
 
     return ask
+
+
+def _cannot_ask(reason: str) -> LastResort:
+    async def refuse(request: ChatRequest, progress: ProgressFn) -> ChatResponse:
+        raise ProviderNotConfigured("host", "sampling", reason)
+
+    return refuse
 
 
 async def notify(ctx: Context[Any], message: str) -> None:

@@ -266,8 +266,9 @@ class Adapter(Protocol):
         """Ask a metadata endpoint (list models); never spends tokens."""
 
 
-LastResort = Callable[[ChatRequest], Awaitable[ChatResponse]]
-"""Asks the host's own model; raises ProviderError when it cannot answer."""
+LastResort = Callable[[ChatRequest, ProgressFn], Awaitable[ChatResponse]]
+"""Asks the host's own model, saying so through the progress function; raises
+ProviderNotConfigured at once when this host cannot be asked, ProviderError when it fails."""
 
 CacheMode = Literal["use", "refresh", "skip"]
 

@@ -20,6 +20,7 @@ from mcp_router.errors import (
     DeadlineExceeded,
     InvalidRequest,
     ProviderError,
+    ProviderNotConfigured,
     RouterError,
 )
 from mcp_router.health import HealthBook
@@ -34,6 +35,7 @@ from mcp_router.messages import (
     ChatResult,
     LastResort,
     Message,
+    Outcome,
     PiiSummary,
     ProgressFn,
     Usage,
@@ -178,13 +180,16 @@ class Router:
 
 async def _ask_host(last_resort: LastResort, request: ChatRequest, state: Call,
                     refusal: RouterError) -> ChatResponse:
-    """The host's own model as the last target; its failure leaves the original error."""
-    await state.progress("every target failed: asking the host's own model")
+    """The host's own model as the last target; if it cannot answer, the original error,
+    whose list of attempts now ends with the host's and why."""
     try:
-        response = await last_resort(request)
+        response = await last_resort(request, state.progress)
     except ProviderError as exc:
-        state.attempts.append(Attempt(provider=exc.provider, model=exc.model, outcome="error",
+        outcome: Outcome = "skipped" if isinstance(exc, ProviderNotConfigured) else "error"
+        state.attempts.append(Attempt(provider=exc.provider, model=exc.model, outcome=outcome,
                                       error=exc.detail))
+        if isinstance(refusal, AllTargetsFailed):
+            refusal = AllTargetsFailed(state.attempts, refusal.headline)
         raise refusal from exc
     state.attempts.append(Attempt(provider=response.provider, model=response.model,
                                   outcome="ok"))

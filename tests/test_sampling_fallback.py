@@ -64,8 +64,23 @@ async def test_without_the_config_switch_the_host_is_never_asked(sim: Any, tmp_p
     assert result.is_error and asked == []
 
 
-async def test_a_client_without_sampling_gets_the_routing_error(sim: Any, tmp_path: Path):
+async def test_a_client_without_sampling_gets_the_routing_error_saying_so(sim: Any,
+                                                                          tmp_path: Path):
     async with Client(server(sim, tmp_path, True), mode="legacy") as client:
         result = await client.call_tool("chat_completion", {"prompt": "hello"})
     assert result.is_error
-    assert "all targets failed" in result.content[0].text  # type: ignore[union-attr]
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text.startswith("Error executing tool chat_completion: all targets failed")
+    assert text.endswith("host/sampling: skipped (the host does not offer MCP sampling)")
+
+
+async def test_on_a_connection_without_server_requests_the_error_says_why_the_host_was_not_asked(
+        sim: Any, tmp_path: Path):
+    asked.clear()
+    # 2026-07-28 (the SDK client's default) has no channel for the server's own requests
+    async with Client(server(sim, tmp_path, True), sampling_callback=host_model) as client:
+        result = await client.call_tool("chat_completion", {"prompt": "hello"})
+    assert result.is_error and asked == []
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert "deepseek/deepseek-chat+fail-503: error (HTTP 503" in text
+    assert "host/sampling: skipped (this connection carries no request from the server" in text
