@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -16,7 +15,6 @@ import httpx
 from anyio.abc import TaskGroup
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
@@ -29,13 +27,14 @@ from mcp_router.config import Config
 from mcp_router.errors import RouterError
 from mcp_router.front import Front
 from mcp_router.host import host_model, notify, sized_result
-from mcp_router.http_auth import ClientTokenVerifier, auth_settings, authenticated_client
+from mcp_router.http_auth import ClientTokenVerifier, auth_settings
 from mcp_router.ledger import CostReport
 from mcp_router.messages import ChatCall, ChatResult, Message
 from mcp_router.outputs import ANSWER_URI, AnswerPages
 from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber, provider_keys
 from mcp_router.router import Router
+from mcp_router.sessions import PiiSessions, client_name, page_owner
 from mcp_router.wiring import open_router
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,48 +51,9 @@ class AppState:
     router: Router
     pages: AnswerPages
     front: Front
-    http_pii: HttpPiiSessions
+    pii_sessions: PiiSessions
     keeper: TaskGroup | None = None  # this connection's: finishes answers a host gave up on
     pii: PiiSession | None = None  # this connection's, over stdio or in process
-
-    def pii_for(self, ctx: Context[Any]) -> PiiSession:
-        """The PII session of the MCP session `ctx` belongs to: pseudonyms never cross them.
-
-        The SDK builds a new `ctx.session` for every request, so the session is found here.
-        Over stdio (or in process) it is the connection: one lifespan entry, one host. Over
-        HTTP it is the `Mcp-Session-Id` of streamable HTTP or SSE's `session_id`, both issued
-        by the server and bound to the token's client. A 2026-07-28 request over HTTP carries
-        no session: it is its own.
-        """
-        request = ctx.request_context.request
-        if request is None:
-            assert self.pii is not None, "entered outside the lifespan"
-            return self.pii
-        session_id = (request.headers.get(MCP_SESSION_ID_HEADER)
-                      or request.query_params.get("session_id"))
-        if not session_id:
-            return self.router.pii.session()
-        return self.http_pii.get((_client_name(ctx), session_id), self.router.pii.session)
-
-
-class HttpPiiSessions:
-    """The PII sessions of HTTP sessions, newest `keep` kept.
-
-    HTTP sessions end without telling the tools, so the least recently used is dropped first;
-    a session that comes back after that starts new pseudonyms (its old placeholders are then
-    no longer restored, and none of another session's ever are).
-    """
-
-    def __init__(self, keep: int = 64) -> None:
-        self._keep = keep
-        self._sessions: OrderedDict[tuple[str, str], PiiSession] = OrderedDict()
-
-    def get(self, key: tuple[str, str], new: Callable[[], PiiSession]) -> PiiSession:
-        session = self._sessions.pop(key, None)
-        self._sessions[key] = session = new() if session is None else session
-        while len(self._sessions) > self._keep:
-            self._sessions.popitem(last=False)
-        return session
 
 
 class _Shared:
@@ -147,7 +107,7 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
                                                  clock=clock))
         stack.callback(front.audit.close)  # a later session's first write opens it again
         return AppState(router=router, pages=AnswerPages(config.output.page_chars), front=front,
-                        http_pii=HttpPiiSessions())
+                        pii_sessions=PiiSessions(router.pii.session))
 
     shared = _Shared(open_state)
 
@@ -184,20 +144,6 @@ def _state(ctx: Context[Any]) -> AppState:
     return state
 
 
-def _client_name(ctx: Context) -> str:
-    """The token's client over HTTP with tokens; otherwise the host's clientInfo name."""
-    if (name := authenticated_client()) is not None:
-        return name
-    params = ctx.session.client_params
-    return params.client_info.name if params and params.client_info else "unknown"
-
-
-def _page_owner() -> str:
-    """Whose answer pages a request may read: the token's client; without tokens there is one
-    user (stdio, or HTTP on loopback), whatever name the host gives."""
-    return authenticated_client() or ""
-
-
 def _tool(server: MCPServer[AppState], annotations: ToolAnnotations) -> Callable[[F], F]:
     """Register a tool with its docstring dedented, as the model reads it."""
 
@@ -221,7 +167,7 @@ def _add_resources(server: MCPServer[AppState]) -> None:
                      description="A page of a chat_completion answer too long for one result")
     async def answer_page(trace_id: str, page: str, ctx: Context) -> str:
         pages = _state(ctx).pages
-        text = pages.page(_page_owner(), trace_id, int(page)) if page.isdigit() else None
+        text = pages.page(page_owner(), trace_id, int(page)) if page.isdigit() else None
         if text is None:
             raise ResourceError(f"no page {page} of answer {trace_id}: answers are kept in "
                                 "memory for the newest calls of this server only, for the "
@@ -291,20 +237,20 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         state = _state(ctx)
         router = state.router
         try:
-            result = await state.front.chat(router, _client_name(ctx), call, progress,
-                                            state.keeper, state.pii_for(ctx),
+            result = await state.front.chat(router, client_name(ctx), call, progress,
+                                            state.keeper, state.pii_sessions.of(ctx, state.pii),
                                             host_model(ctx) if config.sampling.fallback
                                             else None)
         except RouterError as exc:
             raise ToolError(state.front.scrubber.scrub(str(exc))) from exc
         if alert := router.spend.budgets.check_alert():
             await notify(ctx, alert)
-        return sized_result(result, state.pages, config, _page_owner())
+        return sized_result(result, state.pages, config, page_owner())
 
     @_tool(server, read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:
         """List the configured providers (and whether their API key is set) and the routes."""
-        _state(ctx).front.note(_client_name(ctx), "list_providers")
+        _state(ctx).front.note(client_name(ctx), "list_providers")
         return describe_providers(_state(ctx).router)
 
     @_tool(server, read_only)
@@ -314,7 +260,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         group_by: Literal["provider", "model", "route", "client", "day"] = "provider",
     ) -> CostReport:
         """Spend and token usage from the ledger, grouped, with budgets and alerts."""
-        _state(ctx).front.note(_client_name(ctx), "cost_report")
+        _state(ctx).front.note(client_name(ctx), "cost_report")
         return _state(ctx).router.spend.ledger.report(period, group_by, config.budgets)
 
     @_tool(server, read_only)
@@ -331,7 +277,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         metadata endpoint, which never sends a completion.
         """
         router = _state(ctx).router
-        _state(ctx).front.note(_client_name(ctx), "provider_health")
+        _state(ctx).front.note(client_name(ctx), "provider_health")
         try:
             if probe:
                 await _probe(router, provider)

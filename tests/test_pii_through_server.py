@@ -12,7 +12,8 @@ from mcp import Client
 from mcp.client.sse import sse_client
 
 from mcp_router.config import parse_config
-from mcp_router.server import HttpPiiSessions, create_server
+from mcp_router.server import create_server
+from mcp_router.sessions import PiiSessions
 from tests.fixtures.serve import serving
 
 pytestmark = pytest.mark.anyio
@@ -120,17 +121,18 @@ async def test_over_http_pseudonyms_last_as_long_as_the_mcp_session(
 
 
 def test_http_sessions_are_kept_for_the_newest_and_never_shared_between_clients():
-    sessions, made = HttpPiiSessions(keep=2), []
+    made: list[Any] = []
 
     def new() -> Any:
         made.append(object())
         return made[-1]
 
-    first = sessions.get(("alice", "s1"), new)
-    assert sessions.get(("alice", "s1"), new) is first
-    assert sessions.get(("bob", "s1"), new) is not first  # the same id under another token
-    sessions.get(("alice", "s2"), new)  # s1 of alice was used before bob's: it is dropped
-    assert sessions.get(("alice", "s1"), new) is not first
+    sessions = PiiSessions(new, keep=2)
+    first = sessions.over_http("alice", "s1")
+    assert sessions.over_http("alice", "s1") is first
+    assert sessions.over_http("bob", "s1") is not first  # the same id under another token
+    sessions.over_http("alice", "s2")  # s1 of alice was used before bob's: it is dropped
+    assert sessions.over_http("alice", "s1") is not first
     assert len(made) == 4
 
 
