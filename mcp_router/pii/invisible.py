@@ -2,9 +2,13 @@
 
 Zero-width spaces and joiners, word joiners, byte-order marks, soft hyphens, bidirectional
 controls and variation selectors render as nothing, so `jane\u200b@example.com` reads as an
-address and `4111\u00ad1111 1111 1111` as a card. Detectors look at the visible text too, and
+address and `4111 11\u00ad11 1111 1111` as a card. Detectors look at the visible text too, and
 what they find there is mapped back onto the original, spanning the invisible characters, so
 the whole value is replaced in what leaves the process.
+
+Between two digits an invisible character may also stand where a separator was meant:
+`4111 1111\u200b1111 1111` is a card once it is read as a space, `4111-1111\u200b1111-1111`
+once it is read as a hyphen. Those readings are searched as well.
 """
 
 from __future__ import annotations
@@ -25,19 +29,24 @@ def without_invisible(text: str) -> str:
 
 
 class VisibleText:
-    """A text without its invisible characters, and the way back to offsets in the original."""
+    """A text without its invisible characters, and the way back to offsets in the original.
 
-    def __init__(self, original: str, runs: list[tuple[int, int]]) -> None:
+    Each run of invisible characters is removed, or in a separated reading replaced by one
+    separator where it stands between two digits.
+    """
+
+    def __init__(self, original: str, runs: list[tuple[int, int]],
+                 fills: list[str] | None = None) -> None:
         pieces: list[str] = []
-        # For each run of invisible characters: where it was in the visible text, and how
-        # many characters had been removed up to and including it.
+        # For each run of invisible characters: where the visible text goes on after it, and
+        # how many characters fewer than the original it has up to there.
         self._at: list[int] = []
         self._removed: list[int] = []
         pos = removed = 0
-        for start, end in runs:
-            pieces.append(original[pos:start])
-            self._at.append(start - removed)
-            removed += end - start
+        for (start, end), fill in zip(runs, fills or [""] * len(runs), strict=True):
+            pieces += (original[pos:start], fill)
+            self._at.append(start - removed + len(fill))
+            removed += end - start - len(fill)
             self._removed.append(removed)
             pos = end
         pieces.append(original[pos:])
@@ -50,6 +59,17 @@ class VisibleText:
             return None
         runs = [m.span() for m in _INVISIBLE.finditer(text)]
         return cls(text, runs) if runs else None
+
+    @classmethod
+    def separated(cls, text: str, separator: str) -> VisibleText | None:
+        """The visible form with each invisible run between two digits read as `separator`,
+        or None when no run stands between two digits."""
+        if text.isascii():
+            return None
+        runs = [m.span() for m in _INVISIBLE.finditer(text)]
+        fills = [separator if text[start - 1:start].isdigit() and text[end:end + 1].isdigit()
+                 else "" for start, end in runs]
+        return cls(text, runs, fills) if any(fills) else None
 
     def original(self, finding: Finding) -> Finding:
         """`finding` in the visible text as a span of the original: from its first visible

@@ -89,6 +89,11 @@ def build_detectors(policy: PiiPolicy) -> list[Detector]:
             *(custom_detector(n, p) for n, p in policy.custom if n not in _DIGIT_RUN_TYPES)]
 
 
+GROUP_SEPARATORS = (" ", "-")
+"""What an invisible character between two digits is also read as: how digit groups are set
+apart in cards, SSNs, IBANs and phone numbers."""
+
+
 class Search:
     """The detectors a search for some entity types runs, chosen once (per policy, not per text).
 
@@ -105,10 +110,12 @@ class Search:
         """Every finding of the chosen detectors in `text`, overlaps not resolved."""
         found = self._find(text)
         visible = VisibleText.of(text)
-        if visible is not None:
-            found += [visible.original(f) for f in self._find(visible.text)]
-            found = list(dict.fromkeys(found))  # a value clear of invisibles is found twice
-        return found
+        if visible is None:
+            return found
+        for form in (visible, *(VisibleText.separated(text, sep) for sep in GROUP_SEPARATORS)):
+            if form is not None:
+                found += [form.original(f) for f in self._find(form.text)]
+        return list(dict.fromkeys(found))  # a value clear of invisibles is found again
 
     def _find(self, text: str) -> list[Finding]:
         found = [f for d in self.detectors for f in d.find(text)]

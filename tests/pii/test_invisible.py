@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,7 +77,35 @@ def test_a_key_the_model_hides_with_invisible_characters_is_redacted_in_the_answ
     assert streamed == "Use <SECRET> here."
 
 
+@pytest.mark.parametrize(("entity", "value"), [
+    ("credit_card", f"4111 1111{ZWSP}1111 1111"), ("credit_card", f"4111 1111 1111{WJ}1111"),
+    ("credit_card", f"5555-5555{SHY}5555-4444"), ("ssn", f"123-45{ZWNJ}6789"),
+    ("iban", f"DE89 3704{ZWSP}0044 0532 0130 00"), ("phone", f"+44 20{BOM}7946 0958"),
+])
+def test_an_invisible_character_in_place_of_a_separator_does_not_hide_a_value(
+        entity: str, value: str) -> None:
+    assert found(f"see {value} please") == [(entity, value)]
+
+
+def digit_separators(value: str) -> list[int]:
+    """Where a space or hyphen sets two digits apart in `value`."""
+    return [i for i in range(1, len(value) - 1) if value[i] in " -"
+            and value[i - 1].isdigit() and value[i + 1].isdigit()]
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.sampled_from([(e, v) for e, v in VALUES if digit_separators(v)]), st.data())
+def test_invisible_characters_in_place_of_any_separators_do_not_hide_a_value(
+        case: tuple[str, str], data: st.DataObject) -> None:
+    entity, value = case
+    chosen = data.draw(st.sets(st.sampled_from(digit_separators(value)), min_size=1))
+    hidden = "".join(data.draw(st.sampled_from(INVISIBLE)) if i in chosen else c
+                     for i, c in enumerate(value))
+    assert (entity, hidden) in found(f"see {hidden} please")
+
+
 @pytest.mark.parametrize("text", [
+    f"ticket 4711{ZWSP}0815 is closed", f"versions 1.2{ZWSP}3 and 10.0{ZWJ}1",
     f"request id 3f2a9c1e-8b7d{ZWSP}-4c6e-9f01-23456789abcd",
     f"upgraded to version 1.2{ZWSP}.3.4 today", f"at 2024-01-15T10:{ZWSP}00:00Z it failed",
     f"push to git{ZWJ}@github.com:acme/api.git", f"card 4111 1111{SHY} 1111 1112 was declined",
@@ -93,6 +123,26 @@ def test_a_value_set_off_from_a_word_only_by_an_invisible_character_is_still_fou
 def test_text_without_invisible_characters_has_no_visible_form() -> None:
     assert VisibleText.of("plain ascii") is None
     assert VisibleText.of("café, naïve") is None
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(st.sampled_from(["a", " ", "7", "8", *INVISIBLE]), min_size=1, max_size=40),
+       st.data())
+def test_a_span_of_a_separated_reading_maps_to_the_same_characters_of_the_original(
+        chars: list[str], data: st.DataObject) -> None:
+    text = "".join(chars)
+    reading = VisibleText.separated(text, "-")
+    if reading is None:
+        return
+    inside = [i for i, c in enumerate(reading.text) if c != "-"]
+    start = data.draw(st.sampled_from(inside))
+    end = data.draw(st.sampled_from([i + 1 for i in inside if i >= start]))
+    back = reading.original(Finding("x", start, end))
+    runs = re.sub(f"[{''.join(INVISIBLE)}]+", lambda m: "-" if m.string[m.start() - 1:m.start()]
+                  .isdigit() and m.string[m.end():m.end() + 1].isdigit() else "",
+                  text[back.start:back.end])
+    assert runs == reading.text[start:end]
+    assert text[back.start] not in INVISIBLE and text[back.end - 1] not in INVISIBLE
 
 
 @settings(deadline=None, max_examples=300)
