@@ -3,8 +3,12 @@
 The guard keeps today's and this month's spend in memory (seeded from the ledger when created
 and again at each UTC day or month rollover) plus the reservations of calls in flight. A
 reservation's check and add happen with no await in between, so on the server's one event
-loop concurrent calls can never together pass a budget. Separate server processes sharing
-one ledger each keep their own reservations; the ledger's sums reconcile them at rollover.
+loop concurrent calls can never together pass a budget.
+
+Every host starts its own stdio server, and they share one ledger: before each check the
+guard adds what other processes have written to it since it last looked, so together they
+stay within the budget too. Only their calls still in flight are not seen (each process
+holds its own reservations), so the budget can be passed by at most what those may cost.
 
 A target without a price cannot be bounded: its reservation is 0 with a note, and it is
 refused only when a budget is already used up.
@@ -27,9 +31,14 @@ UNBOUNDED_NOTE = "price unknown: the call cannot be bounded, so nothing is reser
 
 
 class SpendSource(Protocol):
-    """Where settled spend is read at startup and rollover: the ledger."""
+    """Where settled spend is read: the ledger, which other processes write to as well."""
 
-    def spent(self, period: Literal["today", "month"]) -> Decimal: ...
+    def spent(self, period: Literal["today", "month"], *, up_to: int | None = None
+              ) -> Decimal: ...
+
+    def position(self) -> int: ...
+
+    def spent_elsewhere(self, after: int) -> tuple[int, list[tuple[str, Decimal]]]: ...
 
 
 class Reservation:
@@ -76,9 +85,11 @@ class BudgetGuard:
 
     def __init__(self, config: BudgetsConfig, ledger: SpendSource, clock: Clock) -> None:
         self._config, self._ledger, self._clock = config, ledger, clock
+        self._limited = config.daily_usd is not None or config.monthly_usd is not None
         self._day, self._month = utc_day_month(clock.wall())
-        self._spent_day = ledger.spent("today")
-        self._spent_month = ledger.spent("month")
+        self._seen = ledger.position()  # the ledger's rows up to here are in the figures
+        self._spent_day = ledger.spent("today", up_to=self._seen)
+        self._spent_month = ledger.spent("month", up_to=self._seen)
         self._reserved = Decimal(0)
         # A day already over the threshold at startup was alerted by an earlier process (and
         # cost_report lists it from the ledger): do not alert it again.
@@ -86,12 +97,12 @@ class BudgetGuard:
 
     @property
     def spent_today(self) -> Decimal:
-        self._roll()
+        self._refresh()
         return self._spent_day
 
     @property
     def spent_month(self) -> Decimal:
-        self._roll()
+        self._refresh()
         return self._spent_month
 
     @property
@@ -101,7 +112,8 @@ class BudgetGuard:
 
     def reserve(self, quote: Decimal | None) -> Reservation:
         """Hold `quote` (an attempt's worst case) or raise BudgetExceeded; None = unpriced."""
-        self._roll()
+        if self._limited:
+            self._refresh()
         amount = Decimal(0) if quote is None else quote
         self._check("daily", self._config.daily_usd, self._spent_day, amount, quote)
         self._check("monthly", self._config.monthly_usd, self._spent_month, amount, quote)
@@ -110,9 +122,11 @@ class BudgetGuard:
 
     def check_alert(self) -> str | None:
         """The alert message the first time today's spend reaches `alert_daily_usd`, else None."""
-        self._roll()
         threshold = self._config.alert_daily_usd
-        if threshold is None or self._alerted_day == self._day or not self._over_alert():
+        if threshold is None:
+            return None
+        self._refresh()
+        if self._alerted_day == self._day or not self._over_alert():
             return None
         self._alerted_day = self._day
         return (f"{self._day}: spent {format_usd(self._spent_day)}, over the daily alert "
@@ -147,6 +161,18 @@ class BudgetGuard:
         """Start a new day or month from the ledger's sums when the UTC calendar moves on."""
         day, month = utc_day_month(self._clock.wall())
         if day != self._day:
-            self._day, self._spent_day = day, self._ledger.spent("today")
+            self._day, self._spent_day = day, self._ledger.spent("today", up_to=self._seen)
         if month != self._month:
-            self._month, self._spent_month = month, self._ledger.spent("month")
+            self._month = month
+            self._spent_month = self._ledger.spent("month", up_to=self._seen)
+
+    def _refresh(self) -> None:
+        """Roll over if due, then add what other processes have spent since the last look
+        (this process's own spend is added as it settles)."""
+        self._roll()
+        self._seen, rows = self._ledger.spent_elsewhere(self._seen)
+        for day, cost in rows:
+            if day == self._day:
+                self._spent_day = EXACT.add(self._spent_day, cost)
+            if day.startswith(self._month):
+                self._spent_month = EXACT.add(self._spent_month, cost)

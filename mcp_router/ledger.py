@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -53,7 +54,8 @@ CREATE TABLE IF NOT EXISTS calls (
     cost_usd TEXT,
     saved_usd TEXT,
     latency_ms REAL NOT NULL,
-    metadata TEXT NOT NULL
+    metadata TEXT NOT NULL,
+    writer TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_day ON calls(day);
 DROP INDEX IF EXISTS calls_month;
@@ -63,7 +65,7 @@ DROP INDEX IF EXISTS calls_month;
 # older mcp-router opening this file makes it again, which changes no result.)
 _COLUMNS = ("ts, day, month, trace_id, client, route, provider, model, outcome, input_tokens, "
             "output_tokens, cached_input_tokens, cost_usd, saved_usd, latency_ms, metadata")
-_INSERT = f"INSERT INTO calls ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_INSERT = f"INSERT INTO calls ({_COLUMNS}, writer) VALUES ({', '.join('?' * 17)})"
 
 # Constant SQL per choice: the argument selects an expression, it is never interpolated.
 _GROUP_KEY: dict[str, str] = {
@@ -122,6 +124,9 @@ class Ledger:
         # One connection behind a lock: the server runs on one event loop, but worker threads
         # (anyio.to_thread) may report too. Autocommit: every INSERT is its own transaction.
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Marks this connection's rows, so a budget guard adds another process's spend to its
+        # own figures without counting its own twice.
+        self._writer = uuid.uuid4().hex
         self._lock = threading.Lock()
         # typeshed types aggregates as int-only; SQLite takes any SQL value (here, text).
         self._conn.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
@@ -143,6 +148,16 @@ class Ledger:
                               f"understands ({SCHEMA_VERSION}); upgrade mcp-router",
                               file=str(self.path))
         self._conn.executescript(_SCHEMA)
+        # Ledgers made before have no writer column. Rows without a writer (also those an
+        # older mcp-router still writes) count as another process's. The column is added
+        # without a version change: older releases read and write the table as before.
+        columns = {name for _, name, *_ in self._conn.execute("PRAGMA table_info(calls)")}
+        if "writer" not in columns:
+            try:
+                self._conn.execute("ALTER TABLE calls ADD COLUMN writer TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -163,7 +178,8 @@ class Ledger:
         values = (ts, day, month, row.trace_id, row.client, row.route, row.provider, row.model,
                   row.outcome, u.input_tokens, u.output_tokens, u.cached_input_tokens,
                   _text(row.cost_usd), _text(row.saved_usd), row.latency_ms,
-                  json.dumps(dict(row.metadata), sort_keys=True, ensure_ascii=False))
+                  json.dumps(dict(row.metadata), sort_keys=True, ensure_ascii=False),
+                  self._writer)
         with self._lock:
             self._conn.execute(_INSERT, values)
 
@@ -172,14 +188,35 @@ class Ledger:
         sql = (f"SELECT {_COLUMNS} FROM calls ORDER BY id DESC LIMIT ?")
         return [_row(r) for r in self._query(sql, (limit,))]
 
-    def spent(self, period: Period, client: str | None = None) -> Decimal:
+    def spent(self, period: Period, client: str | None = None, *,
+              up_to: int | None = None) -> Decimal:
         """The exact sum of known costs over `period` (UTC day or month of the clock's now),
-        of one client's calls when `client` is given."""
+        of one client's calls when `client` is given, of rows up to `position` `up_to`."""
         where, args = self._where(period)
         if client is not None:
             where, args = f"{where} AND client = ?", (*args, client)
+        if up_to is not None:
+            where, args = f"{where} AND id <= ?", (*args, up_to)
         ((total,),) = self._query(f"SELECT dsum(cost_usd) FROM calls WHERE {where}", args)
         return Decimal(total or 0)  # an aggregate over no rows is NULL
+
+    def position(self) -> int:
+        """The newest row's id. Rows are written one transaction at a time, so every row up
+        to it is there, whichever process wrote it."""
+        ((newest,),) = self._query("SELECT COALESCE(MAX(id), 0) FROM calls", ())
+        return int(newest)
+
+    def spent_elsewhere(self, after: int,
+                        client: str | None = None) -> tuple[int, list[tuple[str, Decimal]]]:
+        """The newest position, and `(day, cost)` of each priced row after position `after`
+        that another process (another ledger connection) wrote, of `client`'s calls if given.
+        """
+        rows = self._query("SELECT id, day, cost_usd, writer, client FROM calls WHERE id > ? "
+                           "ORDER BY id", (after,))
+        newest = rows[-1][0] if rows else after
+        return newest, [(day, Decimal(cost)) for _, day, cost, writer, of in rows
+                        if cost is not None and writer != self._writer
+                        and (client is None or of == client)]
 
     def report(self, period: Period = "today", group_by: GroupBy = "provider",
                budgets: BudgetsConfig | None = None) -> CostReport:

@@ -32,8 +32,14 @@ class ClientSpend:
     def __init__(self, ledger: Ledger, client: str) -> None:
         self._ledger, self._client = ledger, client
 
-    def spent(self, period: Literal["today", "month"]) -> Decimal:
-        return self._ledger.spent(period, self._client)
+    def spent(self, period: Literal["today", "month"], *, up_to: int | None = None) -> Decimal:
+        return self._ledger.spent(period, self._client, up_to=up_to)
+
+    def position(self) -> int:
+        return self._ledger.position()
+
+    def spent_elsewhere(self, after: int) -> tuple[int, list[tuple[str, Decimal]]]:
+        return self._ledger.spent_elsewhere(after, self._client)
 
 
 class Spend:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from decimal import Decimal
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -12,7 +14,8 @@ import pytest
 from mcp_router.budgets import UNBOUNDED_NOTE, BudgetGuard
 from mcp_router.config import BudgetsConfig
 from mcp_router.errors import BudgetExceeded
-from mcp_router.ledger import Ledger, LedgerRow
+from mcp_router.ledger import LEDGER_FILE, Ledger, LedgerRow
+from mcp_router.spend import ClientSpend
 from tests.ledger.conftest import FakeClock
 
 D = Decimal
@@ -196,3 +199,62 @@ def test_a_new_day_in_the_same_month_keeps_the_month(ledger: Ledger, clock: Fake
     assert (guard.spent_today, guard.spent_month) == (D(0), D(8))
     with pytest.raises(BudgetExceeded, match=r"^monthly budget of \$12"):
         guard.reserve(D(5))
+
+
+def test_servers_sharing_a_ledger_keep_to_one_budget_together(tmp_path: Path,
+                                                              clock: FakeClock) -> None:
+    # Each host starts its own server: two connections to one ledger file, as two processes.
+    with Ledger.in_home(tmp_path, clock) as desktop_ledger, \
+            Ledger.in_home(tmp_path, clock) as editor_ledger:
+        desktop = _guard(desktop_ledger, clock, daily_usd="1", monthly_usd="5")
+        editor = _guard(editor_ledger, clock, daily_usd="1", monthly_usd="5")
+        _spend(desktop, desktop_ledger, "0.70")
+        with pytest.raises(BudgetExceeded, match=r"spent \$0\.7 "):
+            editor.reserve(D("0.40"))
+        _spend(editor, editor_ledger, "0.20")
+        assert (desktop.spent_today, editor.spent_today) == (D("0.90"), D("0.90"))
+        assert (desktop.spent_month, editor.spent_month) == (D("0.90"), D("0.90"))
+        with pytest.raises(BudgetExceeded):
+            desktop.reserve(D("0.20"))
+        clock.advance(24 * 3600)  # a new day: the month still counts what both spent
+        _spend(editor, editor_ledger, "0.50")
+        assert (desktop.spent_today, desktop.spent_month) == (D("0.50"), D("1.40"))
+
+
+def test_a_clients_budget_counts_that_clients_spend_from_other_processes(
+        tmp_path: Path, clock: FakeClock) -> None:
+    with Ledger.in_home(tmp_path, clock) as mine, Ledger.in_home(tmp_path, clock) as theirs:
+        alice = BudgetGuard(BudgetsConfig(daily_usd=D(1)), ClientSpend(mine, "alice"), clock)
+        for client, amount in (("alice", "0.30"), ("bob", "0.50"), ("alice", "0.25")):
+            theirs.record(LedgerRow(provider="p", model="m", outcome="ok", client=client,
+                                    cost_usd=D(amount)))
+        assert alice.spent_today == D("0.55")
+
+
+def test_rows_of_an_older_release_without_a_writer_count_as_another_process(
+        tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / LEDGER_FILE
+    with sqlite3.connect(path) as old:  # the table as releases before the writer column made it
+        old.executescript(OLD_SCHEMA)
+    with Ledger(path, clock) as ledger:
+        guard = _guard(ledger, clock, daily_usd="1")
+        with sqlite3.connect(path) as old:
+            old.execute("INSERT INTO calls (ts, day, month, trace_id, provider, model, outcome, "
+                        "input_tokens, output_tokens, cached_input_tokens, cost_usd, latency_ms, "
+                        "metadata) VALUES (?, '2026-11-03', '2026-11', 't', 'p', 'm', 'ok', "
+                        "0, 0, 0, '0.25', 1.0, '{}')", (clock.wall(),))
+        _spend(guard, ledger, "0.50")
+        assert guard.spent_today == D("0.75") == ledger.spent("today")
+
+
+OLD_SCHEMA = """
+CREATE TABLE calls (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, day TEXT NOT NULL, month TEXT NOT NULL,
+    trace_id TEXT NOT NULL, client TEXT, route TEXT, provider TEXT NOT NULL,
+    model TEXT NOT NULL, outcome TEXT NOT NULL, input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL, cached_input_tokens INTEGER NOT NULL, cost_usd TEXT,
+    saved_usd TEXT, latency_ms REAL NOT NULL, metadata TEXT NOT NULL
+);
+CREATE INDEX calls_day ON calls(day);
+PRAGMA user_version = 1;
+"""
