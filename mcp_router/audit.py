@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -57,18 +58,29 @@ class _RotatingFile:
     Each line is one `write()` on an O_APPEND descriptor: on disk (in the operating system's
     hands) when `append` returns, and never interleaved with another process's lines. With
     no backups the file starts again empty when it is full.
+
+    Every server a host starts appends to the same file, so the size is the file's own, and
+    a file another process has rotated away is left for the new one at `path`.
     """
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
         self.path, self._max_bytes, self._backups = path, max_bytes, backups
         self._fd = _open_private(path)
-        self._size = os.fstat(self._fd).st_size
 
     def append(self, data: bytes) -> None:
-        if self._size and self._size + len(data) > self._max_bytes:
+        if self._rotated_away():
+            self.close()
+            self._fd = _open_private(self.path)
+        size = os.fstat(self._fd).st_size
+        if size and size + len(data) > self._max_bytes:
             self._rotate()
         os.write(self._fd, data)
-        self._size += len(data)
+
+    def _rotated_away(self) -> bool:
+        try:
+            return not os.path.samestat(os.fstat(self._fd), os.stat(self.path))
+        except FileNotFoundError:
+            return True
 
     def close(self) -> None:
         fd, self._fd = self._fd, -1
@@ -78,14 +90,16 @@ class _RotatingFile:
     def _rotate(self) -> None:
         self.close()
         name = str(self.path)
-        for i in range(self._backups - 1, 0, -1):
-            if os.path.exists(f"{name}.{i}"):
-                os.replace(f"{name}.{i}", f"{name}.{i + 1}")
-        if self._backups:
-            os.replace(name, f"{name}.1")
-        else:
-            os.unlink(name)
-        self._fd, self._size = _open_private(self.path), 0
+        # Another process may be rotating at the same moment: a file it moved first is gone.
+        with suppress(FileNotFoundError):
+            for i in range(self._backups - 1, 0, -1):
+                if os.path.exists(f"{name}.{i}"):
+                    os.replace(f"{name}.{i}", f"{name}.{i + 1}")
+            if self._backups:
+                os.replace(name, f"{name}.1")
+            else:
+                os.unlink(name)
+        self._fd = _open_private(self.path)
 
 
 class AuditLog:

@@ -85,6 +85,21 @@ def test_rotates_by_size_and_keeps_backups_private(tmp_path: Path):
     assert kept == [f"c{i}" for i in range(20 - len(kept), 20)]  # oldest dropped, order kept
 
 
+def test_servers_sharing_a_home_rotate_one_log_in_order(tmp_path: Path):
+    # Each host starts its own server; all of them append to one audit.jsonl.
+    config = AuditConfig(max_bytes=600, backups=3)
+    with AuditLog(tmp_path, config, FakeClock()) as desktop, \
+            AuditLog(tmp_path, config, FakeClock()) as editor:
+        for i in range(14):
+            (desktop if i % 3 else editor).write(
+                AuditEntry(client=f"c{i}", tool="chat_completion", outcome="ok"))
+    files = ["audit.jsonl.3", "audit.jsonl.2", "audit.jsonl.1", "audit.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)
+    assert all((tmp_path / name).stat().st_size < 600 for name in files)
+    kept = [e["client"] for f in files for e in lines(tmp_path / f)]
+    assert kept == [f"c{i}" for i in range(14 - len(kept), 14)]  # oldest dropped, order kept
+
+
 def test_a_disabled_log_writes_nothing(tmp_path: Path):
     with AuditLog(tmp_path / "home", AuditConfig(enabled=False), FakeClock()) as log:
         log.write(ENTRY)
