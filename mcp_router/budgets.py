@@ -167,12 +167,13 @@ class BudgetGuard:
             self._spent_month = self._ledger.spent("month", up_to=self._seen)
 
     def _refresh(self) -> None:
-        """Roll over if due, then add what other processes have spent since the last look
-        (this process's own spend is added as it settles)."""
-        self._roll()
+        """Add what other processes have spent since the last look (this process's own spend
+        is added as it settles), then roll over if due: a new day's or month's sum is read up
+        to the rows just looked at, whoever wrote them."""
         self._seen, rows = self._ledger.spent_elsewhere(self._seen)
         for day, cost in rows:
             if day == self._day:
                 self._spent_day = EXACT.add(self._spent_day, cost)
             if day.startswith(self._month):
                 self._spent_month = EXACT.add(self._spent_month, cost)
+        self._roll()
