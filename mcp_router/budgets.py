@@ -148,7 +148,7 @@ class BudgetGuard:
                 f"{format_usd(max(EXACT.subtract(limit, committed), Decimal(0)))} is left")
 
     def _finish(self, held: Decimal, actual: Decimal) -> None:
-        self._roll()
+        self._refresh()  # a rollover due now must count rows already written, its own too
         self._reserved = EXACT.subtract(self._reserved, held)
         self._spent_day = EXACT.add(self._spent_day, actual)
         self._spent_month = EXACT.add(self._spent_month, actual)
