@@ -86,6 +86,7 @@ class BudgetGuard:
     def __init__(self, config: BudgetsConfig, ledger: SpendSource, clock: Clock) -> None:
         self._config, self._ledger, self._clock = config, ledger, clock
         self._limited = config.daily_usd is not None or config.monthly_usd is not None
+        self._watched = self._limited or config.alert_daily_usd is not None
         self._day, self._month = utc_day_month(clock.wall())
         self._seen = ledger.position()  # the ledger's rows up to here are in the figures
         self._spent_day = ledger.spent("today", up_to=self._seen)
@@ -148,7 +149,8 @@ class BudgetGuard:
                 f"{format_usd(max(EXACT.subtract(limit, committed), Decimal(0)))} is left")
 
     def _finish(self, held: Decimal, actual: Decimal) -> None:
-        self._refresh()  # a rollover due now must count rows already written, its own too
+        if self._watched:  # a rollover due now must count rows already written, its own too
+            self._refresh()
         self._reserved = EXACT.subtract(self._reserved, held)
         self._spent_day = EXACT.add(self._spent_day, actual)
         self._spent_month = EXACT.add(self._spent_month, actual)
