@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from mcp_router.config import shipped_config
-from tests.fixtures.serve import serving
+from tests.fixtures.serve import StdioSession, serving
 
 pytestmark = pytest.mark.slow
 DEMO = str(shipped_config("demo.yaml"))
@@ -71,6 +71,32 @@ async def test_http_transports_answer_on_a_real_port(http_server: str):
         async with Client(transport) as client:
             result = await one_call_through(client)
     assert result["provider"] == "anthropic"
+
+
+def test_servers_of_two_hosts_keep_to_one_budget(sim: Any, tmp_path: Path):
+    config = tmp_path / "budget.yaml"
+    config.write_text(f"""\
+providers:
+  deepseek: {{kind: openai, base_url: "{sim.url}/v1"}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat}}]
+cache: {{enabled: false}}
+budgets: {{daily_usd: 0.000006}}
+""")
+    env = server_env(sim, tmp_path)
+    editor = StdioSession(config, env)  # started first: its figures come from an empty ledger
+    desktop = StdioSession(config, env)
+    try:
+        spent = desktop.call(1, prompt="hello", max_tokens=5)
+        assert not spent.get("isError") and spent["structuredContent"]["cost_usd"] > 0
+        refused = editor.call(1, prompt="hello", max_tokens=5)
+    finally:
+        codes = [editor.close(), desktop.close()]
+    assert refused["isError"] is True
+    text = refused["content"][0]["text"]
+    assert "daily budget of $0.000006 would be exceeded: spent $0.00000238" in text
+    assert codes == [0, 0]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,11 +7,8 @@ and an answer staged for the cache must reach the disk, before the process is go
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from contextlib import suppress
@@ -22,14 +19,12 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp.types import Implementation
 
 from mcp_router.http_auth import SHUTDOWN_GRACE_S
-from tests.fixtures.serve import serving
+from tests.fixtures.serve import HOST, StdioSession, serving
 
 pytestmark = pytest.mark.slow
 HANG = "deepseek-chat+hang"
-HOST = Implementation(name="test-host", version="1")
 CONFIG = """\
 providers:
   deepseek: {{kind: openai, base_url: "{url}/v1"}}
@@ -64,40 +59,11 @@ def wait_until(condition: Any, seconds: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-class StdioSession:
-    """A host speaking JSON-RPC lines to `mcp-router serve` over pipes, as hosts do."""
-
-    def __init__(self, config: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_router", "serve", "--config", str(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **env})
-        self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": HOST.model_dump(exclude_none=True)}})
-        assert json.loads(self.read_line())["id"] == 0
-        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-
-    def send(self, message: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def read_line(self) -> bytes:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.readline()
-
-    def ask(self, n: int, **arguments: Any) -> None:
-        self.send({"jsonrpc": "2.0", "id": n, "method": "tools/call",
-                   "params": {"name": "chat_completion", "arguments": arguments}})
-
-
 def test_sigterm_over_stdio_records_the_call_in_flight_and_keeps_the_staged_answer(
         sim: Any, config: Path, tmp_path: Path):
     host = StdioSession(config, home_env(tmp_path))
     try:
-        host.ask(1, prompt="remember me")
-        answered = json.loads(host.read_line())
-        assert answered["result"]["structuredContent"]["cached"] is False
+        assert host.call(1, prompt="remember me")["structuredContent"]["cached"] is False
         host.ask(2, prompt="never answered", route="stuck")
         wait_until(lambda: sim.state.hits[HANG] == 1)
         host.proc.send_signal(signal.SIGTERM)
