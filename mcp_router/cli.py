@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 
 from mcp_router.config import Config, data_home, load_config, shipped_config
-from mcp_router.errors import ConfigError
+from mcp_router.errors import ConfigError, DataError
 
 log = logging.getLogger("mcp_router")
 
@@ -31,6 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         print(f"mcp-router: config error: {exc}", file=sys.stderr)
+        return 1
+    except DataError as exc:
+        print(f"mcp-router: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -113,7 +116,9 @@ def settle_garbage_collector() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from mcp_router.clock import LoopClock
     from mcp_router.http_auth import bind_refusal, serve_http
+    from mcp_router.ledger import Ledger
     from mcp_router.provider_keys import Scrubber, install_log_scrubber, provider_keys
     from mcp_router.server import create_server
     from mcp_router.stdio import serve_stdio
@@ -125,6 +130,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"mcp-router: {refusal}", file=sys.stderr)
         return 2
     home = data_home(os.environ)
+    # Opened once here, so a data directory or ledger that cannot be used is said in one line
+    # before a host connects, not as a traceback from the first session.
+    Ledger.in_home(home, LoopClock()).close()
     keys = provider_keys(config.providers, os.environ, base=path.parent)
     server = create_server(config, home=home, keys=keys)
     scrubber = Scrubber(keys.values())

@@ -2,6 +2,7 @@
 
     RouterError
     ├── ConfigError(file, line, key)          a config file or value is wrong
+    ├── DataError                             the data directory or the ledger cannot be used
     ├── InvalidRequest(field)                 a tool argument is wrong; the caller must change it
     ├── ProviderError(provider, model)        one upstream attempt failed
     │   ├── ProviderStatusError(status, retry_after)   the upstream answered with an HTTP error
@@ -41,6 +42,11 @@ class ConfigError(RouterError):
         prefix = f"{where}: " if where else ""
         keypart = f"{key}: " if key else ""
         super().__init__(f"{prefix}{keypart}{message}")
+
+
+class DataError(RouterError):
+    """The data directory ($MCP_ROUTER_HOME) or the ledger in it cannot be used; the message
+    names the path and what to do."""
 
 
 class InvalidRequest(RouterError):

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from mcp_router.clock import Clock
 from mcp_router.config import BudgetsConfig
-from mcp_router.errors import ConfigError
+from mcp_router.errors import ConfigError, DataError
 from mcp_router.messages import Usage
 from mcp_router.money import EXACT, exact_sum, utc_day_month
 from mcp_router.reports import Budgets, BudgetStatus, CostReport, CostRow, build_alerts
@@ -120,20 +120,32 @@ class Ledger:
 
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path, self._clock = Path(path), clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection behind a lock: the server runs on one event loop, but worker threads
-        # (anyio.to_thread) may report too. Autocommit: every INSERT is its own transaction.
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         # Marks this connection's rows, so a budget guard adds another process's spend to its
         # own figures without counting its own twice.
         self._writer = uuid.uuid4().hex
         self._lock = threading.Lock()
-        # typeshed types aggregates as int-only; SQLite takes any SQL value (here, text).
-        self._conn.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")  # another server process may be writing
-        self._migrate()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection behind a lock: the server runs on one event loop, but worker
+            # threads (anyio.to_thread) may report too. Autocommit: each INSERT is its own
+            # transaction.
+            self._conn = sqlite3.connect(self.path, isolation_level=None,
+                                         check_same_thread=False)
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise DataError(f"cannot use the data directory {self.path.parent} ({exc}); set "
+                            "MCP_ROUTER_HOME to a directory this user can write") from exc
+        try:
+            # typeshed types aggregates as int-only; SQLite takes any SQL value (here, text).
+            self._conn.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")  # another process may be writing
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise DataError(f"the ledger {self.path} cannot be used ({exc}); if it is damaged, "
+                            "move it aside and a new one is started (the spend it holds then "
+                            "no longer counts against the budgets)") from exc
 
     @classmethod
     def in_home(cls, home: Path, clock: Clock) -> Ledger:

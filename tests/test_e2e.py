@@ -110,6 +110,19 @@ def test_http_bind_beyond_loopback_is_refused():
     assert "refusing to bind 0.0.0.0" in done.stderr
 
 
+def test_serve_says_in_one_line_when_its_data_directory_cannot_be_used(sim: Any,
+                                                                      tmp_path: Path):
+    home = tmp_path / "home"
+    home.write_text("a file where the data directory should be")
+    done = subprocess.run([sys.executable, "-m", "mcp_router", "serve", "--config", DEMO],
+                          input="", capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **server_env(sim, home)})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"mcp-router: cannot use the data directory {home} (")
+    assert "Traceback" not in done.stderr
+
+
 def test_check_config_prints_routes_and_fails_on_a_broken_file(tmp_path: Path):
     ok = run_cli("check-config", env={"MCP_ROUTER_CONFIG": ""})
     assert ok.returncode == 0

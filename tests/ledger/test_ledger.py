@@ -17,7 +17,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mcp_router.config import BudgetsConfig
-from mcp_router.errors import ConfigError
+from mcp_router.errors import ConfigError, DataError
 from mcp_router.ledger import Ledger, LedgerRow
 from mcp_router.messages import Usage
 from mcp_router.money import utc_day_month
@@ -73,6 +73,24 @@ def test_a_ledger_from_a_newer_release_is_refused(tmp_path: Path, clock: FakeClo
     conn.close()
     with pytest.raises(ConfigError, match="schema version 99"):
         Ledger(path, clock)
+
+
+def test_a_damaged_ledger_is_refused_by_name_and_left_as_it_is(tmp_path: Path,
+                                                               clock: FakeClock) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    damaged = b"not a database, whatever it once held " * 40
+    path.write_bytes(damaged)
+    with pytest.raises(DataError, match=f"the ledger {path} cannot be used .*move it aside"):
+        Ledger(path, clock)
+    assert path.read_bytes() == damaged  # spend records are never replaced behind the user
+
+
+def test_a_home_that_cannot_be_a_directory_is_refused_by_name(tmp_path: Path,
+                                                             clock: FakeClock) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file where the data directory should be")
+    with pytest.raises(DataError, match=f"cannot use the data directory {home} .*MCP_ROUTER_HOME"):
+        Ledger.in_home(home, clock)
 
 
 CHILD = textwrap.dedent("""
