@@ -14,15 +14,17 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_router import __version__
 from mcp_router.access import find_client
 from mcp_router.provider_keys import Scrubber, install_log_scrubber
 from mcp_router.shared_config import ServerConfig
 
-__all__ = ["SCOPE", "ClientTokenVerifier", "HostOriginGuard", "auth_settings",
-           "authenticated_client", "bind_refusal", "http_app", "is_loopback", "serve_http",
-           "transport_security"]
+__all__ = ["SCOPE", "SHUTDOWN_GRACE_S", "ClientTokenVerifier", "HealthCheck", "HostOriginGuard",
+           "auth_settings", "authenticated_client", "bind_refusal", "http_app", "is_loopback",
+           "serve_http", "transport_security"]
 
 SCOPE = "mcp-router"
 HttpTransport = Literal["sse", "streamable-http"]
@@ -126,9 +128,27 @@ class HostOriginGuard:
         await self._app(scope, receive, send)
 
 
+class HealthCheck:
+    """`GET /healthz` answers 200 without a token, for load balancers and container checks;
+    it says only that the server is up, and which release."""
+
+    PATH = "/healthz"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.PATH \
+                and scope["method"] in ("GET", "HEAD"):
+            await JSONResponse({"status": "ok", "version": __version__})(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
 def http_app(server: MCPServer[Any], transport: HttpTransport, *, host: str,
              config: ServerConfig) -> ASGIApp:
-    """The ASGI app of `server` for `transport`: Host/Origin guard, body limit, auth if set."""
+    """The ASGI app of `server` for `transport`: Host/Origin guard, health check, body limit,
+    auth if set."""
     security = transport_security(host, config)
     if transport == "sse":
         app = server.sse_app(max_request_body_size=config.max_body_bytes,
@@ -136,7 +156,7 @@ def http_app(server: MCPServer[Any], transport: HttpTransport, *, host: str,
     else:
         app = server.streamable_http_app(max_request_body_size=config.max_body_bytes,
                                          transport_security=security, host=host)
-    return HostOriginGuard(app, security)
+    return HostOriginGuard(HealthCheck(app), security)
 
 
 async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: str, port: int,

@@ -17,6 +17,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from mcp_router import __version__
 from mcp_router.access import hash_token, new_token
 from tests.fixtures.serve import serving
 
@@ -91,6 +92,16 @@ def test_no_token_or_a_wrong_one_is_401_and_a_foreign_origin_is_403(server: Any)
         assert refused.headers["WWW-Authenticate"].startswith("Bearer")
     assert post(url, ALICE, Origin="http://evil.example").status_code == 403
     assert post(url, ALICE).status_code not in (401, 403)
+
+
+def test_the_health_check_answers_without_a_token_but_not_to_a_foreign_page(server: Any):
+    base = server[0].removesuffix("/mcp")
+    health = httpx.get(f"{base}/healthz", timeout=10)
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "version": __version__}
+    foreign = httpx.get(f"{base}/healthz", headers={"Origin": "http://evil.example"},
+                        timeout=10)
+    assert foreign.status_code == 403
 
 
 @pytest.mark.anyio
