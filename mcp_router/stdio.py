@@ -25,7 +25,7 @@ import signal
 import stat
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager, suppress
 from types import TracebackType
 from typing import IO, Any, BinaryIO, Self, cast
 
@@ -61,8 +61,14 @@ async def serve_stdio(server: MCPServer[Any]) -> None:
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
     """Cancel `scope` on SIGTERM or SIGHUP, as closing stdin would end it (SIGINT already
-    cancels the run)."""
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+    cancels the run). Off the main thread signals cannot be caught; they keep their
+    default there."""
+    with ExitStack() as stack:
+        try:
+            signals = stack.enter_context(
+                anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP))
+        except RuntimeError:
+            return
         async for signum in signals:
             log.info("%s: stopping", signal.Signals(signum).name)
             scope.cancel()

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import anyio
@@ -124,3 +125,19 @@ def test_stdin_closed_ends_the_server_and_leaves_the_descriptors_as_they_were():
     assert answers[1]["result"]["structuredContent"] == {"length": 5, "tail": "hello"}
     assert "junk from print" in stderr and "junk from a child" in stderr
     assert "after serving: blocking True True" in stderr
+
+
+def test_off_the_main_thread_signals_are_left_alone_and_serving_goes_on():
+    from mcp_router.stdio import _cancel_on_signal
+
+    outcome: list[str] = []
+
+    async def watch() -> None:
+        with anyio.CancelScope() as scope:
+            await _cancel_on_signal(scope)  # returns at once: nothing to watch from here
+        outcome.append("cancelled" if scope.cancel_called else "left alone")
+
+    worker = threading.Thread(target=anyio.run, args=(watch,))
+    worker.start()
+    worker.join(timeout=10)
+    assert outcome == ["left alone"]
