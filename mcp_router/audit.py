@@ -68,19 +68,20 @@ class _RotatingFile:
         self._fd = _open_private(path)
 
     def append(self, data: bytes) -> None:
-        if self._rotated_away():
+        here = os.fstat(self._fd)
+        if not self._still_at_path(here):  # another process has rotated it away
             self.close()
             self._fd = _open_private(self.path)
-        size = os.fstat(self._fd).st_size
-        if size and size + len(data) > self._max_bytes:
+            here = os.fstat(self._fd)
+        if here.st_size and here.st_size + len(data) > self._max_bytes:
             self._rotate()
         os.write(self._fd, data)
 
-    def _rotated_away(self) -> bool:
+    def _still_at_path(self, here: os.stat_result) -> bool:
         try:
-            return not os.path.samestat(os.fstat(self._fd), os.stat(self.path))
+            return os.path.samestat(here, os.stat(self.path))
         except FileNotFoundError:
-            return True
+            return False
 
     def close(self) -> None:
         fd, self._fd = self._fd, -1
