@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Sequence
 
 from mcp_router.pii.detectors import Finding
 
@@ -53,23 +54,34 @@ class VisibleText:
         self.text = "".join(pieces)
 
     @classmethod
+    def readings(cls, text: str, separators: Sequence[str] = ()) -> list[VisibleText]:
+        """The visible forms of `text`: its invisible runs removed, then, when some run stands
+        between two digits, one form for each of `separators` with those runs read as it.
+        Empty when nothing in `text` is invisible."""
+        if text.isascii():
+            return []
+        runs = [m.span() for m in _INVISIBLE.finditer(text)]
+        if not runs:
+            return []
+        forms = [cls(text, runs)]
+        between = [text[start - 1:start].isdigit() and text[end:end + 1].isdigit()
+                   for start, end in runs]
+        if any(between):
+            forms += [cls(text, runs, [sep if b else "" for b in between]) for sep in separators]
+        return forms
+
+    @classmethod
     def of(cls, text: str) -> VisibleText | None:
         """The visible form of `text`, or None when nothing in it is invisible."""
-        if text.isascii():
-            return None
-        runs = [m.span() for m in _INVISIBLE.finditer(text)]
-        return cls(text, runs) if runs else None
+        forms = cls.readings(text)
+        return forms[0] if forms else None
 
     @classmethod
     def separated(cls, text: str, separator: str) -> VisibleText | None:
         """The visible form with each invisible run between two digits read as `separator`,
         or None when no run stands between two digits."""
-        if text.isascii():
-            return None
-        runs = [m.span() for m in _INVISIBLE.finditer(text)]
-        fills = [separator if text[start - 1:start].isdigit() and text[end:end + 1].isdigit()
-                 else "" for start, end in runs]
-        return cls(text, runs, fills) if any(fills) else None
+        forms = cls.readings(text, (separator,))
+        return forms[1] if len(forms) > 1 else None
 
     def original(self, finding: Finding) -> Finding:
         """`finding` in the visible text as a span of the original: from its first visible

@@ -109,12 +109,11 @@ class Search:
     def find(self, text: str) -> list[Finding]:
         """Every finding of the chosen detectors in `text`, overlaps not resolved."""
         found = self._find(text)
-        visible = VisibleText.of(text)
-        if visible is None:
+        forms = VisibleText.readings(text, GROUP_SEPARATORS)
+        if not forms:
             return found
-        for form in (visible, *(VisibleText.separated(text, sep) for sep in GROUP_SEPARATORS)):
-            if form is not None:
-                found += [form.original(f) for f in self._find(form.text)]
+        for form in forms:
+            found += [form.original(f) for f in self._find(form.text)]
         return list(dict.fromkeys(found))  # a value clear of invisibles is found again
 
     def _find(self, text: str) -> list[Finding]:
