@@ -203,7 +203,8 @@ class Ledger:
     def spent(self, period: Period, client: str | None = None, *,
               up_to: int | None = None) -> Decimal:
         """The exact sum of known costs over `period` (UTC day or month of the clock's now),
-        of one client's calls when `client` is given, of rows up to `position` `up_to`."""
+        of one client's calls when `client` is given, of the rows up to `up_to` (a
+        `position`) when that is given."""
         where, args = self._where(period)
         if client is not None:
             where, args = f"{where} AND client = ?", (*args, client)

@@ -69,12 +69,7 @@ def test_sigterm_over_stdio_records_the_call_in_flight_and_keeps_the_staged_answ
         host.proc.send_signal(signal.SIGTERM)
         assert host.proc.wait(timeout=10) == 0
     finally:
-        if host.proc.poll() is None:
-            host.proc.kill()
-        host.proc.wait()
-        for pipe in (host.proc.stdin, host.proc.stdout):
-            assert pipe is not None
-            pipe.close()
+        host.close()
     assert ledger(tmp_path) == [("ok", "deepseek-chat"), ("cancelled", HANG)]
     wait_until(lambda: sim.state.disconnects[HANG] == 1)
 
