@@ -16,7 +16,7 @@ from anyio.abc import TaskGroup
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from mcp_router import __version__
 from mcp_router.access import Access
@@ -138,6 +138,20 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
     return server
 
 
+def _absent_if_null(value: object) -> object:
+    return "" if value is None else value
+
+
+Verbatim = Annotated[str, BeforeValidator(_absent_if_null),
+                     WithJsonSchema({"type": ["string", "null"]})]
+"""A text argument that reaches the tool exactly as sent; null or "" reads as not given.
+
+The SDK decodes a string argument that parses as a JSON object or list into that value,
+unless the parameter is declared exactly `str`: as `str | None`, a prompt that is itself
+JSON (agents send such prompts all the time) arrived as a dict and was refused.
+"""
+
+
 def _state(ctx: Context[Any]) -> AppState:
     state = ctx.request_context.lifespan_context
     assert isinstance(state, AppState)
@@ -182,7 +196,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
                                    idempotent_hint=False, open_world_hint=True))
     async def chat_completion(
         ctx: Context,
-        prompt: Annotated[str | None, Field(description="Shorthand for one user message")] = None,
+        prompt: Annotated[Verbatim, Field(description="Shorthand for one user message")] = "",
         messages: Annotated[list[Message] | None, Field(
             description="The conversation: [{role: system|user|assistant, content}]")] = None,
         route: Annotated[str | None, Field(
@@ -221,7 +235,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         (with why it failed or was skipped), token usage and cost.
         """
         call = ChatCall(
-            messages=tuple(messages) if messages is not None else None, prompt=prompt,
+            messages=tuple(messages) if messages is not None else None, prompt=prompt or None,
             route=route, model=model, fallbacks=tuple(fallbacks or ()), max_tokens=max_tokens,
             temperature=temperature, top_p=top_p, stop=tuple(stop) if stop else None,
             cache=cache, cache_ttl_s=cache_ttl_s, cache_sampled=cache_sampled, dry_run=dry_run,

@@ -121,6 +121,23 @@ async def test_messages_reach_the_upstream_in_its_wire_format(client: Client, si
     assert sent["body"]["messages"] == [{"role": "user", "content": "hi"}]
 
 
+@pytest.mark.parametrize("prompt", ['{"task": "summarise", "text": "hi"}', '["a", "b"]', "null"])
+async def test_a_prompt_that_is_json_reaches_the_upstream_as_sent(client: Client, sim: Any,
+                                                                  prompt: str):
+    result = await call(client, "chat_completion", prompt=prompt)
+    assert result["content"].endswith(prompt)
+    assert sim.state.requests[-1]["body"]["messages"] == [{"role": "user", "content": prompt}]
+
+
+async def test_a_null_prompt_beside_messages_is_not_given(client: Client):
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert tools["chat_completion"].input_schema["properties"]["prompt"]["type"] == [
+        "string", "null"]
+    result = await call(client, "chat_completion", prompt=None,
+                        messages=[{"role": "user", "content": "hi"}])
+    assert result["content"].endswith("hi")
+
+
 async def test_progress_tells_each_attempt_retry_and_fallback_in_order(client: Client):
     messages: list[str] = []
 
