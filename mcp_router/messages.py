@@ -7,7 +7,14 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
 
 def plain_nullables(schema: dict[str, Any]) -> None:
@@ -57,11 +64,36 @@ Outcome = Literal["ok", "error", "skipped"]
 
 
 class Message(BaseModel):
-    """One chat message."""
+    """One chat message.
+
+    Also taken as OpenAI-style clients send messages: `content` as a list of text parts
+    (joined, as OpenAI-compatible gateways join them) and `developer` as the system role.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     role: Role
     content: str
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _developer_is_system(cls, value: object) -> object:
+        return "system" if value == "developer" else value
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts(cls, value: object) -> object:
+        if not isinstance(value, list):
+            return value
+        texts: list[str] = []
+        for part in value:
+            text = part.get("text") if isinstance(part, dict) and part.get("type") == "text" \
+                else None
+            if not isinstance(text, str):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise ValueError(f"only text parts ({{type: text, text}}) can be sent, "
+                                 f"not {kind!r}")
+            texts.append(text)
+        return "".join(texts)
 
 
 class ChatRequest(BaseModel):

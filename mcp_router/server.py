@@ -152,6 +152,17 @@ JSON (agents send such prompts all the time) arrived as a dict and was refused.
 """
 
 
+Label = Annotated[str, Field(coerce_numbers_to_str=True)]
+"""A metadata value: a string, or a number taken as its text (`{"run": 7}`)."""
+
+
+def _listed(value: list[str] | str | None) -> tuple[str, ...]:
+    """A list argument that clients may also give as one string (as OpenAI's `stop`)."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def _state(ctx: Context[Any]) -> AppState:
     state = ctx.request_context.lifespan_context
     assert isinstance(state, AppState)
@@ -204,12 +215,13 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         model: Annotated[str | None, Field(
             description="An explicit provider/model, e.g. anthropic/claude-3-haiku-20240307")
         ] = None,
-        fallbacks: Annotated[list[str] | None, Field(
+        fallbacks: Annotated[list[str] | str | None, Field(
             description="provider/model entries tried in order after the route or model")] = None,
         max_tokens: Annotated[int | None, Field(gt=0)] = None,
         temperature: Annotated[float | None, Field(ge=0, le=2)] = None,
         top_p: Annotated[float | None, Field(gt=0, le=1)] = None,
-        stop: Annotated[list[str] | None, Field(description="Stop sequences")] = None,
+        stop: Annotated[list[str] | str | None, Field(
+            description="Stop sequences: a list, or one string")] = None,
         cache: Annotated[Literal["use", "refresh", "skip"], Field(
             description="use: read and write the cache; refresh: re-ask and overwrite; "
                         "skip: neither")] = "use",
@@ -225,7 +237,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         timeout_s: Annotated[float | None, Field(
             gt=0, le=600, description="Overall deadline for every attempt, retry and fallback")
         ] = None,
-        metadata: Annotated[dict[str, str] | None, Field(
+        metadata: Annotated[dict[str, Label] | None, Field(
             description="Free-form labels recorded in the cost ledger")] = None,
     ) -> Annotated[CallToolResult, ChatResult]:
         """Ask an LLM through the team's routing policy.
@@ -236,8 +248,8 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         """
         call = ChatCall(
             messages=tuple(messages) if messages is not None else None, prompt=prompt or None,
-            route=route, model=model, fallbacks=tuple(fallbacks or ()), max_tokens=max_tokens,
-            temperature=temperature, top_p=top_p, stop=tuple(stop) if stop else None,
+            route=route, model=model, fallbacks=_listed(fallbacks), max_tokens=max_tokens,
+            temperature=temperature, top_p=top_p, stop=_listed(stop) or None,
             cache=cache, cache_ttl_s=cache_ttl_s, cache_sampled=cache_sampled, dry_run=dry_run,
             timeout_s=timeout_s, metadata=metadata or {},
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -138,6 +139,33 @@ async def test_a_null_prompt_beside_messages_is_not_given(client: Client):
     assert result["content"].endswith("hi")
 
 
+async def test_openai_style_messages_are_taken_as_clients_send_them(client: Client, sim: Any):
+    messages = [{"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "two "},
+                                             {"type": "text", "text": "parts"}]}]
+    await call(client, "chat_completion", messages=messages, stop="END",
+               model="anthropic/claude-3-haiku-20240307")
+    sent = sim.state.requests[-1]["body"]
+    assert sent["system"] == "be brief"
+    assert sent["messages"] == [{"role": "user", "content": "two parts"}]
+    assert sent["stop_sequences"] == ["END"]
+
+
+async def test_one_string_stands_for_a_list_of_one(client: Client):
+    result = await call(client, "chat_completion", prompt="x", route="broken",
+                        fallbacks="anthropic/claude-3-haiku-20240307")
+    assert result["provider"] == "anthropic"
+
+
+async def test_a_part_that_is_not_text_is_refused_naming_the_message(client: Client, sim: Any):
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    text = await error_text(client, "chat_completion",
+                            messages=[{"role": "user", "content": [image]}])
+    assert "messages.0.content" in text and "only text parts" in text
+    assert "'image_url'" in text
+    assert sum(sim.state.hits.values()) == 0
+
+
 async def test_progress_tells_each_attempt_retry_and_fallback_in_order(client: Client):
     messages: list[str] = []
 
@@ -227,10 +255,13 @@ async def test_provider_health_for_an_unknown_provider_lists_the_known(client: C
     assert "unknown provider 'acme'; providers are: deepseek, anthropic, google, openai" in text
 
 
-async def test_metadata_lands_in_the_ledger_by_client(client: Client):
-    await call(client, "chat_completion", prompt="x", metadata={"ticket": "T-1"})
+async def test_metadata_lands_in_the_ledger_by_client(client: Client, tmp_path: Path):
+    await call(client, "chat_completion", prompt="x", metadata={"ticket": "T-1", "run": 7})
     report = await call(client, "cost_report", group_by="client")
     assert [r["key"] for r in report["rows"]] == ["mcp"]
+    with sqlite3.connect(tmp_path / "home" / "ledger.sqlite3") as db:
+        [(labels,)] = db.execute("SELECT metadata FROM calls").fetchall()
+    assert json.loads(labels) == {"ticket": "T-1", "run": "7"}
 
 
 async def test_a_probe_asks_only_metadata_endpoints_and_spends_nothing(client: Client, sim: Any):
