@@ -64,11 +64,11 @@ Outcome = Literal["ok", "error", "skipped"]
 
 
 class Message(BaseModel):
-    """One chat message.
+    """One chat message."""
 
-    Also taken as OpenAI-style clients send messages: `content` as a list of text parts
-    (joined, as OpenAI-compatible gateways join them) and `developer` as the system role.
-    """
+    # Also taken as OpenAI-style clients send it (the docstring above is what hosts show):
+    # `content` as a list of text parts, joined as OpenAI-compatible gateways join them,
+    # and `developer` as the system role.
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     role: Role

@@ -169,11 +169,13 @@ def _state(ctx: Context[Any]) -> AppState:
     return state
 
 
-def _tool(server: MCPServer[AppState], annotations: ToolAnnotations) -> Callable[[F], F]:
-    """Register a tool with its docstring dedented, as the model reads it."""
+def _tool(server: MCPServer[AppState], title: str,
+          annotations: ToolAnnotations) -> Callable[[F], F]:
+    """Register a tool with its docstring dedented, as the model reads it, and the title
+    hosts show people."""
 
     def register(fn: F) -> F:
-        server.add_tool(fn, description=inspect.cleandoc(fn.__doc__ or ""),
+        server.add_tool(fn, title=title, description=inspect.cleandoc(fn.__doc__ or ""),
                         annotations=annotations)
         return fn
 
@@ -203,8 +205,9 @@ def _add_resources(server: MCPServer[AppState]) -> None:
 def _add_tools(server: MCPServer[AppState], config: Config) -> None:
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
-    @_tool(server, ToolAnnotations(read_only_hint=False, destructive_hint=False,
-                                   idempotent_hint=False, open_world_hint=True))
+    @_tool(server, "Ask an LLM (routed)",
+           ToolAnnotations(read_only_hint=False, destructive_hint=False,
+                           idempotent_hint=False, open_world_hint=True))
     async def chat_completion(
         ctx: Context,
         prompt: Annotated[Verbatim, Field(description="Shorthand for one user message")] = "",
@@ -273,13 +276,13 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
             await notify(ctx, alert)
         return sized_result(result, state.pages, config, page_owner())
 
-    @_tool(server, read_only)
+    @_tool(server, "Providers and routes", read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:
         """List the configured providers (and whether their API key is set) and the routes."""
         _state(ctx).front.note(client_name(ctx), "list_providers")
         return describe_providers(_state(ctx).router)
 
-    @_tool(server, read_only)
+    @_tool(server, "Cost report", read_only)
     async def cost_report(
         ctx: Context,
         period: Literal["today", "month", "all"] = "today",
@@ -289,7 +292,7 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         _state(ctx).front.note(client_name(ctx), "cost_report")
         return _state(ctx).router.spend.ledger.report(period, group_by, config.budgets)
 
-    @_tool(server, read_only)
+    @_tool(server, "Provider health", read_only)
     async def provider_health(
         ctx: Context,
         provider: Annotated[str | None, Field(description="One provider; default: all")] = None,

@@ -70,6 +70,7 @@ async def test_lists_four_tools_with_output_schemas_and_read_only_hints(client: 
     for tool in tools.values():
         assert tool.output_schema and tool.output_schema["type"] == "object"
         assert tool.description
+        assert tool.title and tool.title != tool.name  # what hosts show people
     assert {n for n, t in tools.items() if t.annotations and t.annotations.read_only_hint} == {
         "list_providers", "cost_report", "provider_health"}
     props = tools["chat_completion"].input_schema["properties"]
