@@ -17,6 +17,11 @@ from mcp_router.errors import ConfigError
 __all__ = ["MIN_SECRET_CHARS", "KeySource", "ScrubFilter", "Scrubber", "install_log_scrubber",
            "load_key_file", "provider_keys"]
 
+log = logging.getLogger("mcp_router")
+
+PLACEHOLDER = re.compile(r"<[^<>]*>")
+"""What a key variable holds when a config snippet's `<your ..._API_KEY>` was left in place."""
+
 MASK = "***"
 MIN_SECRET_CHARS = 6
 """Shorter values are not scrubbed: masking every "abc" would wreck logs and protect nothing."""
@@ -57,13 +62,23 @@ def load_key_file(path: str | os.PathLike[str]) -> str:
 
 def provider_keys(providers: Mapping[str, KeySource], env: Mapping[str, str], *,
                   base: Path) -> dict[str, str]:
-    """Each provider's key, from its key file (relative to `base`) or its variable, when set."""
+    """Each provider's key, from its key file (relative to `base`) or its variable, when set.
+
+    A variable's value is stripped (a pasted key often ends in a newline, which no HTTP
+    header can carry). A value in angle brackets is a placeholder left from a host's config
+    snippet (`mcp-router config` writes `<your ..._API_KEY>`): that provider counts as
+    unconfigured, and the log says so, instead of every call spending an attempt on a 401.
+    """
     keys: dict[str, str] = {}
     for name, source in providers.items():
         if source.api_key_file:
             keys[name] = load_key_file(base / Path(source.api_key_file).expanduser())
-        elif source.api_key_env and env.get(source.api_key_env):
-            keys[name] = env[source.api_key_env]
+        elif source.api_key_env and (value := env.get(source.api_key_env, "").strip()):
+            if PLACEHOLDER.fullmatch(value):
+                log.warning("%s holds a placeholder in angle brackets, not a key: provider %s "
+                            "counts as unconfigured until it is set", source.api_key_env, name)
+                continue
+            keys[name] = value
     return keys
 
 

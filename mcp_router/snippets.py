@@ -12,9 +12,10 @@ from mcp_router.config import Config
 
 WHERE = {
     "claude-desktop": "Add to claude_desktop_config.json (Settings > Developer > Edit Config), "
-                      "put your keys in place of the <...> values, then restart Claude Desktop.",
+                      "put your keys in place of the <...> values (one left in place counts "
+                      "as no key), then restart Claude Desktop.",
     "cursor": "Add to ~/.cursor/mcp.json (or .cursor/mcp.json in a project), put your keys in "
-              "place of the <...> values.",
+              "place of the <...> values (one left in place counts as no key).",
     "vscode": "Save as .vscode/mcp.json in your workspace; VS Code asks for each key once and "
               "stores it securely.",
     "claude-code": "Run in a shell where your provider keys are exported:",

@@ -70,6 +70,19 @@ def test_provider_keys_come_from_files_relative_to_the_config_or_from_the_env(tm
     assert keys == {"a": KEY, "b": "bbbbbbbb"}
 
 
+def test_a_placeholder_left_from_a_snippet_is_no_key_and_the_log_says_so(
+        caplog: pytest.LogCaptureFixture):
+    env = {"A_KEY": "<your A_KEY>", "B_KEY": " bbbbbbbb\n", "C_KEY": "<paste here>"}
+    with caplog.at_level(logging.WARNING, logger="mcp_router"):
+        keys = provider_keys({"a": Source(api_key_env="A_KEY"), "b": Source(api_key_env="B_KEY"),
+                              "c": Source(api_key_env="C_KEY")}, env, base=Path())
+    assert keys == {"b": "bbbbbbbb"}
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("A_KEY holds a placeholder" in m and "provider a " in m for m in warned)
+    assert any("provider c " in m for m in warned)
+    assert not any("<" in m for m in warned)  # a real key pasted in brackets is never logged
+
+
 def test_scrubber_masks_raw_and_encoded_forms():
     scrub = Scrubber([KEY, "other-secret-value"]).scrub
     text = (f"bad key {KEY}; url ?key={quote(KEY, safe='')}; form key=sk-live%2Fabc%2Bdef%3Dghi+123"
