@@ -22,6 +22,7 @@ from mcp_router.messages import ChatCall, ChatResult, LastResort, ProgressFn
 from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber
 from mcp_router.router import Router
+from mcp_router.routing.build import qualified
 
 _OUTCOMES = ((AccessDenied, "denied"), (RateLimited, "rate_limited"),
              (InvalidRequest, "invalid"), (BudgetExceeded, "over_budget"),
@@ -49,6 +50,7 @@ class Front:
         entry = partial(AuditEntry, client=client, tool="chat_completion",
                         prompt=self._prompt(call, pii))
         try:
+            call = self._qualified(call)
             check_limits(call, self._config.server)
             self.access.check_call(client, route=route, model=call.model,
                                    fallbacks=call.fallbacks)
@@ -65,6 +67,16 @@ class Front:
                                cost_usd=result.cost_usd, pii=result.pii.counts,
                                answer=self._answer(result, pii)))
         return result
+
+    def _qualified(self, call: ChatCall) -> ChatCall:
+        """The call with its models named as `provider/model`, before any access check."""
+        providers = self._config.providers
+        model = None if call.model is None else qualified(providers, call.model)
+        fallbacks = tuple(qualified(providers, spec, f"fallbacks[{i}]")
+                          for i, spec in enumerate(call.fallbacks))
+        if model == call.model and fallbacks == call.fallbacks:
+            return call
+        return call.model_copy(update={"model": model, "fallbacks": fallbacks})
 
     def note(self, client: str, tool: str) -> None:
         """One audit line for a read-only tool call."""

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from mcp_router.access import hash_token, new_token
 from mcp_router.config import parse_config
 from mcp_router.server import create_server
 
@@ -165,6 +166,45 @@ async def test_a_part_that_is_not_text_is_refused_naming_the_message(client: Cli
     assert "messages.0.content" in text and "only text parts" in text
     assert "'image_url'" in text
     assert sum(sim.state.hits.values()) == 0
+
+
+NAMED = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1", models: [deepseek-chat, shared-model]}}
+  together: {{kind: openai, base_url: "{url}/v1", models: [meta-llama/Llama-3-8b, shared-model]}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat}}]
+"""
+
+
+async def test_a_model_named_without_its_provider_goes_to_the_provider_listing_it(
+        sim: Any, tmp_path: Path):
+    server = create_server(parse_config(NAMED.format(url=sim.url), env={}), home=tmp_path,
+                           env={})
+    async with Client(server) as named:
+        result = await call(named, "chat_completion", prompt="x", model="meta-llama/Llama-3-8b")
+        assert (result["provider"], result["model"]) == ("together", "meta-llama/Llama-3-8b")
+        plan = await call(named, "chat_completion", prompt="x", model="deepseek-chat",
+                          fallbacks=["meta-llama/Llama-3-8b"], dry_run=True)
+        assert [(t["provider"], t["model"]) for t in plan["dry_run"]["targets"]] == [
+            ("deepseek", "deepseek-chat"), ("together", "meta-llama/Llama-3-8b")]
+        assert ("model: 'shared-model' is a model of several providers; give one of: "
+                "deepseek/shared-model, together/shared-model") in await error_text(
+            named, "chat_completion", prompt="x", model="shared-model")
+        assert "fallbacks[0]: 'gpt-4o' is not provider/model" in await error_text(
+            named, "chat_completion", prompt="x", fallbacks=["gpt-4o"])
+
+
+async def test_a_client_s_model_rules_see_the_provider_of_a_bare_model_name(
+        sim: Any, tmp_path: Path):
+    rules = f"clients:\n  mcp: {{token_sha256: {hash_token(new_token())}, models: [together/*]}}\n"
+    config = parse_config(NAMED.format(url=sim.url) + rules, env={})
+    async with Client(create_server(config, home=tmp_path, env={})) as named:
+        result = await call(named, "chat_completion", prompt="x", model="meta-llama/Llama-3-8b")
+        assert result["provider"] == "together"
+        assert "may not use model 'deepseek/deepseek-chat'" in await error_text(
+            named, "chat_completion", prompt="x", model="deepseek-chat")
 
 
 async def test_progress_tells_each_attempt_retry_and_fallback_in_order(client: Client):

@@ -6,7 +6,7 @@ import random
 from collections.abc import Mapping, Sequence
 
 from mcp_router.clock import Clock
-from mcp_router.config import Config, RouteConfig, TargetConfig
+from mcp_router.config import Config, ProviderConfig, RouteConfig, TargetConfig
 from mcp_router.errors import InvalidRequest
 from mcp_router.messages import Adapter, ChatProvider
 from mcp_router.routing.balance import Balanced
@@ -15,6 +15,24 @@ from mcp_router.routing.circuits import BreakerBoard
 from mcp_router.routing.fallback import Fallback
 from mcp_router.routing.retry import Retrying
 from mcp_router.routing.target import Target
+
+
+def qualified(providers: Mapping[str, ProviderConfig], spec: str, field: str = "model") -> str:
+    """`spec` as `provider/model`: a model named without its provider gets the provider that
+    lists it in `models` (`gpt-4o-mini` is `openai/gpt-4o-mini`).
+
+    A spec that starts with a provider's name is taken as it is, and one no provider lists is
+    returned unchanged for `TreeBuilder.model` to refuse; when several providers list it,
+    the caller must choose, and the error names each choice.
+    """
+    provider, _, model = spec.partition("/")
+    if provider in providers and model:
+        return spec
+    owners = [name for name, config in providers.items() if spec in config.models]
+    if len(owners) > 1:
+        raise InvalidRequest(field, f"{spec!r} is a model of several providers; give one of: "
+                             f"{', '.join(f'{owner}/{spec}' for owner in owners)}")
+    return f"{owners[0]}/{spec}" if owners else spec
 
 
 class TreeBuilder:
