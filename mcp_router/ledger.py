@@ -262,10 +262,10 @@ class Ledger:
         sql = f"SELECT day, dsum(cost_usd) FROM calls WHERE {where} GROUP BY day ORDER BY day"
         return [(day, Decimal(total)) for day, total in self._query(sql, args)]
 
-    def _unpriced(self, where: str, args: tuple[Any, ...]) -> list[tuple[str, int]]:
-        sql = (f"SELECT provider || '/' || model AS m, COUNT(*) FROM calls "
-               f"WHERE {where} AND {_UNPRICED} GROUP BY m ORDER BY m")
-        return [(m, n) for m, n in self._query(sql, args)]
+    def _unpriced(self, where: str, args: tuple[Any, ...]) -> list[tuple[str, bool, int]]:
+        sql = (f"SELECT provider || '/' || model AS m, outcome = 'ok' AS answered, COUNT(*) "
+               f"FROM calls WHERE {where} AND {_UNPRICED} GROUP BY m, answered ORDER BY m")
+        return [(m, bool(answered), n) for m, answered, n in self._query(sql, args)]
 
     def _where(self, period: Period) -> tuple[str, tuple[Any, ...]]:
         day, month = utc_day_month(self._clock.wall())

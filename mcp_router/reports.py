@@ -24,7 +24,8 @@ class CostRow(BaseModel):
     cost_usd: Usd = Field(description="Sum of known costs; see unpriced_requests")
     cache_hits: int
     saved_usd: Usd = Field(description="Cost the cache avoided")
-    unpriced_requests: int = Field(default=0, description="Rows whose price is unknown")
+    unpriced_requests: int = Field(default=0, description="Rows whose cost is unknown (no "
+                                   "price, or no usage report); see alerts")
 
 
 class BudgetStatus(BaseModel):
@@ -58,12 +59,16 @@ class CostReport(BaseModel):
     rows: list[CostRow]
     budgets: Budgets
     alerts: list[str] = Field(description="Alert thresholds crossed (once per day), budgets "
-                                          "used up, and calls whose price is unknown")
+                                          "used up, and calls whose cost is unknown")
 
 
 def build_alerts(cfg: BudgetsConfig, status: Budgets, day_totals: Sequence[tuple[str, Decimal]],
-                 unpriced: Sequence[tuple[str, int]]) -> list[str]:
-    """Readable alerts: one line per day over the alert threshold, spent budgets, unpriced calls."""
+                 unpriced: Sequence[tuple[str, bool, int]]) -> list[str]:
+    """Readable alerts: one line per day over the alert threshold, spent budgets, unpriced calls.
+
+    `unpriced` is `(provider/model, answered, count)`: an answered call lacks a price, an
+    unanswered attempt (timed out, cut off, cancelled) lacks the provider's usage report.
+    """
     alerts: list[str] = []
     threshold = cfg.alert_daily_usd
     if threshold is not None:
@@ -77,5 +82,8 @@ def build_alerts(cfg: BudgetsConfig, status: Budgets, day_totals: Sequence[tuple
                           f"(spent {format_usd(budget.spent_usd)}): calls are refused until "
                           f"{until}")
     alerts += [f"cost unknown for {n} call(s) to {model}: no price in the table or config "
-               "prices; totals leave them out" for model, n in unpriced]
+               "prices; totals leave them out" for model, answered, n in unpriced if answered]
+    alerts += [f"cost unknown for {n} attempt(s) to {model} that ended without a usage report "
+               "(timed out, cut off or cancelled): the provider may have billed them; totals "
+               "leave them out" for model, answered, n in unpriced if not answered]
     return alerts

@@ -205,6 +205,20 @@ def test_cost_report_alerts_are_readable_and_once_per_day(busy: Ledger) -> None:
     ]
 
 
+def test_attempts_that_ended_without_usage_are_told_apart_from_unknown_prices(
+        ledger: Ledger) -> None:
+    for outcome in ("error", "cancelled"):  # a cut stream, a host that gave up
+        ledger.record(_row(cost=None, outcome=outcome, usage=Usage()))
+    ledger.record(_row("xai", "grok-9", cost=None))
+    assert ledger.report("today", "provider").alerts == [
+        "cost unknown for 1 call(s) to xai/grok-9: no price in the table or config prices; "
+        "totals leave them out",
+        "cost unknown for 2 attempt(s) to deepseek/deepseek-chat that ended without a usage "
+        "report (timed out, cut off or cancelled): the provider may have billed them; totals "
+        "leave them out",
+    ]
+
+
 def test_cost_report_serialises_money_as_json_numbers(busy: Ledger) -> None:
     data = busy.report("today", "provider", BudgetsConfig(monthly_usd=Decimal(3000))).model_dump(
         mode="json")
