@@ -47,6 +47,8 @@ from mcp_router.plan import Planner
 from mcp_router.probes import Prober
 from mcp_router.routing.breaker import CircuitGroup
 from mcp_router.routing.build import TreeBuilder
+from mcp_router.routing.decisions import ends_route
+from mcp_router.routing.target import NOT_CONFIGURED
 from mcp_router.spend import CallGate, Spend
 
 # A waiter on another call's flight gets this long past its deadline before it gives up.
@@ -95,9 +97,9 @@ class Router:
 
         async def routed() -> ChatResponse:
             try:
-                return _redacted(await tree.complete(request, state), session)
+                return _redacted(await _every_target(tree, request, state), session)
             except AllTargetsFailed as exc:
-                refusal = _refusal(exc, gate.refusals)
+                refusal = _refusal(exc, gate.refusals, self.config)
                 if last_resort is None:
                     raise refusal from exc
                 return _redacted(await _ask_host(last_resort, request, state, refusal),
@@ -178,6 +180,20 @@ class Router:
         return "|".join([target, *call.fallbacks, self._policy])
 
 
+async def _every_target(tree: CircuitGroup, request: ChatRequest,
+                        state: Call) -> ChatResponse:
+    """The tree's answer. A lone target (a `single` route, a model without fallbacks) that
+    fails ends the call as a route does: AllTargetsFailed with every attempt and why, so the
+    refusal says what was tried and the host's model may still answer. A 400 or 422 is
+    raised as it is: the request itself must change."""
+    try:
+        return await tree.complete(request, state)
+    except ProviderError as exc:
+        if ends_route(exc):
+            raise
+        raise AllTargetsFailed(state.attempts) from exc
+
+
 async def _ask_host(last_resort: LastResort, request: ChatRequest, state: Call,
                     refusal: RouterError) -> ChatResponse:
     """The host's own model as the last target; if it cannot answer, the original error,
@@ -243,11 +259,20 @@ def to_request(call: ChatCall, default_max_tokens: int | None = None) -> ChatReq
                        temperature=call.temperature, top_p=call.top_p, stop=call.stop)
 
 
-def _refusal(error: AllTargetsFailed, budget_refusals: list[str]) -> RouterError:
-    """When the budget alone stopped every target, say so: budget, spent and the quote."""
+def _refusal(error: AllTargetsFailed, budget_refusals: list[str],
+             config: Config) -> RouterError:
+    """When the budget alone stopped every target, say so: budget, spent and the quote. When
+    missing keys alone did (a new install's first call), say which variables to set where."""
     tried = any(a.outcome != "skipped" for a in error.attempts)
     if budget_refusals and not tried:
         return BudgetExceeded(budget_refusals[0])
+    if error.attempts and all(a.error == NOT_CONFIGURED for a in error.attempts):
+        variables = list(dict.fromkeys(config.providers[a.provider].api_key_env or a.provider
+                                       for a in error.attempts))
+        wanted = variables[0] if len(variables) == 1 else f"one of {', '.join(variables)}"
+        return AllTargetsFailed(error.attempts, (
+            f"no provider this call may use has an API key: set {wanted} in the server's "
+            "environment (the env of its entry in your host's MCP config), then restart it"))
     return error
 
 

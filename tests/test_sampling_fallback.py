@@ -56,6 +56,19 @@ async def test_the_hosts_model_answers_when_every_target_failed(sim: Any, tmp_pa
     assert [m.content.text for m in params.messages] == ["hello"]  # type: ignore[union-attr]
 
 
+async def test_an_explicit_model_that_fails_alone_also_falls_back_to_the_host(
+        sim: Any, tmp_path: Path):
+    asked.clear()
+    async with Client(server(sim, tmp_path, True), sampling_callback=host_model,
+                      mode="legacy") as client:
+        result = await client.call_tool("chat_completion", {
+            "prompt": "hello", "model": "deepseek/deepseek-chat+fail-500"})
+    data = result.structured_content
+    assert data is not None and not result.is_error
+    assert [(a["provider"], a["outcome"], a["status"]) for a in data["attempts"]] == [
+        ("deepseek", "error", 500), ("host", "ok", None)]
+
+
 async def test_without_the_config_switch_the_host_is_never_asked(sim: Any, tmp_path: Path):
     asked.clear()
     async with Client(server(sim, tmp_path, False), sampling_callback=host_model,

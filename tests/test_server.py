@@ -231,6 +231,25 @@ async def test_all_targets_failing_is_one_error_listing_every_attempt(client: Cl
     assert "google/gemini-1.5-flash+fail-403: error (HTTP 403" in text
 
 
+async def test_a_lone_target_that_fails_lists_every_try_but_a_bad_request_stands(
+        client: Client):
+    text = await error_text(client, "chat_completion", prompt="x",
+                            model="deepseek/deepseek-chat+fail-503")
+    assert text.startswith("Error executing tool chat_completion: all targets failed:")
+    assert text.count("deepseek/deepseek-chat+fail-503: error (HTTP 503") == 2  # retried once
+    text = await error_text(client, "chat_completion", prompt="x",
+                            model="deepseek/deepseek-chat+fail-400")
+    assert text.startswith("Error executing tool chat_completion: deepseek/deepseek-chat+"
+                           "fail-400: HTTP 400")
+
+
+async def test_a_call_no_key_could_answer_says_which_variable_to_set(client: Client):
+    text = await error_text(client, "chat_completion", prompt="x", model="openai/gpt-4o-mini")
+    assert text.startswith("Error executing tool chat_completion: no provider this call may "
+                           "use has an API key: set UNSET_KEY in the server's environment")
+    assert "openai/gpt-4o-mini: skipped (no API key configured)" in text
+
+
 @pytest.mark.parametrize(("arguments", "expected"), [
     ({"prompt": "x", "route": "nope"}, "route: unknown route 'nope'; routes are: default, "
                                        "flaky, broken"),
