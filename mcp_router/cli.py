@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                                                  "to an MCP host")
     snippet.add_argument("client", choices=["claude-desktop", "claude-code", "cursor", "vscode"])
     snippet.add_argument("--config", help="config file the host should start the server with")
+    snippet.add_argument("--url", help="connect to a server already serving over HTTP at this "
+                                       "URL (e.g. http://router.internal:8000/mcp) instead of "
+                                       "starting one; with a bearer token unless it is a "
+                                       "loopback server without clients")
     snippet.set_defaults(handler=_snippet)
     return parser
 
@@ -200,10 +204,15 @@ def describe_config(config: Config, env: os._Environ[str] | dict[str, str]) -> s
 
 
 def _snippet(args: argparse.Namespace) -> int:
-    from mcp_router.snippets import client_snippet
+    from mcp_router.snippets import client_snippet, is_loopback, remote_snippet
 
     path = config_path(args.config).resolve()
-    hint, body = client_snippet(args.client, load_config(path), path)
+    config = load_config(path)
+    if args.url:
+        token = bool(config.clients) or not is_loopback(args.url)
+        hint, body = remote_snippet(args.client, args.url, token)
+    else:
+        hint, body = client_snippet(args.client, config, path)
     print(hint, file=sys.stderr)
     print(body)
     return 0

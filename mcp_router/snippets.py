@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 import shutil
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mcp_router.config import Config
 
@@ -19,6 +21,30 @@ WHERE = {
     "vscode": "Save as .vscode/mcp.json in your workspace; VS Code asks for each key once and "
               "stores it securely.",
     "claude-code": "Run in a shell where your provider keys are exported:",
+}
+
+
+MCP_REMOTE = "mcp-remote@0.15"
+"""The stdio-to-HTTP bridge Claude Desktop needs, at the release line tested with."""
+
+TOKEN_VAR = "MCP_ROUTER_TOKEN"
+"""Where the remote snippets expect the client's token (from `mcp-router token new`)."""
+
+REMOTE_WHERE = {
+    "claude-desktop": "Add to claude_desktop_config.json (Settings > Developer > Edit Config); "
+                      "Claude Desktop reaches HTTP servers through the mcp-remote bridge "
+                      "(needs Node.js 18+). Restart Claude Desktop.",
+    "cursor": "Add to ~/.cursor/mcp.json (or .cursor/mcp.json in a project).",
+    "vscode": "Save as .vscode/mcp.json in your workspace.",
+    "claude-code": "Run:",
+}
+TOKEN_WHERE = {
+    "claude-desktop": " Put your token (from `mcp-router token new`) in place of <...>.",
+    "cursor": f" Cursor reads the token from ${TOKEN_VAR} in its environment; or put the "
+              "token itself in place of ${env:...}.",
+    "vscode": " VS Code asks for your token once and stores it securely.",
+    "claude-code": f" (in a shell where ${TOKEN_VAR} holds your token from `mcp-router token "
+                   "new`)",
 }
 
 
@@ -53,3 +79,46 @@ def client_snippet(client: str, config: Config, config_path: Path) -> tuple[str,
             "command": command, "args": args, "env": {k: f"<your {k}>" for k in keys}}}},
             indent=2)
     return WHERE[client], body
+
+
+def remote_snippet(client: str, url: str, token: bool) -> tuple[str, str]:
+    """The text that connects `client` to a server already serving over HTTP at `url`, and
+    where it goes; with `token`, each request carries the client's bearer token."""
+    transport = "sse" if urlsplit(url).path.rstrip("/").endswith("/sse") else "http"
+    hint = REMOTE_WHERE[client] + (TOKEN_WHERE[client] if token else "")
+    if client == "claude-code":
+        header = f' --header "Authorization: Bearer ${TOKEN_VAR}"' if token else ""
+        return hint, f"claude mcp add --transport {transport} --scope user mcp-router {url}{header}"
+    if client == "claude-desktop":
+        args = ["-y", MCP_REMOTE, url]
+        if urlsplit(url).scheme == "http" and not is_loopback(url):
+            args.append("--allow-http")
+        entry: dict[str, object] = {"command": "npx", "args": args}
+        if token:  # no spaces in args: some hosts split them (mcp-remote's README)
+            args += ["--header", "Authorization:${AUTH_HEADER}"]
+            entry["env"] = {"AUTH_HEADER": "Bearer <your mcp-router token>"}
+        return hint, json.dumps({"mcpServers": {"mcp-router": entry}}, indent=2)
+    if client == "cursor":
+        entry = {"url": url}
+        if token:
+            entry["headers"] = {"Authorization": f"Bearer ${{env:{TOKEN_VAR}}}"}
+        return hint, json.dumps({"mcpServers": {"mcp-router": entry}}, indent=2)
+    server: dict[str, object] = {"type": transport, "url": url}
+    snippet: dict[str, object] = {"servers": {"mcp-router": server}}
+    if token:
+        server["headers"] = {"Authorization": "Bearer ${input:mcp_router_token}"}
+        snippet = {"inputs": [{"type": "promptString", "id": "mcp_router_token",
+                               "description": "mcp-router token", "password": True}],
+                   **snippet}
+    return hint, json.dumps(snippet, indent=2)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether `url` names this machine (localhost or a loopback address)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
