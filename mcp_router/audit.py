@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from mcp_router.clock import Clock
+from mcp_router.config import make_data_dir
 from mcp_router.shared_config import AuditConfig
 
 __all__ = ["AUDIT_FILE", "AuditEntry", "AuditLog"]
@@ -139,7 +140,7 @@ class AuditLog:
         # Opened on first use, so building an AuditLog does no I/O and one instance can be
         # shared by every session (SSE enters the server lifespan once per connection).
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_data_dir(self.path.parent)
             self._file = _RotatingFile(self.path, self._config.max_bytes, self._config.backups)
         return self._file
 

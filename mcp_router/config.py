@@ -258,6 +258,13 @@ def shipped_config(name: str) -> Path:
     return Path(__file__).parent / "configs" / name
 
 
+def make_data_dir(path: Path) -> None:
+    """Create `path` (and missing parents) for the ledger, the cached answers and the audit
+    log, readable by this user only (0700). A directory that exists keeps its mode: a team
+    may share one on purpose."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def data_home(env: Any) -> Path:
     """Where the cache, ledger and audit log live: $MCP_ROUTER_HOME, else the user data dir."""
     if env.get("MCP_ROUTER_HOME"):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mcp_router.clock import Clock
-from mcp_router.config import BudgetsConfig
+from mcp_router.config import BudgetsConfig, make_data_dir
 from mcp_router.errors import ConfigError, DataError
 from mcp_router.messages import Usage
 from mcp_router.money import EXACT, exact_sum, utc_day_month
@@ -125,7 +125,7 @@ class Ledger:
         self._writer = uuid.uuid4().hex
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_data_dir(self.path.parent)
             # One connection behind a lock: the server runs on one event loop, but worker
             # threads (anyio.to_thread) may report too. Autocommit: each INSERT is its own
             # transaction.

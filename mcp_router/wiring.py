@@ -12,7 +12,7 @@ import httpx
 from mcp_router.budgets import BudgetGuard
 from mcp_router.cache import CacheStep, ResponseCache
 from mcp_router.clock import Clock
-from mcp_router.config import BudgetsConfig, Config
+from mcp_router.config import BudgetsConfig, Config, make_data_dir
 from mcp_router.errors import ConfigError
 from mcp_router.health import HealthBook
 from mcp_router.ledger import Ledger
@@ -37,7 +37,7 @@ def open_router(config: Config, *, http: httpx.AsyncClient, keys: Mapping[str, s
     """
     adapters = {name: make_provider(name, cfg, http, keys.get(name))
                 for name, cfg in config.providers.items()}
-    home.mkdir(parents=True, exist_ok=True)
+    make_data_dir(home)
     try:
         pii = PiiFilter(PiiPolicy.from_config(config.pii))
     except ValueError as exc:

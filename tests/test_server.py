@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -322,6 +324,18 @@ async def test_metadata_lands_in_the_ledger_by_client(client: Client, tmp_path: 
     with sqlite3.connect(tmp_path / "home" / "ledger.sqlite3") as db:
         [(labels,)] = db.execute("SELECT metadata FROM calls").fetchall()
     assert json.loads(labels) == {"ticket": "T-1", "run": "7"}
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no POSIX permission bits")
+async def test_the_data_directory_it_makes_is_this_user_s_alone(client: Client, tmp_path: Path):
+    await call(client, "chat_completion", prompt="x")
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o750)
+    async with Client(create_server(parse_config(CONFIG.format(url="http://127.0.0.1:9"),
+                                                 env={}), home=shared, env={})) as other:
+        await other.call_tool("cost_report", {})
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o750  # one that exists keeps its mode
 
 
 async def test_a_probe_asks_only_metadata_endpoints_and_spends_nothing(client: Client, sim: Any):
