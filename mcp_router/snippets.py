@@ -30,21 +30,20 @@ MCP_REMOTE = "mcp-remote@0.15"
 TOKEN_VAR = "MCP_ROUTER_TOKEN"
 """Where the remote snippets expect the client's token (from `mcp-router token new`)."""
 
-REMOTE_WHERE = {
-    "claude-desktop": "Add to claude_desktop_config.json (Settings > Developer > Edit Config); "
-                      "Claude Desktop reaches HTTP servers through the mcp-remote bridge "
-                      "(needs Node.js 18+). Restart Claude Desktop.",
-    "cursor": "Add to ~/.cursor/mcp.json (or .cursor/mcp.json in a project).",
-    "vscode": "Save as .vscode/mcp.json in your workspace.",
-    "claude-code": "Run:",
-}
-TOKEN_WHERE = {
-    "claude-desktop": " Put your token (from `mcp-router token new`) in place of <...>.",
-    "cursor": f" Cursor reads the token from ${TOKEN_VAR} in its environment; or put the "
-              "token itself in place of ${env:...}.",
-    "vscode": " VS Code asks for your token once and stores it securely.",
-    "claude-code": f" (in a shell where ${TOKEN_VAR} holds your token from `mcp-router token "
-                   "new`)",
+_DESKTOP = ("Add to claude_desktop_config.json (Settings > Developer > Edit Config); Claude "
+            "Desktop reaches HTTP servers through the mcp-remote bridge (needs Node.js 18+). ")
+_CURSOR = "Add to ~/.cursor/mcp.json (or .cursor/mcp.json in a project)."
+REMOTE_WHERE = {  # (without a token, with one)
+    "claude-desktop": (_DESKTOP + "Restart Claude Desktop.",
+                       _DESKTOP + "Put your token (from `mcp-router token new`) in place of "
+                                  "<...>, then restart Claude Desktop."),
+    "cursor": (_CURSOR, _CURSOR + f" Cursor reads the token from ${TOKEN_VAR} in its "
+                                  "environment; or put the token itself in place of ${env:...}."),
+    "vscode": ("Save as .vscode/mcp.json in your workspace.",
+               "Save as .vscode/mcp.json in your workspace; VS Code asks for your token once "
+               "and stores it securely."),
+    "claude-code": ("Run:", f"Run in a shell where ${TOKEN_VAR} holds your token (from "
+                            "`mcp-router token new`):"),
 }
 
 
@@ -85,7 +84,7 @@ def remote_snippet(client: str, url: str, token: bool) -> tuple[str, str]:
     """The text that connects `client` to a server already serving over HTTP at `url`, and
     where it goes; with `token`, each request carries the client's bearer token."""
     transport = "sse" if urlsplit(url).path.rstrip("/").endswith("/sse") else "http"
-    hint = REMOTE_WHERE[client] + (TOKEN_WHERE[client] if token else "")
+    hint = REMOTE_WHERE[client][token]
     if client == "claude-code":
         header = f' --header "Authorization: Bearer ${TOKEN_VAR}"' if token else ""
         return hint, f"claude mcp add --transport {transport} --scope user mcp-router {url}{header}"
