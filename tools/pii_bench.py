@@ -1,6 +1,6 @@
 """PII filter benchmark: precision/recall/F1 per type, PII-free prompts flagged, MB/s and latency.
 
-    /work/venv/bin/python tools/pii_bench.py [--n 4000] [--seed 7] [--passes 5]
+    python tools/pii_bench.py [--n 4000] [--seed 7] [--passes 5]
 
 The labelled set comes from `pii_corpus.generate` (seeded): agent text (code, logs, tickets,
 mail, configs, shell sessions) with PII in half the prompts and decoys everywhere. A finding
