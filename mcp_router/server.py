@@ -216,7 +216,8 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         route: Annotated[str | None, Field(
             description="A route name (see list_providers); default: the default route")] = None,
         model: Annotated[str | None, Field(
-            description="An explicit provider/model, e.g. anthropic/claude-3-haiku-20240307")
+            description="An explicit provider/model, e.g. anthropic/claude-3-haiku-20240307, "
+                        "or a model name that one provider lists (see list_providers)")
         ] = None,
         fallbacks: Annotated[list[str] | str | None, Field(
             description="provider/model entries tried in order after the route or model")] = None,
