@@ -7,7 +7,7 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -177,21 +177,27 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from mcp_router.provider_keys import provider_keys
+
     path = config_path(args.config)
     config = load_config(path)
+    keys = provider_keys(config.providers, os.environ, base=path.parent)
     print(f"{path}: ok")
-    print(describe_config(config, os.environ))
+    print(describe_config(config, keys))
     return 0
 
 
-def describe_config(config: Config, env: os._Environ[str] | dict[str, str]) -> str:
-    """Providers with their key status and every route's targets, as check-config prints them."""
+def describe_config(config: Config, keys: Mapping[str, str]) -> str:
+    """Providers with their key status (`keys` as `provider_keys` reads them, so a placeholder
+    counts as not set, as the server counts it) and every route's targets, as check-config
+    prints them."""
     lines = ["providers:"]
     for name, p in config.providers.items():
-        if p.api_key_env is None:
+        if p.api_key_env is None and p.api_key_file is None:
             key = "no key needed"
         else:
-            key = f"{p.api_key_env} {'set' if env.get(p.api_key_env) else 'NOT SET (skipped)'}"
+            source = p.api_key_env or f"key file {p.api_key_file}"
+            key = f"{source} {'set' if name in keys else 'NOT SET (skipped)'}"
         lines.append(f"  {name:<12} {p.kind:<9} {p.base_url}  [{key}]")
     lines.append("routes:")
     for name, route in config.routes.items():

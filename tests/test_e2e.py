@@ -135,6 +135,22 @@ def test_check_config_prints_routes_and_fails_on_a_broken_file(tmp_path: Path):
     assert f"{bad}:5: routes.default.targets.0.provider: unknown provider 'b'" in broken.stderr
 
 
+def test_check_config_counts_keys_as_the_server_does(tmp_path: Path):
+    key = tmp_path / "together.key"
+    key.write_text("tg-0123456789\n")
+    key.chmod(0o600)
+    config = tmp_path / "keys.yaml"
+    config.write_text("providers:\n"
+                      "  a: {kind: openai, base_url: http://a, api_key_env: A_KEY}\n"
+                      "  t: {kind: openai, base_url: http://t, api_key_file: together.key}\n"
+                      "routes:\n  default:\n    targets: [{provider: a, model: m}]\n")
+    done = run_cli("check-config", "--config", str(config), env={"A_KEY": "<your A_KEY>"})
+    assert done.returncode == 0, done.stderr
+    assert "[A_KEY NOT SET (skipped)]" in done.stdout
+    assert "[key file together.key set]" in done.stdout
+    assert "A_KEY holds a placeholder" in done.stderr
+
+
 @pytest.mark.parametrize("client", ["claude-desktop", "cursor", "vscode"])
 def test_client_snippets_are_valid_json_that_start_the_server(client: str):
     done = run_cli("config", client)
