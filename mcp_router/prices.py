@@ -92,13 +92,17 @@ class PriceBook:
         return cls(merged, version, date)
 
     def lookup(self, provider: str, model: str) -> Price | None:
-        """The price of `model` at `provider`, or None when neither table nor config has it."""
+        """The price of `model` at `provider`, or None when neither table nor config has it.
+
+        A config row `provider/*` prices every model of that provider no row names (a local
+        server's models: `ollama/*` at 0).
+        """
         model = _base_model(model)
         found = self.table.get(f"{provider}/{model}")
         if found is None and "/" in model:
             # OpenRouter-style ids are themselves "vendor/model": use the vendor's row.
             found = self.table.get(model)
-        return found
+        return found if found is not None else self.table.get(f"{provider}/*")
 
     def cost_of(self, provider: str, model: str, usage: Usage) -> CostResult:
         """The cost of a call that returned `usage`, or None with a note when unpriced."""

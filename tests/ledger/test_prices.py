@@ -157,3 +157,15 @@ def test_a_malformed_price_override_is_a_config_error_naming_the_key(bad: str) -
 def test_format_usd_shows_every_digit_and_no_exponent() -> None:
     assert [format_usd(Decimal(x)) for x in ("150.00", "0.0000075", "0")] == [
         "$150", "$0.0000075", "$0"]
+
+
+def test_a_provider_wide_row_prices_the_models_no_row_names() -> None:
+    book = PriceBook.bundled({
+        "ollama/*": PriceConfig(input_per_mtok=Decimal(0), output_per_mtok=Decimal(0)),
+        "deepseek/*": PriceConfig(input_per_mtok=Decimal(9), output_per_mtok=Decimal(9))})
+    usage = Usage(input_tokens=1000, output_tokens=1000)
+    assert book.cost_of("ollama", "llama3.1:8b", usage).cost == Decimal(0)
+    assert book.cost_of("ollama", "qwen2.5-coder", usage).note is None
+    # a named row still wins over the provider's wildcard
+    assert book.lookup("deepseek", "deepseek-chat") == book.table["deepseek/deepseek-chat"]
+    assert book.cost_of("together", "some-new-model", usage).cost is None
