@@ -57,11 +57,13 @@ async def test_a_target_over_budget_steps_down_to_a_cheaper_one(sim: Any, tmp_pa
     await with_router(sim, tmp_path, "0.001", body)
 
 
+@pytest.mark.parametrize("target", [{"route": "dear"},
+                                    {"model": "anthropic/claude-3-opus-20240229"}])
 async def test_a_route_with_nothing_cheaper_is_refused_stating_budget_spent_and_quote(
-        sim: Any, tmp_path: Path):
+        sim: Any, tmp_path: Path, target: dict[str, str]):
     async def body(router: Router) -> None:
         with pytest.raises(BudgetExceeded) as info:
-            await router.complete(ChatCall(prompt="hi", max_tokens=100, route="dear"))
+            await router.complete(ChatCall(prompt="hi", max_tokens=100, **target))
         message = str(info.value)
         assert "daily budget of $0.001" in message and "spent $0" in message
         assert "this call may cost up to $" in message
