@@ -157,10 +157,11 @@ Label = Annotated[str, Field(coerce_numbers_to_str=True)]
 
 
 def _listed(value: list[str] | str | None) -> tuple[str, ...]:
-    """A list argument that clients may also give as one string (as OpenAI's `stop`)."""
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, str) else tuple(value)
+    """A list argument that clients may also give as one string (as OpenAI's `stop`); an
+    empty string, as hosts that fill in every argument send, is an empty list."""
+    if isinstance(value, str):
+        return (value,) if value else ()
+    return tuple(value or ())
 
 
 def _state(ctx: Context[Any]) -> AppState:
