@@ -155,13 +155,14 @@ async def test_openai_style_messages_are_taken_as_clients_send_them(client: Clie
     assert sent["stop_sequences"] == ["END"]
 
 
-async def test_one_string_stands_for_a_list_of_one(client: Client):
+async def test_one_string_stands_for_a_list_and_an_empty_one_for_none(client: Client):
     result = await call(client, "chat_completion", prompt="x", route="broken",
                         fallbacks="anthropic/claude-3-haiku-20240307")
     assert result["provider"] == "anthropic"
     # hosts that fill in every argument send "" for the ones they mean to leave out
-    result = await call(client, "chat_completion", prompt="x", fallbacks="", stop="")
-    assert result["provider"] == "deepseek"
+    result = await call(client, "chat_completion", prompt="x", fallbacks="", stop="",
+                        route="", model="")
+    assert (result["provider"], result["route"]) == ("deepseek", "default")
 
 
 async def test_a_part_that_is_not_text_is_refused_naming_the_message(client: Client, sim: Any):
