@@ -254,8 +254,8 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         call = ChatCall(
             messages=tuple(messages) if messages is not None else None, prompt=prompt or None,
             route=route or None, model=model or None, fallbacks=_listed(fallbacks),
-            max_tokens=max_tokens,
-            temperature=temperature, top_p=top_p, stop=_listed(stop) or None,
+            max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+            stop=_listed(stop) or None,
             cache=cache, cache_ttl_s=cache_ttl_s, cache_sampled=cache_sampled, dry_run=dry_run,
             timeout_s=timeout_s, metadata=metadata or {},
         )
