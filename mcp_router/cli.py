@@ -119,6 +119,11 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+TERMINAL_HINT = ("mcp-router: serving MCP over stdin and stdout, for an MCP host to start and "
+                 "drive; there is nothing to type here. `mcp-router config <host>` prints the "
+                 "entry that adds it to a host, `mcp-router demo` shows a session. Ctrl-C stops.")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from mcp_router.clock import LoopClock
     from mcp_router.http_auth import bind_refusal, serve_http
@@ -144,6 +149,8 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("config %s, data under %s, transport %s", path, home, args.transport)
     settle_garbage_collector()
     if args.transport == "stdio":
+        if sys.stdin.isatty():
+            print(TERMINAL_HINT, file=sys.stderr)
         anyio.run(serve_stdio, server)
     else:
         anyio.run(partial(serve_http, server, args.transport, host=args.host, port=args.port,

@@ -135,6 +135,39 @@ def test_check_config_prints_routes_and_fails_on_a_broken_file(tmp_path: Path):
     assert f"{bad}:5: routes.default.targets.0.provider: unknown provider 'b'" in broken.stderr
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="no pseudo-terminals")
+def test_started_from_a_terminal_it_says_what_it_is_for(tmp_path: Path):
+    import pty
+    import select
+    import time
+
+    config = tmp_path / "one.yaml"
+    config.write_text("providers:\n  a: {kind: openai, base_url: http://127.0.0.1:9}\n"
+                      "routes:\n  default:\n    targets: [{provider: a, model: m}]\n")
+    terminal, typed_into = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "mcp_router", "serve", "--config",
+                             str(config)], stdin=typed_into, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE,
+                            env={**os.environ, "MCP_ROUTER_HOME": str(tmp_path / "home")})
+    said = b""
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 20
+        while b"Ctrl-C" not in said and time.monotonic() < deadline:
+            if select.select([proc.stderr], [], [], deadline - time.monotonic())[0]:
+                said += os.read(proc.stderr.fileno(), 4096)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        os.close(terminal)
+        os.close(typed_into)
+    hint = said.decode().splitlines()[-1]
+    assert hint.startswith("mcp-router: serving MCP over stdin and stdout"), said
+    assert "mcp-router config <host>" in hint and "mcp-router demo" in hint
+
+
 def test_check_config_counts_keys_as_the_server_does(tmp_path: Path):
     key = tmp_path / "together.key"
     key.write_text("tg-0123456789\n")
