@@ -217,12 +217,12 @@ def describe_config(config: Config, keys: Mapping[str, str]) -> str:
 
 
 def _snippet(args: argparse.Namespace) -> int:
-    from mcp_router.snippets import client_snippet, is_loopback, remote_snippet
+    from mcp_router.snippets import client_snippet, remote_snippet, serves_here
 
     path = config_path(args.config).resolve()
     config = load_config(path)
     if args.url:
-        token = bool(config.clients) or not is_loopback(args.url)
+        token = bool(config.clients) or not serves_here(args.url)
         hint, body = remote_snippet(args.client, args.url, token)
     else:
         hint, body = client_snippet(args.client, config, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
@@ -22,12 +23,16 @@ from mcp_router.access import find_client
 from mcp_router.provider_keys import Scrubber, install_log_scrubber
 from mcp_router.shared_config import ServerConfig
 
-__all__ = ["SCOPE", "SHUTDOWN_GRACE_S", "ClientTokenVerifier", "HealthCheck", "HostOriginGuard",
-           "auth_settings", "authenticated_client", "bind_refusal", "http_app", "is_loopback",
-           "serve_http", "transport_security"]
+__all__ = ["ENDPOINT_PATHS", "SCOPE", "SHUTDOWN_GRACE_S", "ClientTokenVerifier", "HealthCheck",
+           "HostOriginGuard", "auth_settings", "authenticated_client", "bind_refusal",
+           "http_app", "is_loopback", "serve_http", "transport_security"]
+
+log = logging.getLogger("mcp_router")
 
 SCOPE = "mcp-router"
 HttpTransport = Literal["sse", "streamable-http"]
+ENDPOINT_PATHS: Mapping[HttpTransport, str] = {"sse": "/sse", "streamable-http": "/mcp"}
+"""Where the SDK's apps take MCP requests."""
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 SHUTDOWN_GRACE_S = 5
@@ -172,4 +177,12 @@ async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: 
     if scrubber:
         # uvicorn.Config has just installed its own log handlers; filter those too.
         install_log_scrubber(scrubber)
+    # uvicorn names the address; hosts need the endpoint's path too.
+    url = f"http://{_url_host(host)}:{port}{ENDPOINT_PATHS[transport]}"
+    log.info("serving MCP at %s; `mcp-router config <host> --url %s` prints a host's entry",
+             url, url)
     await uvicorn.Server(uv_config).serve()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import shlex
 import shutil
@@ -11,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mcp_router.config import Config
+from mcp_router.http_auth import is_loopback
 
 WHERE = {
     "claude-desktop": "Add to claude_desktop_config.json (Settings > Developer > Edit Config), "
@@ -90,7 +90,7 @@ def remote_snippet(client: str, url: str, token: bool) -> tuple[str, str]:
         return hint, f"claude mcp add --transport {transport} --scope user mcp-router {url}{header}"
     if client == "claude-desktop":
         args = ["-y", MCP_REMOTE, url]
-        if urlsplit(url).scheme == "http" and not is_loopback(url):
+        if urlsplit(url).scheme == "http" and not serves_here(url):
             args.append("--allow-http")
         entry: dict[str, object] = {"command": "npx", "args": args}
         if token:  # no spaces in args: some hosts split them (mcp-remote's README)
@@ -112,12 +112,6 @@ def remote_snippet(client: str, url: str, token: bool) -> tuple[str, str]:
     return hint, json.dumps(snippet, indent=2)
 
 
-def is_loopback(url: str) -> bool:
+def serves_here(url: str) -> bool:
     """Whether `url` names this machine (localhost or a loopback address)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(urlsplit(url).hostname or "")

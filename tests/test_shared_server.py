@@ -94,6 +94,11 @@ def test_no_token_or_a_wrong_one_is_401_and_a_foreign_origin_is_403(server: Any)
     assert post(url, ALICE).status_code not in (401, 403)
 
 
+def test_the_log_names_the_endpoint_to_give_hosts(server: Any):
+    url, _, stderr = server
+    assert f"serving MCP at {url}; `mcp-router config <host> --url {url}`" in stderr.read_text()
+
+
 def test_the_health_check_answers_without_a_token_but_not_to_a_foreign_page(server: Any):
     base = server[0].removesuffix("/mcp")
     health = httpx.get(f"{base}/healthz", timeout=10)
