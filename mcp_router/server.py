@@ -14,12 +14,13 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import Field, ValidationError
 
 from mcp_router import __version__
 from mcp_router.access import Access
+from mcp_router.arguments import Label, Verbatim, argument_errors, listed
 from mcp_router.audit import AuditLog
 from mcp_router.catalog import HealthReport, ProvidersReport, describe_health, describe_providers
 from mcp_router.clock import Clock, LoopClock
@@ -130,7 +131,7 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
             await shared.release()
 
     verifier = ClientTokenVerifier(config.clients) if config.clients else None
-    server: MCPServer[AppState] = MCPServer(
+    server: MCPServer[AppState] = RouterServer(
         "mcp-router", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
         token_verifier=verifier, auth=auth_settings() if verifier else None)
     _add_tools(server, config)
@@ -138,30 +139,18 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
     return server
 
 
-def _absent_if_null(value: object) -> object:
-    return "" if value is None else value
+class RouterServer(MCPServer[AppState]):
+    """The SDK's server, with wrong arguments told as `field: problem`, one per field."""
 
-
-Verbatim = Annotated[str, BeforeValidator(_absent_if_null),
-                     WithJsonSchema({"type": ["string", "null"]})]
-"""A text argument that reaches the tool exactly as sent; null or "" reads as not given.
-
-The SDK decodes a string argument that parses as a JSON object or list into that value,
-unless the parameter is declared exactly `str`: as `str | None`, a prompt that is itself
-JSON (agents send such prompts all the time) arrived as a dict and was refused.
-"""
-
-
-Label = Annotated[str, Field(coerce_numbers_to_str=True)]
-"""A metadata value: a string, or a number taken as its text (`{"run": 7}`)."""
-
-
-def _listed(value: list[str] | str | None) -> tuple[str, ...]:
-    """A list argument that clients may also give as one string (as OpenAI's `stop`); an
-    empty string, as hosts that fill in every argument send, is an empty list."""
-    if isinstance(value, str):
-        return (value,) if value else ()
-    return tuple(value or ())
+    async def call_tool(self, name: str, arguments: dict[str, Any],
+                        context: Context[AppState, Any] | None = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            raise ToolError(f"Error executing tool {name}: {argument_errors(cause)}") from cause
 
 
 def _state(ctx: Context[Any]) -> AppState:
@@ -253,9 +242,9 @@ def _add_tools(server: MCPServer[AppState], config: Config) -> None:
         """
         call = ChatCall(
             messages=tuple(messages) if messages is not None else None, prompt=prompt or None,
-            route=route or None, model=model or None, fallbacks=_listed(fallbacks),
+            route=route or None, model=model or None, fallbacks=listed(fallbacks),
             max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-            stop=_listed(stop) or None,
+            stop=listed(stop) or None,
             cache=cache, cache_ttl_s=cache_ttl_s, cache_sampled=cache_sampled, dry_run=dry_run,
             timeout_s=timeout_s, metadata=metadata or {},
         )

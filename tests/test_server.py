@@ -285,7 +285,16 @@ async def test_schema_violations_are_refused_naming_the_field(client: Client, si
                                                              arguments: dict):
     text = await error_text(client, "chat_completion", **arguments)
     assert next(iter(arguments.keys() - {"prompt"})) in text
+    assert "input_value" not in text and "errors.pydantic.dev" not in text  # field: problem
     assert sum(sim.state.hits.values()) == 0
+
+
+async def test_each_wrong_argument_is_named_with_what_it_must_be(client: Client):
+    text = await error_text(client, "chat_completion", temperature=5, cache="sometimes",
+                            messages=[{"role": "robot", "content": "my SSN is 123-45-6789"}])
+    assert text == ("Error executing tool chat_completion: messages.0.role: Input should be "
+                    "'system', 'user' or 'assistant'; temperature: Input should be less than or "
+                    "equal to 2; cache: Input should be 'use', 'refresh' or 'skip'")
 
 
 async def test_list_providers_shows_key_status_but_never_the_key(client: Client):

@@ -1,0 +1,50 @@
+"""Tool arguments as hosts send them: the forms a parameter takes, and errors a model can read.
+
+Hosts differ in how they fill in arguments: some send "" or null for the ones they leave
+out, OpenAI-style clients send one string where a list is declared, and the SDK itself
+decodes a string that looks like JSON unless the parameter is declared exactly `str`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema
+
+__all__ = ["Label", "Verbatim", "argument_errors", "listed"]
+
+
+def _absent_if_null(value: object) -> object:
+    return "" if value is None else value
+
+
+Verbatim = Annotated[str, BeforeValidator(_absent_if_null),
+                     WithJsonSchema({"type": ["string", "null"]})]
+"""A text argument that reaches the tool exactly as sent; null or "" reads as not given.
+
+The SDK decodes a string argument that parses as a JSON object or list into that value,
+unless the parameter is declared exactly `str`: as `str | None`, a prompt that is itself
+JSON (agents send such prompts all the time) arrived as a dict and was refused.
+"""
+
+Label = Annotated[str, Field(coerce_numbers_to_str=True)]
+"""A metadata value: a string, or a number taken as its text (`{"run": 7}`)."""
+
+
+def listed(value: list[str] | str | None) -> tuple[str, ...]:
+    """A list argument that clients may also give as one string (as OpenAI's `stop`); an
+    empty string, as hosts that fill in every argument send, is an empty list."""
+    if isinstance(value, str):
+        return (value,) if value else ()
+    return tuple(value or ())
+
+
+def argument_errors(error: ValidationError) -> str:
+    """One `field: problem` per invalid argument, in the order pydantic found them.
+
+    The values sent are not repeated (a prompt can be long, or personal), nor are pydantic's
+    error codes and links: a model reading the error needs the field and what it must be.
+    """
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'arguments'}: "
+        f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())
