@@ -87,7 +87,8 @@ def remote_snippet(client: str, url: str, token: bool) -> tuple[str, str]:
     hint = REMOTE_WHERE[client][token]
     if client == "claude-code":
         header = f' --header "Authorization: Bearer ${TOKEN_VAR}"' if token else ""
-        return hint, f"claude mcp add --transport {transport} --scope user mcp-router {url}{header}"
+        return hint, (f"claude mcp add --transport {transport} --scope user mcp-router "
+                      f"{shlex.quote(url)}{header}")
     if client == "claude-desktop":
         args = ["-y", MCP_REMOTE, url]
         if urlsplit(url).scheme == "http" and not serves_here(url):
