@@ -198,8 +198,12 @@ async def test_a_model_named_without_its_provider_goes_to_the_provider_listing_i
         assert ("model: 'shared-model' is a model of several providers; give one of: "
                 "deepseek/shared-model, together/shared-model") in await error_text(
             named, "chat_completion", prompt="x", model="shared-model")
-        assert "fallbacks[0]: 'gpt-4o' is not provider/model" in await error_text(
+        assert ("fallbacks[0]: 'gpt-4o' is not provider/model with a known provider, nor a "
+                "model a provider lists") in await error_text(
             named, "chat_completion", prompt="x", fallbacks=["gpt-4o"])
+        assert ("model: 'together' names a provider but no model: give together/<model>, one "
+                "of: meta-llama/Llama-3-8b, shared-model") in await error_text(
+            named, "chat_completion", prompt="x", model="together")
 
 
 async def test_a_client_s_model_rules_see_the_provider_of_a_bare_model_name(
@@ -260,7 +264,8 @@ async def test_a_call_no_key_could_answer_says_which_variable_to_set(client: Cli
     ({"prompt": "x", "route": "nope"}, "route: unknown route 'nope'; routes are: default, "
                                        "flaky, broken"),
     ({"prompt": "x", "model": "acme/m1"}, "model: 'acme/m1' is not provider/model with a known "
-                                          "provider; providers are: deepseek, anthropic"),
+                                          "provider, nor a model a provider lists; providers "
+                                          "are: deepseek, anthropic"),
     ({}, "messages: give either 'messages'"),
     ({"prompt": "x", "messages": [{"role": "user", "content": "y"}]},
      "messages: give either 'messages'"),

@@ -58,9 +58,15 @@ class TreeBuilder:
     def model(self, spec: str, field: str = "model") -> ChatProvider:
         """A retried leaf for `provider/model`; the model part may itself contain slashes."""
         provider, _, model = spec.partition("/")
-        if provider not in self._config.providers or not model:
-            raise InvalidRequest(field, f"{spec!r} is not provider/model with a known provider; "
-                                 f"providers are: {', '.join(self._config.providers)}")
+        if provider in self._config.providers and not model:
+            listed = self._config.providers[provider].models
+            raise InvalidRequest(field, f"{spec!r} names a provider but no model: give "
+                                 f"{provider}/<model>" + (f", one of: {', '.join(listed)}"
+                                                          if listed else ""))
+        if provider not in self._config.providers:
+            raise InvalidRequest(field, f"{spec!r} is not provider/model with a known provider, "
+                                 "nor a model a provider lists; providers are: "
+                                 f"{', '.join(self._config.providers)}")
         allowed = self._config.providers[provider].models
         if allowed and model not in allowed:
             raise InvalidRequest(field, f"{provider} has no model {model!r}; its models are: "
