@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-router", description=__doc__)
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the MCP server (the default command)")
-    _serve_options(serve)
     _serve_options(parser)
+    _serve_options(serve, given_before=True)
     parser.set_defaults(handler=_serve)
     serve.set_defaults(handler=_serve)
 
@@ -59,8 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=_simulate)
 
     check = commands.add_parser("check-config", help="validate a config, print its routes")
-    check.add_argument("--config", help="config file (default: $MCP_ROUTER_CONFIG, "
-                                        "then the shipped team policy)")
+    check.add_argument("--config", default=argparse.SUPPRESS,
+                       help="config file (default: $MCP_ROUTER_CONFIG, then the shipped team "
+                            "policy)")
     check.set_defaults(handler=_check_config)
 
     token = commands.add_parser("token", help="client tokens for a server shared over HTTP")
@@ -73,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     snippet = commands.add_parser("config", help="print the snippet that adds this server "
                                                  "to an MCP host")
     snippet.add_argument("client", choices=["claude-desktop", "claude-code", "cursor", "vscode"])
-    snippet.add_argument("--config", help="config file the host should start the server with")
+    snippet.add_argument("--config", default=argparse.SUPPRESS,
+                         help="config file the host should start the server with")
     snippet.add_argument("--url", help="connect to a server already serving over HTTP at this "
                                        "URL (e.g. http://router.internal:8000/mcp) instead of "
                                        "starting one; with a bearer token unless it is a "
@@ -82,16 +84,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="config file (default: $MCP_ROUTER_CONFIG, "
-                                         "then the shipped team policy)")
+def _serve_options(parser: argparse.ArgumentParser, given_before: bool = False) -> None:
+    """The serving options. A subcommand's copies have no defaults of their own
+    (`given_before`), so `mcp-router --config X serve` keeps X instead of resetting it."""
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if given_before else value
+
+    parser.add_argument("--config", default=default(None),
+                        help="config file (default: $MCP_ROUTER_CONFIG, then the shipped team "
+                             "policy)")
     parser.add_argument("--transport", choices=["stdio", "sse", "streamable-http"],
-                        default="stdio", help="stdio for one host (default); sse or "
-                                              "streamable-http to serve over HTTP")
-    parser.add_argument("--host", default="127.0.0.1",
+                        default=default("stdio"), help="stdio for one host (default); sse or "
+                                                       "streamable-http to serve over HTTP")
+    parser.add_argument("--host", default=default("127.0.0.1"),
                         help="HTTP bind address (default: 127.0.0.1; another address needs "
                              "`clients:` and `server.allowed_hosts` in the config)")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000)")
+    parser.add_argument("--port", type=int, default=default(8000),
+                        help="HTTP port (default: 8000)")
 
 
 def config_path(arg: str | None) -> Path:

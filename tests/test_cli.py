@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mcp_router.cli import _parser
+from mcp_router.cli import _parser, main
 
 
 def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -25,3 +25,22 @@ def test_every_flag_of_every_command_has_help():
     ]
     assert undocumented == []
 
+
+
+def test_a_config_given_before_the_command_is_the_one_used(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("providers: {}\nroutes: {}\nnot_a_key: 1\n")
+    for argv in (["--config", str(broken), "check-config"],
+                 ["check-config", "--config", str(broken)]):
+        assert main(argv) == 1, argv
+        assert "broken.yaml" in capsys.readouterr().err
+
+
+def test_serving_options_given_before_serve_are_kept():
+    args = _parser().parse_args(["--config", "team.yaml", "--transport", "sse", "--port", "9001",
+                                 "serve", "--host", "127.0.0.2"])
+    assert (args.config, args.transport, args.host, args.port) == (
+        "team.yaml", "sse", "127.0.0.2", 9001)
+    args = _parser().parse_args(["serve"])
+    assert (args.config, args.transport, args.host, args.port) == (
+        None, "stdio", "127.0.0.1", 8000)
