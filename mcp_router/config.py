@@ -33,7 +33,10 @@ class ProviderConfig(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     models: list[str] = Field(default_factory=list)
     timeout_s: float = Field(default=60, gt=0)
-    stream: bool = True
+    # Ask for an SSE stream (first-byte timing, progress while the answer comes, a cut
+    # stream told apart from a short answer). None: each kind's default, which is to stream,
+    # except Gemini, whose stream has an endpoint of its own (see `GeminiAdapter`).
+    stream: bool | None = None
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderConfig:

@@ -44,7 +44,7 @@ def config_text(sim: RunningSimulator, dead_port: int) -> str:
         providers:
           oa: {{kind: openai, base_url: "{urls['openai']}"}}
           an: {{kind: anthropic, base_url: "{urls['anthropic']}"}}
-          ge: {{kind: gemini, base_url: "{urls['gemini']}"}}
+          ge: {{kind: gemini, base_url: "{urls['gemini']}", stream: true}}
           oa_json: {{kind: openai, base_url: "{urls['openai']}", stream: false}}
           an_json: {{kind: anthropic, base_url: "{urls['anthropic']}", stream: false}}
           ge_json: {{kind: gemini, base_url: "{urls['gemini']}", stream: false}}

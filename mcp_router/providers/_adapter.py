@@ -84,6 +84,7 @@ class HttpAdapter:
 
     wire: ClassVar[Wire]
     default_headers: ClassVar[dict[str, str]] = {}
+    streams_by_default: ClassVar[bool] = True  # when the config says nothing of `stream`
 
     def __init__(self, provider: str, cfg: ProviderConfig, http: httpx.AsyncClient,
                  api_key: str | None) -> None:
@@ -93,7 +94,7 @@ class HttpAdapter:
         self.headers = dict(cfg.headers)
         self.api_key = api_key or None
         self.api_key_env = cfg.api_key_env
-        self.stream = cfg.stream
+        self.stream = self.streams_by_default if cfg.stream is None else cfg.stream
         self.timeout_s = cfg.timeout_s
         self.configured = (cfg.api_key_env is None and cfg.api_key_file is None) or \
             self.api_key is not None

@@ -139,12 +139,16 @@ def _finish_reason(value: str | None) -> str | None:
 
 
 class GeminiAdapter(HttpAdapter):
-    """POST {base_url}/models/{model}:generateContent (or :streamGenerateContent?alt=sse).
+    """POST {base_url}/models/{model}:generateContent, or with `stream: true` in the
+    provider's config :streamGenerateContent?alt=sse.
 
-    Probes GET {base_url}/models.
+    Plain generateContent is the default: it is the endpoint the architecture's contract
+    names, and the one a Gemini-compatible gateway is surest to serve. Probes GET
+    {base_url}/models.
     """
 
     wire = Wire(build_body, parse_completion, GeminiStream, parse_error)
+    streams_by_default = False
 
     def url(self, model: str) -> str:
         model = model.removeprefix("models/")  # accept the API's own "models/…" resource name

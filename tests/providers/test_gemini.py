@@ -42,7 +42,7 @@ WIRE_BODY = {
 HI = ChatRequest(messages=(Message(role="user", content="Hi"),))
 
 
-def gemini(http: httpx.AsyncClient, *, stream: bool = True) -> Adapter:
+def gemini(http: httpx.AsyncClient, *, stream: bool | None = True) -> Adapter:
     cfg = ProviderConfig(kind="gemini", base_url="https://gemini.test/v1beta",
                          api_key_env="GEMINI_API_KEY", stream=stream)
     return make_provider("google", cfg, http, KEY)
@@ -58,7 +58,7 @@ def without_ttfb(completion: Completion) -> Completion:
     return completion.model_copy(update={"ttfb_ms": None})
 
 
-async def test_a_json_request_goes_to_generate_content_with_the_key_only_in_its_header(
+async def test_by_default_a_request_goes_to_generate_content_with_the_key_only_in_its_header(
         http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     upstream.answer(json_response({
         "candidates": [{"content": {"role": "model", "parts": [
@@ -69,7 +69,7 @@ async def test_a_json_request_goes_to_generate_content_with_the_key_only_in_its_
         "modelVersion": "gemini-1.5-flash-002",
     }))
 
-    completion = await gemini(http, stream=False).send(REQUEST, "gemini-1.5-flash")
+    completion = await gemini(http, stream=None).send(REQUEST, "gemini-1.5-flash")  # unset
 
     request = upstream.request
     assert str(request.url) == "https://gemini.test/v1beta/models/gemini-1.5-flash:generateContent"
