@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mcp_router.config import Config
-from mcp_router.http_auth import is_loopback
+from mcp_router.server.http_auth import is_loopback
 
 WHERE = {
     "claude-desktop": "Add to claude_desktop_config.json (Settings > Developer > Edit Config), "

@@ -6,8 +6,7 @@ import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from mcp_router.budgets import BudgetGuard
 from mcp_router.cache import CacheStep, ResponseCache
@@ -25,6 +24,9 @@ from mcp_router.router import Router
 from mcp_router.routing.build import TreeBuilder
 from mcp_router.routing.circuits import BreakerBoard
 from mcp_router.spend import ClientSpend, Spend
+
+if TYPE_CHECKING:  # the client comes from the server; only providers/ uses it
+    import httpx
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from mcp.client.sse import sse_client
 
 from mcp_router.config import parse_config
 from mcp_router.server import create_server
-from mcp_router.sessions import PiiSessions
+from mcp_router.server.sessions import PiiSessions
 from tests.fixtures.serve import serving
 
 pytestmark = pytest.mark.anyio

@@ -20,7 +20,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from mcp_router.http_auth import SHUTDOWN_GRACE_S
+from mcp_router.server.http_auth import SHUTDOWN_GRACE_S
 from tests.fixtures.serve import HOST, StdioSession, serving
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCRequest
 
-from mcp_router.stdio import PipeReader
+from mcp_router.server.stdio import PipeReader
 
 ECHO = str(Path(__file__).parent / "fixtures" / "stdio_echo.py")
 REPO = str(Path(__file__).resolve().parents[1])
@@ -128,7 +128,7 @@ def test_stdin_closed_ends_the_server_and_leaves_the_descriptors_as_they_were():
 
 
 def test_off_the_main_thread_signals_are_left_alone_and_serving_goes_on():
-    from mcp_router.stdio import _cancel_on_signal
+    from mcp_router.server.stdio import _cancel_on_signal
 
     outcome: list[str] = []
 

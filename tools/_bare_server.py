@@ -5,7 +5,7 @@ upstream call itself, shared with the benchmark's `direct` variant so both send 
 the router's OpenAI adapter sends (`mcp_router/providers/openai.py` `build_body`, streaming).
 
 - `forward` returns the answer as a two-key dict: the floor the issue measures against.
-  With `--pipes` the server runs on the router's own stdio transport (`mcp_router.stdio`)
+  With `--pipes` the server runs on the router's own stdio transport (`mcp_router.server.stdio`)
   instead of the SDK's, which splits what that transport saves from the routing core's cost.
 - `forward_result` returns the answer as a `ChatResult`, serialised as the router serialises
   it and declared with the same output schema, but filled in without any routing: the floor
@@ -31,7 +31,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent
 
 from mcp_router.messages import Attempt, ChatResult, Usage
-from mcp_router.stdio import serve_stdio
+from mcp_router.server.stdio import serve_stdio
 
 MODEL = "gpt-bench"
 

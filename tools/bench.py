@@ -9,7 +9,7 @@ the bare one only forwards the request. The `floor` row is that bare server answ
 a `chat_completion`-shaped result, which splits the overhead into what the result contract
 costs (floor - bare) and what the routing core costs (router - floor); the `lean` row is the
 router with its optional steps off (cache, PII filter, audit log), which splits the routing
-core once more. The router serves stdio on its own transport (`mcp_router.stdio`), the bare
+core once more. The router serves stdio on its own transport (`mcp_router.server.stdio`), the bare
 server on the SDK's; the `piped` row is the bare server on the router's transport, so
 `bare - piped` is what the transport saves and `router - piped` what the routing core costs
 on equal transports. A row is one entry of `VARIANTS`: an async context manager that starts

@@ -19,7 +19,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp
 
 from mcp_router.access import hash_token, new_token
-from mcp_router.http_auth import (
+from mcp_router.server.http_auth import (
     ClientTokenVerifier,
     auth_settings,
     authenticated_client,

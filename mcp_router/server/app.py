@@ -20,22 +20,22 @@ from pydantic import Field, ValidationError
 
 from mcp_router import __version__
 from mcp_router.access import Access
-from mcp_router.arguments import Label, Verbatim, argument_errors, listed
 from mcp_router.audit import AuditLog
 from mcp_router.catalog import HealthReport, ProvidersReport, describe_health, describe_providers
 from mcp_router.clock import Clock, LoopClock
 from mcp_router.config import Config
 from mcp_router.errors import RouterError
 from mcp_router.front import Front
-from mcp_router.host import host_model, notify, sized_result
-from mcp_router.http_auth import ClientTokenVerifier, auth_settings
 from mcp_router.ledger import CostReport
 from mcp_router.messages import ChatCall, ChatResult, Message
 from mcp_router.outputs import ANSWER_URI, AnswerPages
 from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber, provider_keys
 from mcp_router.router import Router
-from mcp_router.sessions import PiiSessions, client_name, page_owner
+from mcp_router.server.arguments import Label, Verbatim, argument_errors, listed
+from mcp_router.server.host import host_model, notify, sized_result
+from mcp_router.server.http_auth import ClientTokenVerifier, auth_settings
+from mcp_router.server.sessions import PiiSessions, client_name, page_owner
 from mcp_router.wiring import open_router
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -16,8 +16,8 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 
-from mcp_router.http_auth import authenticated_client
 from mcp_router.pii import PiiSession
+from mcp_router.server.http_auth import authenticated_client
 
 __all__ = ["PiiSessions", "client_name", "page_owner"]
 

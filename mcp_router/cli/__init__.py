@@ -135,11 +135,11 @@ TERMINAL_HINT = ("mcp-router: serving MCP over stdin and stdout, for an MCP host
 
 def _serve(args: argparse.Namespace) -> int:
     from mcp_router.clock import LoopClock
-    from mcp_router.http_auth import bind_refusal, serve_http
     from mcp_router.ledger import Ledger
     from mcp_router.provider_keys import Scrubber, install_log_scrubber, provider_keys
     from mcp_router.server import create_server
-    from mcp_router.stdio import serve_stdio
+    from mcp_router.server.http_auth import bind_refusal, serve_http
+    from mcp_router.server.stdio import serve_stdio
 
     path = config_path(args.config)
     config = load_config(path)
@@ -180,7 +180,7 @@ def _token_new(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mcp_router.demo import run_demo
+    from mcp_router.cli.demo import run_demo
 
     return run_demo()
 
