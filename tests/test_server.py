@@ -302,6 +302,20 @@ async def test_each_wrong_argument_is_named_with_what_it_must_be(client: Client)
                     "equal to 2; cache: Input should be 'use', 'refresh' or 'skip'")
 
 
+async def test_a_misspelt_argument_is_refused_naming_the_one_meant(client: Client, sim: Any):
+    text = await error_text(client, "chat_completion", prompt="hi", modle="google/g",
+                            temprature=0.2)
+    assert text == ("Error executing tool chat_completion: modle: unknown argument; did you "
+                    "mean model?; temprature: unknown argument; did you mean temperature?")
+    assert sum(sim.state.hits.values()) == 0  # not answered by the default route instead
+
+
+async def test_an_argument_no_tool_takes_is_refused_listing_those_it_takes(client: Client):
+    text = await error_text(client, "cost_report", since="2026-12-01")
+    assert text == ("Error executing tool cost_report: since: unknown argument; this tool "
+                    "takes group_by, period")
+
+
 async def test_list_providers_shows_key_status_but_never_the_key(client: Client):
     result = await call(client, "list_providers")
     configured = {p["name"]: p["configured"] for p in result["providers"]}

@@ -32,7 +32,13 @@ from mcp_router.outputs import ANSWER_URI, AnswerPages
 from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber, provider_keys
 from mcp_router.router import Router
-from mcp_router.server.arguments import Label, Verbatim, argument_errors, listed
+from mcp_router.server.arguments import (
+    Label,
+    Verbatim,
+    argument_errors,
+    listed,
+    unknown_arguments,
+)
 from mcp_router.server.host import host_model, notify, sized_result
 from mcp_router.server.http_auth import ClientTokenVerifier, auth_settings
 from mcp_router.server.sessions import PiiSessions, client_name, page_owner
@@ -131,7 +137,7 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
             await shared.release()
 
     verifier = ClientTokenVerifier(config.clients) if config.clients else None
-    server: MCPServer[AppState] = RouterServer(
+    server = RouterServer(
         "mcp-router", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
         token_verifier=verifier, auth=auth_settings() if verifier else None)
     _add_tools(server, config)
@@ -140,10 +146,20 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
 
 
 class RouterServer(MCPServer[AppState]):
-    """The SDK's server, with wrong arguments told as `field: problem`, one per field."""
+    """The SDK's server, with wrong arguments told as `field: problem`, one per field, and
+    an argument the tool does not take refused rather than dropped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parameters: dict[str, frozenset[str]] = {}  # tool name -> its argument names
 
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[AppState, Any] | None = None) -> Any:
+        # The SDK drops arguments the tool does not declare: `modle` or `temprature` would
+        # be answered by the default model at the default temperature, without a word.
+        if name in self.parameters and (unknown := arguments.keys() - self.parameters[name]):
+            raise ToolError(f"Error executing tool {name}: "
+                            f"{unknown_arguments(unknown, self.parameters[name])}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -159,7 +175,7 @@ def _state(ctx: Context[Any]) -> AppState:
     return state
 
 
-def _tool(server: MCPServer[AppState], title: str,
+def _tool(server: RouterServer, title: str,
           annotations: ToolAnnotations) -> Callable[[F], F]:
     """Register a tool with its docstring dedented, as the model reads it, and the title
     hosts show people."""
@@ -167,6 +183,7 @@ def _tool(server: MCPServer[AppState], title: str,
     def register(fn: F) -> F:
         server.add_tool(fn, title=title, description=inspect.cleandoc(fn.__doc__ or ""),
                         annotations=annotations)
+        server.parameters[fn.__name__] = frozenset(inspect.signature(fn).parameters) - {"ctx"}
         return fn
 
     return register
@@ -192,7 +209,7 @@ def _add_resources(server: MCPServer[AppState]) -> None:
         return text
 
 
-def _add_tools(server: MCPServer[AppState], config: Config) -> None:
+def _add_tools(server: RouterServer, config: Config) -> None:
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     @_tool(server, "Ask an LLM (routed)",

@@ -7,11 +7,13 @@ decodes a string that looks like JSON unless the parameter is declared exactly `
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from difflib import get_close_matches
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema
 
-__all__ = ["Label", "Verbatim", "argument_errors", "listed"]
+__all__ = ["Label", "Verbatim", "argument_errors", "listed", "unknown_arguments"]
 
 
 def _absent_if_null(value: object) -> object:
@@ -48,3 +50,15 @@ def argument_errors(error: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in e['loc']) or 'arguments'}: "
         f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())
+
+
+def unknown_arguments(unknown: Collection[str], known: Collection[str]) -> str:
+    """One `name: problem` per argument the tool does not take, with the name meant when
+    one is close (`modle` → `model`), else the names it takes."""
+    def problem(name: str) -> str:
+        close = get_close_matches(name, known, n=1)
+        if close:
+            return f"{name}: unknown argument; did you mean {close[0]}?"
+        return f"{name}: unknown argument; this tool takes {', '.join(sorted(known))}"
+
+    return "; ".join(problem(name) for name in sorted(unknown))
