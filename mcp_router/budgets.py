@@ -10,8 +10,8 @@ guard adds what other processes have written to it since it last looked, so toge
 stay within the budget too. Only their calls still in flight are not seen (each process
 holds its own reservations), so the budget can be passed by at most what those may cost.
 
-A target without a price cannot be bounded: its reservation is 0 with a note, and it is
-refused only when a budget is already used up.
+A target without a price cannot be bounded, so while a budget is set it is refused (the
+route steps down to a priced target, if it has one); without budgets it runs unreserved.
 """
 
 from __future__ import annotations
@@ -26,9 +26,6 @@ from mcp_router.errors import BudgetExceeded
 from mcp_router.money import EXACT, format_usd, utc_day_month
 
 __all__ = ["BudgetGuard", "Reservation", "SpendSource"]
-
-UNBOUNDED_NOTE = "price unknown: the call cannot be bounded, so nothing is reserved"
-
 
 class SpendSource(Protocol):
     """Where settled spend is read: the ledger, which other processes write to as well."""
@@ -48,8 +45,8 @@ class Reservation:
     covers exceptions and cancellation; settle inside the block once the cost is known.
     """
 
-    def __init__(self, guard: BudgetGuard, amount: Decimal, note: str | None = None) -> None:
-        self.amount, self.note = amount, note
+    def __init__(self, guard: BudgetGuard, amount: Decimal) -> None:
+        self.amount = amount
         self.state: Literal["held", "settled", "released"] = "held"
         self._guard = guard
 
@@ -119,7 +116,7 @@ class BudgetGuard:
         self._check("daily", self._config.daily_usd, self._spent_day, amount, quote)
         self._check("monthly", self._config.monthly_usd, self._spent_month, amount, quote)
         self._reserved = EXACT.add(self._reserved, amount)
-        return Reservation(self, amount, UNBOUNDED_NOTE if quote is None else None)
+        return Reservation(self, amount)
 
     def check_alert(self) -> str | None:
         """The alert message the first time today's spend reaches `alert_daily_usd`, else None."""
@@ -137,15 +134,18 @@ class BudgetGuard:
                quote: Decimal | None) -> None:
         if limit is None:
             return
+        if quote is None:
+            raise BudgetExceeded(
+                f"the {name} budget of {format_usd(limit)} cannot be kept: this model has no "
+                f"price, so its cost cannot be held against the budget; give it one under "
+                f"`prices:` in the config (`provider/*: {{...}}` prices all of a provider's "
+                f"models)")
         committed = EXACT.add(spent, self._reserved)
-        # `committed >= limit` also refuses unpriced (0) quotes once nothing is left.
         if committed >= limit or EXACT.add(committed, amount) > limit:
-            cost = ("has no known price" if quote is None
-                    else f"may cost up to {format_usd(amount)}")
             raise BudgetExceeded(
                 f"{name} budget of {format_usd(limit)} would be exceeded: spent "
                 f"{format_usd(spent)} (+ {format_usd(self._reserved)} reserved by calls in "
-                f"flight), and this call {cost}; "
+                f"flight), and this call may cost up to {format_usd(amount)}; "
                 f"{format_usd(max(EXACT.subtract(limit, committed), Decimal(0)))} is left")
 
     def _finish(self, held: Decimal, actual: Decimal) -> None:

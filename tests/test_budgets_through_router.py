@@ -31,6 +31,10 @@ routes:
       - {{provider: deepseek, model: deepseek-chat}}
   dear:
     targets: [{{provider: anthropic, model: claude-3-opus-20240229}}]
+  unpriced_first:
+    targets:
+      - {{provider: deepseek, model: deepseek-unlisted}}
+      - {{provider: deepseek, model: deepseek-chat}}
 cache: {{enabled: false}}
 budgets: {{daily_usd: {daily}}}
 """
@@ -70,6 +74,21 @@ async def test_a_route_with_nothing_cheaper_is_refused_stating_budget_spent_and_
         assert sum(sim.state.hits.values()) == 0
 
     await with_router(sim, tmp_path, "0.001", body)
+
+
+async def test_a_model_without_a_price_is_not_sent_while_a_budget_is_set(
+        sim: Any, tmp_path: Path):
+    async def body(router: Router) -> None:
+        result = await router.complete(ChatCall(prompt="hi", route="unpriced_first"))
+        assert (result.model, result.cost_usd is not None) == ("deepseek-chat", True)
+        first = result.attempts[0]
+        assert (first.model, first.outcome) == ("deepseek-unlisted", "skipped")
+        assert first.error is not None and "has no price" in first.error
+        with pytest.raises(BudgetExceeded, match="daily budget of \\$100 cannot be kept"):
+            await router.complete(ChatCall(prompt="hi", model="deepseek/deepseek-unlisted"))
+        assert sim.state.hits.get("deepseek-unlisted", 0) == 0
+
+    await with_router(sim, tmp_path, "100", body)
 
 
 async def test_sixty_four_concurrent_calls_never_spend_past_the_budget(sim: Any, tmp_path: Path):

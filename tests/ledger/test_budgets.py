@@ -11,7 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from mcp_router.budgets import UNBOUNDED_NOTE, BudgetGuard
+from mcp_router.budgets import BudgetGuard
 from mcp_router.config import BudgetsConfig
 from mcp_router.errors import BudgetExceeded
 from mcp_router.ledger import LEDGER_FILE, Ledger, LedgerRow
@@ -98,15 +98,12 @@ def test_the_monthly_budget_is_checked_too(ledger: Ledger, clock: FakeClock) -> 
     guard.reserve(D("0.01")).settle(D("0.01"))  # exactly the limit fits
 
 
-def test_an_unpriced_target_reserves_nothing_until_the_budget_is_used_up(
+def test_an_unpriced_target_is_refused_while_a_budget_is_set(
         ledger: Ledger, clock: FakeClock) -> None:
-    guard = _guard(ledger, clock, daily_usd="1")
-    held = guard.reserve(None)
-    assert (held.amount, held.note) == (D(0), UNBOUNDED_NOTE)
-    held.settle(None)
-    _spend(guard, ledger, "1")
-    with pytest.raises(BudgetExceeded, match="has no known price"):
-        guard.reserve(None)
+    with pytest.raises(BudgetExceeded, match=r"monthly budget of \$50 cannot be kept: this "
+                                             r"model has no price.*under `prices:`"):
+        _guard(ledger, clock, monthly_usd="50").reserve(None)
+    assert _guard(ledger, clock).reserve(None).amount == D(0)  # no budget: runs unreserved
 
 
 def test_no_limits_means_nothing_is_refused(ledger: Ledger, clock: FakeClock) -> None:
