@@ -246,6 +246,7 @@ class StreamState:
 
     chars: int = 0
     reported_at: float = float("-inf")
+    first_text_at: float | None = None  # on the router's clock
 
     @property
     def started(self) -> bool:

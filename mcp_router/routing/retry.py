@@ -73,12 +73,14 @@ class Retrying:
         cap = self._retry.backoff_max_s
         if retry_after is not None and retry_after > cap:
             _annotate(call, first_attempt,
-                      f"not retried: Retry-After {retry_after:g} s is over the {cap:g} s cap")
+                      f"not retried: Retry-After {retry_after:g} s is over the {cap:g} s cap "
+                      "(retry.backoff_max_s)")
             return None
         wait = retry_after if retry_after is not None else self.backoff_s(tries)
         if not room_for_retry(self._clock.now(), wait, call.deadline, self._min_try_s):
             _annotate(call, first_attempt,
-                      f"not retried: a {wait:.1f} s wait would pass the deadline")
+                      f"not retried: after a {wait:.1f} s wait too little would be left "
+                      "of the time this target has (its share of the deadline)")
             return None
         return wait
 

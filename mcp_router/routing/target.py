@@ -21,6 +21,7 @@ from mcp_router.messages import (
     ChatResponse,
     Hold,
     Outcome,
+    StreamState,
     TextFn,
 )
 from mcp_router.routing.deadline import DEADLINE_REACHED
@@ -67,8 +68,10 @@ class Target:
             if hold is not None:
                 hold.settle(completion, latency_ms)
         except TimeoutError as exc:
-            timeout = ProviderTimeout(provider, model, f"no answer within {allowed:.3g} s")
-            self._record(call, started, timeout, hold)
+            timeout = ProviderTimeout(provider, model, _timed_out(call.stream, allowed))
+            ttfb_ms = None if call.stream.first_text_at is None else \
+                round((call.stream.first_text_at - started) * 1000, 1)
+            self._record(call, started, timeout, hold, ttfb_ms)
             raise timeout from exc
         except ProviderError as error:
             self._record(call, started, error, hold)
@@ -87,8 +90,11 @@ class Target:
     def _on_text(self, call: Call) -> TextFn:
         """Counts streamed text, passes it on, and reports progress now and then."""
         call.stream.chars, call.stream.reported_at = 0, self._clock.now()
+        call.stream.first_text_at = None
 
         async def on_text(delta: str) -> None:
+            if not call.stream.chars:
+                call.stream.first_text_at = self._clock.now()
             call.stream.chars += len(delta)
             if call.on_text is not None:
                 await call.on_text(delta)
@@ -122,7 +128,7 @@ class Target:
             hold.fail(error, latency_ms)
         status = error.status if isinstance(error, ProviderStatusError) else None
         call.attempts.append(self._attempt("error", status=status, error=error.detail,
-                                           latency_ms=latency_ms))
+                                           latency_ms=latency_ms, ttfb_ms=ttfb_ms))
         return latency_ms
 
     def _attempt(self, outcome: Outcome, *, status: int | None = None,
@@ -130,3 +136,11 @@ class Target:
                  ttfb_ms: float | None = None) -> Attempt:
         return Attempt(provider=self._adapter.provider, model=self._model, outcome=outcome,
                        status=status, error=error, latency_ms=latency_ms, ttfb_ms=ttfb_ms)
+
+
+def _timed_out(stream: StreamState, allowed_s: float) -> str:
+    """Why the attempt ran out of time: no answer, or one that was still coming in."""
+    if stream.started:
+        return (f"still streaming when its {allowed_s:.3g} s ran out "
+                f"(~{max(1, stream.chars // 4)} tokens in): the answer was cut off")
+    return f"no answer within {allowed_s:.3g} s"

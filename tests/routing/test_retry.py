@@ -188,7 +188,8 @@ async def test_retry_after_above_the_cap_gives_the_target_up_without_waiting(
     assert anyio.current_time() == 0
     assert len(adapter.calls) == 1
     assert call.attempts[-1].error == (
-        "HTTP 429: Too Many Requests; not retried: Retry-After 30 s is over the 8 s cap")
+        "HTTP 429: Too Many Requests; not retried: Retry-After 30 s is over the 8 s cap "
+        "(retry.backoff_max_s)")
 
 
 async def test_retries_stop_when_the_next_wait_would_pass_the_deadline(
@@ -203,7 +204,8 @@ async def test_retries_stop_when_the_next_wait_would_pass_the_deadline(
     assert adapter.times == [0, 0.5]
     assert anyio.current_time() == 0.5
     assert call.attempts[-1].error == (
-        "HTTP 503: Service Unavailable; not retried: a 0.5 s wait would pass the deadline")
+        "HTTP 503: Service Unavailable; not retried: after a 0.5 s wait too little would be "
+        "left of the time this target has (its share of the deadline)")
 
 
 async def test_each_wait_is_announced_with_the_reason_and_the_delay(rng: random.Random) -> None:

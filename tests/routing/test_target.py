@@ -9,7 +9,15 @@ from mcp_router.clock import LoopClock
 from mcp_router.errors import ProviderNotConfigured, ProviderStatusError, ProviderTimeout
 from mcp_router.messages import Attempt, Call, ChatResponse
 from mcp_router.routing import Target
-from tests.fixtures.scripted import HANG, Delay, ScriptedAdapter, completion, request, status_error
+from tests.fixtures.scripted import (
+    HANG,
+    Delay,
+    ScriptedAdapter,
+    Streamed,
+    completion,
+    request,
+    status_error,
+)
 from tests.routing.support import Progress, call_for
 
 pytestmark = [pytest.mark.virtual_time, pytest.mark.anyio]
@@ -60,6 +68,18 @@ async def test_target_gives_up_at_the_adapter_timeout() -> None:
     assert anyio.current_time() == 2
     assert call.attempts == [Attempt(provider="together", model="llama", outcome="error",
                                      error="no answer within 2 s", latency_ms=2000.0)]
+
+
+async def test_an_answer_still_streaming_at_the_timeout_is_told_as_cut_off() -> None:
+    adapter = ScriptedAdapter("together", [Delay(0.5, Streamed("x" * 40, HANG))], timeout_s=2)
+    call = call_for(30)
+
+    with pytest.raises(ProviderTimeout):
+        await Target(adapter, "llama", LoopClock()).complete(request(), call)
+
+    assert call.attempts == [Attempt(
+        provider="together", model="llama", outcome="error", latency_ms=2000.0, ttfb_ms=500.0,
+        error="still streaming when its 2 s ran out (~10 tokens in): the answer was cut off")]
 
 
 async def test_target_gives_up_at_the_call_deadline_when_it_comes_before_the_timeout() -> None:
