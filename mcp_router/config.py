@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -181,13 +182,18 @@ class Config(_Model):
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
 
-def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a YAML config; every error names the file, the line and the key."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config: {exc.strerror}", file=file) from exc
+        message = f"cannot read config: {exc.strerror}"
+        shipped = shipped_config(Path(path).name)
+        # Said, not loaded: serving another policy than the one named would be a surprise.
+        if isinstance(exc, FileNotFoundError) and shipped.is_file():
+            message += f"; a copy ships with mcp-router: {shipped.absolute()}"
+        raise ConfigError(message, file=file) from exc
     return parse_config(text, file=file, env=os.environ if env is None else env)
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
-from mcp_router.config import Config
-from mcp_router.server.http_auth import is_loopback
+from mcp_router.config import Config, load_config
+from mcp_router.server.http_auth import ENDPOINT_PATHS, is_loopback
 
 WHERE = {
     "claude-desktop": "Add to claude_desktop_config.json (Settings > Developer > Edit Config), "
@@ -20,7 +23,15 @@ WHERE = {
               "place of the <...> values (one left in place counts as no key).",
     "vscode": "Save as .vscode/mcp.json in your workspace; VS Code asks for each key once and "
               "stores it securely.",
-    "claude-code": "Run in a shell where your provider keys are exported:",
+    "claude-code": "Run in a shell where your provider keys and the variables the config "
+                   "refers to are exported:",
+}
+
+UNSET_HINT = {  # for a variable the config refers to that this shell does not have
+    "claude-desktop": "put its value in place of <your ...>",
+    "cursor": "put its value in place of <your ...>",
+    "vscode": "VS Code asks for it, or export it and print the snippet again",
+    "claude-code": "export it before you run the command",
 }
 
 
@@ -54,30 +65,89 @@ def _command(config_path: Path) -> list[str]:
     return [*prefix, "serve", "--config", str(config_path)]
 
 
-def _key_vars(config: Config) -> list[str]:
-    return sorted({p.api_key_env for p in config.providers.values() if p.api_key_env})
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # what config_yaml expands
 
 
-def client_snippet(client: str, config: Config, config_path: Path) -> tuple[str, str]:
-    """The text to paste (or run) for `client`, and a hint saying where it goes."""
+class _Unexpanded(Mapping[str, str]):
+    """An environment where every variable holds its own reference: a config loaded with it
+    keeps each `${VAR}` as written."""
+
+    def __getitem__(self, var: str) -> str:
+        return f"${{{var}}}"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def snippet_config(path: Path) -> Config:
+    """The config at `path` as the snippets need it: its structure, with `${VAR}` left as
+    written. A variable unset in this shell does not stop the snippet; the server it starts
+    expands them and refuses to start without one."""
+    return load_config(path, env=_Unexpanded())
+
+
+class EnvVars(NamedTuple):
+    """What the server a host starts needs from its environment, which is bare otherwise."""
+
+    secret: list[str]  # API keys, and variables in headers (often a token)
+    plain: list[str]  # variables only in base_url: addresses, not secrets
+
+
+def env_vars(config: Config) -> EnvVars:
+    """The variables `config` (loaded by `snippet_config`) reads from the environment."""
+    secret = {p.api_key_env for p in config.providers.values() if p.api_key_env}
+    plain: set[str] = set()
+    for p in config.providers.values():
+        plain.update(_ENV_REF.findall(p.base_url))
+        for value in p.headers.values():
+            secret.update(_ENV_REF.findall(value))
+    return EnvVars(sorted(secret), sorted(plain - secret))
+
+
+def client_snippet(client: str, config: Config, config_path: Path,
+                   env: Mapping[str, str]) -> tuple[str, str]:
+    """The text to paste (or run) for `client`, and a hint saying where it goes; `env` is this
+    shell's environment, whose values the snippet may carry for variables that are no secret."""
     command, *args = _command(config_path)
-    keys = _key_vars(config)
+    needed = env_vars(config)
+    hint = WHERE[client]
+    unset = [v for v in needed.plain if not env.get(v)]
+    if unset:
+        hint = (f"The config refers to {', '.join(unset)}, not set in this shell: "
+                f"{UNSET_HINT[client]}.\n{hint}")
     if client == "claude-code":
-        env = " ".join(f"-e {k}=\"${k}\"" for k in keys)
-        body = (f"claude mcp add mcp-router --scope user {env} -- "
-                f"{shlex.join([command, *args])}")
-    elif client == "vscode":
-        body = json.dumps({
-            "inputs": [{"type": "promptString", "id": k.lower(), "description": k,
-                        "password": True} for k in keys],
-            "servers": {"mcp-router": {"type": "stdio", "command": command, "args": args,
-                                       "env": {k: f"${{input:{k.lower()}}}" for k in keys}}},
-        }, indent=2)
-    else:
-        body = json.dumps({"mcpServers": {"mcp-router": {
-            "command": command, "args": args, "env": {k: f"<your {k}>" for k in keys}}}},
-            indent=2)
-    return WHERE[client], body
+        flags = " ".join(f"-e {k}=\"${k}\"" for k in sorted([*needed.secret, *needed.plain]))
+        return hint, (f"claude mcp add mcp-router --scope user {flags} -- "
+                      f"{shlex.join([command, *args])}")
+    if client == "vscode":
+        return hint, json.dumps(_vscode(command, args, needed, env), indent=2)
+    # Secrets (keys, header variables) stay placeholders even when set here: a printed
+    # snippet never carries one.
+    values = {k: f"<your {k}>" for k in needed.secret}
+    values |= {k: env.get(k) or f"<your {k}>" for k in needed.plain}
+    return hint, json.dumps({"mcpServers": {"mcp-router": {
+        "command": command, "args": args, "env": dict(sorted(values.items()))}}}, indent=2)
+
+
+def _vscode(command: str, args: list[str], needed: EnvVars,
+            env: Mapping[str, str]) -> dict[str, object]:
+    # .vscode/mcp.json sits in a workspace that is often committed: secrets (keys, header
+    # variables, which usually carry a token) are asked for once and kept in VS Code's secret
+    # storage; a base_url variable is an address, so its value here is written as it is, and
+    # asked for in plain text only when this shell does not have it.
+    asked = [(k, True) for k in needed.secret] + [(k, False) for k in needed.plain
+                                                   if not env.get(k)]
+    values = {k: f"${{input:{k.lower()}}}" for k, _ in asked}
+    values |= {k: env[k] for k in needed.plain if env.get(k)}
+    return {
+        "inputs": [{"type": "promptString", "id": k.lower(), "description": k,
+                    "password": secret} for k, secret in sorted(asked)],
+        "servers": {"mcp-router": {"type": "stdio", "command": command, "args": args,
+                                   "env": dict(sorted(values.items()))}},
+    }
 
 
 def remote_snippet(client: str, url: str, token: bool) -> tuple[str, str]:
@@ -111,6 +181,30 @@ def remote_snippet(client: str, url: str, token: bool) -> tuple[str, str]:
                                "description": "mcp-router token", "password": True}],
                    **snippet}
     return hint, json.dumps(snippet, indent=2)
+
+
+_EXPECTED = "expected http://HOST:PORT/mcp, or http://HOST:PORT/sse for an SSE server"
+
+
+def endpoint_url(url: str) -> tuple[str, str | None]:
+    """`url` as the remote snippets name it, and a note when it was completed: one without a
+    path gets the streamable HTTP endpoint's. ValueError, saying the form expected, for a URL
+    without an http(s) scheme or a host (`127.0.0.1:8000`), or with a port that is no number."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host; {_EXPECTED}")
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # .port raises on a port that is no number
+        port_ok = False
+    if not port_ok:
+        raise ValueError(f"{url!r} has a port that is not a number from 1 to 65535; {_EXPECTED}")
+    if parts.path not in ("", "/"):
+        return url, None
+    mcp, sse = ENDPOINT_PATHS["streamable-http"], ENDPOINT_PATHS["sse"]
+    completed = urlunsplit(parts._replace(path=mcp))
+    return completed, (f"--url has no path: using {completed}, the server's streamable HTTP "
+                       f"endpoint (an SSE server's is {sse})")
 
 
 def serves_here(url: str) -> bool:

@@ -51,10 +51,15 @@ def team(sim: Any, tmp_path: Path) -> Iterator[Team]:
         yield Team(served.url, config)
 
 
-def snippet(host: str, url: str, config: Path | None = None) -> str:
+def run_config(host: str, url: str,
+               config: Path | None = None) -> subprocess.CompletedProcess[str]:
     extra = ["--config", str(config)] if config else []
-    done = subprocess.run([sys.executable, "-m", "mcp_router", "config", host, "--url", url,
+    return subprocess.run([sys.executable, "-m", "mcp_router", "config", host, "--url", url,
                            *extra], capture_output=True, text=True, timeout=60)
+
+
+def snippet(host: str, url: str, config: Path | None = None) -> str:
+    done = run_config(host, url, config)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -131,3 +136,29 @@ def test_a_server_beyond_this_machine_gets_the_token_and_plain_http_allowed():
     assert desktop["env"] == {"AUTH_HEADER": "Bearer <your mcp-router token>"}
     assert "Authorization" in json.loads(snippet("cursor", url))["mcpServers"]["mcp-router"][
         "headers"]
+
+
+@pytest.mark.anyio
+async def test_a_url_without_a_path_gets_the_endpoint_and_reaches_the_server(team: Team):
+    bare = team.url.removesuffix("/mcp")
+    for given in (bare, bare + "/"):
+        done = run_config("vscode", given, team.config)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.splitlines()[0] == (
+            f"mcp-router config: --url has no path: using {team.url}, the server's streamable "
+            "HTTP endpoint (an SSE server's is /sse)")
+        server = json.loads(done.stdout)["servers"]["mcp-router"]
+        assert server["url"] == team.url
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert (await answered(server["url"], headers)).endswith("from my editor")
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "localhost:8000/mcp", "ftp://router/mcp",
+                                 "http:///mcp", "http://router.internal:80OO/mcp"])
+def test_a_url_that_is_no_server_address_is_refused_saying_the_form_expected(url: str):
+    done = run_config("claude-code", url)
+    assert (done.returncode, done.stdout) == (2, "")
+    [said] = done.stderr.splitlines()
+    assert said.startswith(f"mcp-router config: --url {url!r} ")
+    assert said.endswith("expected http://HOST:PORT/mcp, or http://HOST:PORT/sse for an SSE "
+                         "server")

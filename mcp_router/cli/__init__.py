@@ -77,9 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     snippet.add_argument("--config", default=argparse.SUPPRESS,
                          help="config file the host should start the server with")
     snippet.add_argument("--url", help="connect to a server already serving over HTTP at this "
-                                       "URL (e.g. http://router.internal:8000/mcp) instead of "
-                                       "starting one; with a bearer token unless it is a "
-                                       "loopback server without clients")
+                                       "URL (e.g. http://router.internal:8000/mcp, or /sse for "
+                                       "SSE; without a path, /mcp) instead of starting one; "
+                                       "with a bearer token unless it is a loopback server "
+                                       "without clients")
     snippet.set_defaults(handler=_snippet)
     return parser
 
@@ -226,15 +227,24 @@ def describe_config(config: Config, keys: Mapping[str, str]) -> str:
 
 
 def _snippet(args: argparse.Namespace) -> int:
-    from mcp_router.snippets import client_snippet, remote_snippet, serves_here
+    from mcp_router import snippets
 
-    path = config_path(args.config).resolve()
-    config = load_config(path)
+    url = note = None
     if args.url:
-        token = bool(config.clients) or not serves_here(args.url)
-        hint, body = remote_snippet(args.client, args.url, token)
+        try:
+            url, note = snippets.endpoint_url(args.url)
+        except ValueError as exc:
+            print(f"mcp-router config: --url {exc}", file=sys.stderr)
+            return 2
+    path = config_path(args.config).resolve()
+    config = snippets.snippet_config(path)
+    if url:
+        token = bool(config.clients) or not snippets.serves_here(url)
+        hint, body = snippets.remote_snippet(args.client, url, token)
     else:
-        hint, body = client_snippet(args.client, config, path)
+        hint, body = snippets.client_snippet(args.client, config, path, os.environ)
+    if note:
+        print(f"mcp-router config: {note}", file=sys.stderr)
     print(hint, file=sys.stderr)
     print(body)
     return 0

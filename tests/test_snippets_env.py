@@ -1,0 +1,128 @@
+"""`mcp-router config <host>` for a config that refers to `${VAR}`: each host's snippet passes
+the variables to the bare environment the host starts the server with, and prints even when
+this shell lacks them; a config named by a path that is not there points at the shipped copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from mcp_router.config import shipped_config
+
+DEMO = str(shipped_config("demo.yaml"))
+WITHOUT_SIM_URL = {k: v for k, v in os.environ.items() if k != "MCP_ROUTER_SIM_URL"}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mcp_router", *args], capture_output=True,
+                          text=True, timeout=60, input="", cwd=cwd,
+                          env={**WITHOUT_SIM_URL, **(env or {})})
+
+
+def printed(host: str, config: str, env: dict[str, str] | None = None) -> str:
+    done = run_cli("config", host, "--config", config, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def as_a_host_starts_it(host: str, stdout: str, shell_env: dict[str, str]) -> tuple[
+        str, list[str], dict[str, str]]:
+    """The command, arguments and environment `host` starts the server with from `stdout`."""
+    if host == "claude-code":  # the user's shell expands "$VAR"; `claude` records the words
+        shell = subprocess.run(["bash", "-c", 'claude() { printf "%s\\n" "$@"; }; ' + stdout],
+                               capture_output=True, text=True, env=shell_env, timeout=10)
+        words = shell.stdout.splitlines()
+        cut = words.index("--")
+        env = dict(words[i + 1].split("=", 1) for i in range(cut) if words[i] == "-e")
+        return words[cut + 1], words[cut + 2:], env
+    snippet = json.loads(stdout)
+    entry = (snippet.get("mcpServers") or snippet["servers"])["mcp-router"]
+    return entry["command"], entry["args"], entry["env"]
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+@pytest.mark.parametrize("host", ["claude-desktop", "cursor", "vscode", "claude-code"])
+async def test_each_snippet_starts_a_server_that_reaches_the_address_the_config_names(
+        host: str, sim: Any, tmp_path: Path):
+    shell = {**WITHOUT_SIM_URL, "MCP_ROUTER_SIM_URL": sim.url}
+    command, args, env = as_a_host_starts_it(host, printed(host, DEMO, shell), shell)
+    assert env["MCP_ROUTER_SIM_URL"] == sim.url
+    env = {k: v for k, v in env.items() if "${input:" not in v}  # what VS Code asks for
+    params = StdioServerParameters(command=command, args=args,
+                                   env={**env, "MCP_ROUTER_HOME": str(tmp_path)})
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            result = await client.call_tool("chat_completion", {"prompt": "from a bare env"})
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    assert result.structured_content["provider"] == "openrouter"
+
+
+def test_snippets_print_when_this_shell_lacks_a_variable_the_config_names():
+    desktop = json.loads(printed("claude-desktop", DEMO))["mcpServers"]["mcp-router"]
+    assert desktop["env"]["MCP_ROUTER_SIM_URL"] == "<your MCP_ROUTER_SIM_URL>"
+    cursor = json.loads(printed("cursor", DEMO))["mcpServers"]["mcp-router"]
+    assert cursor["env"] == desktop["env"]
+    vscode = json.loads(printed("vscode", DEMO))
+    assert {"type": "promptString", "id": "mcp_router_sim_url",
+            "description": "MCP_ROUTER_SIM_URL", "password": False} in vscode["inputs"]
+    assert vscode["servers"]["mcp-router"]["env"]["MCP_ROUTER_SIM_URL"] == (
+        "${input:mcp_router_sim_url}")
+    done = run_cli("config", "claude-code", "--config", DEMO)
+    assert ' -e MCP_ROUTER_SIM_URL="$MCP_ROUTER_SIM_URL" ' in done.stdout
+    assert done.stderr.startswith("The config refers to MCP_ROUTER_SIM_URL, not set in this "
+                                  "shell: export it before you run the command.\n")
+
+
+def test_a_variable_in_a_header_is_passed_as_a_secret(tmp_path: Path):
+    config = tmp_path / "gateway.yaml"
+    config.write_text("providers:\n"
+                      "  gw: {kind: openai, base_url: '${GW_URL}/v1',\n"
+                      "       headers: {X-Gateway-Token: '${GW_TOKEN}'}}\n"
+                      "routes:\n  default:\n    targets: [{provider: gw, model: m}]\n")
+    shell = {"GW_URL": "http://gw.internal:9000", "GW_TOKEN": "gw-secret-123"}
+    outputs = {h: printed(h, str(config), shell) for h in ("claude-desktop", "vscode")}
+    assert all("gw-secret-123" not in out for out in outputs.values())
+    desktop = json.loads(outputs["claude-desktop"])["mcpServers"]["mcp-router"]
+    assert desktop["env"] == {"GW_TOKEN": "<your GW_TOKEN>", "GW_URL": "http://gw.internal:9000"}
+    vscode = json.loads(outputs["vscode"])
+    assert vscode["inputs"] == [{"type": "promptString", "id": "gw_token",
+                                 "description": "GW_TOKEN", "password": True}]
+    assert vscode["servers"]["mcp-router"]["env"] == {"GW_TOKEN": "${input:gw_token}",
+                                                      "GW_URL": "http://gw.internal:9000"}
+
+
+@pytest.mark.parametrize("command", ["serve", "check-config"])
+def test_serving_still_refuses_a_config_whose_variable_is_unset(command: str):
+    done = run_cli(command, "--config", DEMO)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"mcp-router: config error: {DEMO}:8: providers.openrouter.base_url: "
+        "environment variable MCP_ROUTER_SIM_URL is not set")
+
+
+@pytest.mark.parametrize("command", ["serve", "check-config", "config claude-desktop"])
+def test_a_missing_config_named_like_a_shipped_one_points_at_the_shipped_copy(command: str,
+                                                                             tmp_path: Path):
+    done = run_cli(*command.split(), "--config", "configs/demo.yaml", cwd=tmp_path,
+                   env={"MCP_ROUTER_SIM_URL": "http://127.0.0.1:9"})
+    assert (done.returncode, done.stdout) == (1, "")
+    missing = "configs/demo.yaml: cannot read config: No such file or directory"
+    if command.startswith("config"):  # the snippet names the file absolutely
+        missing = f"{tmp_path.resolve()}/{missing}"
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"mcp-router: config error: {missing}; a copy ships with mcp-router: "
+        f"{shipped_config('demo.yaml').absolute()}")
+    other = run_cli(*command.split(), "--config", "configs/team.yaml", cwd=tmp_path)
+    assert other.stderr.strip().endswith("cannot read config: No such file or directory")
