@@ -49,6 +49,10 @@ class DataError(RouterError):
     names the path and what to do."""
 
 
+class ListenError(RouterError):
+    """The HTTP server cannot listen at the address asked; the message names it and what to do."""
+
+
 class InvalidRequest(RouterError):
     """A tool argument is wrong; `field` names it and the message says what would be valid."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 
 from mcp_router.config import Config, data_home, load_config, shipped_config
-from mcp_router.errors import ConfigError, DataError
+from mcp_router.errors import ConfigError, DataError, ListenError
 
 log = logging.getLogger("mcp_router")
 
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mcp-router: config error: {exc}", file=sys.stderr)
         return 1
-    except DataError as exc:
+    except (DataError, ListenError) as exc:
         print(f"mcp-router: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

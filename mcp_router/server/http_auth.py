@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
@@ -20,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_router import __version__
 from mcp_router.access import find_client
+from mcp_router.errors import ListenError
 from mcp_router.provider_keys import Scrubber, install_log_scrubber
 from mcp_router.shared_config import ServerConfig
 
@@ -177,11 +180,31 @@ async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: 
     if scrubber:
         # uvicorn.Config has just installed its own log handlers; filter those too.
         install_log_scrubber(scrubber)
-    # uvicorn names the address; hosts need the endpoint's path too.
-    url = f"http://{_url_host(host)}:{port}{ENDPOINT_PATHS[transport]}"
+    listening = _listen(host, port)
+    # uvicorn names the address; hosts need the endpoint's path too (and port 0's real port).
+    url = f"http://{_url_host(host)}:{listening.getsockname()[1]}{ENDPOINT_PATHS[transport]}"
     log.info("serving MCP at %s; `mcp-router config <host> --url %s` prints a host's entry",
              url, url)
-    await uvicorn.Server(uv_config).serve()
+    with listening:
+        await uvicorn.Server(uv_config).serve(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port`. Bound here rather than by uvicorn, which logs a bind
+    failure and then its own shutdown, so the reason was not the last thing said."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        hint = ("another process is listening there (another mcp-router?); choose another "
+                "--port" if exc.errno == errno.EADDRINUSE else
+                "check --host names an address of this machine")
+        raise ListenError(f"cannot listen on {_url_host(host)}:{port}: "
+                          f"{exc.strerror or exc}; {hint}") from exc
+    return sock
 
 
 def _url_host(host: str) -> str:

@@ -19,6 +19,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp
 
 from mcp_router.access import hash_token, new_token
+from mcp_router.errors import ListenError
 from mcp_router.server.http_auth import (
     ClientTokenVerifier,
     auth_settings,
@@ -26,6 +27,7 @@ from mcp_router.server.http_auth import (
     bind_refusal,
     http_app,
     is_loopback,
+    serve_http,
     transport_security,
 )
 from mcp_router.shared_config import ClientConfig, ServerConfig
@@ -193,3 +195,15 @@ def test_the_sse_app_refuses_missing_tokens_and_foreign_origins_too():
         wrong = httpx.post(f"http://127.0.0.1:{running.port}/messages/?session_id=x",
                            json=INIT, headers={"Authorization": "Bearer mcpr_nope"}, timeout=10)
         assert wrong.status_code == 401
+
+
+@pytest.mark.anyio
+async def test_a_port_in_use_is_refused_saying_so_before_anything_else():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: Address "
+                                              "already in use; .*choose another --port"):
+            await serve_http(tiny_server(), "streamable-http", host="127.0.0.1", port=port,
+                             config=ServerConfig())
