@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -207,10 +207,35 @@ def parse_config(text: str, *, file: str = "<config>", env: Any = None) -> Confi
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        raise ConfigError(describe(err), file=file, line=nearest_line(loc, lines),
+        raise ConfigError(describe(err, _keys_at(Config, loc[:-1])), file=file,
+                          line=nearest_line(loc, lines),
                           key=".".join(str(p) for p in loc) or None) from exc
     _check_references(config, file, lines)
     return config
+
+
+def _keys_at(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
+    """The keys a mapping at `path` under `model` may hold, following fields, dict values
+    and list items; empty where the path leads to no model."""
+    annotation: Any = model
+    for part in path:
+        model_type = _model_in(annotation)
+        if model_type is not None and isinstance(part, str) and part in model_type.model_fields:
+            annotation = model_type.model_fields[part].annotation
+        elif get_origin(annotation) in (dict, list) and get_args(annotation):
+            annotation = get_args(annotation)[-1]  # a dict's value type, a list's item type
+        else:
+            return []
+    model_type = _model_in(annotation)
+    return list(model_type.model_fields) if model_type is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config model `annotation` names, alone or in a union with None."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _check_references(config: Config, file: str, lines: Lines) -> None:

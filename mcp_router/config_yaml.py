@@ -7,18 +7,20 @@ its errors come to name the line.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from difflib import get_close_matches
 from typing import Any
 
 import yaml
 
 from mcp_router.errors import ConfigError
 
-__all__ = ["Lines", "describe", "expand_env", "nearest_line", "read_yaml"]
+__all__ = ["ENV_REF", "Lines", "describe", "expand_env", "nearest_line", "read_yaml"]
 
 Lines = dict[tuple[str | int, ...], int]
 """The line of each key path in the file: `("providers", "openai", "base_url") -> 12`."""
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def read_yaml(text: str, file: str) -> tuple[dict[str, Any], Lines]:
@@ -38,10 +40,14 @@ def read_yaml(text: str, file: str) -> tuple[dict[str, Any], Lines]:
     return data, lines
 
 
-def describe(err: Any) -> str:
-    """A pydantic validation error in the words a config author reads."""
+def describe(err: Any, keys: Collection[str] = ()) -> str:
+    """A pydantic validation error in the words a config author reads; `keys` are those the
+    mapping holding an unknown key may have, to name the one meant."""
     if err["type"] == "extra_forbidden":
-        return "unknown key"
+        close = get_close_matches(str(err["loc"][-1]), keys, n=1)
+        if close:
+            return f"unknown key; did you mean {close[0]}?"
+        return f"unknown key; keys here are {', '.join(keys)}" if keys else "unknown key"
     if err["type"] == "missing":
         return "required key is missing"
     msg = str(err["msg"])
@@ -104,4 +110,4 @@ def _substitute(value: str, env: Any, file: str, lines: Lines,
                               line=nearest_line(path, lines), key=".".join(map(str, path)))
         return str(env[var])
 
-    return _ENV_REF.sub(one, value)
+    return ENV_REF.sub(one, value)

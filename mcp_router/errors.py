@@ -3,6 +3,7 @@
     RouterError
     ├── ConfigError(file, line, key)          a config file or value is wrong
     ├── DataError                             the data directory or the ledger cannot be used
+    ├── ListenError                           the HTTP server cannot listen where asked
     ├── InvalidRequest(field)                 a tool argument is wrong; the caller must change it
     ├── ProviderError(provider, model)        one upstream attempt failed
     │   ├── ProviderStatusError(status, retry_after)   the upstream answered with an HTTP error

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import shutil
 import sys
@@ -13,6 +12,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from mcp_router.config import Config, load_config
+from mcp_router.config_yaml import ENV_REF
 from mcp_router.server.http_auth import ENDPOINT_PATHS, is_loopback
 
 WHERE = {
@@ -65,9 +65,6 @@ def _command(config_path: Path) -> list[str]:
     return [*prefix, "serve", "--config", str(config_path)]
 
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # what config_yaml expands
-
-
 class _Unexpanded(Mapping[str, str]):
     """An environment where every variable holds its own reference: a config loaded with it
     keeps each `${VAR}` as written."""
@@ -101,9 +98,9 @@ def env_vars(config: Config) -> EnvVars:
     secret = {p.api_key_env for p in config.providers.values() if p.api_key_env}
     plain: set[str] = set()
     for p in config.providers.values():
-        plain.update(_ENV_REF.findall(p.base_url))
+        plain.update(ENV_REF.findall(p.base_url))
         for value in p.headers.values():
-            secret.update(_ENV_REF.findall(value))
+            secret.update(ENV_REF.findall(value))
     return EnvVars(sorted(secret), sorted(plain - secret))
 
 

@@ -51,8 +51,17 @@ def test_unknown_key_names_file_line_and_key():
     err = broken(GOOD.replace("    base_url: http://127.0.0.1:9/v1\n",
                               "    base_url: http://127.0.0.1:9/v1\n    tiemout_s: 5\n"))
     assert (err.file, err.line, err.key) == ("team.yaml", 5, "providers.sim.tiemout_s")
-    assert "unknown key" in str(err)
-    assert str(err).startswith("team.yaml:5: providers.sim.tiemout_s:")
+    assert str(err) == ("team.yaml:5: providers.sim.tiemout_s: unknown key; did you mean "
+                        "timeout_s?")
+
+
+def test_an_unknown_key_like_none_lists_the_keys_that_may_stand_there():
+    err = broken(GOOD + "budget: {daily_usd: 5}\n")
+    assert str(err).endswith("budget: unknown key; did you mean budgets?")
+    err = broken(GOOD.replace("    base_url: http://127.0.0.1:9/v1\n",
+                              "    base_url: http://127.0.0.1:9/v1\n    region: eu\n"))
+    assert str(err).endswith("providers.sim.region: unknown key; keys here are kind, base_url, "
+                             "api_key_env, api_key_file, headers, models, timeout_s, stream")
 
 
 def test_unknown_provider_in_a_route_lists_the_known_ones():
