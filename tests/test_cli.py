@@ -44,3 +44,31 @@ def test_serving_options_given_before_serve_are_kept():
     args = _parser().parse_args(["serve"])
     assert (args.config, args.transport, args.host, args.port) == (
         None, "stdio", "127.0.0.1", 8000)
+
+
+WARNED = """\
+providers:
+  keyed: {kind: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: KEYED_KEY}
+  local: {kind: openai, base_url: "http://127.0.0.1:9/v1"}
+routes:
+  paid: {targets: [{provider: keyed, model: gpt-4o-mini}]}
+  mixed: {targets: [{route: paid}, {provider: local, model: llama-local}]}
+default_route: mixed
+budgets: {daily_usd: 5}
+"""
+
+
+def test_check_config_warns_of_routes_without_keys_and_of_unpriced_models_under_a_budget():
+    from mcp_router.cli import config_warnings
+    from mcp_router.config import parse_config
+
+    config = parse_config(WARNED, env={})
+    assert config_warnings(config, {}) == [
+        "route paid: no provider of it has its key set, so every call to it fails",
+        "keyed/gpt-4o-mini has no price: while a budget is set it is not sent (add it under "
+        "prices:)",
+        "local/llama-local has no price: while a budget is set it is not sent (add it under "
+        "prices:)"]
+    priced = parse_config(WARNED.replace("budgets: {daily_usd: 5}", "prices: {local/*: "
+                                         "{input_per_mtok: 0, output_per_mtok: 0}}"), env={})
+    assert config_warnings(priced, {"keyed": "sk-1"}) == []

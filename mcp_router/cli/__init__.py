@@ -223,7 +223,42 @@ def describe_config(config: Config, keys: Mapping[str, str]) -> str:
         for t in route.targets:
             weight = f"  weight {t.weight:g}" if route.strategy == "loadbalance" else ""
             lines.append(f"    - {t.label()}{weight}")
+    if warnings := config_warnings(config, keys):
+        lines += ["warnings:", *(f"  - {w}" for w in warnings)]
     return "\n".join(lines)
+
+
+def config_warnings(config: Config, keys: Mapping[str, str]) -> list[str]:
+    """What a valid config will still refuse when served: routes none of whose providers has
+    its key, and, while a budget is set, targets without a price (they are not sent)."""
+    from mcp_router.prices import PriceBook
+
+    def usable(provider: str) -> bool:
+        cfg = config.providers[provider]
+        return (cfg.api_key_env is None and cfg.api_key_file is None) or provider in keys
+
+    def targets(route: str, seen: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        for t in config.routes[route].targets:
+            if t.route is not None and t.route not in seen:
+                found += targets(t.route, seen | {route})
+            elif t.provider is not None and t.model is not None:
+                found.append((t.provider, t.model))
+        return found
+
+    warnings = [f"route {name}: no provider of it has its key set, so every call to it fails"
+                for name in config.routes
+                if not any(usable(p) for p, _ in targets(name))]
+    budgeted = config.budgets.daily_usd is not None or config.budgets.monthly_usd is not None \
+        or any(c.budgets.daily_usd is not None or c.budgets.monthly_usd is not None
+               for c in config.clients.values())
+    if budgeted:
+        prices = PriceBook.bundled(config.prices)
+        unpriced = sorted({f"{p}/{m}" for name in config.routes for p, m in targets(name)
+                           if prices.lookup(p, m) is None})
+        warnings += [f"{spec} has no price: while a budget is set it is not sent (add it "
+                     f"under prices:)" for spec in unpriced]
+    return warnings
 
 
 def _snippet(args: argparse.Namespace) -> int:
