@@ -75,7 +75,7 @@ class ProviderStatusError(ProviderError):
 
     def __init__(self, provider: str, model: str, status: int, message: str,
                  retry_after: float | None = None) -> None:
-        self.status, self.retry_after = status, retry_after
+        self.status, self.retry_after, self.reason = status, retry_after, message
         super().__init__(provider, model, f"HTTP {status}: {message}")
 
 

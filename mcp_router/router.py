@@ -21,6 +21,7 @@ from mcp_router.errors import (
     InvalidRequest,
     ProviderError,
     ProviderNotConfigured,
+    ProviderStatusError,
     RouterError,
 )
 from mcp_router.health import HealthBook
@@ -185,12 +186,18 @@ async def _every_target(tree: CircuitGroup, request: ChatRequest,
     """The tree's answer. A lone target (a `single` route, a model without fallbacks) that
     fails ends the call as a route does: AllTargetsFailed with every attempt and why, so the
     refusal says what was tried and the host's model may still answer. A 400 or 422 is
-    raised as it is: the request itself must change."""
+    raised as the provider's error, saying why no other target was asked: the request itself
+    must change."""
     try:
         return await tree.complete(request, state)
-    except ProviderError as exc:
+    except ProviderStatusError as exc:
         if ends_route(exc):
-            raise
+            raise ProviderStatusError(
+                exc.provider, exc.model, exc.status,
+                f"{exc.reason} (the provider refused the request itself, so no other target "
+                f"was asked: change the request)") from exc
+        raise AllTargetsFailed(state.attempts) from exc
+    except ProviderError as exc:
         raise AllTargetsFailed(state.attempts) from exc
 
 

@@ -251,6 +251,8 @@ async def test_a_lone_target_that_fails_lists_every_try_but_a_bad_request_stands
                             model="deepseek/deepseek-chat+fail-400")
     assert text.startswith("Error executing tool chat_completion: deepseek/deepseek-chat+"
                            "fail-400: HTTP 400")
+    assert text.endswith("(the provider refused the request itself, so no other target was "
+                         "asked: change the request)")
 
 
 async def test_a_call_no_key_could_answer_says_which_variable_to_set(client: Client):
