@@ -23,8 +23,9 @@ class Planner:
     def plan(self, keys: tuple[str, ...], request: ChatRequest, cache_hit: bool) -> DryRun:
         targets = [self._target(key, request) for key in keys]
         asked = [t.worst_case_usd for t in targets if t.would == "ask"]
-        worst = None if any(c is None for c in asked) or not asked else max(
-            c for c in asked if c is not None)
+        # None: a target that would be asked has no price. Nothing asked spends nothing.
+        worst = None if None in asked else max((c for c in asked if c is not None),
+                                               default=Decimal(0))
         return DryRun(targets=targets, cache_hit=cache_hit, worst_case_usd=worst)
 
     def _target(self, key: str, request: ChatRequest) -> PlannedTarget:

@@ -140,11 +140,15 @@ class Router:
                                                                    call_opt_in=call.cache_sampled)
                and self.cache.store.get(key) is not None)
         plan = self.planner.plan(tree.keys, request, cache_hit=hit)
-        first = next((t for t in plan.targets if t.would == "ask"), plan.targets[0])
+        first = next((t for t in plan.targets if t.would == "ask"), None)
+        note = "dry run: nothing was sent"
+        if first is None and not hit:
+            note += "; the call would fail: every target would be skipped (see dry_run.targets)"
+        first = first or plan.targets[0]
         return ChatResult(
             content="", provider=first.provider, model=first.model, route=route,
             finish_reason=None, usage=Usage(), cost_usd=Decimal(0),
-            cost_note="dry run: nothing was sent", latency_ms=0.0, attempts=[],
+            cost_note=note, latency_ms=0.0, attempts=[],
             trace_id=trace_id, dry_run=plan, pii=found)
 
     def _result(self, served: Served, route: str | None, state: Call, gate: CallGate,

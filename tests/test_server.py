@@ -406,6 +406,14 @@ async def test_a_dry_run_sends_nothing_and_shows_the_plan(client: Client, sim: A
     assert sum(sim.state.hits.values()) == 0
 
 
+async def test_a_dry_run_no_target_could_answer_says_the_call_would_fail(client: Client):
+    result = await call(client, "chat_completion", prompt="x", model="openai/gpt-4o-mini",
+                        dry_run=True)
+    assert result["cost_note"] == ("dry run: nothing was sent; the call would fail: every "
+                                   "target would be skipped (see dry_run.targets)")
+    assert result["dry_run"]["worst_case_usd"] == 0  # nothing would be asked, or spent
+
+
 async def test_a_dry_run_predicts_a_cache_hit_and_shows_open_circuits(client: Client, sim: Any):
     await call(client, "chat_completion", prompt="same")
     assert (await call(client, "chat_completion", prompt="same", dry_run=True)
