@@ -181,7 +181,8 @@ class ChatResult(ResultModel):
     """
 
     WHEN_SET: ClassVar[tuple[str, ...]] = ("cost_note", "cache_age_s", "dry_run", "late",
-                                           "truncated", "full_text", "pages")
+                                           "truncated", "full_text", "pages",
+                                           "max_tokens_applied")
 
     content: str
     provider: str
@@ -205,6 +206,9 @@ class ChatResult(ResultModel):
     full_text: str | None = Field(
         default=None, description="Resource URI of the whole answer's first page when truncated")
     pages: int | None = Field(default=None, description="How many pages the whole answer has")
+    max_tokens_applied: int | None = Field(
+        default=None, description="Set when the answer stopped at the router's own max_tokens "
+                                  "(the call gave none): pass max_tokens for a longer answer")
 
     def wire(self) -> tuple[dict[str, Any], str]:
         """The result as hosts get it, as JSON values and as compact JSON text (the same

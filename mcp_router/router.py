@@ -120,7 +120,7 @@ class Router:
         if (kept := self.late.pop(key)) is not None:
             return self._result(Served(kept.response, cached=False, cost_usd=Decimal(0)),
                                 route, state, gate, trace_id, started, session, found,
-                                late=True)
+                                call.max_tokens, late=True)
         # Waiting on another caller's identical in-flight call is bounded by our own deadline.
         with anyio.move_on_after(timeout_s + GRACE_S) as scope:
             served = await self.cache.answer(key, request, call.cache, upstream,
@@ -131,7 +131,8 @@ class Router:
         if served.cached:
             self.spend.record_hit(served.response, served.saved_usd, trace_id=trace_id,
                                   client=client, route=route, metadata=call.metadata)
-        return self._result(served, route, state, gate, trace_id, started, session, found)
+        return self._result(served, route, state, gate, trace_id, started, session, found,
+                            call.max_tokens)
 
     def _dry_run(self, call: ChatCall, request: ChatRequest, tree: CircuitGroup,
                  route: str | None, key: str, trace_id: str, found: PiiSummary) -> ChatResult:
@@ -153,9 +154,10 @@ class Router:
 
     def _result(self, served: Served, route: str | None, state: Call, gate: CallGate,
                 trace_id: str, started: float, session: PiiSession, found: PiiSummary,
-                late: bool = False) -> ChatResult:
+                call_max_tokens: int | None, late: bool = False) -> ChatResult:
         completion = served.response.completion
         cost, note = (served.cost_usd, None) if served.cached or late else gate.total
+        capped = completion.finish_reason == "length" and call_max_tokens is None
         # The stored answer keeps placeholders; only this caller's session can fill them in.
         content = session.restore(completion.content)
         return ChatResult(
@@ -166,6 +168,7 @@ class Router:
             latency_ms=_ms(self.clock.now() - started), attempts=list(state.attempts),
             trace_id=trace_id, late=late,
             pii=combine_summaries(found, *_answer_findings(served.response)),
+            max_tokens_applied=self._max_tokens if capped else None,
         )
 
     def _resolve(self, call: ChatCall) -> tuple[CircuitGroup, str | None]:

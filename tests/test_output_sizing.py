@@ -37,6 +37,17 @@ async def test_without_max_tokens_the_upstream_is_asked_for_what_fits(server: An
     assert sim.state.requests[-1]["body"]["max_tokens"] == 500
 
 
+async def test_an_answer_cut_at_the_routers_own_max_tokens_says_so(server: Any):
+    async with Client(server) as client:
+        capped = (await client.call_tool("chat_completion", {"prompt": "long"})
+                  ).structured_content
+        asked = (await client.call_tool("chat_completion", {"prompt": "long", "max_tokens": 500})
+                 ).structured_content
+    assert capped is not None and asked is not None
+    assert (capped["finish_reason"], capped["max_tokens_applied"]) == ("length", 500)
+    assert asked["finish_reason"] == "length" and "max_tokens_applied" not in asked
+
+
 async def test_an_oversize_answer_is_truncated_with_a_link_to_its_pages(server: Any, sim: Any):
     async with Client(server) as client:
         result = await client.call_tool("chat_completion", {"prompt": "long", "max_tokens": 4000})
