@@ -71,8 +71,14 @@ class Message(BaseModel):
     # and `developer` as the system role.
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    role: Role
-    content: str
+    # The input schema says so too, for clients that check arguments against it.
+    role: Annotated[Role, WithJsonSchema({"enum": ["system", "user", "assistant",
+                                                   "developer"], "type": "string"})]
+    content: Annotated[str, WithJsonSchema({"anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "object", "required": ["type", "text"],
+                                    "properties": {"type": {"const": "text"},
+                                                   "text": {"type": "string"}}}}]})]
 
     @field_validator("role", mode="before")
     @classmethod

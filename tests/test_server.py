@@ -115,6 +115,20 @@ async def test_the_answer_schema_has_no_references_to_resolve(client: Client):
     assert set(schema["required"]) >= {"content", "provider", "model", "attempts", "trace_id"}
 
 
+async def test_the_input_schema_admits_the_openai_style_forms_the_tool_takes(client: Client):
+    from jsonschema import Draft202012Validator
+
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    validator = Draft202012Validator(tools["chat_completion"].input_schema)
+    openai_style = {"messages": [{"role": "developer", "content": "be brief"},
+                                 {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+                    "stop": "END", "metadata": {"run": 7}}
+    assert list(validator.iter_errors(openai_style)) == []
+    assert not validator.is_valid({"messages": [{"role": "robot", "content": "x"}]})
+    result = await call(client, "chat_completion", **openai_style)  # and the tool takes them
+    assert result["finish_reason"] == "stop"
+
+
 async def test_messages_reach_the_upstream_in_its_wire_format(client: Client, sim: Any):
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
     result = await call(client, "chat_completion", messages=messages,

@@ -29,7 +29,8 @@ unless the parameter is declared exactly `str`: as `str | None`, a prompt that i
 JSON (agents send such prompts all the time) arrived as a dict and was refused.
 """
 
-Label = Annotated[str, Field(coerce_numbers_to_str=True)]
+Label = Annotated[str, Field(coerce_numbers_to_str=True),
+                  WithJsonSchema({"type": ["string", "number"]})]
 """A metadata value: a string, or a number taken as its text (`{"run": 7}`)."""
 
 
