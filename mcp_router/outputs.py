@@ -39,6 +39,11 @@ class AnswerPages:
         start = (page - 1) * self.page_chars
         return text[start:start + self.page_chars]
 
+    def count(self, owner: str, trace_id: str) -> int | None:
+        """How many pages a kept answer of `owner`'s has; None when it is not kept."""
+        text = self._texts.get((owner, trace_id))
+        return None if text is None else self.pages(text)
+
     def pages(self, text: str) -> int:
         return max(1, math.ceil(len(text) / self.page_chars))
 

@@ -200,13 +200,15 @@ def _add_resources(server: MCPServer[AppState]) -> None:
     @server.resource(ANSWER_URI, name="answer_page", mime_type="text/plain",
                      description="A page of a chat_completion answer too long for one result")
     async def answer_page(trace_id: str, page: str, ctx: Context) -> str:
-        pages = _state(ctx).pages
-        text = pages.page(page_owner(), trace_id, int(page)) if page.isdigit() else None
-        if text is None:
-            raise ResourceError(f"no page {page} of answer {trace_id}: answers are kept in "
-                                "memory for the newest calls of this server only, for the "
-                                "client that made them")
-        return text
+        pages, owner = _state(ctx).pages, page_owner()
+        text = pages.page(owner, trace_id, int(page)) if page.isdigit() else None
+        if text is not None:
+            return text
+        if (count := pages.count(owner, trace_id)) is not None:
+            raise ResourceError(f"no page {page} of answer {trace_id}: it has pages 1 to {count}")
+        raise ResourceError(f"no page {page} of answer {trace_id}: answers are kept in memory "
+                            "for the newest calls of this server only, for the client that "
+                            "made them")
 
 
 def _add_tools(server: RouterServer, config: Config) -> None:
