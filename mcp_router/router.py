@@ -268,6 +268,10 @@ def to_request(call: ChatCall, default_max_tokens: int | None = None) -> ChatReq
             raise InvalidRequest("messages", "must hold at least one message")
         if all(m.role == "system" for m in messages):
             raise InvalidRequest("messages", "needs at least one user or assistant message")
+        blank = next((i for i, m in enumerate(messages)
+                      if m.role == "user" and not m.content.strip()), None)
+        if blank is not None:  # as an empty prompt is: nothing to ask, yet billed
+            raise InvalidRequest(f"messages.{blank}.content", "must not be empty")
     max_tokens = default_max_tokens if call.max_tokens is None else call.max_tokens
     return ChatRequest(messages=messages, max_tokens=max_tokens,
                        temperature=call.temperature, top_p=call.top_p, stop=call.stop)

@@ -287,6 +287,8 @@ async def test_a_call_no_key_could_answer_says_which_variable_to_set(client: Cli
      "messages: give either 'messages'"),
     ({"messages": []}, "messages: must hold at least one message"),
     ({"prompt": "   "}, "prompt: must not be empty"),
+    ({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": ""}]},
+     "messages.1.content: must not be empty"),
     ({"prompt": "x", "route": "default", "model": "google/g"}, "give either 'route' or 'model'"),
     ({"prompt": "x", "fallbacks": ["nobody/m"]}, "fallbacks[0]: 'nobody/m'"),
 ])
