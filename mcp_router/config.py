@@ -219,13 +219,13 @@ def _keys_at(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
     and list items; empty where the path leads to no model."""
     annotation: Any = model
     for part in path:
-        model_type = _model_in(annotation)
-        if model_type is not None and isinstance(part, str) and part in model_type.model_fields:
-            annotation = model_type.model_fields[part].annotation
-        elif get_origin(annotation) in (dict, list) and get_args(annotation):
+        if get_origin(annotation) in (dict, list):
             annotation = get_args(annotation)[-1]  # a dict's value type, a list's item type
-        else:
+            continue
+        model_type = _model_in(annotation)
+        if model_type is None or not isinstance(part, str) or part not in model_type.model_fields:
             return []
+        annotation = model_type.model_fields[part].annotation
     model_type = _model_in(annotation)
     return list(model_type.model_fields) if model_type is not None else []
 

@@ -237,11 +237,13 @@ def config_warnings(config: Config, keys: Mapping[str, str]) -> list[str]:
         cfg = config.providers[provider]
         return (cfg.api_key_env is None and cfg.api_key_file is None) or provider in keys
 
-    def targets(route: str, seen: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    def targets(route: str) -> list[tuple[str, str]]:
+        """The provider/model targets `route` reaches, through nested routes (a loaded
+        config has no cycles)."""
         found: list[tuple[str, str]] = []
         for t in config.routes[route].targets:
-            if t.route is not None and t.route not in seen:
-                found += targets(t.route, seen | {route})
+            if t.route is not None:
+                found += targets(t.route)
             elif t.provider is not None and t.model is not None:
                 found.append((t.provider, t.model))
         return found
