@@ -232,9 +232,12 @@ class Ledger:
                         and (client is None or of == client)]
 
     def report(self, period: Period = "today", group_by: GroupBy = "provider",
-               budgets: BudgetsConfig | None = None) -> CostReport:
-        """The `cost_report` result: rows per group, totals, budgets and alerts."""
+               budgets: BudgetsConfig | None = None, client: str | None = None) -> CostReport:
+        """The `cost_report` result: rows per group, totals, budgets and alerts; of one
+        client's calls, against that client's `budgets`, when `client` is given."""
         where, args = self._where(period)
+        if client is not None:
+            where, args = f"{where} AND client = ?", (*args, client)
         sql = (f"SELECT {_GROUP_KEY[group_by]} AS k, COUNT(*), SUM(input_tokens), "
                f"SUM(output_tokens), dsum(cost_usd), SUM(outcome = 'cache_hit'), "
                f"dsum(saved_usd), SUM({_UNPRICED}) FROM calls WHERE {where} GROUP BY k")
@@ -245,10 +248,10 @@ class Ledger:
         if group_by != "day":  # the biggest spenders first; days stay in calendar order
             rows.sort(key=lambda r: r.cost_usd, reverse=True)
         cfg = budgets or BudgetsConfig()
-        status = Budgets(daily=BudgetStatus.of(cfg.daily_usd, self.spent("today")),
-                         monthly=BudgetStatus.of(cfg.monthly_usd, self.spent("month")))
+        status = Budgets(daily=BudgetStatus.of(cfg.daily_usd, self.spent("today", client)),
+                         monthly=BudgetStatus.of(cfg.monthly_usd, self.spent("month", client)))
         return CostReport(
-            period=period, group_by=group_by,
+            period=period, group_by=group_by, scope="all" if client is None else client,
             total_usd=exact_sum(r.cost_usd for r in rows),
             requests=sum(r.requests for r in rows),
             cache_hits=sum(r.cache_hits for r in rows),

@@ -51,6 +51,8 @@ class CostReport(BaseModel):
 
     period: str = Field(description="today | month | all (UTC)")
     group_by: str
+    scope: str = Field(default="all", description="all: every client's calls; otherwise the "
+                                                  "one client whose calls and budgets these are")
     total_usd: Usd = Field(description="Sum of known costs in the period")
     requests: int
     cache_hits: int = 0

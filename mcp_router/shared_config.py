@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,6 +47,9 @@ class ClientConfig(_Model):
     models: list[str] = Field(default_factory=list)
     budgets: ClientBudgets = Field(default_factory=ClientBudgets)
     rate_per_min: int | None = Field(default=None, gt=0)
+    # own: cost_report shows this client its own calls and budgets; all: every client's
+    # (for whoever watches the team's spend).
+    cost_report: Literal["own", "all"] = "own"
 
     @field_validator("token_sha256")
     @classmethod

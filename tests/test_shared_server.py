@@ -50,6 +50,7 @@ clients:
     budgets: {{daily_usd: 0.001}}
   bob:
     token_sha256: {bob}
+    cost_report: all
 """
 
 
@@ -140,6 +141,25 @@ async def test_clients_get_their_own_routes_budgets_rate_and_audit_lines(server:
         assert SECRET.encode() not in path.read_bytes(), path
     assert all(SECRET not in json.dumps(r.model_dump(mode="json"))
                for r in (denied, answered, over, bobs, leaked, limited))
+
+
+@pytest.mark.anyio
+async def test_a_client_s_cost_report_shows_its_own_calls_and_budget_unless_it_may_see_all(
+        server: Any):
+    url = server[0]
+    for token, route in ((ALICE, "coding"), (BOB, "dear")):
+        assert not (await call(url, token, route=route, max_tokens=20)).is_error
+    reports = {}
+    for name, token in (("alice", ALICE), ("bob", BOB)):
+        async with connected(url, token) as client:
+            reports[name] = (await client.call_tool("cost_report", {"group_by": "client"})
+                             ).structured_content
+    alice, bob = reports["alice"], reports["bob"]
+    assert (alice["scope"], [r["key"] for r in alice["rows"]]) == ("alice", ["alice"])
+    assert alice["budgets"]["daily"]["limit_usd"] == 0.001  # her own, not the team's (none)
+    assert alice["total_usd"] == alice["budgets"]["daily"]["spent_usd"] > 0
+    assert (bob["scope"], sorted(r["key"] for r in bob["rows"])) == ("all", ["alice", "bob"])
+    assert bob["total_usd"] > alice["total_usd"]
 
 
 @pytest.mark.anyio

@@ -23,7 +23,7 @@ from mcp_router.access import Access
 from mcp_router.audit import AuditLog
 from mcp_router.catalog import HealthReport, ProvidersReport, describe_health, describe_providers
 from mcp_router.clock import Clock, LoopClock
-from mcp_router.config import Config
+from mcp_router.config import BudgetsConfig, Config
 from mcp_router.errors import RouterError
 from mcp_router.front import Front
 from mcp_router.ledger import CostReport
@@ -40,7 +40,11 @@ from mcp_router.server.arguments import (
     unknown_arguments,
 )
 from mcp_router.server.host import host_model, notify, sized_result
-from mcp_router.server.http_auth import ClientTokenVerifier, auth_settings
+from mcp_router.server.http_auth import (
+    ClientTokenVerifier,
+    auth_settings,
+    authenticated_client,
+)
 from mcp_router.server.sessions import PiiSessions, client_name, page_owner
 from mcp_router.wiring import open_router
 
@@ -299,9 +303,20 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         period: Literal["today", "month", "all"] = "today",
         group_by: Literal["provider", "model", "route", "client", "day"] = "provider",
     ) -> CostReport:
-        """Spend and token usage from the ledger, grouped, with budgets and alerts."""
+        """Spend and token usage from the ledger, grouped, with budgets and alerts.
+
+        On a shared server a client sees its own calls and budgets, unless its config says
+        `cost_report: all`.
+        """
         _state(ctx).front.note(client_name(ctx), "cost_report")
-        return _state(ctx).router.spend.ledger.report(period, group_by, config.budgets)
+        ledger = _state(ctx).router.spend.ledger
+        token_client = authenticated_client()
+        own = config.clients.get(token_client) if token_client else None
+        if own is not None and own.cost_report == "own":
+            limits = BudgetsConfig(daily_usd=own.budgets.daily_usd,
+                                   monthly_usd=own.budgets.monthly_usd)
+            return ledger.report(period, group_by, limits, client=token_client)
+        return ledger.report(period, group_by, config.budgets)
 
     @_tool(server, "Provider health", read_only)
     async def provider_health(
