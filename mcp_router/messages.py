@@ -188,7 +188,7 @@ class ChatResult(ResultModel):
 
     WHEN_SET: ClassVar[tuple[str, ...]] = ("cost_note", "cache_age_s", "dry_run", "late",
                                            "truncated", "full_text", "pages",
-                                           "max_tokens_applied")
+                                           "max_tokens_applied", "budget_alert")
 
     content: str
     provider: str
@@ -215,6 +215,8 @@ class ChatResult(ResultModel):
     max_tokens_applied: int | None = Field(
         default=None, description="Set when the answer stopped at the router's own max_tokens "
                                   "(the call gave none): pass max_tokens for a longer answer")
+    budget_alert: str | None = Field(
+        default=None, description="Set on the call whose cost crossed today's alert threshold")
 
     def wire(self) -> tuple[dict[str, Any], str]:
         """The result as hosts get it, as JSON values and as compact JSON text (the same

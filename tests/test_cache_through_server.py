@@ -137,9 +137,11 @@ async def test_crossing_the_daily_alert_sends_one_log_notification(sim: Any, tmp
 
     # Hosts today connect with the initialize handshake; log notifications are theirs.
     async with Client(server, logging_callback=on_log, mode="legacy") as client:
-        await ask(client, cache="skip")
-        await ask(client, cache="skip", max_tokens=5)
+        first = await ask(client, cache="skip")
+        second = await ask(client, cache="skip", max_tokens=5)
         report = (await client.call_tool("cost_report", {})).structured_content
     assert [p.level for p in logged] == ["warning"]
     assert "alert" in str(logged[0].data).lower()
     assert report is not None and report["alerts"]
+    # the result of the call that crossed it says so too, for hosts without log notifications
+    assert first["budget_alert"] == logged[0].data and "budget_alert" not in second

@@ -288,6 +288,9 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         except RouterError as exc:
             raise ToolError(state.front.scrubber.scrub(str(exc))) from exc
         if alert := router.spend.budgets.check_alert():
+            # Also in the result: a connection on the 2026-07-28 protocol gets no log
+            # notification, and the alert is given once a day.
+            result = result.model_copy(update={"budget_alert": alert})
             await notify(ctx, alert)
         return sized_result(result, state.pages, config, page_owner())
 
