@@ -55,7 +55,10 @@ async def test_stdio_subprocess_answers_through_the_fallback_chain(sim: Any, tmp
     assert [(a["provider"], a["status"]) for a in result["attempts"]] == [
         ("xai", 404), ("anthropic", None)]
     assert result["provider"] == "anthropic"
-    assert (tmp_path / "ledger.sqlite3").exists()
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert tmp_path / "ledger.sqlite3" in written
+    assert {p.name: oct(p.stat().st_mode & 0o077) for p in written} == {
+        p.name: "0o0" for p in written}  # the user's alone, whatever the directory allows
 
 
 @pytest.mark.anyio

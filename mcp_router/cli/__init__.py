@@ -149,6 +149,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"mcp-router: {refusal}", file=sys.stderr)
         return 2
     home = data_home(os.environ)
+    # The ledger, cached answers and audit log are the user's alone, in a data directory
+    # that may already exist with wider permissions; so is every file the server creates.
+    os.umask(0o077)
     # Opened once here, so a data directory or ledger that cannot be used is said in one line
     # before a host connects, not as a traceback from the first session.
     Ledger.in_home(home, LoopClock()).close()
