@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from functools import partial
 
+import anyio
 from anyio.abc import TaskGroup
 
 from mcp_router.access import Access
@@ -47,7 +49,8 @@ class Front:
         """The routed answer, or the RouterError (scrub its message before showing it)."""
         route = None if call.model else (call.route or self._config.default_route)
         pii = pii or router.pii.session()
-        entry = partial(AuditEntry, client=client, tool="chat_completion",
+        trace_id = uuid.uuid4().hex  # the audit line's and the ledger rows', whatever happens
+        entry = partial(AuditEntry, client=client, tool="chat_completion", trace_id=trace_id,
                         prompt=self._prompt(call, pii))
         try:
             call = self._qualified(call)
@@ -56,13 +59,18 @@ class Front:
                                    fallbacks=call.fallbacks)
             self.access.admit(client)
             result = await router.complete(call, client=client, progress=progress,
-                                           keeper=keeper, pii=pii, last_resort=last_resort)
+                                           keeper=keeper, pii=pii, last_resort=last_resort,
+                                           trace_id=trace_id)
         except RouterError as exc:
             message = self.scrubber.scrub(str(exc))
             self.audit.write(entry(outcome=_outcome(exc), route=route, model=call.model,
                                    error=message))
             raise
-        self.audit.write(entry(outcome="ok", trace_id=result.trace_id, route=result.route,
+        except anyio.get_cancelled_exc_class():
+            # The host gave up; the ledger holds what the attempts may have cost.
+            self.audit.write(entry(outcome="cancelled", route=route, model=call.model))
+            raise
+        self.audit.write(entry(outcome="ok", route=result.route,
                                provider=result.provider, model=result.model,
                                cost_usd=result.cost_usd, pii=result.pii.counts,
                                answer=self._answer(result, pii)))

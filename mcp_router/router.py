@@ -77,19 +77,21 @@ class Router:
                        progress: ProgressFn = _no_progress,
                        keeper: TaskGroup | None = None,
                        pii: PiiSession | None = None,
-                       last_resort: LastResort | None = None) -> ChatResult:
+                       last_resort: LastResort | None = None,
+                       trace_id: str | None = None) -> ChatResult:
         """Answer `call` or raise a RouterError that says what went wrong and what was tried.
 
         With a `keeper` task group, an answer already streaming when the caller gives up is
         finished there and kept, so the same call made again gets it at once. `pii` is the
         MCP session's filter session (pseudonyms live as long as it does). `last_resort`
         is asked when every target failed or is over budget (the host's model, by sampling).
+        `trace_id` names the call in the ledger (a new one by default).
         """
         session = pii or self.pii.session()
         # Everything after this line, the cache key included, sees only the filtered request.
         request, found = session.filter_request(to_request(call, self._max_tokens))
         tree, route = self._resolve(call)
-        trace_id = uuid.uuid4().hex
+        trace_id = trace_id or uuid.uuid4().hex
         started = self.clock.now()
         timeout_s = call.timeout_s or self.config.timeouts.deadline_s
         gate = self.spend.gate(trace_id=trace_id, client=client, route=route,

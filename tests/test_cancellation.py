@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +67,9 @@ async def test_a_host_timeout_cancels_the_tool_call_upstream(sim: Any, tmp_path:
         assert await wait_for(lambda: sim.state.disconnects["deepseek-chat+hang"] == 1)
         report = (await client.call_tool("cost_report", {})).structured_content
     assert report is not None and report["requests"] == 1  # the cancelled attempt's row
+    # the call has its audit line, under the trace id of its ledger row
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    [cancelled] = [e for e in audit if e["tool"] == "chat_completion"]
+    with closing(sqlite3.connect(tmp_path / "ledger.sqlite3")) as ledger:
+        [(trace_id,)] = ledger.execute("SELECT trace_id FROM calls").fetchall()
+    assert (cancelled["outcome"], cancelled["trace_id"]) == ("cancelled", trace_id)

@@ -126,11 +126,16 @@ async def test_clients_get_their_own_routes_budgets_rate_and_audit_lines(server:
     assert leaked.is_error and "HTTP 401" in leaked.content[0].text
     limited = await call(url, ALICE, route="coding", max_tokens=20)
     assert limited.is_error and "rate limit of 2 calls per minute" in limited.content[0].text
+    misspelt = await call(url, BOB, route="coding", max_token=20)
+    assert misspelt.is_error and "max_token: unknown argument" in misspelt.content[0].text
 
     lines = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
     calls = [(e["client"], e["outcome"]) for e in lines if e["tool"] == "chat_completion"]
     assert calls == [("alice", "denied"), ("alice", "ok"), ("alice", "over_budget"),
-                     ("bob", "ok"), ("bob", "error"), ("alice", "rate_limited")]
+                     ("bob", "ok"), ("bob", "error"), ("alice", "rate_limited"),
+                     ("bob", "invalid")]
+    assert all(e["trace_id"] for e in lines if e["tool"] == "chat_completion"
+               and e["outcome"] != "invalid")  # each matches its ledger rows
     assert all("prompt" not in e and "answer" not in e for e in lines)
     ok = lines[1]
     assert (ok["route"], ok["provider"], ok["model"]) == ("coding", "deepseek", "deepseek-chat")
@@ -140,7 +145,7 @@ async def test_clients_get_their_own_routes_budgets_rate_and_audit_lines(server:
     for path in written:
         assert SECRET.encode() not in path.read_bytes(), path
     assert all(SECRET not in json.dumps(r.model_dump(mode="json"))
-               for r in (denied, answered, over, bobs, leaked, limited))
+               for r in (denied, answered, over, bobs, leaked, limited, misspelt))
 
 
 @pytest.mark.anyio

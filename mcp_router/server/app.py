@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import anyio
 import httpx
@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError
 
 from mcp_router import __version__
 from mcp_router.access import Access
-from mcp_router.audit import AuditLog
+from mcp_router.audit import AuditEntry, AuditLog
 from mcp_router.catalog import HealthReport, ProvidersReport, describe_health, describe_providers
 from mcp_router.clock import Clock, LoopClock
 from mcp_router.config import BudgetsConfig, Config
@@ -162,15 +162,23 @@ class RouterServer(MCPServer[AppState]):
         # The SDK drops arguments the tool does not declare: `modle` or `temprature` would
         # be answered by the default model at the default temperature, without a word.
         if name in self.parameters and (unknown := arguments.keys() - self.parameters[name]):
-            raise ToolError(f"Error executing tool {name}: "
-                            f"{unknown_arguments(unknown, self.parameters[name])}")
+            self._refuse(name, unknown_arguments(unknown, self.parameters[name]), context)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
                 raise
-            raise ToolError(f"Error executing tool {name}: {argument_errors(cause)}") from cause
+            self._refuse(name, argument_errors(cause), context, cause)
+
+    @staticmethod
+    def _refuse(name: str, problems: str, context: Context[AppState, Any] | None,
+                cause: Exception | None = None) -> NoReturn:
+        """Refuse a call whose arguments are wrong, with its audit line like any call's."""
+        if context is not None:
+            _state(context).front.audit.write(AuditEntry(
+                client=client_name(context), tool=name, outcome="invalid", error=problems))
+        raise ToolError(f"Error executing tool {name}: {problems}") from cause
 
 
 def _state(ctx: Context[Any]) -> AppState:
