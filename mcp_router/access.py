@@ -110,6 +110,14 @@ class Access:
             raise AccessDenied(client, f"client {client!r} may not use route {route!r}; "
                                        f"it may use {allowed.describe()}")
 
+    def default_route(self, client: str, default: str) -> str:
+        """The route a call that names none takes: the config's default, or for a client
+        kept to routes that leave it out, the first of its routes."""
+        allowed = self._allowed.get(client)
+        if allowed is None or not allowed.routes or default in allowed.routes:
+            return default
+        return allowed.routes[0]
+
     def check_call(self, client: str, *, route: str | None, model: str | None,
                    fallbacks: Iterable[str] = ()) -> None:
         """Check a whole call: its resolved route or explicit model, and every fallback."""

@@ -47,13 +47,19 @@ class Front:
                    pii: PiiSession | None = None,
                    last_resort: LastResort | None = None) -> ChatResult:
         """The routed answer, or the RouterError (scrub its message before showing it)."""
-        route = None if call.model else (call.route or self._config.default_route)
+        if call.model is None and call.route is None:
+            call = call.model_copy(update={"route": self.access.default_route(
+                client, self._config.default_route)})
+        route = None if call.model else call.route
         pii = pii or router.pii.session()
         trace_id = uuid.uuid4().hex  # the audit line's and the ledger rows', whatever happens
         entry = partial(AuditEntry, client=client, tool="chat_completion", trace_id=trace_id,
                         prompt=self._prompt(call, pii))
         try:
             call = self._qualified(call)
+            # A model no provider has is told so, not as one the client may not use.
+            for spec, field in self._models(call):
+                router.builder.model(spec, field)
             check_limits(call, self._config.server)
             self.access.check_call(client, route=route, model=call.model,
                                    fallbacks=call.fallbacks)
@@ -85,6 +91,12 @@ class Front:
         if model == call.model and fallbacks == call.fallbacks:
             return call
         return call.model_copy(update={"model": model, "fallbacks": fallbacks})
+
+    @staticmethod
+    def _models(call: ChatCall) -> list[tuple[str, str]]:
+        """Each model the call names, with the argument that names it."""
+        named = [(call.model, "model")] if call.model is not None else []
+        return named + [(spec, f"fallbacks[{i}]") for i, spec in enumerate(call.fallbacks)]
 
     def note(self, client: str, tool: str) -> None:
         """One audit line for a read-only tool call."""

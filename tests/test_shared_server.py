@@ -149,6 +149,17 @@ async def test_clients_get_their_own_routes_budgets_rate_and_audit_lines(server:
 
 
 @pytest.mark.anyio
+async def test_a_client_kept_to_some_routes_is_served_by_its_first_when_it_names_none(
+        server: Any):
+    url = server[0]
+    answered = await call(url, ALICE, max_tokens=20)
+    assert not answered.is_error and answered.structured_content["route"] == "coding"
+    unknown = await call(url, ALICE, model="no-such-model")  # told it is unknown, not denied
+    assert unknown.is_error and "model: 'no-such-model' is not provider/model with a known " \
+        "provider, nor a model a provider lists" in unknown.content[0].text
+
+
+@pytest.mark.anyio
 async def test_a_client_s_cost_report_shows_its_own_calls_and_budget_unless_it_may_see_all(
         server: Any):
     url = server[0]
