@@ -42,6 +42,7 @@ from mcp_router.messages import (
     Usage,
     _no_progress,
 )
+from mcp_router.money import format_usd
 from mcp_router.outputs import content_budget_tokens
 from mcp_router.pii import PiiFilter, PiiSession, combine_summaries
 from mcp_router.plan import Planner
@@ -50,7 +51,7 @@ from mcp_router.routing.breaker import CircuitGroup
 from mcp_router.routing.build import TreeBuilder
 from mcp_router.routing.decisions import ends_route
 from mcp_router.routing.target import NOT_CONFIGURED
-from mcp_router.spend import CallGate, Spend
+from mcp_router.spend import BudgetRefusal, CallGate, Spend
 
 # A waiter on another call's flight gets this long past its deadline before it gives up.
 GRACE_S = 1.0
@@ -279,13 +280,14 @@ def to_request(call: ChatCall, default_max_tokens: int | None = None) -> ChatReq
                        temperature=call.temperature, top_p=call.top_p, stop=call.stop)
 
 
-def _refusal(error: AllTargetsFailed, budget_refusals: list[str],
+def _refusal(error: AllTargetsFailed, budget_refusals: list[BudgetRefusal],
              config: Config) -> RouterError:
-    """When the budget alone stopped every target, say so: budget, spent and the quote. When
-    missing keys alone did (a new install's first call), say which variables to set where."""
+    """When the budget alone stopped every target, say so: budget, spent and the quote (the
+    cheapest target's, when there were several). When missing keys alone did (a new
+    install's first call), say which variables to set where."""
     tried = any(a.outcome != "skipped" for a in error.attempts)
     if budget_refusals and not tried:
-        return BudgetExceeded(budget_refusals[0])
+        return BudgetExceeded(_over_budget(budget_refusals))
     if error.attempts and all(a.error == NOT_CONFIGURED for a in error.attempts):
         variables = list(dict.fromkeys(config.providers[a.provider].api_key_env or a.provider
                                        for a in error.attempts))
@@ -294,6 +296,19 @@ def _refusal(error: AllTargetsFailed, budget_refusals: list[str],
             f"no provider this call may use has an API key: set {wanted} in the server's "
             "environment (the env of its entry in your host's MCP config), then restart it"))
     return error
+
+
+def _over_budget(refusals: list[BudgetRefusal]) -> str:
+    first = refusals[0].message
+    priced = [r for r in refusals if r.quote is not None]
+    if not priced:
+        return first
+    if len(refusals) == 1:
+        return f"{first}; a smaller max_tokens lowers the quote"
+    cheapest = min(priced, key=lambda r: r.quote or 0)
+    return (f"{first}; every target was over budget, the cheapest ({cheapest.target}) at up "
+            f"to {format_usd(cheapest.quote or Decimal(0))}; a smaller max_tokens lowers "
+            f"each quote")
 
 
 def _ms(seconds: float) -> float:

@@ -70,6 +70,15 @@ class Spend:
                         metadata=dict(metadata))
 
 
+@dataclass(frozen=True)
+class BudgetRefusal:
+    """A target the budgets kept from being asked: what it was quoted, and why."""
+
+    target: str
+    quote: Decimal | None
+    message: str
+
+
 @dataclass
 class CallGate:
     """Admits, prices and records the attempts of one call (implements `SpendGate`)."""
@@ -81,7 +90,7 @@ class CallGate:
     metadata: dict[str, str]
     costs: list[Decimal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    refusals: list[str] = field(default_factory=list)
+    refusals: list[BudgetRefusal] = field(default_factory=list)
 
     def reserve(self, provider: str, model: str, request: ChatRequest) -> AttemptHold:
         quoted = self.spend.prices.quote_for(provider, model, estimate_input_tokens(request),
@@ -93,7 +102,7 @@ class CallGate:
         except BudgetExceeded as exc:
             for reservation in held:
                 reservation.release()
-            self.refusals.append(str(exc))
+            self.refusals.append(BudgetRefusal(f"{provider}/{model}", quoted.cost, str(exc)))
             raise
         return AttemptHold(self, provider, model, tuple(held))
 

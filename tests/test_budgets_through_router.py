@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,24 @@ async def test_a_route_with_nothing_cheaper_is_refused_stating_budget_spent_and_
         message = str(info.value)
         assert "daily budget of $0.001" in message and "spent $0" in message
         assert "this call may cost up to $" in message
+        assert message.endswith("; a smaller max_tokens lowers the quote")
         assert sum(sim.state.hits.values()) == 0
 
     await with_router(sim, tmp_path, "0.001", body)
+
+
+async def test_when_every_target_is_over_budget_the_refusal_names_the_cheapest(
+        sim: Any, tmp_path: Path):
+    async def body(router: Router) -> None:
+        with pytest.raises(BudgetExceeded) as info:
+            await router.complete(ChatCall(prompt="hi", max_tokens=4000))
+        message = str(info.value)
+        assert "may cost up to $0.30" in message  # opus, asked first
+        assert re.search(r"every target was over budget, the cheapest \(deepseek/deepseek-chat"
+                         r"\) at up to \$0\.00\d+; a smaller max_tokens lowers each quote$",
+                         message), message
+
+    await with_router(sim, tmp_path, "0.000001", body)
 
 
 async def test_a_model_without_a_price_is_not_sent_while_a_budget_is_set(

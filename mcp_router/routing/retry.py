@@ -78,9 +78,10 @@ class Retrying:
             return None
         wait = retry_after if retry_after is not None else self.backoff_s(tries)
         if not room_for_retry(self._clock.now(), wait, call.deadline, self._min_try_s):
+            after = f"after a {wait:.1f} s wait " if wait >= 0.05 else ""
             _annotate(call, first_attempt,
-                      f"not retried: after a {wait:.1f} s wait too little would be left "
-                      "of the time this target has (its share of the deadline)")
+                      f"not retried: {after}too little would be left of the time this target "
+                      "has (its share of the deadline)")
             return None
         return wait
 
