@@ -263,6 +263,12 @@ async def _stats(request: Request) -> Response:
     return JSONResponse(request.app.state.sim.stats())
 
 
+async def _requests(request: Request) -> Response:
+    """The last requests received, as the simulator keeps them (keys redacted): what a
+    tester checks to see what the router sent upstream."""
+    return JSONResponse(request.app.state.sim.requests)
+
+
 async def _reset(request: Request) -> Response:
     request.app.state.sim.reset()
     return JSONResponse({"reset": True})
@@ -286,6 +292,7 @@ def create_app(state: SimState | None = None) -> Starlette:
         Route("/v1beta/models", _gemini_models, methods=["GET"]),
         Route("/v1beta/models/{rest:path}", _gemini_call, methods=["POST"]),
         Route("/_sim/stats", _stats, methods=["GET"]),
+        Route("/_sim/requests", _requests, methods=["GET"]),
         Route("/_sim/reset", _reset, methods=["POST"]),
         Route("/_sim/latency", _latency, methods=["POST"]),
     ])

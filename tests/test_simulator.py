@@ -312,6 +312,7 @@ def test_requests_are_recorded_without_credentials(sim: RunningSimulator,
     assert anthropic["body"]["messages"][0]["content"] == USER
     assert gemini["query"]["key"] == "<redacted>"
     assert "secret" not in json.dumps(sim.state.requests)
+    assert client.get("/_sim/requests").json() == sim.state.requests  # for testers outside
 
 
 def test_hang_waits_until_the_client_leaves_and_counts_the_disconnect(
