@@ -36,6 +36,7 @@ class AuditEntry:
     provider: str | None = None
     model: str | None = None
     cost_usd: Decimal | None = None
+    cached: bool = False  # answered from the cache: nothing was sent upstream
     pii: Mapping[str, int] = field(default_factory=dict)
     error: str | None = None
     prompt: str | None = None
@@ -152,7 +153,7 @@ class AuditLog:
             "client": entry.client, "tool": entry.tool, "route": entry.route,
             "provider": entry.provider, "model": entry.model, "outcome": entry.outcome,
             "cost_usd": None if entry.cost_usd is None else format(entry.cost_usd, "f"),
-            "trace_id": entry.trace_id, "pii": dict(entry.pii),
+            "cached": entry.cached, "trace_id": entry.trace_id, "pii": dict(entry.pii),
             "error": None if entry.error is None else self._scrub(entry.error)[:ERROR_CHARS],
         }
         if self._config.include_content:

@@ -21,7 +21,7 @@ from mcp_router.errors import (
 )
 from mcp_router.limits import check_limits
 from mcp_router.messages import ChatCall, ChatResult, LastResort, ProgressFn
-from mcp_router.pii import PiiSession
+from mcp_router.pii import PiiBlocked, PiiSession
 from mcp_router.provider_keys import Scrubber
 from mcp_router.router import Router
 from mcp_router.routing.build import qualified
@@ -69,8 +69,9 @@ class Front:
                                            trace_id=trace_id)
         except RouterError as exc:
             message = self.scrubber.scrub(str(exc))
+            found = exc.counts if isinstance(exc, PiiBlocked) else {}
             self.audit.write(entry(outcome=_outcome(exc), route=route, model=call.model,
-                                   error=message))
+                                   pii=found, error=message))
             raise
         except anyio.get_cancelled_exc_class():
             # The host gave up; the ledger holds what the attempts may have cost.
@@ -78,7 +79,8 @@ class Front:
             raise
         self.audit.write(entry(outcome="ok", route=result.route,
                                provider=result.provider, model=result.model,
-                               cost_usd=result.cost_usd, pii=result.pii.counts,
+                               cost_usd=result.cost_usd, cached=result.cached,
+                               pii=result.pii.counts,
                                answer=self._answer(result, pii)))
         return result
 

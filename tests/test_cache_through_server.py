@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -50,7 +51,8 @@ async def ask(client: Client, **arguments: Any) -> dict[str, Any]:
     return result.structured_content
 
 
-async def test_a_repeated_call_is_a_free_hit_and_the_saving_is_reported(server: Any, sim: Any):
+async def test_a_repeated_call_is_a_free_hit_and_the_saving_is_reported(server: Any, sim: Any,
+                                                                        tmp_path: Path):
     async with connect(server) as client:
         first = await ask(client)
         second = await ask(client)
@@ -63,6 +65,8 @@ async def test_a_repeated_call_is_a_free_hit_and_the_saving_is_reported(server: 
     assert report is not None
     assert Decimal(str(report["rows"][0]["saved_usd"])) == Decimal(str(first["cost_usd"]))
     assert report["rows"][0]["cache_hits"] == 1
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [e["cached"] for e in audit if e["tool"] == "chat_completion"] == [False, True]
 
 
 async def test_twenty_concurrent_identical_calls_make_one_upstream_call(server: Any, sim: Any):

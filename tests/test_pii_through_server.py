@@ -144,6 +144,8 @@ async def test_block_refuses_naming_types_never_values(sim: Any, tmp_path: Path)
     assert "email" in text and "ssn" in text
     assert EMAIL not in text and SSN not in text
     assert sum(sim.state.hits.values()) == 0
+    [line] = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert json.loads(line)["pii"] == {"email": 1, "ssn": 1}  # what blocked it, counted
 
 
 async def test_nothing_detected_is_written_in_clear_anywhere(sim: Any, tmp_path: Path):

@@ -36,7 +36,8 @@ def test_each_call_is_one_json_line_without_content_by_default(tmp_path: Path):
     assert first == {
         "ts": "2025-06-15T15:06:40.250+00:00", "client": "alice", "tool": "chat_completion",
         "route": "coding", "provider": "deepseek", "model": "deepseek-chat", "outcome": "ok",
-        "cost_usd": "0.000123", "trace_id": "t1", "pii": {"email": 2}, "error": None}
+        "cost_usd": "0.000123", "cached": False, "trace_id": "t1", "pii": {"email": 2},
+        "error": None}
     assert second["client"] == "bob" and second["cost_usd"] is None
     assert "my question" not in (tmp_path / "audit.jsonl").read_text()
 
