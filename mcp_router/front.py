@@ -47,10 +47,10 @@ class Front:
                    pii: PiiSession | None = None,
                    last_resort: LastResort | None = None) -> ChatResult:
         """The routed answer, or the RouterError (scrub its message before showing it)."""
-        if call.model is None and call.route is None:
-            call = call.model_copy(update={"route": self.access.default_route(
-                client, self._config.default_route)})
-        route = None if call.model else call.route
+        default = self.access.default_route(client, self._config.default_route)
+        if call.model is None and call.route is None and default != self._config.default_route:
+            call = call.model_copy(update={"route": default})  # the client's own default
+        route = None if call.model else (call.route or default)
         pii = pii or router.pii.session()
         trace_id = uuid.uuid4().hex  # the audit line's and the ledger rows', whatever happens
         entry = partial(AuditEntry, client=client, tool="chat_completion", trace_id=trace_id,
