@@ -34,6 +34,9 @@ class BudgetStatus(BaseModel):
     limit_usd: Usd | None
     spent_usd: Usd
     remaining_usd: Usd | None
+    reserved_usd: Usd = Field(default=Decimal(0), description=(
+        "Held by this server's calls in flight, their worst case until they settle: new calls "
+        "fit in remaining_usd minus this"))
 
     @classmethod
     def of(cls, limit: Decimal | None, spent: Decimal) -> BudgetStatus:

@@ -73,3 +73,19 @@ async def test_a_host_timeout_cancels_the_tool_call_upstream(sim: Any, tmp_path:
     with closing(sqlite3.connect(tmp_path / "ledger.sqlite3")) as ledger:
         [(trace_id,)] = ledger.execute("SELECT trace_id FROM calls").fetchall()
     assert (cancelled["outcome"], cancelled["trace_id"]) == ("cancelled", trace_id)
+
+
+async def test_cost_report_shows_the_money_calls_in_flight_hold(sim: Any, tmp_path: Path):
+    server = create_server(parse_config(CONFIG.format(url=sim.url), env={}), home=tmp_path,
+                           env={})
+    async with Client(server) as client:
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(client.call_tool, "chat_completion", {"prompt": "q"})  # hangs
+            assert await wait_for(lambda: sim.state.hits["deepseek-chat+hang"] == 1)
+            held = (await client.call_tool("cost_report", {})).structured_content
+            calls.cancel_scope.cancel()
+        after = (await client.call_tool("cost_report", {})).structured_content
+    assert held is not None and after is not None
+    assert held["budgets"]["daily"]["reserved_usd"] > 0  # why a new call may not fit
+    assert held["budgets"]["daily"]["remaining_usd"] == 5  # nothing spent yet
+    assert after["budgets"]["daily"]["reserved_usd"] == 0

@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
@@ -31,6 +32,7 @@ from mcp_router.messages import ChatCall, ChatResult, Message
 from mcp_router.outputs import ANSWER_URI, AnswerPages
 from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber, provider_keys
+from mcp_router.reports import Budgets
 from mcp_router.router import Router
 from mcp_router.server.arguments import (
     Label,
@@ -320,14 +322,21 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         `cost_report: all`.
         """
         _state(ctx).front.note(client_name(ctx), "cost_report")
-        ledger = _state(ctx).router.spend.ledger
-        token_client = authenticated_client()
-        own = config.clients.get(token_client) if token_client else None
-        if own is not None and own.cost_report == "own":
+        spend = _state(ctx).router.spend
+        own_name = authenticated_client()
+        own = config.clients.get(own_name) if own_name is not None else None
+        if own_name is not None and own is not None and own.cost_report == "own":
             limits = BudgetsConfig(daily_usd=own.budgets.daily_usd,
                                    monthly_usd=own.budgets.monthly_usd)
-            return ledger.report(period, group_by, limits, client=token_client)
-        return ledger.report(period, group_by, config.budgets)
+            report = spend.ledger.report(period, group_by, limits, client=own_name)
+            guard = spend.client_budgets.get(own_name)
+        else:
+            report = spend.ledger.report(period, group_by, config.budgets)
+            guard = spend.budgets
+        held = Decimal(0) if guard is None else guard.reserved
+        return report.model_copy(update={"budgets": Budgets(
+            daily=report.budgets.daily.model_copy(update={"reserved_usd": held}),
+            monthly=report.budgets.monthly.model_copy(update={"reserved_usd": held}))})
 
     @_tool(server, "Provider health", read_only)
     async def provider_health(

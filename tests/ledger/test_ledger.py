@@ -225,7 +225,7 @@ def test_cost_report_serialises_money_as_json_numbers(busy: Ledger) -> None:
     assert data["total_usd"] == 0.375
     assert data["rows"][0]["cost_usd"] == 0.25
     assert data["budgets"]["monthly"] == {"limit_usd": 3000.0, "spent_usd": 0.875,
-                                          "remaining_usd": 2999.125}
+                                          "remaining_usd": 2999.125, "reserved_usd": 0.0}
     assert data["budgets"]["daily"]["limit_usd"] is None
 
 
