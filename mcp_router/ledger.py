@@ -259,7 +259,7 @@ class Ledger:
             unpriced_requests=sum(r.unpriced_requests for r in rows),
             rows=rows, budgets=status,
             alerts=build_alerts(cfg, status, self._day_totals(where, args),
-                                self._unpriced(where, args)))
+                                self._unpriced(where, args), self._estimated(where, args)))
 
     def _day_totals(self, where: str, args: tuple[Any, ...]) -> list[tuple[str, Decimal]]:
         sql = f"SELECT day, dsum(cost_usd) FROM calls WHERE {where} GROUP BY day ORDER BY day"
@@ -269,6 +269,14 @@ class Ledger:
         sql = (f"SELECT provider || '/' || model AS m, outcome = 'ok' AS answered, COUNT(*) "
                f"FROM calls WHERE {where} AND {_UNPRICED} GROUP BY m, answered ORDER BY m")
         return [(m, bool(answered), n) for m, answered, n in self._query(sql, args)]
+
+    def _estimated(self, where: str, args: tuple[Any, ...]) -> list[tuple[str, int]]:
+        """Attempts that ended without the provider's usage yet carry a cost: the estimate
+        `AttemptHold` charges for text received before the end."""
+        sql = (f"SELECT provider || '/' || model AS m, COUNT(*) FROM calls WHERE {where} AND "
+               f"outcome IN ('error', 'cancelled') AND cost_usd IS NOT NULL AND output_tokens > 0 "
+               f"GROUP BY m ORDER BY m")
+        return [(m, n) for m, n in self._query(sql, args)]
 
     def _where(self, period: Period) -> tuple[str, tuple[Any, ...]]:
         day, month = utc_day_month(self._clock.wall())

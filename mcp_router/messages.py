@@ -235,13 +235,16 @@ async def _no_progress(message: str) -> None:
 
 
 class Hold(Protocol):
-    """Money held for one attempt: settled to the actual cost, or released."""
+    """Money held for one attempt: settled to the actual cost, or released.
+
+    `streamed_chars` is how much answer text arrived before a failure or cancellation: the
+    provider bills it though it reports no usage."""
 
     def settle(self, completion: Completion, latency_ms: float) -> None: ...
 
-    def fail(self, error: Exception, latency_ms: float) -> None: ...
+    def fail(self, error: Exception, latency_ms: float, streamed_chars: int = 0) -> None: ...
 
-    def cancelled(self, latency_ms: float) -> None: ...
+    def cancelled(self, latency_ms: float, streamed_chars: int = 0) -> None: ...
 
     def release(self) -> None: ...
 

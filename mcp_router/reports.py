@@ -68,11 +68,14 @@ class CostReport(BaseModel):
 
 
 def build_alerts(cfg: BudgetsConfig, status: Budgets, day_totals: Sequence[tuple[str, Decimal]],
-                 unpriced: Sequence[tuple[str, bool, int]]) -> list[str]:
+                 unpriced: Sequence[tuple[str, bool, int]],
+                 estimated: Sequence[tuple[str, int]] = ()) -> list[str]:
     """Readable alerts: one line per day over the alert threshold, spent budgets, unpriced calls.
 
     `unpriced` is `(provider/model, answered, count)`: an answered call lacks a price, an
     unanswered attempt (timed out, cut off, cancelled) lacks the provider's usage report.
+    `estimated` is `(provider/model, count)` of attempts cut off mid-answer, charged at an
+    estimate from the text received.
     """
     alerts: list[str] = []
     threshold = cfg.alert_daily_usd
@@ -91,4 +94,7 @@ def build_alerts(cfg: BudgetsConfig, status: Budgets, day_totals: Sequence[tuple
     alerts += [f"cost unknown for {n} attempt(s) to {model} that ended without a usage report "
                "(timed out, cut off or cancelled): the provider may have billed them; totals "
                "leave them out" for model, answered, n in unpriced if not answered]
+    alerts += [f"{n} attempt(s) to {model} ended mid-answer (timed out, cut off or cancelled) "
+               "without a usage report: each is charged at an estimate, the request's input and "
+               "a token per 4 characters received" for model, n in estimated]
     return alerts

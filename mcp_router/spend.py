@@ -93,7 +93,8 @@ class CallGate:
     refusals: list[BudgetRefusal] = field(default_factory=list)
 
     def reserve(self, provider: str, model: str, request: ChatRequest) -> AttemptHold:
-        quoted = self.spend.prices.quote_for(provider, model, estimate_input_tokens(request),
+        quoted_input = estimate_input_tokens(request)
+        quoted = self.spend.prices.quote_for(provider, model, quoted_input,
                                              request.max_tokens or QUOTE_MAX_TOKENS)
         held: list[Reservation] = []
         try:
@@ -104,7 +105,7 @@ class CallGate:
                 reservation.release()
             self.refusals.append(BudgetRefusal(f"{provider}/{model}", quoted.cost, str(exc)))
             raise
-        return AttemptHold(self, provider, model, tuple(held))
+        return AttemptHold(self, provider, model, tuple(held), quoted_input)
 
     @property
     def total(self) -> tuple[Decimal | None, str | None]:
@@ -125,6 +126,7 @@ class AttemptHold:
     provider: str
     model: str
     reservations: tuple[Reservation, ...]
+    input_tokens: int = 0  # the request's, as estimated for its quote
 
     def settle(self, completion: Completion, latency_ms: float) -> None:
         priced = self.gate.spend.prices.cost_of(self.provider, self.model, completion.usage)
@@ -134,27 +136,44 @@ class AttemptHold:
             self.gate.costs.append(priced.cost)
         for reservation in self.reservations:
             reservation.settle(priced.cost)
-        self._record("ok", completion, priced.cost, latency_ms)
+        self._record("ok", completion.usage, priced.cost, latency_ms)
 
-    def fail(self, error: Exception, latency_ms: float) -> None:
-        self.release()
+    def fail(self, error: Exception, latency_ms: float, streamed_chars: int = 0) -> None:
         if isinstance(error, MAY_HAVE_COST):
-            self._record("error", None, None, latency_ms)
+            self._unfinished("error", latency_ms, streamed_chars)
+        else:
+            self.release()
 
-    def cancelled(self, latency_ms: float) -> None:
+    def cancelled(self, latency_ms: float, streamed_chars: int = 0) -> None:
         """The call was cancelled mid-attempt: the provider may have billed part of it."""
-        self.release()
-        self._record("cancelled", None, None, latency_ms)
+        self._unfinished("cancelled", latency_ms, streamed_chars)
+
+    def _unfinished(self, outcome: str, latency_ms: float, streamed_chars: int) -> None:
+        """An attempt that ended without the provider's usage report. Text that streamed in
+        was generated, and billed: it is charged at an estimate (the request's input, a token
+        per 4 characters received), against the budgets too. With no text, or no price,
+        nothing is known, and the row's cost stays unknown."""
+        usage = Usage(input_tokens=self.input_tokens, output_tokens=math.ceil(streamed_chars / 4))
+        cost = self.gate.spend.prices.cost_of(self.provider, self.model, usage).cost \
+            if streamed_chars else None
+        if cost is None:
+            self.release()
+            self._record(outcome, Usage(), None, latency_ms)
+            return
+        self.gate.costs.append(cost)
+        for reservation in self.reservations:
+            reservation.settle(cost)
+        self._record(outcome, usage, cost, latency_ms)
 
     def release(self) -> None:
         for reservation in self.reservations:
             reservation.release()
 
-    def _record(self, outcome: str, completion: Completion | None, cost: Decimal | None,
+    def _record(self, outcome: str, usage: Usage, cost: Decimal | None,
                 latency_ms: float) -> None:
         gate = self.gate
         row = LedgerRow(provider=self.provider, model=self.model, outcome=outcome,
                         trace_id=gate.trace_id, client=gate.client, route=gate.route,
-                        usage=completion.usage if completion else Usage(), cost_usd=cost,
+                        usage=usage, cost_usd=cost,
                         latency_ms=latency_ms, metadata=gate.metadata)
         gate.record(row)

@@ -14,7 +14,7 @@ import pytest
 
 from mcp_router.clock import LoopClock
 from mcp_router.config import parse_config
-from mcp_router.errors import BudgetExceeded
+from mcp_router.errors import AllTargetsFailed, BudgetExceeded
 from mcp_router.messages import ChatCall
 from mcp_router.router import Router
 from mcp_router.wiring import open_router
@@ -103,6 +103,25 @@ async def test_a_model_without_a_price_is_not_sent_while_a_budget_is_set(
         with pytest.raises(BudgetExceeded, match="daily budget of \\$100 cannot be kept"):
             await router.complete(ChatCall(prompt="hi", model="deepseek/deepseek-unlisted"))
         assert sim.state.hits.get("deepseek-unlisted", 0) == 0
+
+    await with_router(sim, tmp_path, "100", body)
+
+
+async def test_an_answer_cut_off_by_the_timeout_is_charged_for_the_text_it_streamed(
+        sim: Any, tmp_path: Path):
+    async def body(router: Router) -> None:
+        with pytest.raises(AllTargetsFailed, match="still streaming"):
+            await router.complete(ChatCall(prompt="hi", model="deepseek/deepseek-chat+drip-50",
+                                           timeout_s=0.4, max_tokens=100))
+        rows = router.spend.ledger.recent()
+        assert rows and all(r.outcome == "error" and r.usage.output_tokens > 0 for r in rows)
+        charged = sum(r.cost_usd or 0 for r in rows)
+        assert charged > 0  # the provider billed what it generated; the budget counts it
+        assert router.spend.budgets.reserved == 0
+        assert router.spend.ledger.spent("today") == charged
+        alerts = router.spend.ledger.report().alerts
+        assert any(a.startswith(f"{len(rows)} attempt(s) to deepseek/deepseek-chat+drip-50 "
+                                "ended mid-answer") for a in alerts), alerts
 
     await with_router(sim, tmp_path, "100", body)
 

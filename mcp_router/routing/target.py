@@ -80,7 +80,8 @@ class Target:
             # The host gave up: the upstream request is aborted with this scope, and what
             # the provider may already have billed is written down before the hold goes.
             if hold is not None:
-                hold.cancelled(round((self._clock.now() - started) * 1000, 1))
+                hold.cancelled(round((self._clock.now() - started) * 1000, 1),
+                               call.stream.chars)
             raise
         finally:
             if hold is not None:
@@ -125,7 +126,7 @@ class Target:
             call.attempts.append(self._attempt("ok", latency_ms=latency_ms, ttfb_ms=ttfb_ms))
             return latency_ms
         if hold is not None:
-            hold.fail(error, latency_ms)
+            hold.fail(error, latency_ms, call.stream.chars)
         status = error.status if isinstance(error, ProviderStatusError) else None
         call.attempts.append(self._attempt("error", status=status, error=error.detail,
                                            latency_ms=latency_ms, ttfb_ms=ttfb_ms))
