@@ -42,6 +42,8 @@ class Planner:
         circuit = self._board.circuit(key)
         if circuit.state in ("open", "misconfigured", "missing"):
             until = f" until {circuit.open_until}" if circuit.open_until else ""
+            if circuit.state != "open" and circuit.reason:  # "model missing (HTTP 404 …)"
+                return circuit.reason
             return f"circuit {circuit.state}{until}: {circuit.reason or ''}".rstrip(": ")
         try:
             # Reserving and releasing at once, with no await between, leaves nothing held.

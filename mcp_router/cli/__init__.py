@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 
+from mcp_router import __version__
 from mcp_router.config import Config, data_home, load_config, shipped_config
 from mcp_router.errors import ConfigError, DataError, ListenError
 
@@ -41,8 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-router", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mcp-router {__version__}",
+                        help="print the version and exit")
     commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="run the MCP server (the default command)")
+    serve = commands.add_parser("serve", help="run the MCP server (the default command)",
+                                description="Serve the four tools over stdio (for the host "
+                                            "that starts this process) or over HTTP.")
     _serve_options(parser)
     _serve_options(serve, given_before=True)
     parser.set_defaults(handler=_serve)
@@ -251,9 +256,11 @@ def config_warnings(config: Config, keys: Mapping[str, str]) -> list[str]:
                 found.append((t.provider, t.model))
         return found
 
-    warnings = [f"route {name}: no provider of it has its key set, so every call to it fails"
-                for name in config.routes
-                if not any(usable(p) for p, _ in targets(name))]
+    keyless = [name for name in config.routes if not any(usable(p) for p, _ in targets(name))]
+    warnings = [f"route {keyless[0]}: no provider of it has its key set, so every call to it "
+                "fails"] if len(keyless) == 1 else [
+        f"routes {', '.join(keyless)}: none has a provider with its key set, so every call "
+        "to them fails"] if keyless else []
     budgeted = config.budgets.daily_usd is not None or config.budgets.monthly_usd is not None \
         or any(c.budgets.daily_usd is not None or c.budgets.monthly_usd is not None
                for c in config.clients.values())

@@ -91,7 +91,8 @@ def _chat(result: dict[str, Any], notes: list[str]) -> list[str]:
         return _plan(result["dry_run"])
     lines = [f"answer: {result['content']}",
              f"answered by {result['provider']}/{result['model']} "
-             f"(route {result['route'] or '-'}) in {result['latency_ms']:.0f} ms"]
+             f"({'route ' + result['route'] if result['route'] else 'an explicit model'}) "
+             f"in {result['latency_ms']:.0f} ms"]
     for a in result["attempts"]:
         why = f" - {a['error']}" if a.get("error") else ""
         lines.append(f"  attempt {a['provider']}/{a['model']}: {a['outcome']}{why}")

@@ -136,7 +136,8 @@ class Target:
                  error: str | None = None, latency_ms: float = 0.0,
                  ttfb_ms: float | None = None) -> Attempt:
         return Attempt(provider=self._adapter.provider, model=self._model, outcome=outcome,
-                       status=status, error=error, latency_ms=latency_ms, ttfb_ms=ttfb_ms)
+                       status=status, error=error, latency_ms=latency_ms,
+                       ttfb_ms=None if ttfb_ms is None else round(ttfb_ms, 1))
 
 
 def _timed_out(stream: StreamState, allowed_s: float) -> str:

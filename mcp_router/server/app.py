@@ -235,7 +235,8 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         ctx: Context,
         prompt: Annotated[Verbatim, Field(description="Shorthand for one user message")] = "",
         messages: Annotated[list[Message] | None, Field(
-            description="The conversation: [{role: system|user|assistant, content}]")] = None,
+            description="The conversation: [{role: system|user|assistant|developer, "
+                        "content}]")] = None,
         route: Annotated[str | None, Field(
             description="A route name (see list_providers); default: the default route")] = None,
         model: Annotated[str | None, Field(

@@ -21,7 +21,7 @@ def _absent_if_null(value: object) -> object:
 
 
 Verbatim = Annotated[str, BeforeValidator(_absent_if_null),
-                     WithJsonSchema({"type": ["string", "null"]})]
+                     WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})]
 """A text argument that reaches the tool exactly as sent; null or "" reads as not given.
 
 The SDK decodes a string argument that parses as a JSON object or list into that value,
@@ -30,7 +30,7 @@ JSON (agents send such prompts all the time) arrived as a dict and was refused.
 """
 
 Label = Annotated[str, Field(coerce_numbers_to_str=True),
-                  WithJsonSchema({"type": ["string", "number"]})]
+                  WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]})]
 """A metadata value: a string, or a number taken as its text (`{"run": 7}`)."""
 
 
