@@ -79,10 +79,18 @@ class RouteConfig(_Model):
 
 class RetryConfig(_Model):
     attempts: int = Field(default=3, ge=1, le=10)
-    on_status: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504, 529])
+    on_status: list[Annotated[int, Field(ge=400, le=599)]] = Field(
+        default_factory=lambda: [429, 500, 502, 503, 504, 529])
     backoff_initial_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=8, ge=0)
     respect_retry_after: bool = True
+
+    @model_validator(mode="after")
+    def _backoff_in_order(self) -> RetryConfig:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError(f"backoff_initial_s ({self.backoff_initial_s:g}) is over "
+                             f"backoff_max_s ({self.backoff_max_s:g}), which caps every wait")
+        return self
 
 
 class TimeoutsConfig(_Model):

@@ -103,11 +103,16 @@ def expand_env(data: dict[str, Any], env: Any, file: str, lines: Lines) -> dict[
 
 def _substitute(value: str, env: Any, file: str, lines: Lines,
                 path: tuple[str | int, ...]) -> str:
+    def fail(message: str) -> ConfigError:
+        return ConfigError(message, file=file, line=nearest_line(path, lines),
+                           key=".".join(map(str, path)))
+
     def one(match: re.Match[str]) -> str:
         var = match.group(1)
         if var not in env:
-            raise ConfigError(f"environment variable {var} is not set", file=file,
-                              line=nearest_line(path, lines), key=".".join(map(str, path)))
+            raise fail(f"environment variable {var} is not set")
         return str(env[var])
 
+    if "${" in ENV_REF.sub("", value):  # `${A:-x}` or `${A` would be sent as written
+        raise fail("only ${NAME} is expanded (no defaults or other shell forms)")
     return ENV_REF.sub(one, value)

@@ -166,3 +166,21 @@ def test_demo_config_points_every_provider_at_the_simulator():
     config = load_config(shipped_config("demo.yaml"), env={"MCP_ROUTER_SIM_URL": "http://s"})
     assert all(p.base_url.startswith("http://s") for p in config.providers.values())
     assert set(config.routes) >= set(load_config(shipped_config("orchestra.yaml")).routes)
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("retry: {on_status: [503, 200]}\n",
+     "retry.on_status.1: Input should be greater than or equal to 400"),
+    ("retry: {backoff_initial_s: 10, backoff_max_s: 2}\n",
+     "retry: backoff_initial_s (10) is over backoff_max_s (2), which caps every wait"),
+])
+def test_retry_settings_that_cannot_work_are_refused(extra: str, expected: str):
+    assert str(broken(GOOD + extra)).endswith(expected)
+
+
+def test_a_shell_form_the_loader_does_not_expand_is_refused_not_sent_as_written():
+    header = '    headers: {X-Team: "${TEAM:-x}"}\n'
+    err = broken(GOOD.replace("    base_url: http://127.0.0.1:9/v1\n",
+                              "    base_url: http://127.0.0.1:9/v1\n" + header))
+    assert str(err).endswith("providers.sim.headers.X-Team: only ${NAME} is expanded (no "
+                             "defaults or other shell forms)")

@@ -101,8 +101,8 @@ class BreakerBoard:
 
     A key that has failed often enough opens for a cooldown; after it, one trial call is let
     through (half-open): success closes the circuit and resets the cooldown, failure reopens
-    it for twice as long. A call's 401/403 marks its target misconfigured and a 404 marks it
-    missing; a probe refused for the key marks the whole provider misconfigured. Marks last
+    it for twice as long. A call's 401 (or a probe refused for the key) marks the whole
+    provider misconfigured, a 403 its target, and a 404 marks the target missing. Marks last
     until `reset` (config reload) or `probe_succeeded`.
     """
 
@@ -151,9 +151,12 @@ class BreakerBoard:
         answered, last_failure = False, None
         for attempt in attempts:
             seen = verdict(attempt)
-            if seen == "misconfigured":
-                # The target, not the provider: a 403 can be about one model (or one request,
-                # as OpenRouter's moderation is); a probe is what speaks for the whole key.
+            if seen == "misconfigured" and attempt.status == 401:
+                # The key itself was refused: every model of the provider would be too.
+                self._misconfigured[_provider(key)] = _what(attempt)
+            elif seen == "misconfigured":
+                # A 403 marks the target, not the provider: it can be about one model (or one
+                # request, as OpenRouter's moderation is); a probe speaks for the whole key.
                 c.misconfigured = _what(attempt)
             elif seen == "missing":
                 c.missing = _what(attempt)

@@ -1,4 +1,4 @@
-"""401/403 mark a target misconfigured, 404 missing, a refused probe the provider; until fixed."""
+"""401 marks a provider misconfigured, 403 a target, 404 a target missing; until fixed."""
 
 from __future__ import annotations
 
@@ -23,7 +23,23 @@ def prober(board: BreakerBoard, *adapters: ScriptedAdapter) -> Prober:
     return Prober({a.provider: a for a in adapters}, board, HealthBook(CLOCK, board), CLOCK)
 
 
-@pytest.mark.parametrize(("status", "phrase"), [(401, "Unauthorized"), (403, "Forbidden")])
+async def test_a_key_refused_with_401_marks_every_target_of_the_provider() -> None:
+    adapter = ScriptedAdapter("a", [status_error("a", 401), completion()])
+    board = BreakerBoard(CLOCK)
+    refused, other = guarded(adapter, board, model="m1"), guarded(adapter, board, model="m2")
+    with pytest.raises(ProviderStatusError):
+        await refused.complete(request(), call_for(60))
+
+    call = call_for(60)
+    with pytest.raises(ProviderUnavailable):
+        await other.complete(request(), call)  # the same key would be refused for m2 too
+
+    assert call.attempts[0].error == f"misconfigured (HTTP 401: Unauthorized); {UNTIL_FIXED}"
+    assert len(adapter.calls) == 1
+    assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["misconfigured"] * 2
+
+
+@pytest.mark.parametrize(("status", "phrase"), [(403, "Forbidden")])
 async def test_a_refused_call_marks_its_target_misconfigured_for_good_and_only_that_target(
         status: int, phrase: str) -> None:
     adapter = ScriptedAdapter("a", [status_error("a", status), completion()])
@@ -77,7 +93,7 @@ async def test_a_reset_after_a_config_change_lifts_the_marks() -> None:
 
 
 async def test_a_successful_probe_lifts_both_marks_without_a_completion() -> None:
-    adapter = ScriptedAdapter("a", [status_error("a", 404), status_error("a", 401), completion()])
+    adapter = ScriptedAdapter("a", [status_error("a", 404), status_error("a", 403), completion()])
     board = BreakerBoard(CLOCK)
     gone, other = guarded(adapter, board, model="m1"), guarded(adapter, board, model="m2")
     for leaf in (gone, other):
