@@ -299,7 +299,7 @@ def _refusal(error: AllTargetsFailed, budget_refusals: list[BudgetRefusal],
 
 
 def _over_budget(refusals: list[BudgetRefusal]) -> str:
-    first = refusals[0].message
+    first = f"{refusals[0].target}: {refusals[0].message}"
     priced = [r for r in refusals if r.quote is not None]
     if not priced:
         return first

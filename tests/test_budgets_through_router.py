@@ -100,7 +100,8 @@ async def test_a_model_without_a_price_is_not_sent_while_a_budget_is_set(
         first = result.attempts[0]
         assert (first.model, first.outcome) == ("deepseek-unlisted", "skipped")
         assert first.error is not None and "has no price" in first.error
-        with pytest.raises(BudgetExceeded, match="daily budget of \\$100 cannot be kept"):
+        with pytest.raises(BudgetExceeded, match="^deepseek/deepseek-unlisted: the daily "
+                                                 "budget of \\$100 cannot be kept"):
             await router.complete(ChatCall(prompt="hi", model="deepseek/deepseek-unlisted"))
         assert sim.state.hits.get("deepseek-unlisted", 0) == 0
 
