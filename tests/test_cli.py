@@ -52,7 +52,7 @@ providers:
   local: {kind: openai, base_url: "http://127.0.0.1:9/v1"}
 routes:
   paid: {targets: [{provider: keyed, model: gpt-4o-mini}]}
-  mixed: {targets: [{route: paid}, {provider: local, model: llama-local}]}
+  mixed: {targets: [{route: paid}, {provider: local, model: llama-local, weight: 3}]}
 default_route: mixed
 budgets: {daily_usd: 5}
 """
@@ -65,10 +65,14 @@ def test_check_config_warns_of_routes_without_keys_and_of_unpriced_models_under_
     config = parse_config(WARNED, env={})
     assert config_warnings(config, {}) == [
         "route paid: no provider of it has its key set, so every call to it fails",
+        "route mixed: weights matter only to strategy loadbalance; this route's strategy is "
+        "fallback, so its targets are asked in order",
         "keyed/gpt-4o-mini has no price: while a budget is set it is not sent (add it under "
         "prices:)",
         "local/llama-local has no price: while a budget is set it is not sent (add it under "
         "prices:)"]
     priced = parse_config(WARNED.replace("budgets: {daily_usd: 5}", "prices: {local/*: "
                                          "{input_per_mtok: 0, output_per_mtok: 0}}"), env={})
-    assert config_warnings(priced, {"keyed": "sk-1"}) == []
+    assert config_warnings(priced, {"keyed": "sk-1"}) == [
+        "route mixed: weights matter only to strategy loadbalance; this route's strategy is "
+        "fallback, so its targets are asked in order"]

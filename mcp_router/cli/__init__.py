@@ -261,6 +261,10 @@ def config_warnings(config: Config, keys: Mapping[str, str]) -> list[str]:
                 "fails"] if len(keyless) == 1 else [
         f"routes {', '.join(keyless)}: none has a provider with its key set, so every call "
         "to them fails"] if keyless else []
+    warnings += [f"route {name}: weights matter only to strategy loadbalance; this route's "
+                 f"strategy is {route.strategy}, so its targets are asked in order"
+                 for name, route in config.routes.items()
+                 if route.strategy != "loadbalance" and any(t.weight != 1 for t in route.targets)]
     budgeted = config.budgets.daily_usd is not None or config.budgets.monthly_usd is not None \
         or any(c.budgets.daily_usd is not None or c.budgets.monthly_usd is not None
                for c in config.clients.values())
