@@ -170,6 +170,20 @@ async def test_a_retry_after_over_the_backoff_cap_moves_on_without_retrying(
     assert (sim.state.hits["primary+fail-429"], sim.state.hits["backup"]) == (1, 1)
 
 
+async def test_a_target_that_said_retry_after_is_not_asked_again_before_then(
+        router: Router, sim: RunningSimulator) -> None:
+    primary = "primary+fail-429+retry-after-30"
+    await ask(router, model=f"an/{primary}", fallbacks=["ge/backup"])
+
+    again = await ask(router, model=f"an/{primary}", fallbacks=["ge/backup"], cache="skip")
+
+    assert tried(again.attempts) == [("an", primary, "skipped", None), ("ge", "backup", "ok", None)]
+    reason = again.attempts[0].error
+    assert reason is not None and reason.startswith("circuit open until ")
+    assert reason.endswith(" (HTTP 429 with Retry-After 30 s)")
+    assert sim.state.hits[primary] == 1  # the provider asked for 30 s of quiet
+
+
 # --- timeouts and connection errors: retried within attempts, then the next target -----------
 
 @pytest.mark.parametrize("kind", STREAMING)

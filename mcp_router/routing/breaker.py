@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from mcp_router.errors import ProviderNotConfigured, ProviderUnavailable
+from mcp_router.errors import ProviderNotConfigured, ProviderStatusError, ProviderUnavailable
 from mcp_router.messages import Call, ChatProvider, ChatRequest, ChatResponse
 from mcp_router.routing.circuits import BreakerBoard
 from mcp_router.routing.node import label_of, record_skipped
@@ -53,6 +53,11 @@ class Breaker:
             return await (self._trial if ticket.trial else self._child).complete(request, call)
         except ProviderNotConfigured:
             self._board.note_unconfigured(provider)
+            raise
+        except ProviderStatusError as exc:
+            if exc.retry_after:  # the upstream said when to come back: no call before then
+                self._board.hold_off(self._key, exc.retry_after,
+                                     f"HTTP {exc.status} with Retry-After {exc.retry_after:g} s")
             raise
         finally:
             # Also on cancellation: a trial that never finished must give its slot back.

@@ -171,6 +171,16 @@ class BreakerBoard:
             elif last_failure is not None:
                 self._open(c, f"trial call failed: {_what(last_failure)}")
 
+    def hold_off(self, key: str, seconds: float, why: str) -> None:
+        """The upstream asked not to be called for `seconds` (Retry-After): `key` opens until
+        then, unless it is already closed off for longer. Calls that come before are sent to
+        the next target (or, if every target is closed off, to the one that reopens first)."""
+        c = self._circuits[key]
+        until = self._clock.now() + seconds
+        if until > c.open_until:
+            c.state, c.open_until, c.why, c.trial, c.consecutive = "open", until, why, False, 0
+            c.recent.clear()
+
     def note_unconfigured(self, provider: str) -> None:
         """`provider` has no key: its targets never count as available to a group."""
         self._unconfigured.add(provider)
