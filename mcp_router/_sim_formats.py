@@ -31,7 +31,12 @@ class OpenAIWire:
     """OpenAI chat completions, also spoken by OpenRouter, DeepSeek, Together, xAI and others."""
 
     name = "openai"
-    listed = ("gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo")
+    # What GET /v1/models names: the shipped configs' models of every vendor this wire
+    # stands for (one simulator plays them all), less grok-beta, which xAI retired.
+    listed = ("gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo", "openai/gpt-3.5-turbo",
+              "openai/gpt-4o-mini", "deepseek-chat", "deepseek-reasoner",
+              "meta-llama/Llama-3.3-70B-Instruct-Turbo", "Qwen/Qwen2.5-Coder-32B-Instruct",
+              "sonar", "sonar-pro")
     id_prefix = "chatcmpl-sim"
     retry_after_ms = True
     malformed_frame = b'data: {"id": "chatcmpl-sim", "choices": [{"delta": \n\n'
@@ -99,7 +104,8 @@ class AnthropicWire:
     """Anthropic Messages API."""
 
     name = "anthropic"
-    listed = ("claude-3-5-haiku-latest", "claude-sonnet-4-5")
+    listed = ("claude-3-haiku-20240307", "claude-3-5-sonnet-20241022",
+              "claude-3-opus-20240229", "claude-3-5-haiku-latest", "claude-sonnet-4-5")
     id_prefix = "msg_sim"
     retry_after_ms = False
     malformed_frame = (b'event: content_block_delta\n'
@@ -173,7 +179,7 @@ class GeminiWire:
     """Google Gemini generateContent / streamGenerateContent (v1beta)."""
 
     name = "gemini"
-    listed = ("gemini-2.0-flash", "gemini-2.5-pro")
+    listed = ("gemini-1.5-flash", "gemini-1.5-pro", "gemini-2.0-flash", "gemini-2.5-pro")
     id_prefix = "sim-"
     retry_after_ms = False
     malformed_frame = b'data: {"candidates": [{"content": \r\n\r\n'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -21,6 +21,7 @@ DEGRADED_BELOW = 0.9
 # The request was wrong, not the upstream: such a call is counted, but neither way.
 CALLERS_FAULT = frozenset({400, 422})
 PROBE_REFUSED = frozenset({401, 403})
+NO_LIST_STATUS = 404  # the host answered, without a list-models endpoint (Perplexity's case)
 _OPEN_CIRCUITS = frozenset({"open", "misconfigured", "missing"})
 
 
@@ -33,6 +34,12 @@ class ProbeResult(BaseModel):
     latency_ms: float
     status: int | None = None
     error: str | None = None
+    models_listed: int | None = Field(
+        default=None, description="How many models the list named; null when none was read")
+    unlisted: list[str] = Field(
+        default_factory=list,
+        description="Models the routes use that the provider's whole list did not name "
+                    "(an alias may still answer)")
 
 
 class TargetHealth(BaseModel):
@@ -95,7 +102,7 @@ class Circuits(Protocol):
 
     def keys(self, provider: str) -> list[str]: ...
     def circuit(self, key: str) -> CircuitView: ...
-    def probe_succeeded(self, provider: str) -> None: ...
+    def probe_succeeded(self, provider: str, listed: Collection[str] | None) -> None: ...
     def probe_refused(self, provider: str, why: str) -> None: ...
 
 
@@ -226,6 +233,8 @@ def _provider_state(configured: bool, rate: float | None, targets: list[TargetHe
     trying = [t for t in targets if t.circuit == "half_open"]
     if trying:
         return "degraded", None, f"{trying[0].target}: circuit half-open"
+    if rate is None and probe is not None and probe.status == NO_LIST_STATUS:
+        return "unknown", None, probe.error  # no list-models endpoint: calls will tell
     if rate is None and probe is not None and not probe.ok:
         return ("open" if probe.status in PROBE_REFUSED else "degraded"), None, probe.error
     if rate is None and probe is not None:

@@ -295,6 +295,15 @@ class ChatProvider(Protocol):
     async def complete(self, request: ChatRequest, call: Call) -> ChatResponse: ...
 
 
+@dataclass(frozen=True)
+class ModelList:
+    """The model ids a provider's list-models endpoint named. `complete` is False when the
+    list said it had more pages than the one read: a model not in `ids` may still exist."""
+
+    ids: frozenset[str]
+    complete: bool = True
+
+
 class Adapter(Protocol):
     """One provider's wire protocol bound to its endpoint and key; it never retries.
 
@@ -310,8 +319,9 @@ class Adapter(Protocol):
     async def send(self, request: ChatRequest, model: str,
                    on_text: TextFn | None = None) -> Completion: ...
 
-    async def probe(self) -> None:
-        """Ask a metadata endpoint (list models); never spends tokens."""
+    async def probe(self) -> ModelList | None:
+        """Ask the list-models endpoint, never spending tokens; the models it named, or None
+        when its answer is not a list this wire knows."""
 
 
 LastResort = Callable[[ChatRequest, ProgressFn], Awaitable[ChatResponse]]

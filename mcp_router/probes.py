@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import anyio
@@ -14,7 +14,8 @@ from mcp_router.errors import (
     ProviderStatusError,
     ProviderTimeout,
 )
-from mcp_router.health import PROBE_REFUSED, Circuits, HealthBook, ProbeResult, iso
+from mcp_router.health import NO_LIST_STATUS, PROBE_REFUSED, Circuits, HealthBook, ProbeResult, iso
+from mcp_router.messages import ModelList
 
 
 class Probeable(Protocol):
@@ -23,47 +24,71 @@ class Probeable(Protocol):
     provider: str
     configured: bool
 
-    async def probe(self) -> None: ...
+    async def probe(self) -> ModelList | None: ...
 
 
 class Prober:
     """Asks providers' list-models endpoints (never a completion) and records what they say.
 
-    A success lifts the provider's misconfigured and missing marks and moves its open
-    circuits to half-open, where one real call decides; a 401/403 marks it misconfigured.
-    Other failures are reported but move no circuit: one probe is not a trend.
+    A success lifts the provider's misconfigured mark, and the marks of targets whose model
+    the list names, and moves its open circuits to half-open, where one real call decides; a
+    401/403 marks it misconfigured. Other failures are reported but move no circuit: one
+    probe is not a trend. A 404 is reported as no list-models endpoint (Perplexity has
+    none), which says nothing either way until calls do.
     """
 
     def __init__(self, adapters: Mapping[str, Probeable], circuits: Circuits | None,
-                 health: HealthBook, clock: Clock, *, timeout_s: float = 10.0) -> None:
+                 health: HealthBook, clock: Clock, *, timeout_s: float = 10.0,
+                 models: Mapping[str, Sequence[str]] | None = None) -> None:
+        """`models` are the models the config names for each provider (its `models` and its
+        route targets), which a probe checks against the provider's list."""
         self._adapters, self._circuits, self._health = adapters, circuits, health
         self._clock, self._timeout_s = clock, timeout_s
+        self._models = models or {}
 
     async def probe(self, name: str) -> ProbeResult:
         """Probe provider `name` once and record the result (an unconfigured one is not asked)."""
         started = self._clock.now()
         error: ProviderError | None = None
+        listed: ModelList | None = None
         try:
             with anyio.fail_after(self._timeout_s):
-                await self._adapters[name].probe()
+                listed = await self._adapters[name].probe()
         except TimeoutError:
             error = ProviderTimeout(name, "models", f"no answer within {self._timeout_s:g} s")
         except ProviderError as exc:
             error = exc
         status = error.status if isinstance(error, ProviderStatusError) else None
+        detail = error.detail if error else None
+        if status == NO_LIST_STATUS:
+            detail = (f"{detail}: no list-models endpoint here, so the probe says nothing; "
+                      f"calls will tell (if they fail too, check base_url)")
         result = ProbeResult(provider=name, ok=error is None, at=iso(self._clock.wall()) or "",
                              latency_ms=round((self._clock.now() - started) * 1000, 1),
-                             status=status, error=error.detail if error else None)
+                             status=status, error=detail,
+                             models_listed=None if listed is None else len(listed.ids),
+                             unlisted=self._unlisted(name, listed))
         if not isinstance(error, ProviderNotConfigured):
-            self._apply(result)
+            self._apply(result, listed)
         return result
 
-    def _apply(self, result: ProbeResult) -> None:
+    def _unlisted(self, name: str, listed: ModelList | None) -> list[str]:
+        """The models the config names, or calls asked for, that a whole list does not name
+        (a page of a longer list proves nothing)."""
+        if listed is None or not listed.complete:
+            return []
+        called = [key.partition("/")[2] for key in self._circuits.keys(name)] \
+            if self._circuits else []
+        models = dict.fromkeys([*self._models.get(name, ()), *called])
+        return [model for model in models if model not in listed.ids]
+
+    def _apply(self, result: ProbeResult, listed: ModelList | None) -> None:
         self._health.record_probe(result)
         if self._circuits is None:
             return
         if result.ok:
-            self._circuits.probe_succeeded(result.provider)
+            self._circuits.probe_succeeded(result.provider,
+                                           None if listed is None else listed.ids)
         elif result.status in PROBE_REFUSED:
             self._circuits.probe_refused(result.provider, f"probe: {result.error}")
 

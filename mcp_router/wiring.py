@@ -59,5 +59,17 @@ def open_router(config: Config, *, http: httpx.AsyncClient, keys: Mapping[str, s
         yield Router(config, adapters, clock=clock,
                      builder=TreeBuilder(config, adapters, clock, rng or random.Random(), board),
                      health=health, spend=spend, cache=CacheStep(store),
-                     prober=Prober(adapters, board, health, clock),
+                     prober=Prober(adapters, board, health, clock,
+                                   models=_models_named(config)),
                      planner=Planner(adapters, board, prices, budgets), pii=pii)
+
+
+def _models_named(config: Config) -> dict[str, list[str]]:
+    """Each provider's models as the config names them: its `models`, then route targets."""
+    named = {name: list(cfg.models) for name, cfg in config.providers.items()}
+    for route in config.routes.values():
+        for target in route.targets:
+            if target.provider in named and target.model and \
+                    target.model not in named[target.provider]:
+                named[target.provider].append(target.model)
+    return named

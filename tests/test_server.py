@@ -396,6 +396,12 @@ async def test_a_probe_asks_only_metadata_endpoints_and_spends_nothing(client: C
     assert sum(sim.state.hits.values()) == 0 and sim.state.requests == []
     states = {p["name"]: p["state"] for p in result["providers"]}
     assert states["openai"] == "unconfigured"
+    # The simulator lists real model names; its fault-knob names are, as a vendor's would be,
+    # not in the list, and the probe names them as the routes' models it did not find.
+    unlisted = {p["name"]: p["last_probe"]["unlisted"] for p in result["providers"]
+                if p["last_probe"]}
+    assert unlisted == {"deepseek": ["deepseek-chat+fail-503", "deepseek-chat+fail-500"],
+                        "anthropic": [], "google": ["gemini-1.5-flash+fail-403"]}
 
 
 async def test_a_failing_target_opens_its_circuit_and_is_then_skipped(client: Client, sim: Any):

@@ -12,7 +12,7 @@ import httpx
 
 from mcp_router.config import ProviderConfig
 from mcp_router.errors import ProviderNotConfigured, ProviderProtocolError, ProviderStatusError
-from mcp_router.messages import ChatRequest, Completion, TextFn
+from mcp_router.messages import ChatRequest, Completion, ModelList, TextFn
 from mcp_router.providers._http import ErrorParser, JsonReply, Upstream, get_json, post
 from mcp_router.providers._sse import SseEvent
 
@@ -52,6 +52,7 @@ class Wire:
     parse_completion: Callable[[dict[str, Any]], Completion]
     new_stream: Callable[[], StreamAccumulator]
     parse_error: ErrorParser
+    parse_models: Callable[[Any], ModelList | None]
 
 
 def loads_object(text: str) -> dict[str, Any]:
@@ -63,6 +64,17 @@ def loads_object(text: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise WireError(f"malformed JSON in stream: expected an object, got {type(data).__name__}")
     return data
+
+
+def model_ids(items: object, field: str, prefix: str = "") -> frozenset[str] | None:
+    """The `field` of every object in `items` (less `prefix`), or None when `items` is not a
+    list of such objects: a list-models answer this wire does not know."""
+    if not isinstance(items, list):
+        return None
+    ids = [item.get(field) for item in items if isinstance(item, dict)]
+    if len(ids) != len(items) or not all(isinstance(i, str) for i in ids):
+        return None
+    return frozenset(i.removeprefix(prefix) for i in ids if isinstance(i, str))
 
 
 def error_body(body: str) -> dict[str, Any] | None:
@@ -112,18 +124,20 @@ class HttpAdapter:
         """The wire's list-models endpoint: metadata only, so a probe never spends tokens."""
         raise NotImplementedError
 
-    async def probe(self) -> None:
+    async def probe(self) -> ModelList | None:
         """One GET of the list-models endpoint with the key; never sends a completion.
 
+        Returns the models it named (None for an answer that is no list this wire knows).
         Raises what `send` raises for the same failure (401 for a wrong key, a timeout for a
         dead host); an unconfigured adapter raises `ProviderNotConfigured` without a request.
         """
         if not self.configured:
             raise ProviderNotConfigured(self.provider, PROBE, f"{self.api_key_env} is not set")
-        await get_json(self.http, self.probe_url(), headers=self._headers(),
-                       timeout_s=self.timeout_s,
-                       upstream=Upstream(self.provider, PROBE, self.api_key),
-                       parse_error=self.wire.parse_error)
+        body = await get_json(self.http, self.probe_url(), headers=self._headers(),
+                              timeout_s=self.timeout_s,
+                              upstream=Upstream(self.provider, PROBE, self.api_key),
+                              parse_error=self.wire.parse_error)
+        return self.wire.parse_models(body)
 
     def _headers(self) -> dict[str, str]:
         """Every request's headers, layered once: nothing they are made of changes later."""

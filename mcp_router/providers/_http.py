@@ -93,14 +93,14 @@ async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
 
 
 async def get_json(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
-                   timeout_s: float, upstream: Upstream,
-                   parse_error: ErrorParser) -> dict[str, Any]:
-    """GET `url` and return its JSON object body; raises only `ProviderError` subclasses."""
+                   timeout_s: float, upstream: Upstream, parse_error: ErrorParser) -> Any:
+    """GET `url` and return its JSON body, an object or an array (Together lists its models
+    as a bare array); raises only `ProviderError` subclasses."""
     response = await _send(http, "GET", url, headers, None, timeout_s, upstream)
     try:
         if response.status_code >= 400:
             raise await _status_error(response, upstream, parse_error)
-        return await _read_json(response, upstream)
+        return await _read_any_json(response, upstream)
     finally:
         await response.aclose()
 
@@ -157,6 +157,15 @@ def _reason(status: int) -> str:
 
 
 async def _read_json(response: httpx.Response, upstream: Upstream) -> dict[str, Any]:
+    data = await _read_any_json(response, upstream)
+    if not isinstance(data, dict):
+        raise ProviderProtocolError(upstream.provider, upstream.model,
+                                    f"malformed JSON body: expected an object, got "
+                                    f"{type(data).__name__}")
+    return data
+
+
+async def _read_any_json(response: httpx.Response, upstream: Upstream) -> Any:
     try:
         raw = await response.aread()
     except httpx.TimeoutException as exc:
@@ -170,10 +179,6 @@ async def _read_json(response: httpx.Response, upstream: Upstream) -> dict[str, 
     except ValueError as exc:
         raise ProviderProtocolError(upstream.provider, upstream.model,
                                     upstream.clean(f"malformed JSON body: {exc}")) from exc
-    if not isinstance(data, dict):
-        raise ProviderProtocolError(upstream.provider, upstream.model,
-                                    f"malformed JSON body: expected an object, got "
-                                    f"{type(data).__name__}")
     return data
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from mcp_router.messages import ChatRequest, Completion, Message, Usage
+from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
 from mcp_router.providers._adapter import (
     HttpAdapter,
     UpstreamError,
@@ -13,6 +13,7 @@ from mcp_router.providers._adapter import (
     WireError,
     error_body,
     loads_object,
+    model_ids,
 )
 from mcp_router.providers._sse import SseEvent
 
@@ -124,6 +125,14 @@ def parse_error(status: int, body: str) -> str:
     return body.strip()
 
 
+def parse_models(body: object) -> ModelList | None:
+    """`{"data": [{"id"}], "has_more"}`: a page, the whole list when `has_more` is false."""
+    if not isinstance(body, dict):
+        return None
+    ids = model_ids(body.get("data"), "id")
+    return None if ids is None else ModelList(ids, complete=not body.get("has_more"))
+
+
 def _upstream_error(data: dict[str, Any]) -> UpstreamError:
     error = data.get("error") or {}
     status = _STATUS_BY_ERROR_TYPE.get(str(error.get("type")), 500)
@@ -146,17 +155,17 @@ def _finish_reason(value: str | None) -> str | None:
 class AnthropicAdapter(HttpAdapter):
     """POST {base_url}/v1/messages with `x-api-key` and `anthropic-version`.
 
-    Probes GET {base_url}/v1/models.
+    Probes GET {base_url}/v1/models?limit=1000.
     """
 
-    wire = Wire(build_body, parse_completion, AnthropicStream, parse_error)
+    wire = Wire(build_body, parse_completion, AnthropicStream, parse_error, parse_models)
     default_headers = {"anthropic-version": API_VERSION}
 
     def url(self, model: str) -> str:
         return f"{self.base_url}/v1/messages"
 
     def probe_url(self) -> str:
-        return f"{self.base_url}/v1/models"
+        return f"{self.base_url}/v1/models?limit=1000"  # the most a page holds (default 20)
 
     def auth_headers(self) -> dict[str, str]:
         return {"x-api-key": self.api_key} if self.api_key else {}

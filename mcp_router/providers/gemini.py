@@ -10,13 +10,14 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from mcp_router.messages import ChatRequest, Completion, Message, Usage
+from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
 from mcp_router.providers._adapter import (
     HttpAdapter,
     UpstreamError,
     Wire,
     WireError,
     loads_object,
+    model_ids,
 )
 from mcp_router.providers._sse import SseEvent
 
@@ -138,16 +139,25 @@ def _finish_reason(value: str | None) -> str | None:
     return _FINISH.get(value, value.lower()) if value else None
 
 
+def parse_models(body: object) -> ModelList | None:
+    """`{"models": [{"name": "models/…"}], "nextPageToken"}`: names less "models/"; the
+    whole list when no next page is named."""
+    if not isinstance(body, dict):
+        return None
+    ids = model_ids(body.get("models"), "name", prefix="models/")
+    return None if ids is None else ModelList(ids, complete=not body.get("nextPageToken"))
+
+
 class GeminiAdapter(HttpAdapter):
     """POST {base_url}/models/{model}:generateContent, or with `stream: true` in the
     provider's config :streamGenerateContent?alt=sse.
 
     Plain generateContent is the default: it is the endpoint the architecture's contract
     names, and the one a Gemini-compatible gateway is surest to serve. Probes GET
-    {base_url}/models.
+    {base_url}/models?pageSize=1000.
     """
 
-    wire = Wire(build_body, parse_completion, GeminiStream, parse_error)
+    wire = Wire(build_body, parse_completion, GeminiStream, parse_error, parse_models)
     streams_by_default = False
 
     def url(self, model: str) -> str:
@@ -157,7 +167,7 @@ class GeminiAdapter(HttpAdapter):
         return f"{self.base_url}/models/{model}:generateContent"
 
     def probe_url(self) -> str:
-        return f"{self.base_url}/models"
+        return f"{self.base_url}/models?pageSize=1000"  # the most a page holds (default 50)
 
     def auth_headers(self) -> dict[str, str]:
         return {"x-goog-api-key": self.api_key} if self.api_key else {}

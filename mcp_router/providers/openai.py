@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_router.messages import ChatRequest, Completion, Usage
+from mcp_router.messages import ChatRequest, Completion, ModelList, Usage
 from mcp_router.providers._adapter import (
     HttpAdapter,
     UpstreamError,
@@ -16,6 +16,7 @@ from mcp_router.providers._adapter import (
     WireError,
     error_body,
     loads_object,
+    model_ids,
 )
 from mcp_router.providers._sse import SseEvent
 
@@ -89,6 +90,13 @@ def parse_error(status: int, body: str) -> str:
     return (_error_message(data) if data else "") or body.strip()
 
 
+def parse_models(body: object) -> ModelList | None:
+    """`{"data": [{"id"}]}` (OpenAI, OpenRouter, DeepSeek, xAI), or the bare array Together
+    answers with."""
+    ids = model_ids(body.get("data") if isinstance(body, dict) else body, "id")
+    return None if ids is None else ModelList(ids)
+
+
 def _error_message(data: dict[str, Any]) -> str:
     error = data.get("error")
     if isinstance(error, dict):
@@ -130,7 +138,7 @@ class OpenAIAdapter(HttpAdapter):
     Probes GET {base_url}/models.
     """
 
-    wire = Wire(build_body, parse_completion, OpenAIStream, parse_error)
+    wire = Wire(build_body, parse_completion, OpenAIStream, parse_error, parse_models)
 
     def url(self, model: str) -> str:
         return f"{self.base_url}/chat/completions"

@@ -21,6 +21,7 @@ COUNTED_STATUS = frozenset({408, 429})
 MISCONFIGURED_STATUS = frozenset({401, 403})
 MISSING_STATUS = frozenset({404})
 UNTIL_FIXED = "skipped until the config changes or a probe succeeds"
+UNTIL_LISTED = "skipped until the config changes or a probe finds the model listed"
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ class BreakerBoard:
     through (half-open): success closes the circuit and resets the cooldown, failure reopens
     it for twice as long. A call's 401 (or a probe refused for the key) marks the whole
     provider misconfigured, a 403 its target, and a 404 marks the target missing. Marks last
-    until `reset` (config reload) or `probe_succeeded`.
+    until `reset` (config reload) or `probe_succeeded`: the provider's mark when a probe
+    succeeds, a target's when the probe's model list names its model.
     """
 
     def __init__(self, clock: Clock, policy: BreakerPolicy | None = None, *,
@@ -185,12 +187,15 @@ class BreakerBoard:
         """`provider` has no key: its targets never count as available to a group."""
         self._unconfigured.add(provider)
 
-    def probe_succeeded(self, provider: str) -> None:
-        """Lift `provider`'s marks; its open circuits go half-open (a trial decides, as ever)."""
+    def probe_succeeded(self, provider: str, listed: Collection[str] | None) -> None:
+        """Lift `provider`'s mark, and the marks of its targets whose model is `listed` (None:
+        the probe read no model list, so it vouches for the key, not for any model). Its open
+        circuits go half-open: the host answers, and a trial decides, as ever."""
         self._misconfigured.pop(provider, None)
         for key in self.keys(provider):
             c = self._circuits[key]
-            c.misconfigured = c.missing = None
+            if listed is not None and _model(key) in listed:
+                c.misconfigured = c.missing = None
             if c.state == "open":
                 c.state = "half_open"  # a trial already in flight keeps its slot
 
@@ -275,11 +280,12 @@ class BreakerBoard:
 
     def _reason(self, key: str, state: CircuitState) -> str | None:
         c = self._circuits[key]
+        if state == "misconfigured" and _provider(key) in self._misconfigured:
+            return f"misconfigured ({self._misconfigured[_provider(key)]}); {UNTIL_FIXED}"
         if state == "misconfigured":
-            why = self._misconfigured.get(_provider(key)) or c.misconfigured
-            return f"misconfigured ({why}); {UNTIL_FIXED}"
+            return f"misconfigured ({c.misconfigured}); {UNTIL_LISTED}"
         if state == "missing":
-            return f"model missing ({c.missing}); {UNTIL_FIXED}"
+            return f"model missing ({c.missing}); {UNTIL_LISTED}"
         if state == "open":
             return f"circuit open until {self._iso(c.open_until)} ({c.why})"
         if state == "half_open":
@@ -296,6 +302,10 @@ class BreakerBoard:
 
 def _provider(key: str) -> str:
     return key.partition("/")[0]
+
+
+def _model(key: str) -> str:
+    return key.partition("/")[2]  # model ids may hold "/" themselves: "openai/gpt-4o"
 
 
 def _what(attempt: Attempt) -> str:

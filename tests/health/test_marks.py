@@ -17,6 +17,7 @@ from tests.routing.support import call_for
 
 pytestmark = [pytest.mark.virtual_time, pytest.mark.anyio]
 UNTIL_FIXED = "skipped until the config changes or a probe succeeds"
+UNTIL_LISTED = "skipped until the config changes or a probe finds the model listed"
 
 
 def prober(board: BreakerBoard, *adapters: ScriptedAdapter) -> Prober:
@@ -54,7 +55,7 @@ async def test_a_refused_call_marks_its_target_misconfigured_for_good_and_only_t
         await refused.complete(request(), call)
     await other.complete(request(), call_for(60))
 
-    reason = f"misconfigured (HTTP {status}: {phrase}); {UNTIL_FIXED}"
+    reason = f"misconfigured (HTTP {status}: {phrase}); {UNTIL_LISTED}"
     assert call.attempts == [Attempt(provider="a", model="m1", outcome="skipped", error=reason)]
     assert len(adapter.calls) == 2
     assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["misconfigured", "closed"]
@@ -73,7 +74,7 @@ async def test_an_unknown_model_marks_only_that_target_missing() -> None:
         await gone.complete(request(), call)
     await fine.complete(request(), call_for(60))
 
-    assert call.attempts[0].error == f"model missing (HTTP 404: Not Found); {UNTIL_FIXED}"
+    assert call.attempts[0].error == f"model missing (HTTP 404: Not Found); {UNTIL_LISTED}"
     assert (board.circuit("a/grok-beta").state, board.circuit("a/m").state) == (
         "missing", "closed")
 
@@ -92,8 +93,9 @@ async def test_a_reset_after_a_config_change_lifts_the_marks() -> None:
     assert len(adapter.calls) == 3 and board.circuit("a/m").state == "closed"
 
 
-async def test_a_successful_probe_lifts_both_marks_without_a_completion() -> None:
-    adapter = ScriptedAdapter("a", [status_error("a", 404), status_error("a", 403), completion()])
+async def test_a_probe_that_lists_the_models_lifts_both_marks_without_a_completion() -> None:
+    adapter = ScriptedAdapter("a", [status_error("a", 404), status_error("a", 403), completion()],
+                              listed=["m1", "m2", "m3"])
     board = BreakerBoard(CLOCK)
     gone, other = guarded(adapter, board, model="m1"), guarded(adapter, board, model="m2")
     for leaf in (gone, other):
@@ -106,6 +108,44 @@ async def test_a_successful_probe_lifts_both_marks_without_a_completion() -> Non
     assert result.ok and len(adapter.probes) == 1 and len(adapter.calls) == 2
     assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["closed", "closed"]
     await gone.complete(request(), call_for(60))
+
+
+async def test_a_probe_lifts_no_mark_of_a_model_its_list_does_not_name() -> None:
+    adapter = ScriptedAdapter("a", [status_error("a", 404), status_error("a", 401), completion()],
+                              listed=["m2"])
+    board = BreakerBoard(CLOCK)
+    gone, keyless = guarded(adapter, board, model="m1"), guarded(adapter, board, model="m2")
+    with pytest.raises(ProviderStatusError):
+        await gone.complete(request(), call_for(60))  # 404: m1 is missing
+    with pytest.raises(ProviderStatusError):
+        await keyless.complete(request(), call_for(60))  # 401: the whole provider is marked
+    assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["misconfigured"] * 2
+
+    result = await prober(board, adapter).probe("a")
+
+    # The key works again (the list came back); m1 is still not there, so it stays skipped.
+    assert (result.ok, result.models_listed, result.unlisted) == (True, 1, ["m1"])
+    assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["missing", "closed"]
+    call = call_for(60)
+    with pytest.raises(ProviderUnavailable):
+        await gone.complete(request(), call)
+    assert call.attempts[0].error == f"model missing (HTTP 404: Not Found); {UNTIL_LISTED}"
+    await keyless.complete(request(), call_for(60))
+    assert [model for _, model in adapter.calls] == ["m1", "m2", "m2"]
+
+
+async def test_a_probe_without_a_model_list_vouches_for_the_key_but_not_the_models() -> None:
+    adapter = ScriptedAdapter("a", [status_error("a", 404), status_error("a", 401)])
+    board = BreakerBoard(CLOCK)
+    gone, other = guarded(adapter, board, model="m1"), guarded(adapter, board, model="m2")
+    for leaf in (gone, other):
+        with pytest.raises(ProviderStatusError):
+            await leaf.complete(request(), call_for(60))
+
+    result = await prober(board, adapter).probe("a")  # answered, but with no list it knows
+
+    assert (result.ok, result.models_listed, result.unlisted) == (True, None, [])
+    assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["missing", "closed"]
 
 
 async def test_a_probe_refused_for_the_key_marks_every_target_of_the_provider() -> None:

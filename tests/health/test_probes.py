@@ -25,9 +25,9 @@ pytestmark = pytest.mark.anyio
 WIRES: list[tuple[Kind, str, str, dict[str, str]]] = [
     ("openai", "https://openrouter.test/api/v1/", "https://openrouter.test/api/v1/models",
      {"authorization": f"Bearer {KEY}"}),
-    ("anthropic", "https://anthropic.test", "https://anthropic.test/v1/models",
+    ("anthropic", "https://anthropic.test", "https://anthropic.test/v1/models?limit=1000",
      {"x-api-key": KEY, "anthropic-version": "2023-06-01"}),
-    ("gemini", "https://gemini.test/v1beta", "https://gemini.test/v1beta/models",
+    ("gemini", "https://gemini.test/v1beta", "https://gemini.test/v1beta/models?pageSize=1000",
      {"x-goog-api-key": KEY}),
 ]
 
@@ -98,6 +98,74 @@ async def test_probing_every_provider_sends_only_metadata_gets_and_never_a_compl
     assert sorted((r.method, str(r.url)) for r in upstream.requests) == sorted(
         ("GET", url) for _, _, url, _ in WIRES)
     assert health.report("anthropic", True).last_probe == results[1]
+
+
+# kind, what its list-models endpoint answered, the models read, whether that is the whole list
+LISTS: list[tuple[Kind, object, set[str] | None, bool]] = [
+    ("openai", {"object": "list", "data": [{"id": "gpt-4o"}, {"id": "openai/gpt-4o-mini"}]},
+     {"gpt-4o", "openai/gpt-4o-mini"}, True),
+    ("openai", [{"id": "meta-llama/Llama-3.3-70B-Instruct-Turbo", "type": "chat"}],  # Together
+     {"meta-llama/Llama-3.3-70B-Instruct-Turbo"}, True),
+    ("openai", {"models": "not the shape"}, None, True),
+    ("anthropic", {"data": [{"id": "claude-sonnet-4-5"}], "has_more": False},
+     {"claude-sonnet-4-5"}, True),
+    ("anthropic", {"data": [{"id": "claude-sonnet-4-5"}], "has_more": True},
+     {"claude-sonnet-4-5"}, False),
+    ("gemini", {"models": [{"name": "models/gemini-2.5-pro"}]}, {"gemini-2.5-pro"}, True),
+    ("gemini", {"models": [{"name": "models/gemini-2.5-pro"}], "nextPageToken": "p2"},
+     {"gemini-2.5-pro"}, False),
+]
+
+
+@pytest.mark.parametrize(("kind", "body", "ids", "complete"), LISTS)
+async def test_a_probe_reads_the_models_each_wire_lists(
+        kind: Kind, body: object, ids: set[str] | None, complete: bool,
+        recorder: tuple[FakeUpstream, httpx.AsyncClient]) -> None:
+    upstream, http = recorder
+    upstream.answer(json_response(body))
+
+    listed = await adapter(kind, "https://x.test/v1", http).probe()
+
+    assert (None if listed is None else (set(listed.ids), listed.complete)) == (
+        None if ids is None else (ids, complete))
+
+
+@pytest.mark.parametrize(("body", "unlisted"), [
+    ({"data": [{"id": "claude-sonnet-4-5"}], "has_more": False}, ["claude-3-opus-20240229"]),
+    ({"data": [{"id": "claude-sonnet-4-5"}], "has_more": True}, []),  # a page proves nothing
+])
+async def test_a_probe_reports_the_routes_models_a_whole_list_does_not_name(
+        body: object, unlisted: list[str],
+        recorder: tuple[FakeUpstream, httpx.AsyncClient]) -> None:
+    upstream, http = recorder
+    upstream.answer(json_response(body))
+    board = BreakerBoard(CLOCK)
+    for model in ("claude-sonnet-4-5", "claude-3-opus-20240229"):
+        board.register(f"anthropic/{model}")
+
+    result = await Prober({"anthropic": adapter("anthropic", "https://a.test", http)}, board,
+                          HealthBook(CLOCK, board), CLOCK).probe("anthropic")
+
+    assert (result.ok, result.models_listed, result.unlisted) == (True, 1, unlisted)
+
+
+async def test_a_provider_without_a_list_models_endpoint_is_unknown_until_calls_tell(
+        recorder: tuple[FakeUpstream, httpx.AsyncClient]) -> None:
+    upstream, http = recorder  # Perplexity answers GET /models with 404
+    upstream.answer(json_response({"error": {"message": "Not Found"}}, status=404))
+    board = BreakerBoard(CLOCK)
+    board.register("perplexity/sonar")
+    health = HealthBook(CLOCK, board)
+
+    result = await Prober({"perplexity": adapter("openai", "https://pplx.test", http,
+                                                 name="perplexity")},
+                          board, health, CLOCK).probe("perplexity")
+
+    report = health.report("perplexity", True)
+    assert (result.ok, result.status, report.state) == (False, 404, "unknown")
+    assert report.reason == ("HTTP 404: Not Found: no list-models endpoint here, so the probe says "
+                             "nothing; calls will tell (if they fail too, check base_url)")
+    assert board.circuit("perplexity/sonar").state == "closed"
 
 
 @pytest.mark.virtual_time
