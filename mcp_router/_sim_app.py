@@ -226,7 +226,8 @@ async def _chat(request: Request, wire: Wire, path_model: str = "",
 def _respond(wire: Wire, prompt: Prompt, knobs: Knobs, answer_id: str,
              on_disconnect: Callable[[], None]) -> Response:
     """The answer, whole or streamed, broken the way the knobs ask."""
-    answer = compose_answer(prompt, answer_id, tokens=knobs.tokens, cached=knobs.cached)
+    answer = compose_answer(prompt, answer_id, tokens=knobs.tokens, cached=knobs.cached,
+                            usage=not knobs.no_usage)
     if not prompt.stream:
         return _whole(wire.answer(answer), knobs)
     frames = wire.frames(answer, prompt)

@@ -72,17 +72,18 @@ class OpenAIWire:
         message = {"role": "assistant", "content": a.text, "refusal": None}
         choice = {"index": 0, "message": message, "logprobs": None,
                   "finish_reason": self._finish[a.finish]}
-        return self._base(a, "chat.completion") | {"choices": [choice], "usage": self._usage(a)}
+        usage = {"usage": self._usage(a)} if a.usage else {}
+        return self._base(a, "chat.completion") | {"choices": [choice]} | usage
 
     def frames(self, a: Answer, prompt: Prompt) -> Frames:
         def chunk(delta: Json, finish: str | None = None) -> bytes:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            usage = {"usage": None} if prompt.include_usage else {}
+            usage = {"usage": None} if prompt.include_usage and a.usage else {}
             return sse_frame(self._base(a, "chat.completion.chunk") | {"choices": [choice]} | usage)
 
         usage = self._base(a, "chat.completion.chunk") | {"choices": [], "usage": self._usage(a)}
         tail = [chunk({}, self._finish[a.finish])]
-        tail += [sse_frame(usage)] if prompt.include_usage else []
+        tail += [sse_frame(usage)] if prompt.include_usage and a.usage else []
         return Frames((chunk({"role": "assistant", "content": "", "refusal": None}),),
                       tuple(chunk({"content": c}) for c in a.chunks),
                       (*tail, sse_frame("[DONE]")))

@@ -43,6 +43,7 @@ class Answer:
     input_tokens: int
     output_tokens: int
     cached_tokens: int
+    usage: bool = True  # False: the `no-usage` knob (OpenAI wire only)
 
     @property
     def text(self) -> str:
@@ -77,6 +78,8 @@ class Knobs:
         flaky-<pct>          answer 503 on pct% of calls, deterministically by call number
         tokens-<n>           an answer about n output tokens long
         cached-<n>           report n cached input tokens (capped at the input tokens)
+        no-usage             OpenAI wire: send no usage, as compatible servers that ignore
+                             stream_options do (no include_usage chunk, no JSON `usage`)
         grok-beta            404 with the vendor's not-found body (xAI retired it)
     """
 
@@ -92,6 +95,7 @@ class Knobs:
     flaky_pct: int = 0
     tokens: int | None = None
     cached: int = 0
+    no_usage: bool = False
     retired: bool = False
 
     def failure(self, hit: int) -> int | None:
@@ -117,6 +121,7 @@ _KNOBS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], dict[str, Any]]],
     (re.compile(r"tokens-(\d+)"), lambda m: {"tokens": int(m[1])}),
     (re.compile(r"cached-(\d+)"), lambda m: {"cached": int(m[1])}),
     (re.compile(r"hang|malformed|cut"), lambda m: {m[0]: True}),
+    (re.compile(r"no-usage"), lambda m: {"no_usage": True}),
     (re.compile(r"(?:.*/)?grok-beta"), lambda m: {"retired": True}),
 )
 
@@ -138,7 +143,7 @@ def estimate_tokens(text: str) -> int:
 
 
 def compose_answer(prompt: Prompt, answer_id: str, *, tokens: int | None = None,
-                   cached: int = 0) -> Answer:
+                   cached: int = 0, usage: bool = True) -> Answer:
     """The deterministic answer to `prompt`, cut by its stop sequences and max_tokens."""
     text = f"Simulated answer from {prompt.model}: {prompt.last_user[:200]}"
     if tokens is not None:
@@ -152,7 +157,7 @@ def compose_answer(prompt: Prompt, answer_id: str, *, tokens: int | None = None,
         text, finish = text[: 4 * prompt.max_tokens], "length"
     input_tokens = sum(estimate_tokens(t) for t in prompt.texts)
     return Answer(answer_id, prompt.model, _split(text), finish, stop_sequence, input_tokens,
-                  estimate_tokens(text), min(cached, input_tokens))
+                  estimate_tokens(text), min(cached, input_tokens), usage)
 
 
 def _split(text: str, parts: int = 6) -> tuple[str, ...]:

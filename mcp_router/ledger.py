@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS calls (
     saved_usd TEXT,
     latency_ms REAL NOT NULL,
     metadata TEXT NOT NULL,
-    writer TEXT
+    writer TEXT,
+    estimated INTEGER
 );
 CREATE INDEX IF NOT EXISTS calls_day ON calls(day);
 DROP INDEX IF EXISTS calls_month;
@@ -65,7 +66,7 @@ DROP INDEX IF EXISTS calls_month;
 # older mcp-router opening this file makes it again, which changes no result.)
 _COLUMNS = ("ts, day, month, trace_id, client, route, provider, model, outcome, input_tokens, "
             "output_tokens, cached_input_tokens, cost_usd, saved_usd, latency_ms, metadata")
-_INSERT = f"INSERT INTO calls ({_COLUMNS}, writer) VALUES ({', '.join('?' * 17)})"
+_INSERT = f"INSERT INTO calls ({_COLUMNS}, writer, estimated) VALUES ({', '.join('?' * 18)})"
 
 # Constant SQL per choice: the argument selects an expression, it is never interpolated.
 _GROUP_KEY: dict[str, str] = {
@@ -84,6 +85,7 @@ class LedgerRow:
 
     `outcome` is `ok`, `error`, `cancelled` or `cache_hit`. `cost_usd` is None when the price
     is unknown; a cache hit costs 0 and carries the cost it avoided in `saved_usd`.
+    `estimated`: the provider reported no usage, so `usage` and the cost are our estimate.
     `ts` defaults to the ledger clock's wall time when recorded.
     """
 
@@ -99,6 +101,7 @@ class LedgerRow:
     latency_ms: float = 0.0
     metadata: Mapping[str, str] = field(default_factory=dict)
     ts: float | None = None
+    estimated: bool = False
 
 
 class _DecimalSum:
@@ -160,13 +163,16 @@ class Ledger:
                               f"understands ({SCHEMA_VERSION}); upgrade mcp-router",
                               file=str(self.path))
         self._conn.executescript(_SCHEMA)
-        # Ledgers made before have no writer column. Rows without a writer (also those an
-        # older mcp-router still writes) count as another process's. The column is added
+        # Ledgers made before may lack the writer and estimated columns. Rows without a writer
+        # (also those an older mcp-router still writes) count as another process's; rows
+        # without `estimated` are judged as before it (see `_estimated`). Columns are added
         # without a version change: older releases read and write the table as before.
         columns = {name for _, name, *_ in self._conn.execute("PRAGMA table_info(calls)")}
-        if "writer" not in columns:
+        for column, kind in (("writer", "TEXT"), ("estimated", "INTEGER")):
+            if column in columns:
+                continue
             try:
-                self._conn.execute("ALTER TABLE calls ADD COLUMN writer TEXT")
+                self._conn.execute(f"ALTER TABLE calls ADD COLUMN {column} {kind}")
             except sqlite3.OperationalError as exc:  # another process added it meanwhile
                 if "duplicate column" not in str(exc):
                     raise
@@ -191,13 +197,13 @@ class Ledger:
                   row.outcome, u.input_tokens, u.output_tokens, u.cached_input_tokens,
                   _text(row.cost_usd), _text(row.saved_usd), row.latency_ms,
                   json.dumps(dict(row.metadata), sort_keys=True, ensure_ascii=False),
-                  self._writer)
+                  self._writer, int(row.estimated))
         with self._lock:
             self._conn.execute(_INSERT, values)
 
     def recent(self, limit: int = 100) -> list[LedgerRow]:
         """The last `limit` rows, newest first."""
-        sql = (f"SELECT {_COLUMNS} FROM calls ORDER BY id DESC LIMIT ?")
+        sql = (f"SELECT {_COLUMNS}, estimated FROM calls ORDER BY id DESC LIMIT ?")
         return [_row(r) for r in self._query(sql, (limit,))]
 
     def spent(self, period: Period, client: str | None = None, *,
@@ -270,13 +276,16 @@ class Ledger:
                f"FROM calls WHERE {where} AND {_UNPRICED} GROUP BY m, answered ORDER BY m")
         return [(m, bool(answered), n) for m, answered, n in self._query(sql, args)]
 
-    def _estimated(self, where: str, args: tuple[Any, ...]) -> list[tuple[str, int]]:
-        """Attempts that ended without the provider's usage yet carry a cost: the estimate
-        `AttemptHold` charges for text received before the end."""
-        sql = (f"SELECT provider || '/' || model AS m, COUNT(*) FROM calls WHERE {where} AND "
-               f"outcome IN ('error', 'cancelled') AND cost_usd IS NOT NULL AND output_tokens > 0 "
-               f"GROUP BY m ORDER BY m")
-        return [(m, n) for m, n in self._query(sql, args)]
+    def _estimated(self, where: str, args: tuple[Any, ...]) -> list[tuple[str, bool, int]]:
+        """`(provider/model, answered, count)` of attempts the provider reported no usage for
+        that carry a cost: the estimate `AttemptHold` charges. Rows from before the
+        `estimated` column are told by their shape: cut off, yet with output and a cost."""
+        old = ("estimated IS NULL AND outcome IN ('error', 'cancelled') AND "
+               "cost_usd IS NOT NULL AND output_tokens > 0")
+        sql = (f"SELECT provider || '/' || model AS m, outcome = 'ok' AS answered, COUNT(*) "
+               f"FROM calls WHERE {where} AND (estimated = 1 OR ({old})) "
+               f"GROUP BY m, answered ORDER BY m")
+        return [(m, bool(answered), n) for m, answered, n in self._query(sql, args)]
 
     def _where(self, period: Period) -> tuple[str, tuple[Any, ...]]:
         day, month = utc_day_month(self._clock.wall())
@@ -297,10 +306,11 @@ def _text(amount: Decimal | None) -> str | None:
 
 def _row(r: tuple[Any, ...]) -> LedgerRow:
     (ts, _day, _month, trace_id, client, route, provider, model, outcome, i, o, c,
-     cost_usd, saved_usd, latency_ms, metadata) = r
+     cost_usd, saved_usd, latency_ms, metadata, estimated) = r
     return LedgerRow(provider=provider, model=model, outcome=outcome, trace_id=trace_id,
                      client=client, route=route,
                      usage=Usage(input_tokens=i, output_tokens=o, cached_input_tokens=c),
                      cost_usd=None if cost_usd is None else Decimal(cost_usd),
                      saved_usd=None if saved_usd is None else Decimal(saved_usd),
-                     latency_ms=latency_ms, metadata=json.loads(metadata), ts=ts)
+                     latency_ms=latency_ms, metadata=json.loads(metadata), ts=ts,
+                     estimated=bool(estimated))

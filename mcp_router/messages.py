@@ -134,6 +134,9 @@ class Completion(BaseModel):
     content: str
     finish_reason: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    # False when the upstream sent no usage (a stream whose include_usage chunk never came,
+    # a compatible server that ignores it): `usage` is then zeros, and the cost is estimated.
+    usage_reported: bool = True
     upstream_model: str | None = None
     ttfb_ms: float | None = None
     pii: PiiSummary | None = None  # what the answer filter found in `content`
@@ -197,7 +200,8 @@ class ChatResult(ResultModel):
     finish_reason: str | None
     usage: Annotated[Usage, inline_schema(Usage)]
     cost_usd: Usd | None = Field(description="Cost of this call; null when the price is unknown")
-    cost_note: str | None = Field(default=None, description="Why cost_usd is null, if it is")
+    cost_note: str | None = Field(default=None,
+                                  description="Why cost_usd is null, or how it was estimated")
     cached: bool = False
     cache_age_s: float | None = Field(default=None, description="Age of a cached answer")
     latency_ms: float

@@ -69,13 +69,14 @@ class CostReport(BaseModel):
 
 def build_alerts(cfg: BudgetsConfig, status: Budgets, day_totals: Sequence[tuple[str, Decimal]],
                  unpriced: Sequence[tuple[str, bool, int]],
-                 estimated: Sequence[tuple[str, int]] = ()) -> list[str]:
+                 estimated: Sequence[tuple[str, bool, int]] = ()) -> list[str]:
     """Readable alerts: one line per day over the alert threshold, spent budgets, unpriced calls.
 
     `unpriced` is `(provider/model, answered, count)`: an answered call lacks a price, an
     unanswered attempt (timed out, cut off, cancelled) lacks the provider's usage report.
-    `estimated` is `(provider/model, count)` of attempts cut off mid-answer, charged at an
-    estimate from the text received.
+    `estimated` is `(provider/model, answered, count)` of attempts the provider reported no
+    usage for (an answer without a usage report, or one cut off mid-answer), charged at an
+    estimate from the request and the text received.
     """
     alerts: list[str] = []
     threshold = cfg.alert_daily_usd
@@ -96,5 +97,9 @@ def build_alerts(cfg: BudgetsConfig, status: Budgets, day_totals: Sequence[tuple
                "leave them out" for model, answered, n in unpriced if not answered]
     alerts += [f"{n} attempt(s) to {model} ended mid-answer (timed out, cut off or cancelled) "
                "without a usage report: each is charged at an estimate, the request's input and "
-               "a token per 4 characters received" for model, n in estimated]
+               "a token per 4 characters received" for model, answered, n in estimated
+               if not answered]
+    alerts += [f"{n} answer(s) from {model} came without a usage report: each is charged at "
+               "an estimate, the request's input and a token per 4 characters of the answer"
+               for model, answered, n in estimated if answered]
     return alerts

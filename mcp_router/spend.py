@@ -89,7 +89,8 @@ class CallGate:
     route: str | None
     metadata: dict[str, str]
     costs: list[Decimal] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # why the cost is unknown
+    estimates: list[str] = field(default_factory=list)  # which costs are our estimate
     refusals: list[BudgetRefusal] = field(default_factory=list)
 
     def reserve(self, provider: str, model: str, request: ChatRequest) -> AttemptHold:
@@ -109,10 +110,11 @@ class CallGate:
 
     @property
     def total(self) -> tuple[Decimal | None, str | None]:
-        """The call's cost so far, or None with the reason when a price was unknown."""
+        """The call's cost so far, or None with the reason when a price was unknown; the note
+        says which part of a known cost is an estimate."""
         if self.notes:
             return None, "; ".join(dict.fromkeys(self.notes))
-        return exact_sum(self.costs), None
+        return exact_sum(self.costs), "; ".join(dict.fromkeys(self.estimates)) or None
 
     def record(self, row: LedgerRow) -> None:
         self.spend.ledger.record(row)
@@ -129,14 +131,23 @@ class AttemptHold:
     input_tokens: int = 0  # the request's, as estimated for its quote
 
     def settle(self, completion: Completion, latency_ms: float) -> None:
-        priced = self.gate.spend.prices.cost_of(self.provider, self.model, completion.usage)
+        """An answer: priced from the usage it reports, or, when it reports none, from an
+        estimate (the request's input, a token per 4 characters of the answer), never as 0."""
+        usage = completion.usage if completion.usage_reported else \
+            self._estimate(len(completion.content))
+        priced = self.gate.spend.prices.cost_of(self.provider, self.model, usage)
         if priced.cost is None:
             self.gate.notes.append(priced.note or "price unknown")
         else:
             self.gate.costs.append(priced.cost)
+        if priced.cost is not None and not completion.usage_reported:
+            self.gate.estimates.append(
+                f"estimated: {self.provider}/{self.model} sent no usage report, so the cost is "
+                f"for the request's input and a token per 4 characters of the answer")
         for reservation in self.reservations:
             reservation.settle(priced.cost)
-        self._record("ok", completion.usage, priced.cost, latency_ms)
+        self._record("ok", usage, priced.cost, latency_ms,
+                     estimated=not completion.usage_reported)
 
     def fail(self, error: Exception, latency_ms: float, streamed_chars: int = 0) -> None:
         if isinstance(error, MAY_HAVE_COST):
@@ -153,7 +164,7 @@ class AttemptHold:
         was generated, and billed: it is charged at an estimate (the request's input, a token
         per 4 characters received), against the budgets too. With no text, or no price,
         nothing is known, and the row's cost stays unknown."""
-        usage = Usage(input_tokens=self.input_tokens, output_tokens=math.ceil(streamed_chars / 4))
+        usage = self._estimate(streamed_chars)
         cost = self.gate.spend.prices.cost_of(self.provider, self.model, usage).cost \
             if streamed_chars else None
         if cost is None:
@@ -163,17 +174,20 @@ class AttemptHold:
         self.gate.costs.append(cost)
         for reservation in self.reservations:
             reservation.settle(cost)
-        self._record(outcome, usage, cost, latency_ms)
+        self._record(outcome, usage, cost, latency_ms, estimated=True)
+
+    def _estimate(self, chars: int) -> Usage:
+        return Usage(input_tokens=self.input_tokens, output_tokens=math.ceil(chars / 4))
 
     def release(self) -> None:
         for reservation in self.reservations:
             reservation.release()
 
     def _record(self, outcome: str, usage: Usage, cost: Decimal | None,
-                latency_ms: float) -> None:
+                latency_ms: float, *, estimated: bool = False) -> None:
         gate = self.gate
         row = LedgerRow(provider=self.provider, model=self.model, outcome=outcome,
                         trace_id=gate.trace_id, client=gate.client, route=gate.route,
-                        usage=usage, cost_usd=cost,
-                        latency_ms=latency_ms, metadata=gate.metadata)
+                        usage=usage, cost_usd=cost, latency_ms=latency_ms,
+                        metadata=gate.metadata, estimated=estimated)
         gate.record(row)

@@ -23,7 +23,7 @@ import pytest
 from mcp_router.clock import LoopClock
 from mcp_router.config import Config, parse_config
 from mcp_router.errors import AllTargetsFailed, InvalidRequest, ProviderStatusError
-from mcp_router.messages import Attempt, ChatCall, ChatResult, Message
+from mcp_router.messages import Attempt, ChatCall, ChatResult, Message, Usage
 from mcp_router.router import Router
 from mcp_router.simulator import RunningSimulator
 from mcp_router.wiring import open_router
@@ -482,6 +482,26 @@ async def test_the_ledger_keeps_the_answer_and_the_failed_tries_that_may_have_be
     for cut in rows[1:]:
         assert cut.usage.output_tokens > 0 and cut.cost_usd is not None and cut.cost_usd > 0
     assert result.cost_usd == sum(r.cost_usd or 0 for r in rows)
+
+
+async def test_an_answer_without_a_usage_report_is_charged_at_an_estimate_never_zero(
+        router: Router) -> None:
+    # An OpenAI-compatible server that ignores stream_options sends no usage at all.
+    result = await ask(router, model="deepseek/deepseek-chat+no-usage")
+
+    assert result.content == answer_of("deepseek-chat+no-usage")
+    assert result.usage == Usage()  # as the provider reported it: nothing
+    assert isinstance(result.cost_usd, Decimal) and result.cost_usd > 0
+    assert result.cost_note == (
+        "estimated: deepseek/deepseek-chat+no-usage sent no usage report, so the cost is for "
+        "the request's input and a token per 4 characters of the answer")
+    (row,) = [r for r in router.spend.ledger.recent() if r.trace_id == result.trace_id]
+    assert (row.outcome, row.cost_usd, row.estimated) == ("ok", result.cost_usd, True)
+    assert row.usage.output_tokens == -(-len(result.content) // 4)
+    alerts = router.spend.ledger.report("today", "model", router.config.budgets).alerts
+    assert ("1 answer(s) from deepseek/deepseek-chat+no-usage came without a usage report: each "
+            "is charged at an estimate, the request's input and a token per 4 characters of the "
+            "answer") in alerts
 
 
 # --- streaming and plain JSON, for each wire kind --------------------------------------------

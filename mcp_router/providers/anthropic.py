@@ -69,7 +69,8 @@ def parse_completion(data: dict[str, Any]) -> Completion:
     text = "".join(block.get("text") or "" for block in data["content"]
                    if block.get("type") == "text")
     return Completion(content=text, finish_reason=_finish_reason(data.get("stop_reason")),
-                      usage=_usage(data.get("usage") or {}), upstream_model=data.get("model"))
+                      usage=_usage(data.get("usage") or {}),
+                      usage_reported=bool(data.get("usage")), upstream_model=data.get("model"))
 
 
 class AnthropicStream:
@@ -113,7 +114,8 @@ class AnthropicStream:
             raise WireError("stream cut: it ended before message_stop")
         return Completion(content="".join(self._parts),
                           finish_reason=_finish_reason(self._stop_reason),
-                          usage=_usage(self._usage), upstream_model=self._model)
+                          usage=_usage(self._usage), usage_reported=bool(self._usage),
+                          upstream_model=self._model)
 
 
 def parse_error(status: int, body: str) -> str:

@@ -61,6 +61,7 @@ def parse_completion(data: dict[str, Any]) -> Completion:
     text, finish_reason = _read_chunk(data)
     return Completion(content=text, finish_reason=finish_reason,
                       usage=_usage(data.get("usageMetadata") or {}),
+                      usage_reported=bool(data.get("usageMetadata")),
                       upstream_model=data.get("modelVersion"))
 
 
@@ -87,7 +88,8 @@ class GeminiStream:
         if self._finish_reason is None:
             raise WireError("stream cut: no chunk carried a finishReason")
         return Completion(content="".join(self._parts), finish_reason=self._finish_reason,
-                          usage=_usage(self._usage), upstream_model=self._model)
+                          usage=_usage(self._usage), usage_reported=bool(self._usage),
+                          upstream_model=self._model)
 
 
 def _read_chunk(data: dict[str, Any]) -> tuple[str, str | None]:

@@ -43,7 +43,8 @@ def parse_completion(data: dict[str, Any]) -> Completion:
     message = choice.get("message") or {}
     return Completion(content=message.get("content") or "",
                       finish_reason=_finish_reason(choice.get("finish_reason")),
-                      usage=_usage(data.get("usage")), upstream_model=data.get("model"))
+                      usage=_usage(data.get("usage")), usage_reported=bool(data.get("usage")),
+                      upstream_model=data.get("model"))
 
 
 class OpenAIStream:
@@ -52,7 +53,7 @@ class OpenAIStream:
     def __init__(self) -> None:
         self._parts: list[str] = []
         self._finish_reason: str | None = None
-        self._usage = Usage()
+        self._usage: Usage | None = None
         self._model: str | None = None
         self._done = False
 
@@ -81,7 +82,8 @@ class OpenAIStream:
         if not (self._done or self._finish_reason):
             raise WireError("stream cut: it ended before [DONE] and without a finish_reason")
         return Completion(content="".join(self._parts), finish_reason=self._finish_reason,
-                          usage=self._usage, upstream_model=self._model)
+                          usage=self._usage or Usage(), usage_reported=self._usage is not None,
+                          upstream_model=self._model)
 
 
 def parse_error(status: int, body: str) -> str:
