@@ -247,8 +247,10 @@ def _answer_findings(response: ChatResponse) -> tuple[PiiSummary, ...]:
 
 
 def _fingerprint(config: Config) -> str:
-    """Changes whenever providers or routes change, so old answers are not served for them."""
-    data = json.dumps([config.model_dump(mode="json", include={"providers", "routes"})],
+    """Changes whenever providers, routes or the PII policy change, so old answers are not
+    served for them: a stored answer has had the answer policy of its day applied, and a
+    tightened policy must not be bypassed by a hit."""
+    data = json.dumps([config.model_dump(mode="json", include={"providers", "routes", "pii"})],
                       sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 from mcp.types import Implementation
@@ -149,3 +150,24 @@ async def test_crossing_the_daily_alert_sends_one_log_notification(sim: Any, tmp
     assert report is not None and report["alerts"]
     # the result of the call that crossed it says so too, for hosts without log notifications
     assert first["budget_alert"] == logged[0].data and "budget_alert" not in second
+
+
+async def test_a_tightened_answer_policy_is_not_bypassed_by_an_answer_cached_before(
+        tmp_path: Path):
+    # An upstream whose answers carry an email the prompt never had.
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"model": "m", "choices": [{"index": 0, "message": {
+            "role": "assistant", "content": "Write to jane@example.com"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 5}})
+
+    config = ('providers:\n  up: {kind: openai, base_url: "http://up.test/v1", stream: false}\n'
+              'routes:\n  default: {targets: [{provider: up, model: m}]}\n')
+    answers = []
+    for pii in ("", "pii: {answer_actions: {secret: redact, email: redact}}\n"):
+        server = create_server(parse_config(config + pii, env={}), home=tmp_path, env={},
+                               transport=httpx.MockTransport(upstream))
+        async with connect(server) as client:
+            answers.append(await ask(client))
+
+    assert (answers[0]["content"], answers[0]["cached"]) == ("Write to jane@example.com", False)
+    assert (answers[1]["content"], answers[1]["cached"]) == ("Write to <EMAIL>", False)
