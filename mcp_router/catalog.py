@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from mcp_router.errors import InvalidRequest
 from mcp_router.health import ProviderHealth
+from mcp_router.provider_keys import shown_url
 from mcp_router.router import Router
 
 
@@ -49,7 +50,7 @@ class HealthReport(BaseModel):
 def describe_providers(router: Router) -> ProvidersReport:
     config = router.config
     providers = [
-        ProviderInfo(name=name, kind=cfg.kind, base_url=cfg.base_url, models=list(cfg.models),
+        ProviderInfo(name=name, kind=cfg.kind, base_url=shown_url(cfg), models=list(cfg.models),
                      configured=router.adapters[name].configured, api_key_env=cfg.api_key_env,
                      state=router.health.report(name, router.adapters[name].configured).state)
         for name, cfg in config.providers.items()

@@ -10,12 +10,13 @@ import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 from mcp_router.errors import ConfigError
 
-__all__ = ["MIN_SECRET_CHARS", "KeySource", "ScrubFilter", "Scrubber", "install_log_scrubber",
-           "load_key_file", "provider_keys"]
+__all__ = ["MIN_SECRET_CHARS", "KeySource", "ScrubFilter", "Scrubber", "config_secrets",
+           "install_log_scrubber", "load_key_file", "provider_keys", "provider_secrets",
+           "shown_url"]
 
 log = logging.getLogger("mcp_router")
 
@@ -80,6 +81,44 @@ def provider_keys(providers: Mapping[str, KeySource], env: Mapping[str, str], *,
                 continue
             keys[name] = value
     return keys
+
+
+SECRET_NAME = re.compile(r"key|token|auth|secret|passw|cookie|session|signature|credential",
+                         re.IGNORECASE)
+"""A header or query parameter whose name says its value is a credential (x-portkey-api-key,
+Authorization, ?key= as Gemini takes it)."""
+
+
+class SecretSource(Protocol):
+    """Where else a provider's config may carry a credential (a `ProviderConfig`)."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def provider_secrets(source: SecretSource) -> list[str]:
+    """The credentials a provider's config carries besides its key: values of headers named
+    like credentials (a gateway's virtual key, `${VAR}` or not), and its base URL's password
+    and credential-named query values. A token in a URL's path cannot be told from a path;
+    keep such tokens in a header."""
+    found = [v for name, v in source.headers.items() if SECRET_NAME.search(name)]
+    url = urlsplit(source.base_url)
+    found += [url.password] if url.password else []
+    return found + [v for name, v in parse_qsl(url.query) if SECRET_NAME.search(name)]
+
+
+def shown_url(source: SecretSource) -> str:
+    """The base URL as it may be shown (list_providers, check-config): credentials masked."""
+    return Scrubber(provider_secrets(source)).scrub(source.base_url)
+
+
+def config_secrets(providers: Mapping[str, SecretSource], keys: Mapping[str, str]) -> list[str]:
+    """Every credential the config gives the providers, keys included, for the scrubber."""
+    return [*keys.values(), *(s for source in providers.values()
+                              for s in provider_secrets(source))]
 
 
 def _forms(value: str) -> set[str]:

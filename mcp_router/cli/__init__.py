@@ -16,6 +16,7 @@ import anyio
 from mcp_router import __version__
 from mcp_router.config import Config, data_home, load_config, shipped_config
 from mcp_router.errors import ConfigError, DataError, ListenError
+from mcp_router.provider_keys import shown_url
 
 log = logging.getLogger("mcp_router")
 
@@ -142,7 +143,12 @@ TERMINAL_HINT = ("mcp-router: serving MCP over stdin and stdout, for an MCP host
 def _serve(args: argparse.Namespace) -> int:
     from mcp_router.clock import LoopClock
     from mcp_router.ledger import Ledger
-    from mcp_router.provider_keys import Scrubber, install_log_scrubber, provider_keys
+    from mcp_router.provider_keys import (
+        Scrubber,
+        config_secrets,
+        install_log_scrubber,
+        provider_keys,
+    )
     from mcp_router.server import create_server
     from mcp_router.server.http_auth import bind_refusal, serve_http
     from mcp_router.server.stdio import serve_stdio
@@ -162,7 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
     Ledger.in_home(home, LoopClock()).close()
     keys = provider_keys(config.providers, os.environ, base=path.parent)
     server = create_server(config, home=home, keys=keys)
-    scrubber = Scrubber(keys.values())
+    scrubber = Scrubber(config_secrets(config.providers, keys))
     install_log_scrubber(scrubber)  # after MCPServer has set up its logging
     log.info("config %s, data under %s, transport %s", path, home, args.transport)
     settle_garbage_collector()
@@ -223,7 +229,7 @@ def describe_config(config: Config, keys: Mapping[str, str]) -> str:
         else:
             source = p.api_key_env or f"key file {p.api_key_file}"
             key = f"{source} {'set' if name in keys else 'NOT SET (skipped)'}"
-        lines.append(f"  {name:<12} {p.kind:<9} {p.base_url}  [{key}]")
+        lines.append(f"  {name:<12} {p.kind:<9} {shown_url(p)}  [{key}]")
     lines.append("routes:")
     for name, route in config.routes.items():
         mark = " (default)" if name == config.default_route else ""

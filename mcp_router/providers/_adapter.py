@@ -13,6 +13,7 @@ import httpx
 from mcp_router.config import ProviderConfig
 from mcp_router.errors import ProviderNotConfigured, ProviderProtocolError, ProviderStatusError
 from mcp_router.messages import ChatRequest, Completion, ModelList, TextFn
+from mcp_router.provider_keys import Scrubber, provider_secrets
 from mcp_router.providers._http import ErrorParser, JsonReply, Upstream, get_json, post
 from mcp_router.providers._sse import SseEvent
 
@@ -106,6 +107,9 @@ class HttpAdapter:
         self.headers = dict(cfg.headers)
         self.api_key = api_key or None
         self.api_key_env = cfg.api_key_env
+        # Never in an error message: the key, and credentials in headers or the base URL.
+        self._secrets = Scrubber([*([self.api_key] if self.api_key else []),
+                                  *provider_secrets(cfg)])
         self.stream = self.streams_by_default if cfg.stream is None else cfg.stream
         self.timeout_s = cfg.timeout_s
         self.configured = (cfg.api_key_env is None and cfg.api_key_file is None) or \
@@ -135,7 +139,7 @@ class HttpAdapter:
             raise ProviderNotConfigured(self.provider, PROBE, f"{self.api_key_env} is not set")
         body = await get_json(self.http, self.probe_url(), headers=self._headers(),
                               timeout_s=self.timeout_s,
-                              upstream=Upstream(self.provider, PROBE, self.api_key),
+                              upstream=Upstream(self.provider, PROBE, self._secrets),
                               parse_error=self.wire.parse_error)
         return self.wire.parse_models(body)
 
@@ -155,7 +159,7 @@ class HttpAdapter:
         """
         if not self.configured:
             raise ProviderNotConfigured(self.provider, model, f"{self.api_key_env} is not set")
-        upstream = Upstream(self.provider, model, self.api_key)
+        upstream = Upstream(self.provider, model, self._secrets)
         body = self.wire.build_body(request, model, self.stream)
         reading = _Reading(upstream)
         async with post(self.http, self.url(model), headers=self._headers(), body=body,

@@ -22,6 +22,7 @@ from mcp_router.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from mcp_router.provider_keys import Scrubber
 from mcp_router.providers._sse import SseEvent, SseParser
 
 ErrorParser = Callable[[int, str], str]
@@ -32,16 +33,18 @@ _MAX_MESSAGE = 500
 
 @dataclass(frozen=True)
 class Upstream:
-    """Who an exchange is with, for error messages, and the key that must never appear in one."""
+    """Who an exchange is with, for error messages, and the credentials (the key, a secret
+    header's value) that must never appear in one."""
 
     provider: str
     model: str
-    secret: str | None = None
+    secrets: Scrubber | None = None
 
     def clean(self, text: str) -> str:
-        """`text` without the key, then cut short (in that order, so no key prefix survives)."""
-        if self.secret:
-            text = text.replace(self.secret, "***")
+        """`text` without the credentials, then cut short (in that order, so no prefix of one
+        survives)."""
+        if self.secrets:
+            text = self.secrets.scrub(text)
         return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
 
 

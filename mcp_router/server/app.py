@@ -31,7 +31,7 @@ from mcp_router.ledger import CostReport
 from mcp_router.messages import ChatCall, ChatResult, Message
 from mcp_router.outputs import ANSWER_URI, AnswerPages
 from mcp_router.pii import PiiSession
-from mcp_router.provider_keys import Scrubber, provider_keys
+from mcp_router.provider_keys import Scrubber, config_secrets, provider_keys
 from mcp_router.reports import Budgets
 from mcp_router.router import Router
 from mcp_router.server.arguments import (
@@ -108,7 +108,7 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
     env = dict(os.environ if env is None else env)
     clock = clock or LoopClock()
     keys = dict(provider_keys(config.providers, env, base=Path.cwd()) if keys is None else keys)
-    scrubber = Scrubber(keys.values())
+    scrubber = Scrubber(config_secrets(config.providers, keys))
     front = Front(config, Access(config.clients, clock),
                   AuditLog(home, config.audit, clock, scrub=scrubber.scrub), scrubber)
 
