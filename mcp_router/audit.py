@@ -30,7 +30,7 @@ class AuditEntry:
 
     client: str
     tool: str
-    outcome: str  # ok | error | denied | rate_limited | ...
+    outcome: str  # ok | error | denied | rate_limited | cancelled | kept | ...
     trace_id: str | None = None
     route: str | None = None
     provider: str | None = None

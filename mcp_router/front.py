@@ -64,9 +64,14 @@ class Front:
             self.access.check_call(client, route=route, model=call.model,
                                    fallbacks=call.fallbacks)
             self.access.admit(client)
-            result = await router.complete(call, client=client, progress=progress,
-                                           keeper=keeper, pii=pii, last_resort=last_resort,
-                                           trace_id=trace_id)
+            result = await router.complete(
+                call, client=client, progress=progress, keeper=keeper, pii=pii,
+                last_resort=last_resort, trace_id=trace_id,
+                # The host gave up while the answer was being paid for; it was finished and
+                # kept: a second line under the same trace id says what it cost.
+                on_kept=lambda response, cost: self.audit.write(entry(
+                    outcome="kept", route=route, provider=response.provider,
+                    model=response.model, cost_usd=cost)))
         except RouterError as exc:
             message = self.scrubber.scrub(str(exc))
             found = exc.counts if isinstance(exc, PiiBlocked) else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 
 import anyio
@@ -56,6 +56,9 @@ from mcp_router.spend import BudgetRefusal, CallGate, Spend
 # A waiter on another call's flight gets this long past its deadline before it gives up.
 GRACE_S = 1.0
 
+KeptFn = Callable[[ChatResponse, Decimal | None], None]
+"""Told of an answer finished after its caller gave up: the response and what it cost."""
+
 
 class Router:
     """Routes one request through the team policy: resolve, cache, run the target tree, settle."""
@@ -79,14 +82,16 @@ class Router:
                        keeper: TaskGroup | None = None,
                        pii: PiiSession | None = None,
                        last_resort: LastResort | None = None,
-                       trace_id: str | None = None) -> ChatResult:
+                       trace_id: str | None = None,
+                       on_kept: KeptFn | None = None) -> ChatResult:
         """Answer `call` or raise a RouterError that says what went wrong and what was tried.
 
         With a `keeper` task group, an answer already streaming when the caller gives up is
         finished there and kept, so the same call made again gets it at once. `pii` is the
         MCP session's filter session (pseudonyms live as long as it does). `last_resort`
         is asked when every target failed or is over budget (the host's model, by sampling).
-        `trace_id` names the call in the ledger (a new one by default).
+        `trace_id` names the call in the ledger (a new one by default). `on_kept` hears of an
+        answer finished after its caller gave up (its cost is in the ledger by then).
         """
         session = pii or self.pii.session()
         # Everything after this line, the cache key included, sees only the filtered request.
@@ -112,23 +117,35 @@ class Router:
                 self.health.record(state.attempts)
 
         async def upstream() -> tuple[ChatResponse, Decimal | None]:
-            response = await finish_or_abort(
-                routed, keeper=keeper, paying=lambda: state.stream.started,
-                on_late=lambda late: self.late.put(key, late, gate.total[0]))
-            return response, gate.total[0]
+            return await routed(), gate.total[0]
+
+        def kept(late: Served) -> None:
+            """The answer finished after this call's caller gave up: keep it for them."""
+            self.late.put(key, late.response, late.cost_usd)
+            if on_kept is not None:
+                on_kept(late.response, late.cost_usd)
+
+        async def outlive(work: Callable[[], Awaitable[Served]]) -> Served:
+            # The flight, the upstream call and the store run on where the caller gives up
+            # once the answer is being paid for: its flight's waiters and the cache get it.
+            return await finish_or_abort(work, keeper=keeper,
+                                         paying=lambda: state.stream.started, on_late=kept)
 
         key = cache_key(request, self._scope(call), client)
         if call.dry_run:
             return self._dry_run(call, request, tree, route, key, trace_id, found)
-        if (kept := self.late.pop(key)) is not None:
-            return self._result(Served(kept.response, cached=False, cost_usd=Decimal(0)),
+        if (late := self.late.pop(key)) is not None:
+            self.spend.record_hit(late.response, late.cost_usd, trace_id=trace_id,
+                                  client=client, route=route, metadata=call.metadata)
+            return self._result(Served(late.response, cached=False, cost_usd=Decimal(0)),
                                 route, state, gate, trace_id, started, session, found,
                                 call.max_tokens, late=True)
         # Waiting on another caller's identical in-flight call is bounded by our own deadline.
         with anyio.move_on_after(timeout_s + GRACE_S) as scope:
             served = await self.cache.answer(key, request, call.cache, upstream,
                                              call_opt_in=call.cache_sampled,
-                                             ttl_s=call.cache_ttl_s, later=keeper)
+                                             ttl_s=call.cache_ttl_s, later=keeper,
+                                             outlive=outlive)
         if scope.cancelled_caught:
             raise DeadlineExceeded(f"no answer within the {timeout_s:g} s deadline")
         if served.cached:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,46 @@ async def test_a_streaming_answer_reports_progress_as_tokens_arrive(server: Any)
     assert not result.is_error
     streamed = [m for m in messages if "tokens received" in m]
     assert streamed and streamed[0].startswith("deepseek/deepseek-chat+drip-120: ~")
+
+
+CACHED = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat+drip-120}}]
+"""
+
+
+async def test_a_call_waiting_on_a_given_up_answer_gets_it_and_so_does_the_cache(
+        sim: Any, tmp_path: Path):
+    server = create_server(parse_config(CACHED.format(url=sim.url), env={}), home=tmp_path,
+                           env={})
+    shared: list[Any] = []
+    async with Client(server) as first, Client(server) as second:
+        async def wait_on_the_first() -> None:
+            await anyio.sleep(0.15)  # joins the first call's flight while it streams
+            shared.append(await second.call_tool("chat_completion", {"prompt": "long story"}))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait_on_the_first)
+            with pytest.raises(Exception, match="(?i)timed out|timeout"):
+                await first.call_tool("chat_completion", {"prompt": "long story"},
+                                      read_timeout_seconds=0.3)
+        retry = await first.call_tool("chat_completion", {"prompt": "long story"})
+        later = await second.call_tool("chat_completion", {"prompt": "long story"})
+        report = (await second.call_tool("cost_report", {"group_by": "model"}))
+
+    (waiter,) = shared
+    assert sim.state.hits["deepseek-chat+drip-120"] == 1  # one upstream call for all four
+    shared_answer, kept, hit = (r.structured_content for r in (waiter, retry, later))
+    assert (shared_answer["cached"], shared_answer["cost_usd"]) == (True, 0)
+    assert (kept["late"], kept["cost_usd"]) == (True, 0)
+    assert hit["cached"] is True
+    (row,) = report.structured_content["rows"]
+    assert (row["requests"], row["cache_hits"]) == (4, 3)
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    given_up = [e for e in audit if e["outcome"] in ("cancelled", "kept")]
+    assert [e["outcome"] for e in given_up] == ["cancelled", "kept"]
+    assert given_up[0]["trace_id"] == given_up[1]["trace_id"]
+    assert Decimal(given_up[1]["cost_usd"]) == Decimal(str(row["cost_usd"])) > 0

@@ -15,6 +15,11 @@ answer itself. Without a task group each answer is written before `answer` retur
 
 A request the cache may not hold (cache disabled in config, or `temperature > 0`
 without opt-in) simply goes upstream: no lookup, no flight, no store.
+
+Everything past the lookup (the flight, the upstream call, the store) runs through the
+caller's `outlive` runner, which may finish it after the caller has gone: an answer a host
+gave up on while it was being paid for still reaches the callers waiting on its flight and
+the cache, instead of each waiter paying for it again.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from mcp_router.cache.flight import SingleFlight
 from mcp_router.cache.store import CachedAnswer, ResponseCache
 from mcp_router.messages import CacheMode, ChatRequest, ChatResponse
 
-__all__ = ["FLUSH_AFTER_S", "CacheStep", "Fetch", "Served"]
+__all__ = ["FLUSH_AFTER_S", "CacheStep", "Fetch", "Outlive", "Served"]
 
 FLUSH_AFTER_S = 0.05
 """How long a stored answer may wait in memory for the batch that writes it to disk."""
@@ -67,6 +72,14 @@ class Served:
         return cls(answer.response, cached=False, cost_usd=answer.cost_usd)
 
 
+Outlive = Callable[[Callable[[], Awaitable[Served]]], Awaitable[Served]]
+"""Runs the work of a miss, possibly beyond its caller's cancellation (`late.finish_or_abort`)."""
+
+
+async def _in_place(work: Callable[[], Awaitable[Served]]) -> Served:
+    return await work()
+
+
 class CacheStep:
     """Puts a ResponseCache and single flight in front of an upstream call."""
 
@@ -77,19 +90,42 @@ class CacheStep:
 
     async def answer(self, key: str, request: ChatRequest, mode: CacheMode, fetch: Fetch, *,
                      call_opt_in: bool = False, ttl_s: float | None = None,
-                     later: TaskGroup | None = None) -> Served:
+                     later: TaskGroup | None = None, outlive: Outlive = _in_place) -> Served:
         """The answer to `request` (keyed `key`), from the cache, a shared flight or `fetch`.
 
         `call_opt_in` lets a `temperature > 0` request use the cache; `ttl_s` overrides the
-        config's TTL for what this call stores; `later` runs the batched disk write.
+        config's TTL for what this call stores; `later` runs the batched disk write;
+        `outlive` runs everything after a miss (see the module's docstring).
         """
-        if mode == "skip" or not self.store.may_cache(request, call_opt_in=call_opt_in):
-            return Served.fresh(await self._fetch(fetch))
+        cacheable = self.store.may_cache(request, call_opt_in=call_opt_in)
+        if mode == "skip" or not cacheable:
+            return await outlive(lambda: self._fresh(fetch))
         if mode == "refresh":
-            return Served.fresh(await self._fetch_and_store(key, request, fetch,
-                                                            call_opt_in, ttl_s, later))
+            return await outlive(lambda: self._fresh(fetch, key, request, call_opt_in, ttl_s,
+                                                     later))
         hit = self.store.get(key)
         if hit is not None:
+            return Served.hit(hit)
+        return await outlive(lambda: self._shared(key, request, fetch, call_opt_in, ttl_s,
+                                                  later))
+
+    async def _fresh(self, fetch: Fetch, key: str | None = None,
+                     request: ChatRequest | None = None, call_opt_in: bool = False,
+                     ttl_s: float | None = None, later: TaskGroup | None = None) -> Served:
+        """An upstream answer of this call's own, stored when a `key` is given."""
+        if key is None or request is None:
+            return Served.fresh(await self._fetch(fetch))
+        return Served.fresh(await self._fetch_and_store(key, request, fetch, call_opt_in,
+                                                        ttl_s, later))
+
+    async def _shared(self, key: str, request: ChatRequest, fetch: Fetch, call_opt_in: bool,
+                      ttl_s: float | None, later: TaskGroup | None) -> Served:
+        """The answer of the flight for `key`: led by this call, or shared from another's.
+
+        A flight can end between the caller's lookup and this: its answer, just stored (in
+        memory until the next flush), is then the one to share.
+        """
+        if (hit := self.store.just_stored(key)) is not None:
             return Served.hit(hit)
         # No await between the miss above and joining the flight: in one event loop, a
         # leader's store always lands before its flight ends, so no caller slips between.

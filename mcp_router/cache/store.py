@@ -117,6 +117,14 @@ class ResponseCache:
                 self._fault("read", exc)
                 self._discard(key, exc)
                 return None
+        return self._live(entry)
+
+    def just_stored(self, key: str) -> CachedAnswer | None:
+        """The answer under `key` if it was stored since the last flush (memory only, no disk
+        read): what a caller that looked a moment ago may have missed."""
+        return self._live(self._staged.get(key))
+
+    def _live(self, entry: _Entry | None) -> CachedAnswer | None:
         now = self.clock.wall()
         if entry is None or now >= entry.expires_at:
             return None
