@@ -6,6 +6,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from contextlib import suppress
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -305,6 +306,13 @@ def make_data_dir(path: Path) -> None:
     log, readable by this user only (0700). A directory that exists keeps its mode: a team
     may share one on purpose."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def make_private_file(path: Path) -> None:
+    """Create `path` empty and readable by this user only (0600), unless it exists: the
+    ledger and the cache's database are created so whatever the process's umask."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def data_home(env: Any) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mcp_router.clock import Clock
-from mcp_router.config import BudgetsConfig, make_data_dir
+from mcp_router.config import BudgetsConfig, make_data_dir, make_private_file
 from mcp_router.errors import ConfigError, DataError
 from mcp_router.messages import Usage
 from mcp_router.money import EXACT, exact_sum, utc_day_month
@@ -129,6 +129,7 @@ class Ledger:
         self._lock = threading.Lock()
         try:
             make_data_dir(self.path.parent)
+            make_private_file(self.path)  # SQLite gives its -wal and -shm files this mode
             # One connection behind a lock: the server runs on one event loop, but worker
             # threads (anyio.to_thread) may report too. Autocommit: each INSERT is its own
             # transaction.

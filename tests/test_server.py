@@ -390,6 +390,26 @@ async def test_the_data_directory_it_makes_is_this_user_s_alone(client: Client, 
     assert stat.S_IMODE(shared.stat().st_mode) == 0o750  # one that exists keeps its mode
 
 
+@pytest.mark.skipif(os.name == "nt", reason="no POSIX permission bits")
+async def test_the_ledger_and_cache_are_private_whatever_the_embedding_process_s_umask(
+        sim: Any, tmp_path: Path):
+    old = os.umask(0o022)  # a library caller's usual umask (the CLI sets 077 itself)
+    try:
+        server = create_server(parse_config(CONFIG.format(url=sim.url), env={}),
+                               home=tmp_path / "home", env={"DS_KEY": SECRET})
+        async with Client(server) as client:  # a long answer too: ~48 kB, past 32 kB
+            await call(client, "chat_completion", prompt="x", max_tokens=13000,
+                       model="deepseek/deepseek-chat+tokens-12000")
+    finally:
+        os.umask(old)
+    home = tmp_path / "home"
+    files = [p for p in home.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"ledger.sqlite3", "cache.db", "audit.jsonl"}
+    assert {p.relative_to(home).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in files} == {
+        p.relative_to(home).as_posix(): 0o600 for p in files}
+    assert stat.S_IMODE((home / "cache").stat().st_mode) == 0o700
+
+
 async def test_a_probe_asks_only_metadata_endpoints_and_spends_nothing(client: Client, sim: Any):
     result = await call(client, "provider_health", probe=True)
     assert sim.state.metadata_hits == {"openai": 1, "anthropic": 1, "gemini": 1}

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mcp_router.cache import policy
 from mcp_router.clock import Clock
-from mcp_router.config import CacheConfig
+from mcp_router.config import CacheConfig, make_data_dir, make_private_file
 from mcp_router.messages import ChatRequest, ChatResponse
 
 __all__ = ["CACHE_DIR", "CachedAnswer", "DamagedEntry", "ResponseCache"]
@@ -204,10 +204,15 @@ class ResponseCache:
 
     def _open(self) -> diskcache.Cache | None:
         try:
+            make_data_dir(self.directory)
+            make_private_file(self.directory / diskcache.core.DBNAME)
             return diskcache.Cache(
                 str(self.directory), timeout=_LOCK_TIMEOUT_S, disk=_TextDisk,
                 size_limit=self.config.max_size_mb * 2**20,
                 eviction_policy="least-recently-stored", cull_limit=0,
+                # Every answer in the database, none in a value file of its own: one private
+                # file, and no file per long answer made with the process's umask.
+                disk_min_file_size=2**31,
             )
         except _STORE_FAULTS as exc:
             self._fault("open", exc)
