@@ -18,7 +18,9 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
+from mcp.types import CallToolResult
 
 from mcp_router.server.http_auth import SHUTDOWN_GRACE_S
 from tests.fixtures.serve import HOST, StdioSession, serving
@@ -33,6 +35,8 @@ routes:
     targets: [{{provider: deepseek, model: deepseek-chat}}]
   stuck:
     targets: [{{provider: deepseek, model: {hang}}}]
+  slow:
+    targets: [{{provider: deepseek, model: deepseek-chat+slow-1500}}]
 """
 
 
@@ -113,3 +117,64 @@ def test_sigterm_over_http_cancels_a_stuck_call_after_the_grace_and_records_it(
         took = anyio.run(main)
     assert SHUTDOWN_GRACE_S - 0.5 < took < SHUTDOWN_GRACE_S + 5
     assert ledger(tmp_path) == [("cancelled", HANG)]
+
+
+def stopped_during(served: Any, sim: Any, route: str, model: str) -> tuple[Any, float]:
+    """A call on `route` with SIGTERM sent once `model` was asked: what the host got (a
+    result, or the exception), and how long the server took to exit after the signal."""
+    outcome: list[Any] = []
+
+    async def call() -> None:
+        transport: Any = sse_client(served.url) if served.url.endswith("/sse") else served.url
+        try:
+            async with Client(transport) as client:
+                await client.list_tools()  # the SDK's client asks for it after a call
+                outcome.append(await client.call_tool("chat_completion",
+                                                      {"prompt": "q", "route": route}))
+        except Exception as exc:  # the connection going: a host meets this too
+            outcome.append(exc)
+
+    async def main() -> float:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(call)
+                while sim.state.hits[model] == 0:
+                    await anyio.sleep(0.02)
+                served.process.send_signal(signal.SIGTERM)
+                started = time.monotonic()
+                while served.process.poll() is None:
+                    await anyio.sleep(0.05)
+                took = time.monotonic() - started
+                while not outcome:
+                    await anyio.sleep(0.05)
+                return took
+
+    took = anyio.run(main)
+    return outcome[0], took
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+def test_sigterm_over_http_lets_a_call_in_flight_finish_within_the_grace(
+        sim: Any, config: Path, tmp_path: Path, transport: str):
+    with serving(config, transport, home_env(tmp_path), tmp_path / "stderr.log") as served:
+        result, took = stopped_during(served, sim, "slow", "deepseek-chat+slow-1500")
+
+    assert isinstance(result, CallToolResult) and not result.is_error, result
+    assert result.structured_content is not None
+    assert result.structured_content["model"] == "deepseek-chat+slow-1500"
+    assert took < SHUTDOWN_GRACE_S
+    assert ledger(tmp_path) == [("ok", "deepseek-chat+slow-1500")]
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+def test_a_call_still_running_at_the_end_of_the_grace_is_told_the_server_is_stopping(
+        sim: Any, config: Path, tmp_path: Path, transport: str):
+    log = tmp_path / "stderr.log"
+    with serving(config, transport, home_env(tmp_path), log) as served:
+        result, took = stopped_during(served, sim, "stuck", HANG)
+
+    assert isinstance(result, CallToolResult) and result.is_error, result
+    assert "the server is stopping" in result.content[0].text  # type: ignore[union-attr]
+    assert SHUTDOWN_GRACE_S - 1 < took < SHUTDOWN_GRACE_S + 2
+    assert ledger(tmp_path) == [("cancelled", HANG)]
+    assert "Traceback" not in log.read_text()

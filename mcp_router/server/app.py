@@ -43,6 +43,7 @@ from mcp_router.server.arguments import (
 )
 from mcp_router.server.host import host_model, notify, sized_result
 from mcp_router.server.http_auth import (
+    SHUTDOWN_GRACE_S,
     ClientTokenVerifier,
     auth_settings,
     authenticated_client,
@@ -153,11 +154,24 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
 
 class RouterServer(MCPServer[AppState]):
     """The SDK's server, with wrong arguments told as `field: problem`, one per field, and
-    an argument the tool does not take refused rather than dropped."""
+    an argument the tool does not take refused rather than dropped. It knows its calls in
+    flight, so a stopping server lets them finish and ends the rest with a reason
+    (`http_auth.Stoppable`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.parameters: dict[str, frozenset[str]] = {}  # tool name -> its argument names
+        self._calls: set[anyio.CancelScope] = set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a tool call is running."""
+        return bool(self._calls)
+
+    def stop_calls(self) -> None:
+        """End every call in flight: each answers that the server is stopping."""
+        for scope in self._calls:
+            scope.cancel()
 
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[AppState, Any] | None = None) -> Any:
@@ -165,13 +179,21 @@ class RouterServer(MCPServer[AppState]):
         # be answered by the default model at the default temperature, without a word.
         if name in self.parameters and (unknown := arguments.keys() - self.parameters[name]):
             self._refuse(name, unknown_arguments(unknown, self.parameters[name]), context)
-        try:
-            return await super().call_tool(name, arguments, context)
-        except ToolError as exc:
-            cause = exc.__cause__
-            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
-                raise
-            self._refuse(name, argument_errors(cause), context, cause)
+        with anyio.CancelScope() as scope:
+            self._calls.add(scope)
+            try:
+                return await super().call_tool(name, arguments, context)
+            except ToolError as exc:
+                cause = exc.__cause__
+                if isinstance(exc, UnexpectedToolError) or not isinstance(cause,
+                                                                          ValidationError):
+                    raise
+                self._refuse(name, argument_errors(cause), context, cause)
+            finally:
+                self._calls.discard(scope)
+        raise ToolError(f"Error executing tool {name}: the server is stopping and ended this "
+                        f"call after the {SHUTDOWN_GRACE_S} s it gives calls in flight; what "
+                        f"its attempts may have cost is in the ledger")
 
     @staticmethod
     def _refuse(name: str, problems: str, context: Context[AppState, Any] | None,

@@ -7,8 +7,9 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
+import anyio
 import uvicorn
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
@@ -16,6 +17,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from pydantic import AnyHttpUrl
+from sse_starlette.sse import AppStatus
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -39,6 +41,19 @@ ENDPOINT_PATHS: Mapping[HttpTransport, str] = {"sse": "/sse", "streamable-http":
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 SHUTDOWN_GRACE_S = 5
+STOP_MARGIN_S = 0.5
+"""Calls still running this long before the grace ends are stopped by the server itself, so
+their hosts get an error that says why before uvicorn drops the connections."""
+
+
+@runtime_checkable
+class Stoppable(Protocol):
+    """A server that knows its tool calls in flight and can end them with a reason."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    def stop_calls(self) -> None: ...
 """On SIGTERM or Ctrl-C, how long calls in flight may still finish before they are cancelled
 (and written to the ledger as cancelled): well inside the 10 s a container stop waits before
 SIGKILL, which would lose their rows."""
@@ -185,8 +200,39 @@ async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: 
     url = f"http://{_url_host(host)}:{listening.getsockname()[1]}{ENDPOINT_PATHS[transport]}"
     log.info("serving MCP at %s; `mcp-router config <host> --url %s` prints a host's entry",
              url, url)
-    with listening:
-        await uvicorn.Server(uv_config).serve(sockets=[listening])
+    uv_server = uvicorn.Server(uv_config)
+    # SSE streams would otherwise close at the signal, cancelling every call in flight at
+    # once; `_drain` closes them when the calls are done (or stopped at the grace's end).
+    AppStatus.disable_automatic_graceful_drain()
+    AppStatus.should_exit = False
+    try:
+        with listening:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_drain, uv_server, server)
+                await uv_server.serve(sockets=[listening])
+                group.cancel_scope.cancel()
+    finally:  # the flag is the process's: leave it as found for any server started later
+        AppStatus.should_exit = False
+        AppStatus.enable_automatic_graceful_drain_mode()
+
+
+async def _drain(uv_server: uvicorn.Server, server: MCPServer[Any]) -> None:
+    """From SIGTERM or Ctrl-C: let the calls in flight finish within the grace, stop those
+    still running just before it ends (each host gets an error saying so), then close the
+    SSE streams. Streamable HTTP requests end with their calls; uvicorn waits for them."""
+    while not uv_server.should_exit:
+        await anyio.sleep(0.1)
+    if isinstance(server, Stoppable):
+        with anyio.move_on_after(SHUTDOWN_GRACE_S - STOP_MARGIN_S):
+            while server.busy:
+                await anyio.sleep(0.05)
+        if server.busy:
+            log.warning("stopping the calls still running after %g s", SHUTDOWN_GRACE_S)
+            server.stop_calls()
+            with anyio.move_on_after(STOP_MARGIN_S / 2):  # their errors reach the hosts
+                while server.busy:
+                    await anyio.sleep(0.02)
+    AppStatus.should_exit = True
 
 
 def _listen(host: str, port: int) -> socket.socket:
