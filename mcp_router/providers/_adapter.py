@@ -14,11 +14,24 @@ from mcp_router.config import ProviderConfig
 from mcp_router.errors import ProviderNotConfigured, ProviderProtocolError, ProviderStatusError
 from mcp_router.messages import ChatRequest, Completion, ModelList, TextFn
 from mcp_router.provider_keys import Scrubber, provider_secrets
-from mcp_router.providers._http import ErrorParser, JsonReply, Upstream, get_json, post
+from mcp_router.providers._http import (
+    ErrorParser,
+    JsonReply,
+    StatusReader,
+    Upstream,
+    as_sent,
+    get_json,
+    post,
+)
 from mcp_router.providers._sse import SseEvent
 
 PROBE = "models"
 """What a probe's errors name in place of a model: the endpoint it asked."""
+
+# Neutral finish reasons beyond "stop" and "length" (OpenAI's words, which every wire maps
+# to): a provider's filter withheld or cut the answer, or the model itself declined.
+CONTENT_FILTER = "content_filter"
+REFUSAL = "refusal"
 
 
 class WireError(ValueError):
@@ -54,6 +67,7 @@ class Wire:
     new_stream: Callable[[], StreamAccumulator]
     parse_error: ErrorParser
     parse_models: Callable[[Any], ModelList | None]
+    reclassify: StatusReader = as_sent
 
 
 def loads_object(text: str) -> dict[str, Any]:
@@ -140,7 +154,8 @@ class HttpAdapter:
         body = await get_json(self.http, self.probe_url(), headers=self._headers(),
                               timeout_s=self.timeout_s,
                               upstream=Upstream(self.provider, PROBE, self._secrets),
-                              parse_error=self.wire.parse_error)
+                              parse_error=self.wire.parse_error,
+                              reclassify=self.wire.reclassify)
         return self.wire.parse_models(body)
 
     def _headers(self) -> dict[str, str]:
@@ -164,7 +179,8 @@ class HttpAdapter:
         reading = _Reading(upstream)
         async with post(self.http, self.url(model), headers=self._headers(), body=body,
                         timeout_s=self.timeout_s, upstream=upstream,
-                        parse_error=self.wire.parse_error) as reply:
+                        parse_error=self.wire.parse_error,
+                        reclassify=self.wire.reclassify) as reply:
             if isinstance(reply, JsonReply):
                 with reading:
                     completion = self.wire.parse_completion(reply.data)

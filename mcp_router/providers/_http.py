@@ -28,6 +28,25 @@ from mcp_router.providers._sse import SseEvent, SseParser
 ErrorParser = Callable[[int, str], str]
 """Extracts a human message from an error body: `(status, body text) -> message`."""
 
+
+@dataclass(frozen=True)
+class Reclassified:
+    """The status an error body means when it is not the one sent, and the body's word for why."""
+
+    status: int
+    why: str
+
+
+StatusReader = Callable[[int, str], Reclassified | None]
+"""Reads an error body for a status other than the one sent: `(status, body) -> Reclassified`,
+or None to keep it. Some vendors send account problems (a wrong key, no credit) as 400,
+which the fallback table reads as "the request is wrong" and ends the route on."""
+
+
+def as_sent(status: int, body: str) -> Reclassified | None:
+    """The `StatusReader` of wires whose statuses mean what they say."""
+    return None
+
 _MAX_MESSAGE = 500
 
 
@@ -70,7 +89,8 @@ Reply = JsonReply | SseReply
 @asynccontextmanager
 async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
                body: dict[str, Any], timeout_s: float, upstream: Upstream,
-               parse_error: ErrorParser) -> AsyncIterator[Reply]:
+               parse_error: ErrorParser,
+               reclassify: StatusReader = as_sent) -> AsyncIterator[Reply]:
     """POST `body` as JSON and yield the reply, chosen by the response's content type.
 
     The content type decides, not what was asked for, so a server that answers a stream
@@ -83,7 +103,7 @@ async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
     events: AsyncGenerator[SseEvent, None] | None = None
     try:
         if response.status_code >= 400:
-            raise await _status_error(response, upstream, parse_error)
+            raise await _status_error(response, upstream, parse_error, reclassify)
         if _is_event_stream(response):
             events = _events(response, upstream)
             yield SseReply(events, ttfb_ms)
@@ -96,13 +116,14 @@ async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
 
 
 async def get_json(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
-                   timeout_s: float, upstream: Upstream, parse_error: ErrorParser) -> Any:
+                   timeout_s: float, upstream: Upstream, parse_error: ErrorParser,
+                   reclassify: StatusReader = as_sent) -> Any:
     """GET `url` and return its JSON body, an object or an array (Together lists its models
     as a bare array); raises only `ProviderError` subclasses."""
     response = await _send(http, "GET", url, headers, None, timeout_s, upstream)
     try:
         if response.status_code >= 400:
-            raise await _status_error(response, upstream, parse_error)
+            raise await _status_error(response, upstream, parse_error, reclassify)
         return await _read_any_json(response, upstream)
     finally:
         await response.aclose()
@@ -140,14 +161,19 @@ def _is_event_stream(response: httpx.Response) -> bool:
     return media_type == "text/event-stream"
 
 
-async def _status_error(response: httpx.Response, upstream: Upstream,
-                        parse_error: ErrorParser) -> ProviderStatusError:
+async def _status_error(response: httpx.Response, upstream: Upstream, parse_error: ErrorParser,
+                        reclassify: StatusReader) -> ProviderStatusError:
+    """The error for a response with an error status; the status is the one its body means,
+    and the message keeps the one sent (`HTTP 401: sent as HTTP 400 (API_KEY_INVALID): …`)."""
     status = response.status_code
     try:
         text = (await response.aread()).decode("utf-8", errors="replace")
     except (httpx.TransportError, httpx.DecodingError):
         text = ""  # the status alone is the answer; a body lost on the way adds nothing
     message = parse_error(status, text).strip() or _reason(status)
+    meant = reclassify(status, text)
+    if meant is not None:
+        message, status = f"sent as HTTP {status} ({meant.why}): {message}", meant.status
     return ProviderStatusError(upstream.provider, upstream.model, status, upstream.clean(message),
                                retry_after=parse_retry_after(response.headers, time.time()))
 

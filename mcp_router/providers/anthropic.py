@@ -7,6 +7,7 @@ from typing import Any
 
 from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
 from mcp_router.providers._adapter import (
+    REFUSAL,
     HttpAdapter,
     UpstreamError,
     Wire,
@@ -15,6 +16,7 @@ from mcp_router.providers._adapter import (
     loads_object,
     model_ids,
 )
+from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
 
 API_VERSION = "2023-06-01"
@@ -25,7 +27,10 @@ MAX_TEMPERATURE = 1.0
 """Anthropic accepts 0..1 where the neutral request allows 0..2; higher values are clamped,
 so a request that suits other providers in a fallback chain does not fail here with a 400."""
 
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+           # the answer was cut where the context window ends: truncated, as by max_tokens
+           "model_context_window_exceeded": "length", "refusal": REFUSAL}
+_NO_CREDIT = "credit balance is too low"
 _STATUS_BY_ERROR_TYPE = {
     "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
     "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
@@ -34,7 +39,12 @@ _STATUS_BY_ERROR_TYPE = {
 
 
 def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
-    """System messages go to the top-level `system`; the rest must alternate roles."""
+    """System messages go to the top-level `system`; the rest must alternate roles.
+
+    What Anthropic refuses with a 400 but other providers of a fallback chain take is
+    adapted here, so the request does not end the route: see `_alternating`, blank stop
+    sequences are left out, and `top_p` is left out when a temperature is set.
+    """
     body: dict[str, Any] = {
         "model": model,
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
@@ -43,8 +53,12 @@ def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
     temperature = None if request.temperature is None else min(request.temperature,
                                                                  MAX_TEMPERATURE)
-    options = {"system": system or None, "temperature": temperature, "top_p": request.top_p,
-               "stop_sequences": list(request.stop) if request.stop else None}
+    # "You should either alter temperature or top_p, but not both" (the Messages API docs),
+    # and newer models (Sonnet 4.5, Opus 4.1) refuse both; the temperature is the one kept.
+    top_p = request.top_p if temperature is None else None
+    stop = [s for s in request.stop or () if s.strip()]  # "each ... must contain non-whitespace"
+    options = {"system": system or None, "temperature": temperature, "top_p": top_p,
+               "stop_sequences": stop or None}
     body.update({k: v for k, v in options.items() if v is not None})
     if stream:
         body["stream"] = True
@@ -52,13 +66,22 @@ def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]
 
 
 def _alternating(messages: Iterable[Message]) -> list[dict[str, str]]:
-    """Consecutive messages of one role merged into one, as the API demands alternation."""
+    """Consecutive messages of one role merged into one, as the API demands alternation.
+
+    Blank messages are left out before merging (the API takes empty content only in a final
+    assistant turn, where it adds nothing), and a final assistant turn, a prefill, loses its
+    trailing whitespace, which the API refuses.
+    """
     out: list[dict[str, str]] = []
     for message in messages:
+        if not message.content.strip():
+            continue
         if out and out[-1]["role"] == message.role:
             out[-1]["content"] += "\n\n" + message.content
         else:
             out.append({"role": message.role, "content": message.content})
+    if out and out[-1]["role"] == "assistant":
+        out[-1]["content"] = out[-1]["content"].rstrip()
     return out
 
 
@@ -127,6 +150,17 @@ def parse_error(status: int, body: str) -> str:
     return body.strip()
 
 
+def reclassify(status: int, body: str) -> Reclassified | None:
+    """An empty credit balance, sent as 400 invalid_request_error, as 401.
+
+    401 rather than 403: a 401 marks the whole provider misconfigured and a 403 only the one
+    target, and no model of the account can be used until credit is bought.
+    """
+    if status == 400 and _NO_CREDIT in parse_error(status, body).lower():
+        return Reclassified(401, "credit balance too low")
+    return None
+
+
 def parse_models(body: object) -> ModelList | None:
     """`{"data": [{"id"}], "has_more"}`: a page, the whole list when `has_more` is false."""
     if not isinstance(body, dict):
@@ -160,7 +194,8 @@ class AnthropicAdapter(HttpAdapter):
     Probes GET {base_url}/v1/models?limit=1000.
     """
 
-    wire = Wire(build_body, parse_completion, AnthropicStream, parse_error, parse_models)
+    wire = Wire(build_body, parse_completion, AnthropicStream, parse_error, parse_models,
+                reclassify)
     default_headers = {"anthropic-version": API_VERSION}
 
     def url(self, model: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
 from mcp_router.providers._adapter import (
+    CONTENT_FILTER,
     HttpAdapter,
     UpstreamError,
     Wire,
@@ -19,9 +20,12 @@ from mcp_router.providers._adapter import (
     loads_object,
     model_ids,
 )
+from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
 
-_FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+_FINISH = {"STOP": "stop", "MAX_TOKENS": "length",
+           **dict.fromkeys(["SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION"],
+                           CONTENT_FILTER)}
 
 
 def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
@@ -96,9 +100,9 @@ def _read_chunk(data: dict[str, Any]) -> tuple[str, str | None]:
     """The text (thought parts left out) and neutral finish reason of the first candidate."""
     candidates = data.get("candidates") or []
     if not candidates:
-        # a refused prompt: no candidate at all, the reason is in the prompt feedback
+        # a refused prompt: no candidate at all, and a blockReason (of any kind) says why
         blocked = (data.get("promptFeedback") or {}).get("blockReason")
-        return "", _finish_reason(blocked)
+        return "", CONTENT_FILTER if blocked else None
     candidate = candidates[0]
     parts = (candidate.get("content") or {}).get("parts") or []
     text = "".join(part.get("text") or "" for part in parts if not part.get("thought"))
@@ -107,6 +111,35 @@ def _read_chunk(data: dict[str, Any]) -> tuple[str, str | None]:
 
 def parse_error(status: int, body: str) -> str:
     """`{"error": {"code", "message", "status"}}`, also when wrapped in a one-element list."""
+    error = _error_object(body)
+    if isinstance(error.get("message"), str):
+        return str(error["message"])
+    return body.strip()
+
+
+def reclassify(status: int, body: str) -> Reclassified | None:
+    """Gemini's 400s that are about the account, not the request, as 401.
+
+    An invalid key is `INVALID_ARGUMENT` with reason `API_KEY_INVALID`; billing or region
+    ("free tier not available in your country") is `FAILED_PRECONDITION`. Both get 401, not
+    403: a 401 marks the whole provider misconfigured, a 403 only the one target, and neither
+    problem is about a model, so every other model of the provider would fail the same way.
+    """
+    if status != 400:
+        return None
+    error = _error_object(body)
+    details = error.get("details")
+    reasons = [d.get("reason") for d in details if isinstance(d, dict)] \
+        if isinstance(details, list) else []
+    if "API_KEY_INVALID" in reasons:
+        return Reclassified(401, "API_KEY_INVALID")
+    if error.get("status") == "FAILED_PRECONDITION":
+        return Reclassified(401, "FAILED_PRECONDITION")
+    return None
+
+
+def _error_object(body: str) -> dict[str, Any]:
+    """The body's `error` object ({} when there is none), also inside a one-element list."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -114,9 +147,7 @@ def parse_error(status: int, body: str) -> str:
     if isinstance(data, list) and data:
         data = data[0]
     error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    return body.strip()
+    return error if isinstance(error, dict) else {}
 
 
 def _raise_in_band(data: dict[str, Any]) -> None:
@@ -159,7 +190,8 @@ class GeminiAdapter(HttpAdapter):
     {base_url}/models?pageSize=1000.
     """
 
-    wire = Wire(build_body, parse_completion, GeminiStream, parse_error, parse_models)
+    wire = Wire(build_body, parse_completion, GeminiStream, parse_error, parse_models,
+                reclassify)
     streams_by_default = False
 
     def url(self, model: str) -> str:

@@ -6,10 +6,12 @@ after a chunk that carried a `finish_reason`. A stream that ends without either 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mcp_router.messages import ChatRequest, Completion, ModelList, Usage
 from mcp_router.providers._adapter import (
+    REFUSAL,
     HttpAdapter,
     UpstreamError,
     Wire,
@@ -20,14 +22,22 @@ from mcp_router.providers._adapter import (
 )
 from mcp_router.providers._sse import SseEvent
 
+# OpenAI's reasoning models, called by their own ids ("o3-mini", "gpt-5.1"), refuse
+# `max_tokens` with a 400 ("Use 'max_completion_tokens' instead"). A vendor prefix
+# ("openai/o3") means a gateway such as OpenRouter, which takes `max_tokens` and translates.
+_COMPLETION_TOKENS_MODEL = re.compile(r"(?:o1|o3|o4|gpt-5)(?![0-9a-z])")
+
 
 def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
-    """The /chat/completions body; options the request leaves unset are left out."""
+    """The /chat/completions body; options the request leaves unset are left out.
+
+    OpenAI's reasoning models get the output cap as `max_completion_tokens`.
+    """
     body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
     }
-    options = {"max_tokens": request.max_tokens, "temperature": request.temperature,
+    options = {_max_tokens_field(model): request.max_tokens, "temperature": request.temperature,
                "top_p": request.top_p, "stop": list(request.stop) if request.stop else None}
     body.update({k: v for k, v in options.items() if v is not None})
     if stream:
@@ -36,19 +46,32 @@ def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]
     return body
 
 
+def _max_tokens_field(model: str) -> str:
+    return "max_completion_tokens" if _COMPLETION_TOKENS_MODEL.match(model) else "max_tokens"
+
+
 def parse_completion(data: dict[str, Any]) -> Completion:
-    """A non-streamed chat.completion; the first choice is the answer."""
+    """A non-streamed chat.completion; the first choice is the answer.
+
+    A refusal comes in `message.refusal` with `content` null: its text is the answer, and
+    finish_reason "refusal" says what it is (the upstream says "stop").
+    """
     _raise_in_band(data)
     choice = data["choices"][0]
     message = choice.get("message") or {}
-    return Completion(content=message.get("content") or "",
-                      finish_reason=_finish_reason(choice.get("finish_reason")),
+    refusal = message.get("refusal")
+    finish_reason = REFUSAL if refusal else _finish_reason(choice.get("finish_reason"))
+    return Completion(content=refusal or message.get("content") or "",
+                      finish_reason=finish_reason,
                       usage=_usage(data.get("usage")), usage_reported=bool(data.get("usage")),
                       upstream_model=data.get("model"))
 
 
 class OpenAIStream:
-    """Accumulates chat.completion.chunk events (first choice only) into one Completion."""
+    """Accumulates chat.completion.chunk events (first choice only) into one Completion.
+
+    `delta.refusal` text is passed on like content, and makes the finish_reason "refusal".
+    """
 
     def __init__(self) -> None:
         self._parts: list[str] = []
@@ -56,6 +79,7 @@ class OpenAIStream:
         self._usage: Usage | None = None
         self._model: str | None = None
         self._done = False
+        self._refused = False
 
     def feed(self, event: SseEvent) -> str:
         if self._done:
@@ -72,7 +96,10 @@ class OpenAIStream:
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue
-            text += (choice.get("delta") or {}).get("content") or ""
+            delta = choice.get("delta") or {}
+            refusal = delta.get("refusal") or ""
+            self._refused = self._refused or bool(refusal)
+            text += (delta.get("content") or "") + refusal
             if choice.get("finish_reason"):
                 self._finish_reason = _finish_reason(choice["finish_reason"])
         self._parts.append(text)
@@ -81,7 +108,8 @@ class OpenAIStream:
     def finish(self) -> Completion:
         if not (self._done or self._finish_reason):
             raise WireError("stream cut: it ended before [DONE] and without a finish_reason")
-        return Completion(content="".join(self._parts), finish_reason=self._finish_reason,
+        finish_reason = REFUSAL if self._refused else self._finish_reason
+        return Completion(content="".join(self._parts), finish_reason=finish_reason,
                           usage=self._usage or Usage(), usage_reported=self._usage is not None,
                           upstream_model=self._model)
 
@@ -131,6 +159,8 @@ def _usage(raw: dict[str, Any] | None) -> Usage:
 
 
 def _finish_reason(value: str | None) -> str | None:
+    # OpenAI's own values ("stop", "length", "content_filter", "tool_calls") are the
+    # neutral vocabulary the other wires map to
     return value.lower() if value else None
 
 

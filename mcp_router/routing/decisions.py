@@ -16,7 +16,9 @@ from mcp_router.errors import (
 # Anthropic's "overloaded" is transient like a 503, even when a config's on_status omits it.
 ALWAYS_RETRYABLE_STATUS = frozenset({529})
 RETRY_ONCE_STATUS = frozenset({408})
-# The request itself is wrong: every other target would refuse it too.
+# The request itself is wrong: every other target would refuse it too. Vendors that send
+# account problems as 400 (Gemini's API_KEY_INVALID, Anthropic's empty credit balance) have
+# them read as 401 by their wire (`Wire.reclassify`), so those reach the next target.
 REQUEST_IS_WRONG_STATUS = frozenset({400, 422})
 
 

@@ -77,13 +77,115 @@ async def test_a_json_request_moves_system_out_merges_turns_and_sends_the_key_as
 async def test_options_map_to_anthropic_names_and_temperature_is_clamped_to_one(
         http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     upstream.answer(json_response({"content": [], "stop_reason": "stop_sequence"}))
-    request = HI.model_copy(update={"temperature": 1.7, "top_p": 0.5, "stop": ("END",)})
+    request = HI.model_copy(update={"temperature": 1.7, "stop": ("END",)})
 
     await anthropic(http).send(request, "claude")
 
     assert sent_json(upstream.request) == {
         "model": "claude", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}],
-        "temperature": 1.0, "top_p": 0.5, "stop_sequences": ["END"], "stream": True}
+        "temperature": 1.0, "stop_sequences": ["END"], "stream": True}
+
+
+async def test_top_p_alone_is_sent_but_with_a_temperature_only_the_temperature_is(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    # Newer Claude models answer both with 400 "cannot both be specified for this model".
+    upstream.answer(json_response({"content": [], "stop_reason": "end_turn"}))
+    adapter = anthropic(http, stream=False)
+
+    await adapter.send(HI.model_copy(update={"top_p": 0.5}), "claude")
+    await adapter.send(HI.model_copy(update={"temperature": 0.2, "top_p": 0.5}), "claude")
+
+    sent = [sent_json(request) for request in upstream.requests]
+    assert [(body.get("temperature"), body.get("top_p")) for body in sent] == [
+        (None, 0.5), (0.2, None)]
+
+
+async def test_blank_stop_sequences_are_left_out(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    # Anthropic answers 400 "each stop sequence must contain non-whitespace".
+    upstream.answer(json_response({"content": [], "stop_reason": "end_turn"}))
+    adapter = anthropic(http, stream=False)
+
+    await adapter.send(HI.model_copy(update={"stop": ("\n", "", "END", " \n\n")}), "claude")
+    await adapter.send(HI.model_copy(update={"stop": ("\n",)}), "claude")
+
+    sent = [sent_json(request) for request in upstream.requests]
+    assert [body.get("stop_sequences") for body in sent] == [["END"], None]
+
+
+async def test_a_prefill_loses_its_trailing_whitespace(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    # Anthropic answers 400 "final assistant content cannot end with trailing whitespace".
+    upstream.answer(json_response({"content": [], "stop_reason": "end_turn"}))
+    request = ChatRequest(messages=(Message(role="user", content="List three fruits. "),
+                                    Message(role="assistant", content="1. ")))
+
+    await anthropic(http, stream=False).send(request, "claude")
+
+    assert sent_json(upstream.request)["messages"] == [
+        {"role": "user", "content": "List three fruits. "},
+        {"role": "assistant", "content": "1."}]
+
+
+async def test_blank_turns_are_left_out_and_the_rest_still_alternates(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    # Anthropic answers 400 "all messages must have non-empty content except for the
+    # optional final assistant message"; OpenAI-style histories carry such turns.
+    upstream.answer(json_response({"content": [], "stop_reason": "end_turn"}))
+    request = ChatRequest(messages=(Message(role="user", content="Hi"),
+                                    Message(role="assistant", content=""),
+                                    Message(role="user", content="Still there?"),
+                                    Message(role="assistant", content="Yes."),
+                                    Message(role="user", content="Good"),
+                                    Message(role="assistant", content=" ")))
+
+    await anthropic(http, stream=False).send(request, "claude")
+
+    assert sent_json(upstream.request)["messages"] == [
+        {"role": "user", "content": "Hi\n\nStill there?"},
+        {"role": "assistant", "content": "Yes."},
+        {"role": "user", "content": "Good"}]
+
+
+@pytest.mark.parametrize(("stop_reason", "finish_reason"), [
+    ("model_context_window_exceeded", "length"), ("refusal", "refusal")])
+async def test_context_window_stops_are_length_and_refusals_stay_refusals(
+        http: httpx.AsyncClient, upstream: FakeUpstream, stop_reason: str,
+        finish_reason: str) -> None:
+    upstream.answer(json_response({"content": [{"type": "text", "text": "Part"}],
+                                   "stop_reason": stop_reason}))
+
+    completion = await anthropic(http, stream=False).send(HI, "claude")
+
+    assert (completion.content, completion.finish_reason) == ("Part", finish_reason)
+
+
+CREDIT = ("Your credit balance is too low to access the Anthropic API. Please go to Plans & "
+          "Billing to upgrade or purchase credits.")
+
+
+async def test_a_credit_balance_too_low_sent_as_400_is_a_401_that_says_what_was_sent(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    upstream.answer(json_response({"type": "error", "error": {
+        "type": "invalid_request_error", "message": CREDIT}}, 400))
+
+    with pytest.raises(ProviderStatusError) as caught:
+        await anthropic(http).send(HI, "claude")
+
+    assert (caught.value.status, caught.value.detail) == (
+        401, f"HTTP 401: sent as HTTP 400 (credit balance too low): {CREDIT}")
+
+
+async def test_other_invalid_requests_stay_400(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    upstream.answer(json_response({"type": "error", "error": {
+        "type": "invalid_request_error", "message": "max_tokens: Field required"}}, 400))
+
+    with pytest.raises(ProviderStatusError) as caught:
+        await anthropic(http).send(HI, "claude")
+
+    assert (caught.value.status, caught.value.detail) == (
+        400, "HTTP 400: max_tokens: Field required")
 
 
 async def test_cache_reads_and_writes_count_in_input_and_reads_count_as_cached(

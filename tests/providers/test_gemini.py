@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from mcp_router.config import ProviderConfig
-from mcp_router.errors import ProviderProtocolError
+from mcp_router.errors import ProviderProtocolError, ProviderStatusError
 from mcp_router.messages import Adapter, ChatRequest, Completion, Message, Usage
 from mcp_router.providers import make_provider
 from mcp_router.providers.gemini import parse_error
@@ -125,24 +125,94 @@ async def test_a_stream_without_a_finish_reason_is_a_protocol_error(
     assert "finishReason" in caught.value.detail
 
 
-async def test_a_blocked_prompt_completes_empty_with_the_block_reason(
-        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    upstream.answer(sse_response({"promptFeedback": {"blockReason": "SAFETY"},
+@pytest.mark.parametrize("block_reason", ["SAFETY", "PROHIBITED_CONTENT", "OTHER"])
+async def test_a_blocked_prompt_completes_empty_as_content_filter(
+        http: httpx.AsyncClient, upstream: FakeUpstream, block_reason: str) -> None:
+    upstream.answer(sse_response({"promptFeedback": {"blockReason": block_reason},
                                   "usageMetadata": {"promptTokenCount": 7}}))
 
     completion = await gemini(http).send(HI, "gemini-pro")
 
-    assert without_ttfb(completion) == Completion(content="", finish_reason="safety",
+    assert without_ttfb(completion) == Completion(content="", finish_reason="content_filter",
                                                   usage=Usage(input_tokens=7))
+
+
+@pytest.mark.parametrize("reason", ["SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII",
+                                    "RECITATION"])
+async def test_an_answer_stopped_by_a_filter_finishes_as_content_filter(
+        http: httpx.AsyncClient, upstream: FakeUpstream, reason: str) -> None:
+    upstream.answer(json_response({"candidates": [candidate("Once upon", reason)]}))
+
+    completion = await gemini(http, stream=False).send(HI, "gemini-pro")
+
+    assert (completion.content, completion.finish_reason) == ("Once upon", "content_filter")
 
 
 async def test_other_finish_reasons_are_lowercased(
         http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    upstream.answer(json_response({"candidates": [candidate("", "RECITATION")]}))
+    upstream.answer(json_response({"candidates": [candidate("", "MALFORMED_FUNCTION_CALL")]}))
 
     completion = await gemini(http, stream=False).send(HI, "gemini-pro")
 
-    assert completion.finish_reason == "recitation"
+    assert completion.finish_reason == "malformed_function_call"
+
+
+def google_error(status: str, message: str, reason: str | None = None) -> dict:
+    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
+                "domain": "googleapis.com"}] if reason else []
+    return {"error": {"code": 400, "message": message, "status": status, "details": details}}
+
+
+async def test_an_invalid_key_sent_as_400_is_a_401_that_says_what_was_sent(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    upstream.answer(json_response(google_error(
+        "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
+        "API_KEY_INVALID"), 400))
+
+    with pytest.raises(ProviderStatusError) as caught:
+        await gemini(http).send(HI, "gemini-pro")
+
+    assert (caught.value.status, caught.value.detail) == (
+        401, "HTTP 401: sent as HTTP 400 (API_KEY_INVALID): "
+             "API key not valid. Please pass a valid API key.")
+
+
+async def test_a_billing_or_region_precondition_sent_as_400_is_a_401(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    # Gemini's troubleshooting page: 400 FAILED_PRECONDITION when the free tier is not
+    # available in the caller's country and billing is not enabled.
+    upstream.answer(json_response([google_error(
+        "FAILED_PRECONDITION", "User location is not supported for the API use.")], 400))
+
+    with pytest.raises(ProviderStatusError) as caught:
+        await gemini(http, stream=False).send(HI, "gemini-pro")
+
+    assert (caught.value.status, caught.value.detail) == (
+        401, "HTTP 401: sent as HTTP 400 (FAILED_PRECONDITION): "
+             "User location is not supported for the API use.")
+
+
+async def test_a_400_about_the_request_itself_stays_a_400(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    upstream.answer(json_response(google_error(
+        "INVALID_ARGUMENT", "Invalid value at 'generation_config.top_p'"), 400))
+
+    with pytest.raises(ProviderStatusError) as caught:
+        await gemini(http).send(HI, "gemini-pro")
+
+    assert (caught.value.status, caught.value.detail) == (
+        400, "HTTP 400: Invalid value at 'generation_config.top_p'")
+
+
+async def test_a_probe_with_an_invalid_key_is_refused_as_401(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    upstream.answer(json_response(google_error(
+        "INVALID_ARGUMENT", "API key not valid.", "API_KEY_INVALID"), 400))
+
+    with pytest.raises(ProviderStatusError) as caught:
+        await gemini(http).probe()
+
+    assert caught.value.status == 401
 
 
 @pytest.mark.parametrize(("body", "message"), [

@@ -212,3 +212,76 @@ async def test_deepseek_cache_hits_count_as_cached_input(
 ])
 def test_error_messages_are_read_from_every_vendor_body_shape(body: str, message: str) -> None:
     assert parse_error(400, body) == message
+
+
+def openai(http: httpx.AsyncClient) -> Adapter:
+    cfg = ProviderConfig(kind="openai", base_url="https://api.openai.test/v1",
+                         api_key_env="OPENAI_API_KEY", stream=False)
+    return make_provider("openai", cfg, http, KEY)
+
+
+def answered(message: dict, finish: str = "stop") -> httpx.Response:
+    return json_response({"choices": [{"index": 0, "message": message, "finish_reason": finish}]})
+
+
+@pytest.mark.parametrize("model", ["o1", "o1-mini", "o3", "o3-mini", "o4-mini-2025-04-16",
+                                   "gpt-5", "gpt-5-mini", "gpt-5.1"])
+async def test_openai_reasoning_models_get_max_completion_tokens_in_place_of_max_tokens(
+        http: httpx.AsyncClient, upstream: FakeUpstream, model: str) -> None:
+    # They answer max_tokens with 400 "Use 'max_completion_tokens' instead".
+    upstream.answer(answered({"content": "ok"}))
+
+    await openai(http).send(REQUEST, model)
+
+    options = {k: v for k, v in WIRE_OPTIONS.items() if k != "max_tokens"}
+    assert sent_json(upstream.request) == {"model": model, "messages": WIRE_MESSAGES,
+                                           "max_completion_tokens": 50, **options}
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gpt-4.1", "openai/o3", "openai/gpt-5",
+                                   "deepseek-chat", "olmo-2-13b"])
+async def test_other_models_and_vendor_prefixed_ids_keep_max_tokens(
+        http: httpx.AsyncClient, upstream: FakeUpstream, model: str) -> None:
+    upstream.answer(answered({"content": "ok"}))
+
+    await openai(http).send(REQUEST, model)
+
+    assert sent_json(upstream.request) == {"model": model, "messages": WIRE_MESSAGES,
+                                           **WIRE_OPTIONS}
+
+
+async def test_a_refusal_is_the_answer_with_finish_reason_refusal(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    upstream.answer(answered({"role": "assistant", "content": None,
+                              "refusal": "I'm sorry, I can't help with that."}))
+
+    completion = await openai(http).send(REQUEST, "gpt-4o")
+
+    assert (completion.content, completion.finish_reason) == (
+        "I'm sorry, I can't help with that.", "refusal")
+
+
+async def test_a_streamed_refusal_is_passed_on_and_finishes_as_refusal(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    def refusal(text: str) -> dict:
+        return {"choices": [{"index": 0, "delta": {"refusal": text}, "finish_reason": None}]}
+
+    upstream.answer(sse_response(
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None,
+                                            "refusal": None}, "finish_reason": None}]},
+        refusal("I'm sorry, "), refusal("I can't."), chunk(finish="stop"), "[DONE]"))
+    sink = TextSink()
+
+    completion = await openrouter(http).send(REQUEST, "gpt-4o", on_text=sink)
+
+    assert sink.deltas == ["I'm sorry, ", "I can't."]
+    assert (completion.content, completion.finish_reason) == ("I'm sorry, I can't.", "refusal")
+
+
+async def test_a_content_filter_stop_keeps_the_neutral_content_filter_reason(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    upstream.answer(answered({"content": None}, finish="content_filter"))
+
+    completion = await openai(http).send(REQUEST, "gpt-4o")
+
+    assert (completion.content, completion.finish_reason) == ("", "content_filter")
