@@ -45,6 +45,7 @@ from mcp_router.messages import (
 from mcp_router.money import format_usd
 from mcp_router.outputs import content_budget_tokens
 from mcp_router.pii import PiiFilter, PiiSession, combine_summaries
+from mcp_router.pii.actions import redact
 from mcp_router.plan import Planner
 from mcp_router.probes import Prober
 from mcp_router.routing.breaker import CircuitGroup
@@ -97,11 +98,12 @@ class Router:
         # Everything after this line, the cache key included, sees only the filtered request.
         request, found = session.filter_request(to_request(call, self._max_tokens))
         tree, route = self._resolve(call)
+        labels = self._labels(call.metadata)
         trace_id = trace_id or uuid.uuid4().hex
         started = self.clock.now()
         timeout_s = call.timeout_s or self.config.timeouts.deadline_s
         gate = self.spend.gate(trace_id=trace_id, client=client, route=route,
-                               metadata=call.metadata)
+                               metadata=labels)
         state = Call(deadline=started + timeout_s, progress=progress, gate=gate)
 
         async def routed() -> ChatResponse:
@@ -136,7 +138,7 @@ class Router:
             return self._dry_run(call, request, tree, route, key, trace_id, found)
         if (late := self.late.pop(key)) is not None:
             self.spend.record_hit(late.response, late.cost_usd, trace_id=trace_id,
-                                  client=client, route=route, metadata=call.metadata)
+                                  client=client, route=route, metadata=labels)
             return self._result(Served(late.response, cached=False, cost_usd=Decimal(0)),
                                 route, state, gate, trace_id, started, session, found,
                                 call.max_tokens, late=True)
@@ -150,7 +152,7 @@ class Router:
             raise DeadlineExceeded(f"no answer within the {timeout_s:g} s deadline")
         if served.cached:
             self.spend.record_hit(served.response, served.saved_usd, trace_id=trace_id,
-                                  client=client, route=route, metadata=call.metadata)
+                                  client=client, route=route, metadata=labels)
         return self._result(served, route, state, gate, trace_id, started, session, found,
                             call.max_tokens)
 
@@ -190,6 +192,17 @@ class Router:
             pii=combine_summaries(found, *_answer_findings(served.response)),
             max_tokens_applied=self._max_tokens if capped else None,
         )
+
+    def _labels(self, metadata: Mapping[str, str]) -> dict[str, str]:
+        """The call's metadata as the ledger keeps it: PII the filter finds in a value is
+        redacted, whatever the request's action (labels never leave the machine, so there is
+        nothing to pseudonymize, and no reason to refuse the call)."""
+        labels = {}
+        for name, value in metadata.items():
+            for found in reversed(self.pii.detect(value)):
+                value = value[:found.start] + redact(found.entity) + value[found.end:]
+            labels[name] = value
+        return labels
 
     def _resolve(self, call: ChatCall) -> tuple[CircuitGroup, str | None]:
         if call.route is not None and call.model is not None:

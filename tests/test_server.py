@@ -378,6 +378,15 @@ async def test_metadata_lands_in_the_ledger_by_client(client: Client, tmp_path: 
     assert json.loads(labels) == {"ticket": "T-1", "run": "7"}
 
 
+async def test_pii_in_metadata_is_redacted_before_it_reaches_the_ledger(client: Client,
+                                                                      tmp_path: Path):
+    await call(client, "chat_completion", prompt="x", metadata={
+        "user": "jane.doe@example.com", "card": "4111 1111 1111 1111", "ticket": "T-1"})
+    with sqlite3.connect(tmp_path / "home" / "ledger.sqlite3") as db:
+        [(labels,)] = db.execute("SELECT metadata FROM calls").fetchall()
+    assert json.loads(labels) == {"user": "<EMAIL>", "card": "<CREDIT_CARD>", "ticket": "T-1"}
+
+
 @pytest.mark.skipif(os.name == "nt", reason="no POSIX permission bits")
 async def test_the_data_directory_it_makes_is_this_user_s_alone(client: Client, tmp_path: Path):
     await call(client, "chat_completion", prompt="x")
