@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from itertools import accumulate
 
 from mcp_router.pii.detectors import Finding, left_ok, right_ok, word_before
+from mcp_router.pii.phones import national_length, phone_alone, slashed_phones
 from mcp_router.pii.validators import card_ok, international_ok, nanp_ok, ssn_ok
 
 # Runs of digits and separators: every card, SSN and phone shape, found in one scan so the
@@ -24,10 +25,12 @@ _CLUSTER_CLASSES = bytes(ord("0" if c in string.digits else c if c in _SEPARATOR
 _CLUSTER_SKELETON = re.compile(rb"0(?<!00)(?!000-00-00(?!0))[0 \-.()]{8,}")
 _MIN_DIGITS = 8
 # A cluster with separators must contain one of these shapes to hold a card (groups of 4
-# then more), an SSN, a North American number or a trunk-zero national number; the rest
-# (zip+4, ISBNs, dotted versions and addresses…) are dropped before any per-group work.
-_SHAPES = re.compile(r"(?<!\d)\d{4}[ -]\d{2,6}[ -]\d|(?<!\d)\d{3}[-. ]\d\d[-. ]\d{4}"
-                     r"|\d{3}\)?[-. )]{1,2}\d{3}[-. ]\d{4}|(?<!\d)0[1-9]\d{0,4}\)?[ -]\d\d")
+# then more), an SSN, a North American number, a trunk-zero national number, a Spanish or a
+# Chinese mobile; the rest (zip+4, ISBNs, dotted versions and addresses…) are dropped before
+# any per-group work.
+_SHAPES = re.compile(r"(?<!\d)\d{4}[ .-]\d{2,6}[ .-]\d|(?<!\d)\d{3}[-. ]\d\d[-. ]\d{4}"
+                     r"|\d{3}\)?[-. )]{1,2}\d{3}[-. ]\d{4}|(?<!\d)0[1-9]\d{0,4}\)?[ -]\d\d"
+                     r"|(?<!\d)[67]\d\d \d\d \d\d \d\d|(?<!\d)1[3-9]\d[ -]\d{4}[ -]\d{4}")
 _SEPARATORS = re.compile(r"(\D+)")
 _OPENING = re.compile(r"[ ()]")  # separators after which a group may begin a finding
 # The sizes a card, SSN or North American number can start with; other formats start with
@@ -41,8 +44,6 @@ _NO_CUSTOM = 1 << 30  # more digits than any cluster has
 _ID_CONTEXT = re.compile(r"(?<!card )(?<!cc )(?:\b(?:order|invoice|tracking|ticket|txn|transaction|"
                          r"id|serial|ean|upc|gtin|isbn|sku|imei)\b|#)[\s:=#.-]*$")
 _SSN_CONTEXT = re.compile(r"\b(?:ssn|ss#|social security|soc\.? sec|taxpayer|tin)\b")
-_PHONE_CONTEXT = re.compile(r"\b(?:phone|tel|telephone|mobile|cell|call|fax|whatsapp|sms|"
-                            r"contact|dial|text me)\b")
 
 Hit = tuple[str, int, int, int]  # entity, start, end, index of the next group to look at
 CustomCheck = Callable[[str, int, int], bool]
@@ -78,6 +79,8 @@ class NumberDetector:
             found += _Run.findings_in(text, start, end, digits)
             if digits >= custom_digits:
                 found += self._custom_findings(text, start, end, digits)
+        if "/" in text:
+            found += slashed_phones(text)
         return found
 
     def _custom_findings(self, text: str, start: int, end: int, digits: int) -> list[Finding]:
@@ -154,10 +157,12 @@ class _Run:
                     hit = self.ssn(i)
                 if hit is None and (before == "+" or 4 <= size <= 5 and text[start] == "0"):
                     hit = self.international(i)
-                if hit is None and size in (1, 3, 10, 11):
+                if hit is None and size in (1, 3, 10, 11, 12):
                     hit = self.nanp(i)
                 if hit is None and text[start] == "0" and size >= 2:
                     hit = self.trunk(i)
+                if hit is None and size == 3:
+                    hit = self.mobile(i)
             if hit is None:
                 i += 1
                 continue
@@ -179,7 +184,7 @@ class _Run:
             return ("credit_card", start, end, 1)
         if size == 9 and _ssn_alone(text, start, end):
             return ("ssn", start, end, 1)
-        if size in (10, 11) and _phone_alone(text, start, end):
+        if 10 <= size <= 12 and phone_alone(text, start, end):
             return ("phone", start, end, 1)
         return None
 
@@ -197,7 +202,7 @@ class _Run:
         if 12 <= size <= 19:
             end = self.ends[i]
             return ("credit_card", start, end, i + 1) if _card_alone(text, start, end) else None
-        if size != 4 or sep not in (" ", "-") or not self.starts_run(i, sep):
+        if size != 4 or sep not in (" ", "-", ".") or not self.starts_run(i, sep):
             return None
         j, last = i, len(self.starts) - 1
         while j < last and self.seps[j] == sep:
@@ -206,6 +211,8 @@ class _Run:
                 return None
             j += 1
         end = self.ends[j]
+        if sep == "." and not _dotted_card(self.sizes[i:j + 1]):
+            return None
         if j > i and card_ok(self.joined(i, j)) and right_ok(text, end):
             return ("credit_card", start, end, j + 1)
         k = self._card_layout_end(i, j)
@@ -265,12 +272,13 @@ class _Run:
         return best
 
     def nanp(self, i: int) -> Hit | None:
-        """North American: (415) 555-2671, 415-555-2671, 1-800-555-0199, or bare with context."""
+        """North American: (415) 555-2671, 415-555-2671, 1-800-555-0199, or bare with context
+        (as are other national numbers in bare digits, see `phones.phone_alone`)."""
         text, start, size = self.text, self.starts[i], self.sizes[i]
-        if size in (10, 11):
+        if size in (10, 11, 12):
             end = self.ends[i]
             return ("phone", start, end, i + 1) \
-                if left_ok(text, start) and _phone_alone(text, start, end) else None
+                if left_ok(text, start) and phone_alone(text, start, end) else None
         lead = size == 1 and text[start] == "1" and self.seps[i] in ("-", ".", " ")
         body = i + 1 if lead else i
         if self.sizes[body:body + 3] != [3, 3, 4] or not left_ok(text, start):
@@ -290,7 +298,8 @@ class _Run:
         return None
 
     def trunk(self, i: int) -> Hit | None:
-        """National numbers with a trunk zero: 020 7946 0958, 07700 900123, 01 42 68 53 00."""
+        """National numbers with a trunk zero: 020 7946 0958, 07700 900123, 01 42 68 53 00,
+        030 12345678, 0151 23456789, 06-12345678."""
         text, start = self.text, self.starts[i]
         if text[start] != "0" or self.sizes[i] < 2 or text[start + 1] == "0":
             return None
@@ -304,14 +313,42 @@ class _Run:
             return None
         total, k = self.sizes[i], i
         while k + 1 < len(self.starts) and k < i + 4:
-            if k > i and self.seps[k] != sep or not 2 <= self.sizes[k + 1] <= 6:
+            if k > i and self.seps[k] != sep or not 2 <= self.sizes[k + 1] <= 8:
                 break
             k, total = k + 1, total + self.sizes[k + 1]
-        # The whole run is the number: a prefix of a longer list of digit pairs is not.
-        if k > i and total in (10, 11) and right_ok(text, self.ends[k]) \
+        # The whole run is the number: a prefix of a longer list of digit pairs is not. A
+        # subscriber number may be one block of up to 8 digits, but only at the end.
+        if k > i and national_length(self.sizes[i:k + 1]) and right_ok(text, self.ends[k]) \
                 and (k + 1 == len(self.starts) or self.seps[k] != sep):
             return ("phone", start, self.ends[k], k + 1)
         return None
+
+    def mobile(self, i: int) -> Hit | None:
+        """Mobiles in national formats without a trunk zero: Spanish 612 34 56 78 and Chinese
+        138 0013 8000 (Spanish 612 345 678 is left out: it reads as 612,345,678)."""
+        text, start = self.text, self.starts[i]
+        sep = self.seps[i]
+        if text[start] in "67" and sep == " ":
+            k = i + 3
+            shaped = self.sizes[i:k + 1] == [3, 2, 2, 2]
+        elif text[start] == "1" and text[start + 1] in "3456789" and sep in (" ", "-"):
+            k = i + 2
+            shaped = self.sizes[i:k + 1] == [3, 4, 4]
+        else:
+            return None
+        if not shaped or self.seps[i:k] != [sep] * (k - i) or self.seps[k] == sep \
+                or not self.starts_run(i, sep) or not left_ok(text, start) \
+                or not right_ok(text, self.ends[k]):
+            return None
+        return ("phone", start, self.ends[k], k + 1)
+
+
+def _dotted_card(sizes: list[int]) -> bool:
+    """Groups that a card printed with dots has: 4-4-4-4 (the last of 1-4 digits, and a fifth
+    for 19 digits) or 4-6-5 and 4-6-4. Anything else with dots is a version or an address."""
+    return sizes in ([4, 6, 5], [4, 6, 4]) or (
+        4 <= len(sizes) <= 5 and all(size == 4 for size in sizes[:-1]) and 1 <= sizes[-1] <= 4)
+
 
 
 def _may_begin(text: str, start: int, end: int) -> bool:
@@ -336,9 +373,10 @@ def _ssn_alone(text: str, start: int, end: int) -> bool:
             and _SSN_CONTEXT.search(word_before(text, start, 40)) is not None)
 
 
-def _phone_alone(text: str, start: int, end: int) -> bool:
-    """Ten digits (or 1 + ten): a North American phone only when the text says it is one."""
-    digits = text[start:end]
-    ten = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
-    return (right_ok(text, end) and nanp_ok(ten, strict=True)
-            and _PHONE_CONTEXT.search(word_before(text, start, 24)) is not None)
+
+def in_hyphenated_code(text: str, start: int, end: int) -> bool:
+    """The span continues a code joined by hyphens (`ABC-123-45-6789`, `123-45-6789-01`):
+    a part number, not an SSN, unless the word before is the SSN's own label (`SSN-…`)."""
+    joined_before = start > 1 and text[start - 1] == "-" and text[start - 2].isalnum() \
+        and _SSN_CONTEXT.search(word_before(text, start - 1, 40)) is None
+    return joined_before or text[end:end + 1] == "-" and text[end + 1:end + 2].isalnum()

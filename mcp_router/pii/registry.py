@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable, Sequence
 from mcp_router.pii.detectors import Detector, Finding, PatternDetector, resolve_overlaps
 from mcp_router.pii.iban import IbanDetector
 from mcp_router.pii.invisible import VisibleText
+from mcp_router.pii.lookalike import ascii_lookalikes
 from mcp_router.pii.network import EmailDetector, Ipv4Detector, Ipv6Detector
-from mcp_router.pii.numeric import NumberDetector, id_like
+from mcp_router.pii.numeric import NumberDetector, id_like, in_hyphenated_code
 from mcp_router.pii.policy import PiiPolicy
 from mcp_router.pii.profanity import ProfanityDetector
 from mcp_router.pii.secrets import (
@@ -46,7 +47,8 @@ def _card_ok(text: str, start: int, end: int) -> bool:
 # team config's `credit_card: \b\d{16}\b` finds Luhn-valid cards, not every 16-digit id.
 _CHECKS: dict[str, Callable[[str, int, int], bool]] = {
     "credit_card": _card_ok,
-    "ssn": lambda text, a, b: ssn_ok(_NON_DIGIT.sub("", text[a:b])),
+    "ssn": lambda text, a, b: (ssn_ok(_NON_DIGIT.sub("", text[a:b]))
+                               and not in_hyphenated_code(text, a, b)),
     "iban": lambda text, a, b: iban_ok(text[a:b].replace(" ", "").upper()),
     "ip_address": lambda text, a, b: _ip_ok(text[a:b]),
 }
@@ -98,7 +100,8 @@ class Search:
     """The detectors a search for some entity types runs, chosen once (per policy, not per text).
 
     `allowed` None means every type. The visible text is searched too when invisible
-    characters could hide a value (see `invisible`), its findings mapped back to `text`.
+    characters could hide a value (see `invisible`), its findings mapped back to `text`, and
+    so is the text with look-alike dashes, spaces and digits read as ASCII (see `lookalike`).
     """
 
     def __init__(self, detectors: Sequence[Detector], allowed: frozenset[str] | None) -> None:
@@ -109,12 +112,16 @@ class Search:
     def find(self, text: str) -> list[Finding]:
         """Every finding of the chosen detectors in `text`, overlaps not resolved."""
         found = self._find(text)
-        forms = VisibleText.readings(text, GROUP_SEPARATORS)
-        if not forms:
+        plain = ascii_lookalikes(text)
+        if plain is not None:
+            found += self._find(plain)  # same offsets: one character for one
+        forms = [form for base in (text, plain) if base is not None
+                 for form in VisibleText.readings(base, GROUP_SEPARATORS)]
+        if not forms and plain is None:
             return found
         for form in forms:
             found += [form.original(f) for f in self._find(form.text)]
-        return list(dict.fromkeys(found))  # a value clear of invisibles is found again
+        return list(dict.fromkeys(found))  # a value found in several readings counts once
 
     def _find(self, text: str) -> list[Finding]:
         found = [f for d in self.detectors for f in d.find(text)]

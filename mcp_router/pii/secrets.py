@@ -129,16 +129,37 @@ def _tokens(text: str, matches: Iterable[re.Match[str]]) -> list[Finding]:
     return found
 
 
-_PRIVATE_KEY = re.compile(
-    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-    r"(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s:,.\\-]*)")
+_KEY_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+_KEY_END = re.compile(r"(?:\s|\\r|\\n)*-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+# A line break inside a block: real, JSON-escaped, and with blank or indented lines around it.
+_BREAK = r"(?:[ \t]*(?:\r?\n|\\r\\n|\\n))+[ \t]*"
+# A base64 character; some JSON encoders write "/" as "\/".
+_B64 = r"(?:[A-Za-z0-9+/]|\\/)"
+# What a block's body is made of, piece by piece: a header line of encrypted PEM or PGP armor
+# (`Proc-Type: 4,ENCRYPTED`); a line of base64 that ends where its line does (the short last
+# one, a PGP checksum, a `...` where the writer cut lines out); or a long run of base64 that
+# may end anywhere, as a pasted key cut off mid-line does, after a break or a space (a key
+# pasted with spaces for line breaks). Words never end a line of a block, so prose after a
+# header is not taken for its body.
+_KEY_PIECE = re.compile(
+    rf"{_BREAK}(?P<header>(?:Proc-Type|DEK-Info|Version|Comment|Hash|Charset|MessageID): "
+    r"[^\r\n\\]*)"
+    rf"|{_BREAK}(?:{_B64}|[=.\u2026])+(?=[ \t]*(?:\r?\n|\\r\\n|\\n|-----END|\Z))"
+    rf"|(?:[ \t]+|{_BREAK})(?P<run>{_B64}{{16,}}={{0,2}})(?:\.\.\.|\u2026)?"
+    rf"|[ \t]+{_B64}+={{0,2}}(?=[ \t]*-----END)")
 # The user may be empty, as in redis://:password@cache:6379.
 _URL_USERINFO = re.compile(r"://([^\s:/?#@\[\]\"'<>]*):([^\s/?#@\"'<>]+)@")
 _TEMPLATE = re.compile(r"^(?:\$\{?\w+\}?|\{\{.*\}\}|<[^>]*>|%s|\*+|x+|\.\.\.)$", re.IGNORECASE)
 
 
 class PrivateKeyDetector:
-    """PEM and PGP private key blocks, also when cut short or JSON-escaped."""
+    """PEM, OpenSSH and PGP private key blocks, also cut short, JSON-escaped, encrypted with
+    header lines, or pasted with spaces for line breaks.
+
+    A block is its BEGIN line and the key material after it, up to an END line if one
+    follows: a header mentioned in prose ("the file starts with -----BEGIN PRIVATE KEY-----
+    but…") is redacted alone, and the question about it still reaches the model.
+    """
 
     name = "secret"
     entities = frozenset({name})
@@ -146,7 +167,31 @@ class PrivateKeyDetector:
     def find(self, text: str) -> list[Finding]:
         if "PRIVATE KEY" not in text:
             return []
-        return [Finding("secret", m.start(), m.end()) for m in _PRIVATE_KEY.finditer(text)]
+        found: list[Finding] = []
+        for begin in _KEY_BEGIN.finditer(text):
+            if found and begin.start() < found[-1].end:
+                continue  # a BEGIN line inside the block before it
+            found.append(Finding("secret", begin.start(), _block_end(text, begin.end())))
+        return found
+
+
+def _block_end(text: str, pos: int) -> int:
+    """Where the key material that starts at `pos`, after a BEGIN line, ends."""
+    while (piece := _KEY_PIECE.match(text, pos)) is not None and piece.end() > pos:
+        run = piece.group("run")
+        if run is not None and _a_word(run):
+            break
+        pos = piece.end()
+    end = _KEY_END.match(text, pos)
+    return pos if end is None else end.end()
+
+
+def _a_word(run: str) -> bool:
+    """A long run that reads as a word (`Internationalization`) or a path of words
+    (`/etc/ssl/private/server`), not as base64."""
+    parts = [part for part in run.split("/") if part]
+    return bool(parts) and all(part.isalpha() and (part.islower() or part.isupper()
+                                                    or part.istitle()) for part in parts)
 
 
 class UrlCredentialDetector:
@@ -188,6 +233,13 @@ _REFERENCE = re.compile(r"^\$|\$[({]|[({<\[]|^%\w+%$|://|^\.{0,2}/|^[A-Za-z]*_[A
                         r"^[A-Za-z_]\w*(?:\.\w+)+$|^\d+$|^[A-Za-z_]\w*=")
 
 
+# A resource's name rather than its value: lower-case words joined by hyphens and a short
+# version or index (`secret: my-app-secret-v2` names a Kubernetes Secret). A person may pick
+# a password like that (`summer-time-42`), so a password's name still takes it as one.
+_NAME_LIKE = re.compile(r"[a-z]{2,}(?:-[a-z]{2,})+-v?\d{1,3}$")
+_PASSWORD_NAME = re.compile(r"pass|pwd")
+
+
 class AssignmentDetector:
     """Literal values given to password/secret/token/api-key names and Bearer headers."""
 
@@ -204,9 +256,19 @@ class AssignmentDetector:
         for assignment in _ASSIGNMENTS:
             for m in assignment.finditer(lower):
                 start, end = m.span("v")
-                if _literal_secret(text[start:end]):
+                value = text[start:end]
+                if _literal_secret(value) and not (
+                        _NAME_LIKE.match(value) and not _names_a_password(lower, m.start())):
                     found.append(Finding("secret", start, end))
         return found
+
+
+def _names_a_password(lower: str, at: int) -> bool:
+    """Whether the name that the keyword found at `at` is part of is a password's name."""
+    start = at
+    while start > 0 and (lower[start - 1].isalnum() or lower[start - 1] in "_-"):
+        start -= 1
+    return _PASSWORD_NAME.search(lower, start, at + 8) is not None
 
 
 def _literal_secret(value: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mcp_router.pii import PiiFilter, PiiPolicy
 from tests.pii.support import entities, found
 
 CARDS = [
@@ -150,3 +151,124 @@ def test_several_numbers_in_one_run_of_digits_are_told_apart() -> None:
 def test_an_iso_timestamp_hides_nothing_that_follows_it() -> None:
     assert found("2024-05-17T10:11:12Z card=4111111111111111") == [
         ("credit_card", "4111111111111111")]
+
+
+DASHES = {"hyphen": "\u2010", "non-breaking hyphen": "\u2011", "figure dash": "\u2012",
+          "en dash": "\u2013", "em dash": "\u2014", "minus sign": "\u2212",
+          "full-width hyphen": "\uff0d"}
+
+
+@pytest.mark.parametrize("dash", DASHES.values(), ids=DASHES.keys())
+@pytest.mark.parametrize(("entity", "value"), [
+    ("credit_card", "4111{d}1111{d}1111{d}1111"), ("ssn", "123{d}45{d}6789"),
+    ("phone", "415{d}555{d}2671"), ("phone", "+1{d}415{d}555{d}2671"),
+    ("phone", "020{d}7946{d}0958"),
+])
+def test_a_number_written_with_a_typographic_dash_is_found(entity: str, value: str,
+                                                           dash: str) -> None:
+    written = value.format(d=dash)
+    assert found(f"refund {written} today") == [(entity, written)]
+
+
+@pytest.mark.parametrize(("entity", "value"), [
+    ("credit_card", "４１１１ １１１１ １１１１ １１１１"),
+    ("credit_card", "４１１１１１１１１１１１１１１１"),
+    ("ssn", "１２３－４５－６７８９"),
+    ("phone", "（４１５） ５５５－２６７１"),
+    ("credit_card", "4111\u00a01111\u00a01111\u00a01111"),
+    ("credit_card", "4111\u202f1111\u202f1111\u202f1111"),
+])
+def test_a_number_in_full_width_digits_or_with_no_break_spaces_is_found(entity: str,
+                                                                       value: str) -> None:
+    assert found(f"refund {value} today") == [(entity, value)]
+
+
+@pytest.mark.parametrize("card", ["4111.1111.1111.1111", "3782.822463.10005",
+                                  "5555.5555.5555.4444", "4000.0000.0000.0000.006"])
+def test_a_card_with_dots_between_its_groups_is_found(card: str) -> None:
+    assert found(f"card {card} exp 12/27") == [("credit_card", card)]
+
+
+@pytest.mark.parametrize("text", [
+    "4111.1111.1111.1112",  # Luhn digit wrong
+    "version 4111.1111.1111.1111.2",  # a longer dotted number
+    "Upgrade to version 1.2.3.4 of the lib",
+    "kernel 5.15.0.1051 and 6.8.0.1012",
+    "Chrome/120.0.6099.109 Safari/537.36",
+    "Meeting on 2024\u201303\u201315 and 15.03.2024 at 14:30:00",
+    "pages 1200\u20131300, years 1999\u20132005",
+    "ratio 3.14159265358979 and 2.71828182845904",
+    "request id 123e4567\u2013e89b\u201312d3\u2013a456\u2013426614174000",
+    "sha 4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+    "1.2.3.4\u20135.6.7.8 is the range",
+])
+def test_dotted_and_dashed_numbers_that_are_not_cards_stay(text: str) -> None:
+    assert entities(text) <= {"ip_address"}
+
+
+def test_an_em_dash_used_as_punctuation_does_not_hide_a_card() -> None:
+    assert found("my card\u20144111 1111 1111 1111\u2014expires soon") == [
+        ("credit_card", "4111 1111 1111 1111")]
+
+
+NATIONAL_PHONES = [
+    "030 12345678",  # Berlin landline, no +49
+    "030-12345678",
+    "(030) 1234567",
+    "0151 23456789",  # German mobile
+    "0151 2345 678",
+    "0151/23456789",
+    "030/1234567",
+    "06-12345678",  # Dutch mobile
+    "612 34 56 78",  # Spanish mobile, which has no trunk zero
+    "138 0013 8000",  # Chinese mobile
+]
+
+
+@pytest.mark.parametrize("phone", NATIONAL_PHONES)
+def test_a_national_number_without_a_country_code_is_found(phone: str) -> None:
+    assert found(f"ruf mich an: {phone} morgen") == [("phone", phone)]
+
+
+@pytest.mark.parametrize(("text", "phone"), [
+    ("mobile: 13800138000", "13800138000"),
+    ("call me on 13800138000", "13800138000"),
+    ("手机：13800138000", "13800138000"),
+    ("tel 0612345678", "0612345678"),
+])
+def test_a_chinese_or_dutch_mobile_in_bare_digits_is_a_phone_when_the_text_says_so(
+        text: str, phone: str) -> None:
+    assert found(text) == [("phone", phone)]
+
+
+@pytest.mark.parametrize("text", [
+    "user_id 13800138000",  # eleven bare digits and nothing says phone
+    "order 0612345678",
+    "zip 02139-4307",
+    "id 0001 23456789",
+    "tracking 01234 567890123",
+    "01 02 03 04 05 06 07",
+    "612 34 56 78 90",  # a longer list of numbers
+    "412 34 56 78",  # Spanish mobiles start with 6 or 7
+    "Total: 612 345 678 units",
+    "backup/2024/0151/23456789",
+    "see 03/15/2024 at 10:00",
+    "0.5 12345678",
+    "patch 0151-2345-6789-0001",
+    "ref 0319 0032 7157",  # twelve digits in fours: a reference, not a German mobile
+])
+def test_national_number_decoys_are_not_phones(text: str) -> None:
+    assert "phone" not in entities(text)
+
+
+TEAM = PiiFilter(PiiPolicy(custom=(("ssn", r"\b\d{3}-\d{2}-\d{4}\b"),
+                                   ("credit_card", r"\b\d{16}\b"))))
+
+
+@pytest.mark.parametrize("text", ["model ABC-123-45-6789 in stock", "part 123-45-6789-01"])
+def test_an_ssn_shape_inside_a_longer_hyphenated_code_is_not_an_ssn(text: str) -> None:
+    assert "ssn" not in entities(text, TEAM)
+
+
+def test_an_ssn_after_its_own_label_is_still_an_ssn_under_the_team_policy() -> None:
+    assert found("SSN-123-45-6789", TEAM) == [("ssn", "123-45-6789")]

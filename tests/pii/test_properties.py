@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,6 +76,43 @@ def test_an_iso_timestamp_is_never_flagged(text: str) -> None:
        .flatmap(lambda v: around(f"{v[3]}{v[0]}.{v[1]}.{v[2]}")))
 def test_a_version_string_is_never_flagged(text: str) -> None:
     assert found(text) == []
+
+
+# What word processors, chat clients and input methods put between a number's groups.
+TYPOGRAPHIC_SEPARATORS = ["\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212",
+                          "\uff0d", "\u00a0", "\u202f", "."]
+
+
+@st.composite
+def typeset_cards(draw: st.DrawFn) -> str:
+    prefix, length = draw(st.sampled_from(NETWORKS))
+    body = prefix + "".join(draw(digits) for _ in range(length - len(prefix) - 1))
+    number = with_luhn_digit(body)
+    return draw(st.sampled_from(TYPOGRAPHIC_SEPARATORS)).join(
+        number[i:i + 4] for i in range(0, len(number), 4))
+
+
+@settings(deadline=None, max_examples=300)
+@given(typeset_cards().flatmap(lambda card: st.tuples(around(card), st.just(card))))
+def test_any_valid_card_with_typographic_dashes_spaces_or_dots_is_found(
+        case: tuple[str, str]) -> None:
+    text, card = case
+    assert ("credit_card", card) in found(text)
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.tuples(st.integers(0, 99), st.integers(0, 999), st.integers(0, 999),
+                 st.integers(256, 99999), st.sampled_from(["v", "", "kernel ", "=="]))
+       .flatmap(lambda v: around(f"{v[4]}{v[0]}.{v[1]}.{v[2]}.{v[3]}")))
+def test_a_four_part_version_is_never_flagged(text: str) -> None:
+    assert found(text) == []
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.datetimes(), st.sampled_from(TYPOGRAPHIC_SEPARATORS[:7]))
+def test_a_date_written_with_typographic_dashes_is_never_flagged(moment: datetime,
+                                                                 dash: str) -> None:
+    assert found(f"on {str(moment).replace('-', dash)} it ran") == []
 
 
 @settings(deadline=None, max_examples=200)

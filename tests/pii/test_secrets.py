@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mcp_router.pii import PiiFilter, PiiPolicy
 from tests.pii.support import entities, found
 
 A48 = "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY2zA4bC6dE8fG0hJ2"
@@ -102,3 +103,91 @@ def test_references_placeholders_and_public_material_are_not_secrets(text: str) 
 def test_a_password_after_a_letter_whose_lower_case_is_longer_is_found_where_it_is() -> None:
     # "İ".lower() is two characters: the keyword search must not shift the offsets.
     assert found("İstanbul office: password=Hunter2Hunter2!") == [("secret", "Hunter2Hunter2!")]
+
+
+B64 = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"  # one 64-char line
+HEADER = "-----BEGIN PRIVATE KEY-----"
+
+
+OPENSSH = "-----BEGIN OPENSSH PRIVATE KEY-----"
+
+
+@pytest.mark.parametrize(("prose", "header"), [
+    (f"My key.pem starts with {HEADER} but nginx says no start line, what should I check?",
+     HEADER),
+    (f"The file begins with {OPENSSH} and you should never share it. Step 2: ssh-copy-id.",
+     OPENSSH),
+    (f"It should start with {HEADER} and end with -----END PRIVATE KEY-----, nothing else.",
+     HEADER),
+    (f"Make sure the header line {HEADER}\nis on its own line. Then run openssl pkey -check.",
+     HEADER),
+    (f"Save it after {HEADER} /etc/ssl/private/server.key is the usual place", HEADER),
+])
+def test_a_pem_header_mentioned_in_prose_hides_the_header_and_nothing_after_it(
+        prose: str, header: str) -> None:
+    assert found(prose) == [("secret", header)]
+
+
+def test_a_question_about_a_key_reaches_the_model_with_only_the_header_redacted() -> None:
+    session = PiiFilter(PiiPolicy()).session()
+    question = "My key.pem starts with {} but nginx says no start line, what should I check?"
+    out, _ = session.filter_text(question.format(HEADER))
+    assert out == question.format("<SECRET>")
+
+
+def test_an_answer_explaining_key_files_keeps_its_instructions() -> None:
+    session = PiiFilter(PiiPolicy()).session()
+    answer = (f"A key file looks like this:\n\n{HEADER}\n...base64 data...\n-----END PRIVATE KEY"
+              f"-----\n\nMake sure the header line {HEADER} is on its own line. Then run openssl"
+              " pkey -in key.pem -check, set chmod 600 key.pem and restart nginx.")
+    out, _ = session.filter_answer(answer)
+    assert out.endswith("<SECRET> is on its own line. Then run openssl pkey -in key.pem -check,"
+                        " set chmod 600 key.pem and restart nginx.")
+
+
+@pytest.mark.parametrize(("block", "after"), [
+    (f"-----BEGIN RSA PRIVATE KEY-----\n{B64}\n{B64}\nQkL0mN+/abc=", "\n\nWhy does this fail?"),
+    (f"-----BEGIN RSA PRIVATE KEY-----\n{B64}\n{B64[:40]}", " [truncated] what is wrong?"),
+    (f"-----BEGIN RSA PRIVATE KEY-----\r\n{B64}\r\n{B64}\r\nQkL0mN+/abc=", "\r\nIs it valid?"),
+    (f"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,"
+     f"8C5F1A2B3C4D5E6F8C5F1A2B3C4D5E6F\n\n{B64}\n{B64}", "\nIt asks for a passphrase."),
+    (f"{HEADER} {B64} {B64}", " is what I pasted, help"),
+    (f"{HEADER}\n{B64}\n...\n{B64[:20]}==", "\nthat is the gist"),
+    (f"{HEADER}\\n{B64[:9]}\\/{B64}\\n{B64[:30]}", '", "client_email": "x"'),
+])
+def test_a_key_block_cut_short_is_hidden_up_to_where_its_material_ends(block: str,
+                                                                       after: str) -> None:
+    assert found(f"key:\n{block}{after}") == [("secret", block)]
+
+
+@pytest.mark.parametrize("block", [
+    f"-----BEGIN RSA PRIVATE KEY-----\r\n{B64}\r\n{B64}\r\nQkL0mN+/abc=\r\n"
+    "-----END RSA PRIVATE KEY-----",
+    f"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,"
+    f"8C5F1A2B3C4D5E6F8C5F1A2B3C4D5E6F\n\n{B64}\nQkL0mN+/abc=\n-----END RSA PRIVATE KEY-----",
+    f"-----BEGIN OPENSSH PRIVATE KEY----- {B64} {B64} b3Bl= -----END OPENSSH PRIVATE KEY-----",
+    f"-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\n{B64}\n{B64}\n=nUQs\n"
+    "-----END PGP PRIVATE KEY BLOCK-----",
+    f"{HEADER}\n{B64}\n...\n{B64[:20]}==\n-----END PRIVATE KEY-----",
+    f"  {HEADER}\n  {B64}\n  QkL0mN+/abc=\n  -----END PRIVATE KEY-----",
+])
+def test_a_key_block_in_any_layout_is_found_whole(block: str) -> None:
+    assert found(f"key:\n{block}\nthanks") == [("secret", block.strip())]
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("secret: Xk9pL2qZr7wT", "Xk9pL2qZr7wT"),
+    ("password: summer-time-42", "summer-time-42"),
+    ("token: prod-api-tok3n-8f7a6s5d4f3g2h1", "prod-api-tok3n-8f7a6s5d4f3g2h1"),
+])
+def test_a_secret_with_hyphens_is_still_a_secret(text: str, secret: str) -> None:
+    assert found(text) == [("secret", secret)]
+
+
+@pytest.mark.parametrize("text", [
+    "secret: my-app-secret-v2",
+    "secretRef:\n  secret: db-credentials-prod-2",
+    "api_key: billing-service-key-v10",
+])
+def test_the_name_of_a_kubernetes_secret_is_not_a_secret(text: str) -> None:
+    assert "secret" not in entities(text)
