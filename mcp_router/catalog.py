@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel
 
 from mcp_router.errors import InvalidRequest
@@ -65,12 +67,38 @@ def describe_providers(router: Router) -> ProvidersReport:
     return ProvidersReport(providers=providers, routes=routes, default_route=config.default_route)
 
 
-def describe_health(router: Router, provider: str | None) -> HealthReport:
+def describe_health(router: Router, provider: str | None, *,
+                    messages: bool = True) -> HealthReport:
+    """Every provider's health, or one's. Without `messages`, the upstream's own words in
+    errors are withheld: on a shared server they can quote another client's request."""
     names = list(router.config.providers)
     if provider is not None:
         if provider not in names:
             raise InvalidRequest("provider", f"unknown provider {provider!r}; providers are: "
                                  f"{', '.join(names)}")
         names = [provider]
-    return HealthReport(providers=[router.health.report(n, router.adapters[n].configured)
-                                   for n in names])
+    reports = [router.health.report(n, router.adapters[n].configured) for n in names]
+    return HealthReport(providers=reports if messages else [_withheld(r) for r in reports])
+
+
+_UPSTREAM_SAYS = re.compile(r"HTTP \d{3}: ")
+
+
+def _status_only(text: str | None) -> str | None:
+    """`text` cut after its first `HTTP <status>`, which is followed by the upstream's words;
+    parentheses left open by the cut are closed."""
+    found = None if text is None else _UPSTREAM_SAYS.search(text)
+    if text is None or found is None:
+        return text
+    head = text[:found.end() - 2]
+    return f"{head} [message withheld]" + ")" * (head.count("(") - head.count(")"))
+
+
+def _withheld(report: ProviderHealth) -> ProviderHealth:
+    probe = report.last_probe
+    return report.model_copy(update={
+        "last_error": _status_only(report.last_error), "reason": _status_only(report.reason),
+        "last_probe": probe and probe.model_copy(update={"error": _status_only(probe.error)}),
+        "targets": [t.model_copy(update={"last_error": _status_only(t.last_error),
+                                         "reason": _status_only(t.reason)})
+                    for t in report.targets]})

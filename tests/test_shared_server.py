@@ -179,6 +179,24 @@ async def test_a_client_s_cost_report_shows_its_own_calls_and_budget_unless_it_m
 
 
 @pytest.mark.anyio
+async def test_a_client_kept_to_its_own_calls_sees_health_errors_without_upstream_words(
+        server: Any):
+    url = server[0]
+    assert (await call(url, ALICE, route="leaky")).is_error  # the upstream answers 401
+    seen = {}
+    for name, token in (("alice", ALICE), ("bob", BOB)):
+        async with connected(url, token) as client:
+            health = (await client.call_tool("provider_health", {"provider": "deepseek"})
+                      ).structured_content
+        (seen[name],) = health["providers"]
+    assert seen["alice"]["state"] == seen["bob"]["state"] == "open"  # figures are the team's
+    assert seen["alice"]["last_error"] == "HTTP 401 [message withheld]"
+    assert seen["bob"]["last_error"].startswith("HTTP 401: ")  # cost_report: all sees words
+    assert len(seen["bob"]["last_error"]) > len("HTTP 401: ")
+    assert all("withheld" in (t["reason"] or "withheld") for t in seen["alice"]["targets"])
+
+
+@pytest.mark.anyio
 async def test_a_long_answer_s_pages_are_read_by_its_own_client_only(server: Any):
     url = server[0]
     long = await call(url, BOB, route="long", max_tokens=4000)

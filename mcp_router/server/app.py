@@ -333,6 +333,13 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         _state(ctx).front.note(client_name(ctx), "list_providers")
         return describe_providers(_state(ctx).router)
 
+    def sees_own_only() -> str | None:
+        """The token client's name, when its config keeps it to its own calls (`cost_report:
+        own`, the default): its own spend, and no upstream's words about other clients'."""
+        name = authenticated_client()
+        own = config.clients.get(name) if name is not None else None
+        return name if own is not None and own.cost_report == "own" else None
+
     @_tool(server, "Cost report", read_only)
     async def cost_report(
         ctx: Context,
@@ -346,9 +353,8 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         """
         _state(ctx).front.note(client_name(ctx), "cost_report")
         spend = _state(ctx).router.spend
-        own_name = authenticated_client()
-        own = config.clients.get(own_name) if own_name is not None else None
-        if own_name is not None and own is not None and own.cost_report == "own":
+        if (own_name := sees_own_only()) is not None:
+            own = config.clients[own_name]
             limits = BudgetsConfig(daily_usd=own.budgets.daily_usd,
                                    monthly_usd=own.budgets.monthly_usd)
             report = spend.ledger.report(period, group_by, limits, client=own_name)
@@ -372,13 +378,14 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         """Circuit state, success rate, latency and last error per provider.
 
         Figures come from the calls made so far; `probe: true` first checks each provider's
-        metadata endpoint, which never sends a completion.
+        metadata endpoint, which never sends a completion. On a shared server a client kept
+        to its own calls sees errors by status, without the upstream's message.
         """
         router = _state(ctx).router
         _state(ctx).front.note(client_name(ctx), "provider_health")
         try:
             if probe:
                 await _probe(router, provider)
-            return describe_health(router, provider)
+            return describe_health(router, provider, messages=sees_own_only() is None)
         except RouterError as exc:
             raise ToolError(str(exc)) from exc
