@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -82,6 +82,7 @@ class Ticket:
     allowed: bool
     trial: bool = False
     reason: str | None = None
+    seq: int = -1  # the admitted call's place in line at its target (`settle` reads it)
 
 
 @dataclass
@@ -95,6 +96,8 @@ class _Circuit:
     trial: bool = False
     misconfigured: str | None = None
     missing: str | None = None
+    admitted: int = 0  # calls admitted so far: the next one's `seq`
+    pending: set[int] = field(default_factory=set)  # `seq`s of admitted calls not yet settled
 
 
 class BreakerBoard:
@@ -137,19 +140,35 @@ class BreakerBoard:
         """
         state, c = self._state(key), self._circuits[key]
         if state in ("closed", "unconfigured"):  # the target records an unconfigured skip
-            return Ticket(True)
+            return self._admitted(c, Ticket(True))
         if state == "half_open" and not c.trial:
             c.trial = True
-            return Ticket(True, trial=True, reason="circuit half-open: one trial call")
+            return self._admitted(c, Ticket(True, trial=True,
+                                            reason="circuit half-open: one trial call"))
         if state == "open" and not c.trial and self._soonest_of_all_open(group) == key:
             c.trial = True
-            return Ticket(True, trial=True, reason="every target's circuit is open; this one "
-                                                   "reopens soonest, so it is tried")
+            return self._admitted(c, Ticket(
+                True, trial=True,
+                reason="every target's circuit is open; this one reopens soonest, so it is tried"))
         return Ticket(False, reason=self._reason(key, state))
 
+    @staticmethod
+    def _admitted(c: _Circuit, ticket: Ticket) -> Ticket:
+        c.pending.add(c.admitted)
+        c.admitted += 1
+        return replace(ticket, seq=c.admitted - 1)
+
     def settle(self, key: str, ticket: Ticket, attempts: Iterable[Attempt]) -> None:
-        """Take in the tries one admitted call made at `key`; a trial closes or reopens it."""
+        """Take in the tries one admitted call made at `key`; a trial closes or reopens it.
+
+        Failures count "in a row" only for a call no earlier call at `key` is still running
+        beside: in a burst, quick failures (a 503 comes back at once) finish before the
+        successes streaming next to them, and that order says nothing about the target. The
+        failure rate over the window counts every try either way.
+        """
         c = self._circuits[key]
+        in_line = not any(seq < ticket.seq for seq in c.pending)
+        c.pending.discard(ticket.seq)
         answered, last_failure = False, None
         for attempt in attempts:
             seen = verdict(attempt)
@@ -165,7 +184,7 @@ class BreakerBoard:
             elif seen in ("ok", "failure"):
                 answered = answered or seen == "ok"
                 last_failure = attempt if seen == "failure" else last_failure
-                self._count(c, attempt, failed=seen == "failure")
+                self._count(c, attempt, failed=seen == "failure", in_line=in_line)
         if ticket.trial:
             c.trial = False
             if answered:
@@ -241,7 +260,7 @@ class BreakerBoard:
                 waiting.append(key)
         return min(waiting, key=lambda k: self._circuits[k].open_until, default=None)
 
-    def _count(self, c: _Circuit, attempt: Attempt, *, failed: bool) -> None:
+    def _count(self, c: _Circuit, attempt: Attempt, *, failed: bool, in_line: bool) -> None:
         # Only a closed circuit counts: a trial is judged as a whole by `settle`, and calls
         # that began before the circuit opened must not move its reopen time.
         if c.state != "closed":
@@ -250,7 +269,7 @@ class BreakerBoard:
         c.recent.append((now, failed))
         while c.recent and c.recent[0][0] <= now - self.policy.window_s:
             c.recent.popleft()
-        c.consecutive = c.consecutive + 1 if failed else 0
+        c.consecutive = c.consecutive + (1 if in_line else 0) if failed else 0
         why = self._tripped(c) if failed else None
         if why:
             self._open(c, f"{why}; last: {_what(attempt)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
 import pytest
 
@@ -91,6 +93,41 @@ async def test_a_failure_rate_of_half_over_ten_calls_opens_the_circuit_without_a
     assert circuit.state == "open"
     assert circuit.reason == (f"circuit open until {at(30)} "
                               "(5 of the last 10 calls failed; last: connection refused)")
+
+
+async def test_quick_failures_in_a_burst_beside_slower_successes_do_not_make_a_streak() -> None:
+    # Ten calls at once; calls 3, 6 and 9 get a 503 at once, the others answer after 2 s.
+    # By completion the three failures are "in a row", by the target they are 30 %.
+    slow_ok, quick_503 = Delay(2, completion()), status_error("a", 503)
+    script = [quick_503 if n % 3 == 2 else slow_ok for n in range(10)]
+    board = BreakerBoard(CLOCK, BreakerPolicy(failures=3))
+    leaf = guarded(ScriptedAdapter("a", script), board)
+
+    async def one() -> None:
+        with contextlib.suppress(ProviderError):
+            await leaf.complete(request(), call_for(60))
+
+    async with anyio.create_task_group() as burst:
+        for _ in range(10):
+            burst.start_soon(one)
+
+    assert board.circuit(KEY).state == "closed"
+
+
+async def test_failures_in_the_order_the_calls_came_still_make_a_streak() -> None:
+    board = BreakerBoard(CLOCK, BreakerPolicy(failures=3))
+    leaf = guarded(ScriptedAdapter("a", [status_error("a", 503)]), board)
+
+    async def one() -> None:
+        with contextlib.suppress(ProviderError):
+            await leaf.complete(request(), call_for(60))
+
+    async with anyio.create_task_group() as overlapping:
+        for _ in range(3):  # overlapping, but failing in the order they were admitted
+            overlapping.start_soon(one)
+            await anyio.sleep(0)
+
+    assert board.circuit(KEY).state == "open"
 
 
 async def test_outcomes_older_than_the_window_do_not_count_towards_the_rate() -> None:
@@ -187,7 +224,8 @@ async def test_the_cooldown_doubles_on_each_reopening_up_to_ten_minutes_and_rese
 
 
 async def test_a_failure_that_lands_after_opening_never_moves_the_reopen_time() -> None:
-    board = BreakerBoard(CLOCK, BreakerPolicy(failures=1))
+    # Opened by the failure rate: the fast failure is no streak beside the slow call.
+    board = BreakerBoard(CLOCK, BreakerPolicy(min_requests=1, failure_rate=0.5))
     slow = guarded(ScriptedAdapter("a", [Delay(10, status_error("a", 500))]), board)
     fast = guarded(ScriptedAdapter("a", [status_error("a", 500)]), board)
 
