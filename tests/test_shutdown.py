@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import sys
 import time
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -90,33 +89,6 @@ def test_sigterm_over_stdio_records_the_call_in_flight_and_keeps_the_staged_answ
         return result.structured_content
 
     assert anyio.run(ask_again)["cached"] is True
-
-
-def test_sigterm_over_http_cancels_a_stuck_call_after_the_grace_and_records_it(
-        sim: Any, config: Path, tmp_path: Path):
-    with serving(config, "streamable-http", home_env(tmp_path), tmp_path / "stderr.log") as served:
-        async def stuck_call() -> None:
-            # the server's going answers with an error or drops the connection: either will do
-            with suppress(Exception):
-                async with Client(served.url) as client:
-                    await client.call_tool("chat_completion", {"prompt": "q", "route": "stuck"})
-
-        async def main() -> float:
-            with anyio.fail_after(30):
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(stuck_call)
-                    while sim.state.hits[HANG] == 0:
-                        await anyio.sleep(0.02)
-                    served.process.send_signal(signal.SIGTERM)
-                    started = time.monotonic()
-                    while served.process.poll() is None:
-                        await anyio.sleep(0.05)
-                    tasks.cancel_scope.cancel()  # the client sees its connection go
-                    return time.monotonic() - started
-
-        took = anyio.run(main)
-    assert SHUTDOWN_GRACE_S - 0.5 < took < SHUTDOWN_GRACE_S + 5
-    assert ledger(tmp_path) == [("cancelled", HANG)]
 
 
 def stopped_during(served: Any, sim: Any, route: str, model: str) -> tuple[Any, float]:
