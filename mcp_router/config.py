@@ -85,6 +85,10 @@ class RetryConfig(_Model):
     backoff_initial_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=8, ge=0)
     respect_retry_after: bool = True
+    # Answers that finished this way move on to the next target, as a failure would: a
+    # provider's filter withheld the answer, or the model declined. Off by default: the
+    # answer was paid for, and a team may not want one provider's filter worked around.
+    fallback_on_finish: list[Literal["content_filter", "refusal"]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _backoff_in_order(self) -> RetryConfig:

@@ -112,3 +112,43 @@ async def test_an_account_problem_sent_as_400_falls_back_and_the_provider_is_ski
     assert error is not None and error.startswith(f"HTTP 401: sent as HTTP 400 ({sent_as}): ")
     assert tried(again.attempts) == [(provider, "skipped", None), ("openai", "ok", None)]
     assert (upstreams.hits[host], upstreams.hits["openai.test"]) == (1, 2)
+
+
+GEMINI_BLOCKED = {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+                  "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}}
+ANTHROPIC_REFUSAL = {"type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                     "content": [{"type": "text", "text": "I can't help with that."}],
+                     "stop_reason": "refusal",
+                     "usage": {"input_tokens": 9, "output_tokens": 6}}
+
+
+@pytest.mark.parametrize("fallback_on", [[], ["content_filter", "refusal"]])
+@pytest.mark.parametrize(("model", "host", "body", "reason"), [
+    ("google/gemini-1.5-flash", "gemini.test", GEMINI_BLOCKED, "content_filter"),
+    ("anthropic/claude-3-haiku-20240307", "anthropic.test", ANTHROPIC_REFUSAL, "refusal"),
+])
+async def test_a_blocked_or_refused_answer_moves_on_only_when_the_config_says_so(
+        tmp_path: Path, fallback_on: list[str], model: str, host: str, body: Any,
+        reason: str) -> None:
+    upstreams = Upstreams({host: answering(200, body),
+                           "openai.test": answering(200, OPENAI_ANSWER)})
+    config = parse_config(CONFIG.replace("backoff_max_s: 0.05}", "backoff_max_s: 0.05, "
+                                         f"fallback_on_finish: {fallback_on}}}"), env={})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstreams.handle)) as http:
+        with open_router(config, http=http, keys=KEYS, home=tmp_path / "home",
+                         clock=LoopClock(), rng=random.Random(0)) as router:
+            result = await ask(router, model)
+            rows = router.spend.ledger.recent()
+
+    provider = model.split("/")[0]
+    if not fallback_on:  # the provider's answer, as it came
+        assert (result.provider, result.finish_reason) == (provider, reason)
+        assert upstreams.hits["openai.test"] == 0
+        return
+    assert (result.provider, result.content, result.finish_reason) == ("openai", "Paris.", "stop")
+    assert tried(result.attempts) == [(provider, "ok", None), ("openai", "ok", None)]
+    assert result.attempts[0].error == (f"answered with finish_reason {reason}; the next target "
+                                        "was asked (retry.fallback_on_finish)")
+    # the refused answer was paid for: its row is in the ledger, and in the call's cost
+    assert sorted(r.provider for r in rows) == sorted([provider, "openai"])
+    assert result.cost_usd == sum(r.cost_usd or 0 for r in rows)

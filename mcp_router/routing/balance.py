@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from mcp_router.clock import Clock
 from mcp_router.messages import Call, ChatProvider, ChatRequest, ChatResponse
@@ -19,7 +19,8 @@ class Balanced:
     """
 
     def __init__(self, children_with_weights: Sequence[tuple[ChatProvider, float]],
-                 clock: Clock, *, label: str | None = None) -> None:
+                 clock: Clock, *, label: str | None = None,
+                 move_on: Collection[str] = ()) -> None:
         if not children_with_weights:
             raise ValueError("a balanced route needs at least one child")
         if any(weight <= 0 for _, weight in children_with_weights):
@@ -27,6 +28,7 @@ class Balanced:
         self._children = [child for child, _ in children_with_weights]
         self._weights = [float(weight) for _, weight in children_with_weights]
         self._current = [0.0] * len(self._children)
+        self._move_on = frozenset(move_on)
         self._total = sum(self._weights)
         # sorted() is stable, so equal weights keep their configured order.
         self._by_weight = sorted(range(len(self._children)), key=lambda i: -self._weights[i])
@@ -57,4 +59,4 @@ class Balanced:
 
     async def complete(self, request: ChatRequest, call: Call) -> ChatResponse:
         """The picked child's answer, or the first answer among the fallbacks."""
-        return await try_in_order(self.order(), request, call, self._clock)
+        return await try_in_order(self.order(), request, call, self._clock, self._move_on)

@@ -88,16 +88,18 @@ class TreeBuilder:
                 self._groups[id(primary)] = CircuitGroup(primary)
             return self._groups[id(primary)]
         extra = [self.model(spec, f"fallbacks[{i}]") for i, spec in enumerate(fallbacks)]
-        return CircuitGroup(Fallback([primary, *extra], self._clock))
+        return CircuitGroup(Fallback([primary, *extra], self._clock,
+                                     move_on=self._config.retry.fallback_on_finish))
 
     def _build_route(self, route: RouteConfig) -> ChatProvider:
         children = [self._target(t) for t in route.targets]
         if route.strategy == "loadbalance":
             return Balanced([(child, t.weight) for child, t in zip(children, route.targets,
-                                                                    strict=True)], self._clock)
+                                                                    strict=True)], self._clock,
+                            move_on=self._config.retry.fallback_on_finish)
         if route.strategy == "single":
             return children[0]
-        return Fallback(children, self._clock)
+        return Fallback(children, self._clock, move_on=self._config.retry.fallback_on_finish)
 
     def _target(self, target: TargetConfig) -> ChatProvider:
         if target.route is not None:
