@@ -80,6 +80,11 @@ async def _in_place(work: Callable[[], Awaitable[Served]]) -> Served:
     return await work()
 
 
+async def _fresh(answer: Awaitable[CachedAnswer]) -> Served:
+    """An upstream answer of this call's own."""
+    return Served.fresh(await answer)
+
+
 class CacheStep:
     """Puts a ResponseCache and single flight in front of an upstream call."""
 
@@ -99,24 +104,15 @@ class CacheStep:
         """
         cacheable = self.store.may_cache(request, call_opt_in=call_opt_in)
         if mode == "skip" or not cacheable:
-            return await outlive(lambda: self._fresh(fetch))
+            return await outlive(lambda: _fresh(self._fetch(fetch)))
         if mode == "refresh":
-            return await outlive(lambda: self._fresh(fetch, key, request, call_opt_in, ttl_s,
-                                                     later))
+            return await outlive(lambda: _fresh(self._fetch_and_store(
+                key, request, fetch, call_opt_in, ttl_s, later)))
         hit = self.store.get(key)
         if hit is not None:
             return Served.hit(hit)
         return await outlive(lambda: self._shared(key, request, fetch, call_opt_in, ttl_s,
                                                   later))
-
-    async def _fresh(self, fetch: Fetch, key: str | None = None,
-                     request: ChatRequest | None = None, call_opt_in: bool = False,
-                     ttl_s: float | None = None, later: TaskGroup | None = None) -> Served:
-        """An upstream answer of this call's own, stored when a `key` is given."""
-        if key is None or request is None:
-            return Served.fresh(await self._fetch(fetch))
-        return Served.fresh(await self._fetch_and_store(key, request, fetch, call_opt_in,
-                                                        ttl_s, later))
 
     async def _shared(self, key: str, request: ChatRequest, fetch: Fetch, call_opt_in: bool,
                       ttl_s: float | None, later: TaskGroup | None) -> Served:
