@@ -120,3 +120,31 @@ async def test_a_call_waiting_on_a_given_up_answer_gets_it_and_so_does_the_cache
     assert [e["outcome"] for e in given_up] == ["cancelled", "kept"]
     assert given_up[0]["trace_id"] == given_up[1]["trace_id"]
     assert Decimal(given_up[1]["cost_usd"]) == Decimal(str(row["cost_usd"])) > 0
+
+
+BACKING_OFF = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets:
+      - {{provider: deepseek, model: deepseek-chat+cut+drip-20}}
+      - {{provider: deepseek, model: deepseek-chat+slow-300}}
+retry: {{attempts: 2, backoff_initial_s: 2, backoff_max_s: 2}}
+cache: {{enabled: false}}
+"""
+
+
+async def test_a_call_given_up_between_attempts_is_aborted_not_kept(sim: Any, tmp_path: Path):
+    server = create_server(parse_config(BACKING_OFF.format(url=sim.url), env={}),
+                           home=tmp_path, env={})
+    async with Client(server) as client:
+        # The first attempt streams, is cut, and the call waits out its backoff: nothing is
+        # being generated when the host gives up, so nothing more may be sent or paid for.
+        with pytest.raises(Exception, match="(?i)timed out|timeout"):
+            await client.call_tool("chat_completion", {"prompt": "q"}, read_timeout_seconds=0.6)
+        await anyio.sleep(2.5)
+    assert sim.state.hits["deepseek-chat+cut+drip-20"] == 1
+    assert sim.state.hits["deepseek-chat+slow-300"] == 0
+    audit = (tmp_path / "audit.jsonl").read_text()
+    assert '"kept"' not in audit and '"cancelled"' in audit

@@ -72,9 +72,11 @@ class Target:
             ttfb_ms = None if call.stream.first_text_at is None else \
                 round((call.stream.first_text_at - started) * 1000, 1)
             self._record(call, started, timeout, hold, ttfb_ms)
+            call.stream.chars = 0  # over: a backoff or the next hop is not being paid for
             raise timeout from exc
         except ProviderError as error:
             self._record(call, started, error, hold)
+            call.stream.chars = 0
             raise
         except anyio.get_cancelled_exc_class():
             # The host gave up: the upstream request is aborted with this scope, and what
