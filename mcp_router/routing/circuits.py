@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Literal
 
 from mcp_router.clock import Clock
@@ -328,4 +330,19 @@ def _model(key: str) -> str:
 
 
 def _what(attempt: Attempt) -> str:
-    return attempt.error or (f"HTTP {attempt.status}" if attempt.status else "failed")
+    """An attempt's failure as a circuit's reason keeps it: for an HTTP status, the status and
+    its standard phrase, never the upstream's own words. A reason reaches every caller of the
+    target (in `attempts` and `provider_health`), and an error body can quote the request of
+    whichever client tripped it."""
+    if attempt.status is None:
+        return attempt.error or "failed"
+    sent_as = _SENT_AS.match(attempt.error or "")
+    try:
+        phrase = sent_as[1] if sent_as else HTTPStatus(attempt.status).phrase
+    except ValueError:  # 529 and other statuses outside the standard's list
+        return f"HTTP {attempt.status}"
+    return f"HTTP {attempt.status}: {phrase}"
+
+
+# What `providers._http` puts first when a body meant another status than the one sent.
+_SENT_AS = re.compile(r"HTTP \d{3}: (sent as HTTP \d{3} \([^)]*\))")

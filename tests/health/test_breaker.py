@@ -95,6 +95,21 @@ async def test_a_failure_rate_of_half_over_ten_calls_opens_the_circuit_without_a
                               "(5 of the last 10 calls failed; last: connection refused)")
 
 
+async def test_a_circuit_s_reason_names_the_status_never_the_upstream_s_words() -> None:
+    # An error body that quotes the request: whoever meets the open circuit next would read it.
+    echo = ProviderStatusError("a", "m", 503, "Rejected request containing: my salary is 123k")
+    leaf = guarded(ScriptedAdapter("a", [echo]), board := BreakerBoard(CLOCK))
+    await fail_times(leaf, 5)
+
+    call = call_for(60)
+    with pytest.raises(ProviderUnavailable):
+        await leaf.complete(request(), call)
+
+    assert call.attempts[0].error == (f"circuit open until {at(30)} "
+                                      "(5 failures in a row; last: HTTP 503: Service Unavailable)")
+    assert "salary" not in (board.circuit(KEY).reason or "")
+
+
 async def test_quick_failures_in_a_burst_beside_slower_successes_do_not_make_a_streak() -> None:
     # Ten calls at once; calls 3, 6 and 9 get a 503 at once, the others answer after 2 s.
     # By completion the three failures are "in a row", by the target they are 30 %.
