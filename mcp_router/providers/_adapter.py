@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -117,7 +118,11 @@ class HttpAdapter:
                  api_key: str | None) -> None:
         self.provider = provider
         self.http = http
-        self.base_url = cfg.base_url.rstrip("/")
+        # A query in the base URL (`?key=…`, `?api-version=…`) goes after each path the wire
+        # adds, not before it.
+        base = urlsplit(cfg.base_url)
+        self.base_url = urlunsplit(base._replace(query="")).rstrip("/")
+        self._query = base.query
         self.headers = dict(cfg.headers)
         self.api_key = api_key or None
         self.api_key_env = cfg.api_key_env
@@ -151,12 +156,18 @@ class HttpAdapter:
         """
         if not self.configured:
             raise ProviderNotConfigured(self.provider, PROBE, f"{self.api_key_env} is not set")
-        body = await get_json(self.http, self.probe_url(), headers=self._headers(),
-                              timeout_s=self.timeout_s,
+        body = await get_json(self.http, self._located(self.probe_url()),
+                              headers=self._headers(), timeout_s=self.timeout_s,
                               upstream=Upstream(self.provider, PROBE, self._secrets),
                               parse_error=self.wire.parse_error,
                               reclassify=self.wire.reclassify)
         return self.wire.parse_models(body)
+
+    def _located(self, url: str) -> str:
+        """`url` with the base URL's own query added to whatever query the wire gave it."""
+        if not self._query:
+            return url
+        return f"{url}{'&' if '?' in url else '?'}{self._query}"
 
     def _headers(self) -> dict[str, str]:
         """Every request's headers, layered once: nothing they are made of changes later."""
@@ -177,8 +188,8 @@ class HttpAdapter:
         upstream = Upstream(self.provider, model, self._secrets)
         body = self.wire.build_body(request, model, self.stream)
         reading = _Reading(upstream)
-        async with post(self.http, self.url(model), headers=self._headers(), body=body,
-                        timeout_s=self.timeout_s, upstream=upstream,
+        async with post(self.http, self._located(self.url(model)), headers=self._headers(),
+                        body=body, timeout_s=self.timeout_s, upstream=upstream,
                         parse_error=self.wire.parse_error,
                         reclassify=self.wire.reclassify) as reply:
             if isinstance(reply, JsonReply):

@@ -223,3 +223,27 @@ async def test_a_probe_with_an_invalid_key_is_refused_as_401(
 ])
 def test_error_messages_are_read_from_the_error_object(body: str, message: str) -> None:
     assert parse_error(400, body) == message
+
+
+@pytest.mark.parametrize(("stream", "path"), [
+    (False, "models/gemini-1.5-flash:generateContent?key=AIzaKEY0123456789"),
+    (True, "models/gemini-1.5-flash:streamGenerateContent?alt=sse&key=AIzaKEY0123456789"),
+])
+async def test_a_key_in_the_base_url_s_query_stays_in_the_query_of_every_request(
+        http: httpx.AsyncClient, upstream: FakeUpstream, stream: bool, path: str) -> None:
+    answer = {"candidates": [candidate("ok", "STOP")]}
+    upstream.answer(lambda request: (
+        json_response({"models": [{"name": "models/gemini-1.5-flash"}]})
+        if request.url.path.endswith("/models") else
+        sse_response(answer) if stream else json_response(answer)))
+    cfg = ProviderConfig(kind="gemini", stream=stream,
+                         base_url="https://gemini.test/v1beta?key=AIzaKEY0123456789")
+    adapter = make_provider("google", cfg, http, None)
+
+    await adapter.send(HI, "gemini-1.5-flash")
+    listed = await adapter.probe()
+
+    assert [str(r.url) for r in upstream.requests] == [
+        f"https://gemini.test/v1beta/{path}",
+        "https://gemini.test/v1beta/models?pageSize=1000&key=AIzaKEY0123456789"]
+    assert listed is not None and "gemini-1.5-flash" in listed.ids
