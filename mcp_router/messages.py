@@ -114,7 +114,8 @@ class ChatRequest(BaseModel):
 
 
 class Usage(ResultModel):
-    """Token counts as the provider reported them; cached input tokens are a subset of input."""
+    """Token counts as the provider reported them (estimated, as `cost_note` then says, when it
+    reported none); cached input tokens are a subset of input."""
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -244,7 +245,9 @@ class Hold(Protocol):
     `streamed_chars` is how much answer text arrived before a failure or cancellation: the
     provider bills it though it reports no usage."""
 
-    def settle(self, completion: Completion, latency_ms: float) -> None: ...
+    def settle(self, completion: Completion, latency_ms: float) -> Usage:
+        """Charge the answer; returns the usage charged (an estimate when none was reported)."""
+        ...
 
     def fail(self, error: Exception, latency_ms: float, streamed_chars: int = 0) -> None: ...
 

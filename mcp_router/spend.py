@@ -130,7 +130,7 @@ class AttemptHold:
     reservations: tuple[Reservation, ...]
     input_tokens: int = 0  # the request's, as estimated for its quote
 
-    def settle(self, completion: Completion, latency_ms: float) -> None:
+    def settle(self, completion: Completion, latency_ms: float) -> Usage:
         """An answer: priced from the usage it reports, or, when it reports none, from an
         estimate (the request's input, a token per 4 characters of the answer), never as 0."""
         usage = completion.usage if completion.usage_reported else \
@@ -148,6 +148,7 @@ class AttemptHold:
             reservation.settle(priced.cost)
         self._record("ok", usage, priced.cost, latency_ms,
                      estimated=not completion.usage_reported)
+        return usage
 
     def fail(self, error: Exception, latency_ms: float, streamed_chars: int = 0) -> None:
         if isinstance(error, MAY_HAVE_COST):

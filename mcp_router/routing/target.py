@@ -66,7 +66,9 @@ class Target:
                 completion = await self._adapter.send(request, model, self._on_text(call))
             latency_ms = self._record(call, started, None, hold, completion.ttfb_ms)
             if hold is not None:
-                hold.settle(completion, latency_ms)
+                charged = hold.settle(completion, latency_ms)
+                if not completion.usage_reported:  # the result shows what was charged
+                    completion = completion.model_copy(update={"usage": charged})
         except TimeoutError as exc:
             timeout = ProviderTimeout(provider, model, _timed_out(call.stream, allowed))
             ttfb_ms = None if call.stream.first_text_at is None else \
