@@ -24,6 +24,7 @@ MISCONFIGURED_STATUS = frozenset({401, 403})
 MISSING_STATUS = frozenset({404})
 UNTIL_FIXED = "skipped until the config changes or a probe succeeds"
 UNTIL_LISTED = "skipped until the config changes or a probe finds the model listed"
+UNTIL_CONFIG = "skipped until the config changes or the server restarts (a probe cannot tell)"
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,9 @@ class BreakerBoard:
         self._clock, self.policy = clock, policy or BreakerPolicy()
         self._circuits: dict[str, _Circuit] = {}
         self._misconfigured: dict[str, str] = {}
+        # Marks a probe cannot lift: an account problem a 400 carried (no credit, billing,
+        # region), which a list-models call, free of charge, would wrongly seem to clear.
+        self._probe_blind: set[str] = set()
         self._unconfigured = set(unconfigured)
 
     def register(self, key: str) -> None:
@@ -177,6 +181,8 @@ class BreakerBoard:
             if seen == "misconfigured" and attempt.status == 401:
                 # The key itself was refused: every model of the provider would be too.
                 self._misconfigured[_provider(key)] = _what(attempt)
+                if _SENT_AS.match(attempt.error or ""):
+                    self._probe_blind.add(_provider(key))
             elif seen == "misconfigured":
                 # A 403 marks the target, not the provider: it can be about one model (or one
                 # request, as OpenRouter's moderation is); a probe speaks for the whole key.
@@ -212,7 +218,8 @@ class BreakerBoard:
         """Lift `provider`'s mark, and the marks of its targets whose model is `listed` (None:
         the probe read no model list, so it vouches for the key, not for any model). Its open
         circuits go half-open: the host answers, and a trial decides, as ever."""
-        self._misconfigured.pop(provider, None)
+        if provider not in self._probe_blind:
+            self._misconfigured.pop(provider, None)
         for key in self.keys(provider):
             c = self._circuits[key]
             if listed is not None and _model(key) in listed:
@@ -231,9 +238,11 @@ class BreakerBoard:
                 self._circuits[key] = _Circuit()
         if name is None:
             self._misconfigured.clear()
+            self._probe_blind.clear()
             self._unconfigured.clear()
         elif "/" not in name:
             self._misconfigured.pop(name, None)
+            self._probe_blind.discard(name)
             self._unconfigured.discard(name)
 
     def _state(self, key: str) -> CircuitState:
@@ -302,7 +311,8 @@ class BreakerBoard:
     def _reason(self, key: str, state: CircuitState) -> str | None:
         c = self._circuits[key]
         if state == "misconfigured" and _provider(key) in self._misconfigured:
-            return f"misconfigured ({self._misconfigured[_provider(key)]}); {UNTIL_FIXED}"
+            until = UNTIL_CONFIG if _provider(key) in self._probe_blind else UNTIL_FIXED
+            return f"misconfigured ({self._misconfigured[_provider(key)]}); {until}"
         if state == "misconfigured":
             return f"misconfigured ({c.misconfigured}); {UNTIL_LISTED}"
         if state == "missing":

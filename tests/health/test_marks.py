@@ -148,6 +148,29 @@ async def test_a_probe_without_a_model_list_vouches_for_the_key_but_not_the_mode
     assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["missing", "closed"]
 
 
+async def test_an_account_problem_sent_as_400_is_not_lifted_by_a_probe_that_costs_nothing(
+) -> None:
+    no_credit = ProviderStatusError("a", "m", 401, "sent as HTTP 400 (credit balance too low): "
+                                                   "Your credit balance is too low")
+    adapter = ScriptedAdapter("a", [no_credit, completion()], listed=["m"])
+    board = BreakerBoard(CLOCK)
+    leaf = guarded(adapter, board)
+    with pytest.raises(ProviderStatusError):
+        await leaf.complete(request(), call_for(60))
+
+    result = await prober(board, adapter).probe("a")  # listing models needs no credit
+
+    call = call_for(60)
+    with pytest.raises(ProviderUnavailable):
+        await leaf.complete(request(), call)
+    assert result.ok and len(adapter.calls) == 1
+    assert call.attempts[0].error == (
+        "misconfigured (HTTP 401: sent as HTTP 400 (credit balance too low)); skipped until the "
+        "config changes or the server restarts (a probe cannot tell)")
+    board.reset("a")  # a config change
+    await leaf.complete(request(), call_for(60))
+
+
 async def test_a_probe_refused_for_the_key_marks_every_target_of_the_provider() -> None:
     adapter = ScriptedAdapter("a", [completion()], probe_script=[status_error("a", 401)])
     board = BreakerBoard(CLOCK)
