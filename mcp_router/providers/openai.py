@@ -31,23 +31,24 @@ _COMPLETION_TOKENS_MODEL = re.compile(r"(?:o1|o3|o4|gpt-5)(?![0-9a-z])")
 def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
     """The /chat/completions body; options the request leaves unset are left out.
 
-    OpenAI's reasoning models get the output cap as `max_completion_tokens`.
+    OpenAI's reasoning models get the output cap as `max_completion_tokens`, and no
+    temperature or top_p: they take only the default (1) and refuse any other with a 400,
+    which would end a fallback chain that other targets could answer.
     """
     body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
     }
-    options = {_max_tokens_field(model): request.max_tokens, "temperature": request.temperature,
-               "top_p": request.top_p, "stop": list(request.stop) if request.stop else None}
+    reasoning = _COMPLETION_TOKENS_MODEL.match(model) is not None
+    options = {"max_completion_tokens" if reasoning else "max_tokens": request.max_tokens,
+               "temperature": None if reasoning else request.temperature,
+               "top_p": None if reasoning else request.top_p,
+               "stop": list(request.stop) if request.stop else None}
     body.update({k: v for k, v in options.items() if v is not None})
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return body
-
-
-def _max_tokens_field(model: str) -> str:
-    return "max_completion_tokens" if _COMPLETION_TOKENS_MODEL.match(model) else "max_tokens"
 
 
 def parse_completion(data: dict[str, Any]) -> Completion:
