@@ -194,15 +194,18 @@ class Router:
         )
 
     def _labels(self, metadata: Mapping[str, str]) -> dict[str, str]:
-        """The call's metadata as the ledger keeps it: PII the filter finds in a value is
-        redacted, whatever the request's action (labels never leave the machine, so there is
-        nothing to pseudonymize, and no reason to refuse the call)."""
-        labels = {}
-        for name, value in metadata.items():
-            for found in reversed(self.pii.detect(value)):
-                value = value[:found.start] + redact(found.entity) + value[found.end:]
-            labels[name] = value
-        return labels
+        """The call's metadata as the ledger keeps it: PII the filter finds in a label's name
+        or value is redacted, whatever the request's action (labels never leave the machine,
+        so there is nothing to pseudonymize, and no reason to refuse the call)."""
+        if not metadata or not self.config.pii.enabled:
+            return dict(metadata)
+        return {self._redacted_label(name): self._redacted_label(value)
+                for name, value in metadata.items()}
+
+    def _redacted_label(self, text: str) -> str:
+        for found in reversed(self.pii.detect(text)):
+            text = text[:found.start] + redact(found.entity) + text[found.end:]
+        return text
 
     def _resolve(self, call: ChatCall) -> tuple[CircuitGroup, str | None]:
         if call.route is not None and call.model is not None:

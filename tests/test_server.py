@@ -381,10 +381,12 @@ async def test_metadata_lands_in_the_ledger_by_client(client: Client, tmp_path: 
 async def test_pii_in_metadata_is_redacted_before_it_reaches_the_ledger(client: Client,
                                                                       tmp_path: Path):
     await call(client, "chat_completion", prompt="x", metadata={
-        "user": "jane.doe@example.com", "card": "4111 1111 1111 1111", "ticket": "T-1"})
+        "user": "jane.doe@example.com", "card": "4111 1111 1111 1111", "ticket": "T-1",
+        "carol@corp.example": "reviewer"})
     with sqlite3.connect(tmp_path / "home" / "ledger.sqlite3") as db:
         [(labels,)] = db.execute("SELECT metadata FROM calls").fetchall()
-    assert json.loads(labels) == {"user": "<EMAIL>", "card": "<CREDIT_CARD>", "ticket": "T-1"}
+    assert json.loads(labels) == {"user": "<EMAIL>", "card": "<CREDIT_CARD>", "ticket": "T-1",
+                                  "<EMAIL>": "reviewer"}
 
 
 @pytest.mark.skipif(os.name == "nt", reason="no POSIX permission bits")
