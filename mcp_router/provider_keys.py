@@ -83,10 +83,10 @@ def provider_keys(providers: Mapping[str, KeySource], env: Mapping[str, str], *,
     return keys
 
 
-SECRET_NAME = re.compile(r"key|token|auth|secret|passw|cookie|session|signature|credential",
+SECRET_NAME = re.compile(r"key|token|auth|secret|passw|cookie|session|sig|credential|code",
                          re.IGNORECASE)
 """A header or query parameter whose name says its value is a credential (x-portkey-api-key,
-Authorization, ?key= as Gemini takes it)."""
+Authorization, ?key= as Gemini takes it, Azure's ?code= and a SAS ?sig=)."""
 
 
 class SecretSource(Protocol):

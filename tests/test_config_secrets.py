@@ -67,3 +67,15 @@ async def test_a_secret_header_or_url_key_never_reaches_a_result_a_report_or_the
 def test_check_config_masks_a_key_in_the_base_url() -> None:
     text = describe_config(parse_config(CONFIG, env={"PORTKEY_VKEY": VKEY}), {})
     assert "http://gw.test/v1?api_key=***" in text and URL_KEY not in text
+
+
+@pytest.mark.parametrize(("query", "shown"), [
+    ("code=AZFUNCKEY0123456&api-version=2024-06-01", "code=***&api-version=2024-06-01"),
+    ("sv=2024&sig=SASSIGNATURE0123456", "sv=2024&sig=***"),
+])
+def test_azure_function_keys_and_sas_signatures_in_the_base_url_are_masked(
+        query: str, shown: str) -> None:
+    config = parse_config("providers:\n  az: {kind: openai, base_url: "
+                          f'"https://az.test/v1?{query}"}}\n'
+                          "routes:\n  default: {targets: [{provider: az, model: m}]}\n", env={})
+    assert f"https://az.test/v1?{shown}" in describe_config(config, {})
