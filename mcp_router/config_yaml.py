@@ -25,16 +25,20 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def read_yaml(text: str, file: str) -> tuple[dict[str, Any], Lines]:
     """The top-level mapping of `text` as plain data, and the line of every key path."""
+    lines: Lines = {}
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            raise ConfigError("the file is empty", file=file)
+        # Building can fail too: a value the safe loader will not make (a custom tag).
+        data = _to_python(node, (), lines)
+    except _ComplexKey as exc:
+        raise ConfigError("a key must be a plain name, not a list or a mapping", file=file,
+                          line=exc.line, key=".".join(map(str, exc.path)) or None) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=file,
                           line=mark.line + 1 if mark else None) from exc
-    if node is None:
-        raise ConfigError("the file is empty", file=file)
-    lines: Lines = {}
-    data = _to_python(node, (), lines)
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping", file=file, line=1)
     return data, lines
@@ -60,6 +64,8 @@ def _to_python(node: yaml.Node, path: tuple[str | int, ...], lines: Lines) -> An
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _ComplexKey(path, key_node.start_mark.line + 1)
             key = _scalar(key_node)
             lines[(*path, key)] = key_node.start_mark.line + 1
             out[key] = _to_python(value_node, (*path, key), lines)
@@ -67,6 +73,14 @@ def _to_python(node: yaml.Node, path: tuple[str | int, ...], lines: Lines) -> An
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
     return _scalar(node)
+
+
+class _ComplexKey(Exception):
+    """A mapping key that is a list or a mapping, which no config key can be."""
+
+    def __init__(self, path: tuple[str | int, ...], line: int) -> None:
+        super().__init__(path, line)
+        self.path, self.line = path, line
 
 
 def _scalar(node: yaml.Node) -> Any:

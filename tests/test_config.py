@@ -118,6 +118,19 @@ def test_invalid_yaml_names_the_line():
     assert "not valid YAML" in str(err)
 
 
+@pytest.mark.parametrize(("text", "line", "key", "message"), [
+    ("providers:\n  ? [a, b]\n  : {kind: openai}\n", 2, "providers",
+     "a key must be a plain name, not a list or a mapping"),
+    ("routes:\n  {a: 1}: x\n", 2, "routes", "a key must be a plain name"),
+    ("default_route: !!python/name:os.system x\n", 1, None, "not valid YAML"),
+])
+def test_a_key_that_is_no_name_or_an_unsafe_tag_is_told_with_its_line(
+        text: str, line: int, key: str | None, message: str):
+    err = broken(text)
+    assert (err.file, err.line, err.key) == ("team.yaml", line, key)
+    assert message in str(err)
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.yaml")
