@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tests.fixtures.serve import HOST, StdioSession, serving
 
 pytestmark = pytest.mark.slow
 HANG = "deepseek-chat+hang"
+DRIP = "deepseek-chat+drip-300+tokens-200"
 CONFIG = """\
 providers:
   deepseek: {{kind: openai, base_url: "{url}/v1"}}
@@ -36,13 +38,15 @@ routes:
     targets: [{{provider: deepseek, model: {hang}}}]
   slow:
     targets: [{{provider: deepseek, model: deepseek-chat+slow-1500}}]
+  streaming:
+    targets: [{{provider: deepseek, model: {drip}}}]
 """
 
 
 @pytest.fixture
 def config(sim: Any, tmp_path: Path) -> Path:
     path = tmp_path / "router.yaml"
-    path.write_text(CONFIG.format(url=sim.url, hang=HANG))
+    path.write_text(CONFIG.format(url=sim.url, hang=HANG, drip=DRIP))
     return path
 
 
@@ -150,3 +154,36 @@ def test_a_call_still_running_at_the_end_of_the_grace_is_told_the_server_is_stop
     assert SHUTDOWN_GRACE_S - 1 < took < SHUTDOWN_GRACE_S + 2
     assert ledger(tmp_path) == [("cancelled", HANG)]
     assert "Traceback" not in log.read_text()
+
+
+def test_a_forced_quit_still_writes_the_calls_in_flight_to_the_ledger(
+        sim: Any, config: Path, tmp_path: Path):
+    # SIGTERM, then Ctrl-C inside the grace, as uvicorn's "CTRL+C to force quit" invites.
+    with serving(config, "streamable-http", home_env(tmp_path), tmp_path / "stderr.log") as served:
+        async def call(route: str) -> None:
+            with suppress(Exception):
+                async with Client(served.url) as client:
+                    await client.call_tool("chat_completion", {"prompt": route, "route": route})
+
+        async def main() -> int:
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(call, "stuck")
+                    tasks.start_soon(call, "streaming")
+                    while sim.state.hits[HANG] == 0 or sim.state.hits[DRIP] == 0:
+                        await anyio.sleep(0.02)
+                    await anyio.sleep(0.5)  # the streaming one is being paid for by now
+                    served.process.send_signal(signal.SIGTERM)
+                    await anyio.sleep(0.5)
+                    served.process.send_signal(signal.SIGINT)
+                    while (code := served.process.poll()) is None:
+                        await anyio.sleep(0.05)
+                    tasks.cancel_scope.cancel()
+                    return code
+
+        code = anyio.run(main)
+    assert code == 0
+    assert sorted(ledger(tmp_path)) == [("cancelled", DRIP), ("cancelled", HANG)]
+    with sqlite3.connect(tmp_path / "home" / "ledger.sqlite3") as db:
+        [(streamed_cost,)] = db.execute("SELECT cost_usd FROM calls WHERE model = ?", (DRIP,))
+    assert streamed_cost is not None  # what streamed before the quit, charged at an estimate

@@ -5,8 +5,11 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import signal
 import socket
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio
@@ -200,7 +203,7 @@ async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: 
     url = f"http://{_url_host(host)}:{listening.getsockname()[1]}{ENDPOINT_PATHS[transport]}"
     log.info("serving MCP at %s; `mcp-router config <host> --url %s` prints a host's entry",
              url, url)
-    uv_server = uvicorn.Server(uv_config)
+    uv_server = _Server(uv_config)
     # SSE streams would otherwise close at the signal, cancelling every call in flight at
     # once; `_drain` closes them when the calls are done (or stopped at the grace's end).
     AppStatus.disable_automatic_graceful_drain()
@@ -211,9 +214,35 @@ async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: 
                 group.start_soon(_drain, uv_server, server)
                 await uv_server.serve(sockets=[listening])
                 group.cancel_scope.cancel()
+            if isinstance(server, Stoppable) and server.busy:
+                # A second Ctrl-C forced the quit: uvicorn left the calls running. Stopped
+                # now, while the ledger is open, each writes what it may have cost.
+                server.stop_calls()
+                with anyio.move_on_after(STOP_MARGIN_S):
+                    while server.busy:
+                        await anyio.sleep(0.02)
     finally:  # the flag is the process's: leave it as found for any server started later
         AppStatus.should_exit = False
         AppStatus.enable_automatic_graceful_drain_mode()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but the process is left to end on its own after a signal: uvicorn
+    raises the signal again once it has stopped, which kills the process before the calls a
+    forced quit (a second Ctrl-C) left running are stopped and written to the ledger."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # only the main thread can take signals, as uvicorn's own does
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 async def _drain(uv_server: uvicorn.Server, server: MCPServer[Any]) -> None:
