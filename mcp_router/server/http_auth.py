@@ -218,12 +218,17 @@ async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: 
                 # A second Ctrl-C forced the quit: uvicorn left the calls running. Stopped
                 # now, while the ledger is open, each writes what it may have cost.
                 server.stop_calls()
-                with anyio.move_on_after(STOP_MARGIN_S):
-                    while server.busy:
-                        await anyio.sleep(0.02)
+                await _until_idle(server, STOP_MARGIN_S)
     finally:  # the flag is the process's: leave it as found for any server started later
         AppStatus.should_exit = False
         AppStatus.enable_automatic_graceful_drain_mode()
+
+
+async def _until_idle(server: Stoppable, seconds: float) -> None:
+    """Return when `server` has no call in flight, or after `seconds`."""
+    with anyio.move_on_after(seconds):
+        while server.busy:
+            await anyio.sleep(0.02)
 
 
 class _Server(uvicorn.Server):
@@ -252,15 +257,11 @@ async def _drain(uv_server: uvicorn.Server, server: MCPServer[Any]) -> None:
     while not uv_server.should_exit:
         await anyio.sleep(0.1)
     if isinstance(server, Stoppable):
-        with anyio.move_on_after(SHUTDOWN_GRACE_S - STOP_MARGIN_S):
-            while server.busy:
-                await anyio.sleep(0.05)
+        await _until_idle(server, SHUTDOWN_GRACE_S - STOP_MARGIN_S)
         if server.busy:
             log.warning("stopping the calls still running after %g s", SHUTDOWN_GRACE_S)
             server.stop_calls()
-            with anyio.move_on_after(STOP_MARGIN_S / 2):  # their errors reach the hosts
-                while server.busy:
-                    await anyio.sleep(0.02)
+            await _until_idle(server, STOP_MARGIN_S / 2)  # their errors reach the hosts
     AppStatus.should_exit = True
 
 
