@@ -25,6 +25,10 @@ MISSING_STATUS = frozenset({404})
 UNTIL_FIXED = "skipped until the config changes or a probe succeeds"
 UNTIL_LISTED = "skipped until the config changes or a probe finds the model listed"
 UNTIL_CONFIG = "skipped until the config changes or the server restarts (a probe cannot tell)"
+# How long an earlier call still running at a target holds back the failure streak of the
+# calls behind it (see `settle`): about one answer's time. A call hung for longer says nothing
+# of the order the calls behind it finish in.
+BESIDE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ class _Circuit:
     misconfigured: str | None = None
     missing: str | None = None
     admitted: int = 0  # calls admitted so far: the next one's `seq`
-    pending: set[int] = field(default_factory=set)  # `seq`s of admitted calls not yet settled
+    # `seq` -> admission time of each admitted call not yet settled
+    pending: dict[int, float] = field(default_factory=dict)
 
 
 class BreakerBoard:
@@ -158,9 +163,8 @@ class BreakerBoard:
                 reason="every target's circuit is open; this one reopens soonest, so it is tried"))
         return Ticket(False, reason=self._reason(key, state))
 
-    @staticmethod
-    def _admitted(c: _Circuit, ticket: Ticket) -> Ticket:
-        c.pending.add(c.admitted)
+    def _admitted(self, c: _Circuit, ticket: Ticket) -> Ticket:
+        c.pending[c.admitted] = self._clock.now()
         c.admitted += 1
         return replace(ticket, seq=c.admitted - 1)
 
@@ -169,12 +173,15 @@ class BreakerBoard:
 
         Failures count "in a row" only for a call no earlier call at `key` is still running
         beside: in a burst, quick failures (a 503 comes back at once) finish before the
-        successes streaming next to them, and that order says nothing about the target. The
+        successes streaming next to them, and that order says nothing about the target. An
+        earlier call running for over BESIDE_S (hung, most likely) holds nothing back. The
         failure rate over the window counts every try either way.
         """
         c = self._circuits[key]
-        in_line = not any(seq < ticket.seq for seq in c.pending)
-        c.pending.discard(ticket.seq)
+        recent = self._clock.now() - BESIDE_S
+        in_line = not any(seq < ticket.seq and admitted > recent
+                          for seq, admitted in c.pending.items())
+        c.pending.pop(ticket.seq, None)
         answered, last_failure = False, None
         for attempt in attempts:
             seen = verdict(attempt)

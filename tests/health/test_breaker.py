@@ -129,6 +129,24 @@ async def test_quick_failures_in_a_burst_beside_slower_successes_do_not_make_a_s
     assert board.circuit(KEY).state == "closed"
 
 
+async def test_a_hung_earlier_call_stops_holding_back_the_streak_after_ten_seconds() -> None:
+    # One call hangs at the target; the quick 503s behind it count in a row once it has run
+    # for over BESIDE_S, so the circuit opens at the fifth, not only at the failure rate.
+    board = BreakerBoard(CLOCK, BreakerPolicy(failures=3, min_requests=100))
+    hung = guarded(ScriptedAdapter("a", [HANG]), board)
+    failing = guarded(ScriptedAdapter("a", [status_error("a", 503)]), board)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(fail_times, hung, 1)
+        await anyio.sleep(1)
+        await fail_times(failing, 3)  # beside a call that began 1 s ago: no streak
+        assert board.circuit(KEY).state == "closed"
+        await anyio.sleep(10)
+        await fail_times(failing, 3)
+        assert board.circuit(KEY).state == "open"
+        group.cancel_scope.cancel()
+
+
 async def test_failures_in_the_order_the_calls_came_still_make_a_streak() -> None:
     board = BreakerBoard(CLOCK, BreakerPolicy(failures=3))
     leaf = guarded(ScriptedAdapter("a", [status_error("a", 503)]), board)
