@@ -17,6 +17,20 @@ from pydantic import (
 )
 
 
+def well_formed(text: str) -> str:
+    """`text` as valid Unicode. An emoji's two UTF-16 halves that came apart are joined (a
+    gateway that cuts its stream by UTF-16 index sends them in two events, and a host may send
+    them so); a lone half becomes U+FFFD. Such a string cannot be encoded: it would fail the
+    upstream request, the tool result and the cache write alike."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
 def plain_nullables(schema: dict[str, Any]) -> None:
     """Write `X | None` fields as `type: [X, "null"]` instead of `anyOf`.
 
@@ -101,6 +115,11 @@ class Message(BaseModel):
             texts.append(text)
         return "".join(texts)
 
+    @field_validator("content")
+    @classmethod
+    def _well_formed(cls, value: str) -> str:
+        return well_formed(value)
+
 
 class ChatRequest(BaseModel):
     """What the caller asked for, independent of any provider or model."""
@@ -141,6 +160,11 @@ class Completion(BaseModel):
     upstream_model: str | None = None
     ttfb_ms: float | None = None
     pii: PiiSummary | None = None  # what the answer filter found in `content`
+
+    @field_validator("content")
+    @classmethod
+    def _well_formed(cls, value: str) -> str:
+        return well_formed(value)
 
 
 class Attempt(ResultModel):
@@ -357,3 +381,14 @@ class ChatCall(BaseModel):
     dry_run: bool = False
     timeout_s: float | None = Field(default=None, gt=0, le=600)
     metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("prompt", "route", "model", "fallbacks", "stop", "metadata")
+    @classmethod
+    def _well_formed(cls, value: object) -> object:
+        if isinstance(value, str):
+            return well_formed(value)
+        if isinstance(value, tuple):
+            return tuple(well_formed(item) for item in value)
+        if isinstance(value, dict):
+            return {well_formed(k): well_formed(v) for k, v in value.items()}
+        return value
