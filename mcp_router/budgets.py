@@ -12,6 +12,7 @@ holds its own reservations), so the budget can be passed by at most what those m
 
 A target without a price cannot be bounded, so while a budget is set it is refused (the
 route steps down to a priced target, if it has one); without budgets it runs unreserved.
+A target priced at $0 always passes: a spent budget leaves the route its free targets.
 """
 
 from __future__ import annotations
@@ -140,8 +141,10 @@ class BudgetGuard:
                 f"price, so its cost cannot be held against the budget; give it one under "
                 f"`prices:` in the config (`provider/*: {{...}}` prices all of a provider's "
                 f"models)")
+        if amount == 0:  # a free target (a local model) spends nothing, whatever is left
+            return
         committed = EXACT.add(spent, self._reserved)
-        if committed >= limit or EXACT.add(committed, amount) > limit:
+        if EXACT.add(committed, amount) > limit:
             raise BudgetExceeded(
                 f"{name} budget of {format_usd(limit)} would be exceeded: spent "
                 f"{format_usd(spent)} (+ {format_usd(self._reserved)} reserved by calls in "

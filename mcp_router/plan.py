@@ -4,39 +4,42 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from mcp_router.budgets import BudgetGuard
 from mcp_router.errors import BudgetExceeded
 from mcp_router.messages import Adapter, ChatRequest, DryRun, PlannedTarget
-from mcp_router.prices import PriceBook
 from mcp_router.routing.circuits import BreakerBoard
-from mcp_router.spend import QUOTE_MAX_TOKENS, estimate_input_tokens
+from mcp_router.spend import QUOTE_MAX_TOKENS, Spend, estimate_input_tokens
 
 
 class Planner:
     """Answers 'what would happen' from the same state the real call reads, changing none."""
 
-    def __init__(self, adapters: dict[str, Adapter], board: BreakerBoard, prices: PriceBook,
-                 budgets: BudgetGuard) -> None:
-        self._adapters, self._board = adapters, board
-        self._prices, self._budgets = prices, budgets
+    def __init__(self, adapters: dict[str, Adapter], board: BreakerBoard, spend: Spend) -> None:
+        self._adapters, self._board, self._spend = adapters, board, spend
 
-    def plan(self, keys: tuple[str, ...], request: ChatRequest, cache_hit: bool) -> DryRun:
-        targets = [self._target(key, request) for key in keys]
+    def plan(self, keys: tuple[str, ...], request: ChatRequest, cache_hit: bool,
+             client: str = "local") -> DryRun:
+        """The plan of `client`'s call: its budgets are the team's and its own, as for real.
+
+        `worst_case_usd` is one attempt at the dearest target that would be asked; retries
+        and fallbacks after a paid failure (a cut stream, a timeout) can add to it.
+        """
+        targets = [self._target(key, request, client) for key in keys]
         asked = [t.worst_case_usd for t in targets if t.would == "ask"]
         # None: a target that would be asked has no price. Nothing asked spends nothing.
         worst = None if None in asked else max((c for c in asked if c is not None),
                                                default=Decimal(0))
         return DryRun(targets=targets, cache_hit=cache_hit, worst_case_usd=worst)
 
-    def _target(self, key: str, request: ChatRequest) -> PlannedTarget:
+    def _target(self, key: str, request: ChatRequest, client: str) -> PlannedTarget:
         provider, _, model = key.partition("/")
-        quote = self._prices.quote_for(provider, model, estimate_input_tokens(request),
-                                       request.max_tokens or QUOTE_MAX_TOKENS).cost
-        reason = self._skip_reason(key, provider, quote)
+        quote = self._spend.prices.quote_for(provider, model, estimate_input_tokens(request),
+                                             request.max_tokens or QUOTE_MAX_TOKENS).cost
+        reason = self._skip_reason(key, provider, quote, client)
         return PlannedTarget(provider=provider, model=model, would="skip" if reason else "ask",
                              reason=reason, worst_case_usd=quote)
 
-    def _skip_reason(self, key: str, provider: str, quote: Decimal | None) -> str | None:
+    def _skip_reason(self, key: str, provider: str, quote: Decimal | None,
+                     client: str) -> str | None:
         if not self._adapters[provider].configured:
             return "no API key configured"
         circuit = self._board.circuit(key)
@@ -46,8 +49,10 @@ class Planner:
                 return circuit.reason
             return f"circuit {circuit.state}{until}: {circuit.reason or ''}".rstrip(": ")
         try:
-            # Reserving and releasing at once, with no await between, leaves nothing held.
-            self._budgets.reserve(quote).release()
+            # In the order the real call holds them; reserving and releasing at once, with
+            # no await between, leaves nothing held.
+            for guard in self._spend.guards(client):
+                guard.reserve(quote).release()
         except BudgetExceeded as exc:
             return f"over budget: {exc}"
         return None

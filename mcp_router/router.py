@@ -135,7 +135,7 @@ class Router:
 
         key = cache_key(request, self._scope(call), client)
         if call.dry_run:
-            return self._dry_run(call, request, tree, route, key, trace_id, found)
+            return self._dry_run(call, request, tree, route, key, trace_id, found, client)
         if (late := self.late.pop(key)) is not None:
             self.spend.record_hit(late.response, late.cost_usd, trace_id=trace_id,
                                   client=client, route=route, metadata=labels)
@@ -157,12 +157,13 @@ class Router:
                             call.max_tokens)
 
     def _dry_run(self, call: ChatCall, request: ChatRequest, tree: CircuitGroup,
-                 route: str | None, key: str, trace_id: str, found: PiiSummary) -> ChatResult:
+                 route: str | None, key: str, trace_id: str, found: PiiSummary,
+                 client: str) -> ChatResult:
         """Everything the call would do, with no upstream call and nothing held or stored."""
         hit = (call.cache == "use" and self.cache.store.may_cache(request,
                                                                    call_opt_in=call.cache_sampled)
                and self.cache.store.get(key) is not None)
-        plan = self.planner.plan(tree.keys, request, cache_hit=hit)
+        plan = self.planner.plan(tree.keys, request, cache_hit=hit, client=client)
         first = next((t for t in plan.targets if t.would == "ask"), None)
         note = "dry run: nothing was sent"
         if first is None and not hit:

@@ -48,20 +48,24 @@ def open_router(config: Config, *, http: httpx.AsyncClient, keys: Mapping[str, s
     health = HealthBook(clock, board)
     with Ledger.in_home(home, clock) as ledger, \
             ResponseCache.in_home(home, config.cache, clock) as store:
-        prices, budgets = PriceBook.bundled(config.prices), BudgetGuard(config.budgets, ledger,
-                                                                         clock)
-        spend = Spend(prices, ledger, budgets, {
-            name: BudgetGuard(BudgetsConfig(daily_usd=c.budgets.daily_usd,
-                                            monthly_usd=c.budgets.monthly_usd),
-                              ClientSpend(ledger, name), clock)
-            for name, c in config.clients.items()
-            if c.budgets.daily_usd is not None or c.budgets.monthly_usd is not None})
+        spend = Spend(PriceBook.bundled(config.prices), ledger,
+                      BudgetGuard(config.budgets, ledger, clock),
+                      _client_budgets(config, ledger, clock))
         yield Router(config, adapters, clock=clock,
                      builder=TreeBuilder(config, adapters, clock, rng or random.Random(), board),
                      health=health, spend=spend, cache=CacheStep(store),
                      prober=Prober(adapters, board, health, clock,
                                    models=_models_named(config)),
-                     planner=Planner(adapters, board, prices, budgets), pii=pii)
+                     planner=Planner(adapters, board, spend), pii=pii)
+
+
+def _client_budgets(config: Config, ledger: Ledger, clock: Clock) -> dict[str, BudgetGuard]:
+    """A guard for each client that has budgets of its own, over its own spend."""
+    return {name: BudgetGuard(BudgetsConfig(daily_usd=c.budgets.daily_usd,
+                                            monthly_usd=c.budgets.monthly_usd),
+                              ClientSpend(ledger, name), clock)
+            for name, c in config.clients.items()
+            if c.budgets.daily_usd is not None or c.budgets.monthly_usd is not None}
 
 
 def _models_named(config: Config) -> dict[str, list[str]]:

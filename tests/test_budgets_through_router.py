@@ -15,6 +15,7 @@ import pytest
 from mcp_router.clock import LoopClock
 from mcp_router.config import parse_config
 from mcp_router.errors import AllTargetsFailed, BudgetExceeded
+from mcp_router.ledger import Ledger, LedgerRow
 from mcp_router.messages import ChatCall
 from mcp_router.router import Router
 from mcp_router.wiring import open_router
@@ -25,6 +26,7 @@ CONFIG = """\
 providers:
   anthropic: {{kind: anthropic, base_url: "{url}"}}
   deepseek: {{kind: openai, base_url: "{url}/v1"}}
+  ollama: {{kind: openai, base_url: "{url}/v1"}}
 routes:
   default:
     targets:
@@ -36,8 +38,14 @@ routes:
     targets:
       - {{provider: deepseek, model: deepseek-unlisted}}
       - {{provider: deepseek, model: deepseek-chat}}
+  free_last:
+    targets:
+      - {{provider: deepseek, model: deepseek-chat}}
+      - {{provider: ollama, model: llama3}}
 cache: {{enabled: false}}
 budgets: {{daily_usd: {daily}}}
+prices:
+  ollama/*: {{input_per_mtok: 0, output_per_mtok: 0}}
 """
 
 
@@ -162,3 +170,26 @@ async def test_a_dry_run_shows_the_budget_skip_and_holds_nothing(sim: Any, tmp_p
         assert sum(sim.state.hits.values()) == 0
 
     await with_router(sim, tmp_path, "0.001", body)
+
+
+async def test_once_the_budget_is_used_up_the_route_steps_down_to_a_free_local_target(
+        sim: Any, tmp_path: Path):
+    # today's spend so far is exactly the budget, written by an earlier server
+    with Ledger.in_home(tmp_path, LoopClock()) as earlier:
+        earlier.record(LedgerRow(provider="deepseek", model="deepseek-chat", outcome="ok",
+                                 cost_usd=Decimal("1")))
+
+    async def body(router: Router) -> None:
+        call = ChatCall(prompt="hi", max_tokens=50, route="free_last")
+        plan = await router.complete(call.model_copy(update={"dry_run": True}))
+        assert plan.dry_run is not None
+        assert [t.would for t in plan.dry_run.targets] == ["skip", "ask"]
+        result = await router.complete(call)
+        assert (result.provider, result.model, result.cost_usd) == ("ollama", "llama3", 0)
+        skipped = result.attempts[0]
+        assert (skipped.provider, skipped.outcome) == ("deepseek", "skipped")
+        assert skipped.error is not None and skipped.error.startswith("over budget: daily")
+        assert sim.state.hits.get("deepseek-chat", 0) == 0
+        assert router.spend.budgets.reserved == 0
+
+    await with_router(sim, tmp_path, "1", body)

@@ -322,6 +322,62 @@ async def test_each_wrong_argument_is_named_with_what_it_must_be(client: Client)
                     "equal to 2; cache: Input should be 'use', 'refresh' or 'skip'")
 
 
+@pytest.mark.parametrize("blank", ["", None])
+async def test_blank_choice_arguments_of_every_tool_read_as_left_out(client: Client, sim: Any,
+                                                                     blank: str | None):
+    # hosts that fill in every argument send "" or null for those they leave out
+    first = await call(client, "chat_completion", prompt="x", cache=blank,
+                       cache_sampled=blank, dry_run=blank)
+    again = await call(client, "chat_completion", prompt="x", cache=blank)
+    assert (first["cached"], again["cached"], "dry_run" in first) == (False, True, False)
+    assert sim.state.hits["deepseek-chat"] == 1  # cache "use", and not a dry run
+    assert await call(client, "cost_report", period=blank, group_by=blank) == await call(
+        client, "cost_report", period="today", group_by="provider")
+    health = await call(client, "provider_health", provider=blank, probe=blank)
+    assert [p["name"] for p in health["providers"]] == [
+        "deepseek", "anthropic", "google", "openai"]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "problem"), [
+    ("cost_report", {"period": "week"}, "period: Input should be 'today', 'month' or 'all'"),
+    ("cost_report", {"group_by": "team"}, "group_by: Input should be 'provider', 'model', "
+                                          "'route', 'client' or 'day'"),
+    ("chat_completion", {"prompt": "x", "cache": "Use"},
+     "cache: Input should be 'use', 'refresh' or 'skip'"),
+    ("provider_health", {"probe": "maybe"}, "probe: Input should be a valid boolean"),
+])
+async def test_a_wrong_choice_is_still_refused_with_the_values_allowed(
+        client: Client, tool: str, arguments: dict[str, Any], problem: str):
+    assert (await error_text(client, tool, **arguments)).startswith(
+        f"Error executing tool {tool}: {problem}")
+
+
+async def test_the_published_schemas_admit_blank_choices_but_not_wrong_ones(client: Client):
+    from jsonschema import Draft202012Validator
+
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    chat, report, health = (Draft202012Validator(tools[name].input_schema)
+                            for name in ("chat_completion", "cost_report", "provider_health"))
+    for validator in (chat, report, health):
+        Draft202012Validator.check_schema(validator.schema)
+    for blank in ("", None):
+        assert chat.is_valid({"prompt": "x", "cache": blank, "dry_run": blank,
+                              "cache_sampled": blank})
+        assert report.is_valid({"period": blank, "group_by": blank})
+        assert health.is_valid({"provider": blank, "probe": blank})
+    assert not chat.is_valid({"prompt": "x", "cache": "sometimes"})
+    assert not report.is_valid({"period": "week"})
+    assert report.schema["properties"]["period"]["anyOf"][0]["enum"] == ["today", "month", "all"]
+
+
+async def test_the_dry_run_argument_says_its_worst_case_is_one_attempt_that_retries_can_pass(
+        client: Client):
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    text = tools["chat_completion"].input_schema["properties"]["dry_run"]["description"]
+    assert "worst case of one attempt at the dearest target that would be asked" in text
+    assert "retries and fallbacks after a paid failure" in text and "can add to it" in text
+
+
 async def test_a_misspelt_argument_is_refused_naming_the_one_meant(client: Client, sim: Any):
     text = await error_text(client, "chat_completion", prompt="hi", modle="google/g",
                             temprature=0.2)
@@ -467,6 +523,25 @@ async def test_a_dry_run_no_target_could_answer_says_the_call_would_fail(client:
     assert result["cost_note"] == ("dry run: nothing was sent; the call would fail: every "
                                    "target would be skipped (see dry_run.targets)")
     assert result["dry_run"]["worst_case_usd"] == 0  # nothing would be asked, or spent
+
+
+async def test_a_dry_run_skips_the_target_the_client_s_own_budget_refuses_for_real(
+        sim: Any, tmp_path: Path):
+    # the team may spend $100 a day; this host's client ("mcp", its clientInfo name) $0.001
+    own = ("budgets: {daily_usd: 100}\nclients:\n  mcp: {token_sha256: "
+           f"{hash_token(new_token())}, budgets: {{daily_usd: 0.001}}}}\n")
+    config = parse_config(CONFIG.format(url=sim.url) + own, env={})
+    opus = {"prompt": "x", "model": "anthropic/claude-3-opus-20240229", "max_tokens": 100}
+    async with Client(create_server(config, home=tmp_path, env={"AN_KEY": SECRET})) as mcp:
+        refused = await error_text(mcp, "chat_completion", **opus)  # ~$0.0075 worst case
+        result = await call(mcp, "chat_completion", **opus, dry_run=True)
+    [planned] = result["dry_run"]["targets"]
+    assert (planned["would"], result["dry_run"]["worst_case_usd"]) == ("skip", 0)
+    assert planned["reason"].startswith("over budget: daily budget of $0.001 would be exceeded")
+    assert planned["reason"].removeprefix("over budget: ") in refused
+    assert result["cost_note"].endswith("the call would fail: every target would be skipped "
+                                        "(see dry_run.targets)")
+    assert sum(sim.state.hits.values()) == 0
 
 
 async def test_a_dry_run_predicts_a_cache_hit_and_shows_open_circuits(client: Client, sim: Any):

@@ -155,8 +155,22 @@ def _usage(raw: dict[str, Any] | None) -> Usage:
     details = raw.get("prompt_tokens_details") or {}
     # DeepSeek reports cache hits as prompt_cache_hit_tokens instead of the details object
     cached = details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
-    return Usage(input_tokens=raw.get("prompt_tokens") or 0,
-                 output_tokens=raw.get("completion_tokens") or 0, cached_input_tokens=cached)
+    prompt = raw.get("prompt_tokens") or 0
+    return Usage(input_tokens=prompt, output_tokens=_output_tokens(raw, prompt),
+                 cached_input_tokens=cached)
+
+
+def _output_tokens(raw: dict[str, Any], prompt: int) -> int:
+    """Completion tokens with the reasoning tokens billed as output.
+
+    OpenAI counts reasoning inside `completion_tokens`; xAI reports it beside them, so its
+    `total_tokens` is prompt + completion + reasoning. The total tells which one was sent.
+    """
+    completion = raw.get("completion_tokens") or 0
+    reasoning = (raw.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    if reasoning > 0 and raw.get("total_tokens") == prompt + completion + reasoning:
+        return completion + reasoning
+    return completion
 
 
 def _finish_reason(value: str | None) -> str | None:

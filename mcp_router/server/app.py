@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import anyio
 import httpx
@@ -27,8 +27,8 @@ from mcp_router.clock import Clock, LoopClock
 from mcp_router.config import BudgetsConfig, Config
 from mcp_router.errors import RouterError
 from mcp_router.front import Front
-from mcp_router.ledger import CostReport
-from mcp_router.messages import ChatCall, ChatResult, Message
+from mcp_router.ledger import CostReport, GroupBy, Period
+from mcp_router.messages import CacheMode, ChatCall, ChatResult, Message
 from mcp_router.outputs import ANSWER_URI, AnswerPages
 from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber, config_secrets, provider_keys
@@ -36,6 +36,7 @@ from mcp_router.reports import Budgets
 from mcp_router.router import Router
 from mcp_router.server.arguments import (
     Label,
+    LeftOut,
     Verbatim,
     argument_errors,
     listed,
@@ -272,18 +273,21 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         top_p: Annotated[float | None, Field(gt=0, le=1)] = None,
         stop: Annotated[list[str] | str | None, Field(
             description="Stop sequences: a list, or one string")] = None,
-        cache: Annotated[Literal["use", "refresh", "skip"], Field(
+        cache: Annotated[CacheMode, LeftOut("use"), Field(
             description="use: read and write the cache; refresh: re-ask and overwrite; "
                         "skip: neither")] = "use",
         cache_ttl_s: Annotated[float | None, Field(
             ge=0, description="How long this answer may be served from the cache "
                               "(default: the config's cache.ttl_s)")] = None,
-        cache_sampled: Annotated[bool, Field(
+        cache_sampled: Annotated[bool, LeftOut(False), Field(
             description="Also cache when temperature > 0 (off by default: sampled answers "
                         "are meant to differ)")] = False,
-        dry_run: Annotated[bool, Field(
+        dry_run: Annotated[bool, LeftOut(False), Field(
             description="Send nothing: show the targets in order, which would be skipped and "
-                        "why, the predicted cache hit and the worst-case cost")] = False,
+                        "why, the predicted cache hit, and the worst case of one attempt at "
+                        "the dearest target that would be asked (retries and fallbacks after "
+                        "a paid failure, such as a cut stream or a timeout, can add to "
+                        "it)")] = False,
         timeout_s: Annotated[float | None, Field(
             gt=0, le=600, description="Overall deadline for every attempt, retry and fallback")
         ] = None,
@@ -343,8 +347,8 @@ def _add_tools(server: RouterServer, config: Config) -> None:
     @_tool(server, "Cost report", read_only)
     async def cost_report(
         ctx: Context,
-        period: Literal["today", "month", "all"] = "today",
-        group_by: Literal["provider", "model", "route", "client", "day"] = "provider",
+        period: Annotated[Period, LeftOut("today")] = "today",
+        group_by: Annotated[GroupBy, LeftOut("provider")] = "provider",
     ) -> CostReport:
         """Spend and token usage from the ledger, grouped, with budgets and alerts.
 
@@ -371,7 +375,7 @@ def _add_tools(server: RouterServer, config: Config) -> None:
     async def provider_health(
         ctx: Context,
         provider: Annotated[str | None, Field(description="One provider; default: all")] = None,
-        probe: Annotated[bool, Field(
+        probe: Annotated[bool, LeftOut(False), Field(
             description="First ask each provider's list-models endpoint (spends no tokens)")
         ] = False,
     ) -> HealthReport:
@@ -383,6 +387,7 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         """
         router = _state(ctx).router
         _state(ctx).front.note(client_name(ctx), "provider_health")
+        provider = provider or None  # "" is left out, as for chat_completion's route
         try:
             if probe:
                 await _probe(router, provider)

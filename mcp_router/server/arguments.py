@@ -8,12 +8,22 @@ decodes a string that looks like JSON unless the parameter is declared exactly `
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from difflib import get_close_matches
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    BeforeValidator,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
-__all__ = ["Label", "Verbatim", "argument_errors", "listed", "unknown_arguments"]
+__all__ = ["Label", "LeftOut", "Verbatim", "argument_errors", "listed", "unknown_arguments"]
 
 
 def _absent_if_null(value: object) -> object:
@@ -28,6 +38,30 @@ The SDK decodes a string argument that parses as a JSON object or list into that
 unless the parameter is declared exactly `str`: as `str | None`, a prompt that is itself
 JSON (agents send such prompts all the time) arrived as a dict and was refused.
 """
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Marks a choice argument (a `Literal`, a flag) whose "" or null reads as left out: it
+    takes `default`. Any other value is checked as before, so a wrong one is still refused
+    with the values allowed; the published schema admits "" and null beside them.
+
+    `Annotated[Literal["use", "skip"], LeftOut("use")] = "use"`
+    """
+
+    default: object
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(self._read, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"anyOf": [handler(schema), {"enum": ["", None]}]}
+
+    def _read(self, value: object) -> object:
+        return self.default if value is None or value == "" else value
+
 
 Label = Annotated[str, Field(coerce_numbers_to_str=True),
                   WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]})]

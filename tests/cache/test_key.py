@@ -115,5 +115,9 @@ def test_negative_zero_temperature_is_the_same_key_as_zero() -> None:
 
 
 def test_a_lone_surrogate_in_content_still_hashes() -> None:
-    assert cache_key(request("\ud800"), SCOPE, TENANT) != cache_key(request("\ud801"), SCOPE,
-                                                                     TENANT)
+    # A Message makes a lone half U+FFFD; one built without validation must still hash.
+    def unchecked(text: str) -> ChatRequest:
+        return ChatRequest(messages=(Message.model_construct(role="user", content=text),))
+
+    assert cache_key(unchecked("\ud800"), SCOPE, TENANT) != cache_key(unchecked("\ud801"),
+                                                                       SCOPE, TENANT)

@@ -287,3 +287,49 @@ async def test_a_content_filter_stop_keeps_the_neutral_content_filter_reason(
     completion = await openai(http).send(REQUEST, "gpt-4o")
 
     assert (completion.content, completion.finish_reason) == ("", "content_filter")
+
+
+# xAI's documented example: reasoning beside completion_tokens (total = 32 + 9 + 94), and
+# OpenAI's shape for an o-series model: reasoning already inside completion_tokens.
+XAI_USAGE = {"prompt_tokens": 32, "completion_tokens": 9, "total_tokens": 135,
+             "completion_tokens_details": {"reasoning_tokens": 94}}
+OPENAI_USAGE = {"prompt_tokens": 32, "completion_tokens": 103, "total_tokens": 135,
+                "completion_tokens_details": {"reasoning_tokens": 94}}
+REASONED = [(XAI_USAGE, "grok-3-mini"), (OPENAI_USAGE, "o3-mini")]
+
+
+@pytest.mark.parametrize(("usage", "model"), REASONED)
+async def test_reasoning_tokens_are_output_whether_or_not_completion_tokens_include_them(
+        http: httpx.AsyncClient, upstream: FakeUpstream, usage: dict, model: str) -> None:
+    upstream.answer(json_response({
+        "choices": [{"message": {"content": "101 is prime."}, "finish_reason": "stop"}],
+        "usage": usage}))
+
+    completion = await openrouter(http, stream=False).send(REQUEST, model)
+
+    assert completion.usage == Usage(input_tokens=32, output_tokens=9 + 94)
+
+
+@pytest.mark.parametrize(("usage", "model"), REASONED)
+async def test_a_stream_s_usage_chunk_counts_reasoning_tokens_as_output_once(
+        http: httpx.AsyncClient, upstream: FakeUpstream, usage: dict, model: str) -> None:
+    upstream.answer(sse_response(
+        chunk("101 is prime."), chunk(None, "stop"),
+        {"model": model, "choices": [], "usage": usage}, "[DONE]"))
+
+    completion = await openrouter(http).send(REQUEST, model)
+
+    assert completion.usage == Usage(input_tokens=32, output_tokens=9 + 94)
+
+
+async def test_reasoning_tokens_that_do_not_add_up_to_the_total_are_not_added_again(
+        http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    # no total to tell the shape by: completion_tokens is taken as it is, as before
+    upstream.answer(json_response({
+        "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 32, "completion_tokens": 103,
+                  "completion_tokens_details": {"reasoning_tokens": 94}}}))
+
+    completion = await openrouter(http, stream=False).send(REQUEST, "o3-mini")
+
+    assert completion.usage == Usage(input_tokens=32, output_tokens=103)
