@@ -97,7 +97,11 @@ class Message(BaseModel):
     @field_validator("role", mode="before")
     @classmethod
     def _developer_is_system(cls, value: object) -> object:
-        return "system" if value == "developer" else value
+        if value == "developer":
+            return "system"
+        if value not in ("system", "user", "assistant"):  # the Literal's error omits developer
+            raise ValueError("must be 'system', 'user', 'assistant' or 'developer'")
+        return value
 
     @field_validator("content", mode="before")
     @classmethod

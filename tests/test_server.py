@@ -317,9 +317,9 @@ async def test_schema_violations_are_refused_naming_the_field(client: Client, si
 async def test_each_wrong_argument_is_named_with_what_it_must_be(client: Client):
     text = await error_text(client, "chat_completion", temperature=5, cache="sometimes",
                             messages=[{"role": "robot", "content": "my SSN is 123-45-6789"}])
-    assert text == ("Error executing tool chat_completion: messages.0.role: Input should be "
-                    "'system', 'user' or 'assistant'; temperature: Input should be less than or "
-                    "equal to 2; cache: Input should be 'use', 'refresh' or 'skip'")
+    assert text == ("Error executing tool chat_completion: messages.0.role: must be 'system', "
+                    "'user', 'assistant' or 'developer'; temperature: Input should be less than "
+                    "or equal to 2; cache: Input should be 'use', 'refresh' or 'skip'")
 
 
 @pytest.mark.parametrize("blank", ["", None])
@@ -556,3 +556,40 @@ async def test_a_dry_run_predicts_a_cache_hit_and_shows_open_circuits(client: Cl
     assert plan["targets"][0]["would"] == "skip"
     assert plan["targets"][0]["reason"].startswith("circuit open until ")
     assert dict(sim.state.hits) == hits
+
+
+@pytest.mark.parametrize("blank", ["", None])
+async def test_blank_numbers_messages_and_metadata_read_as_left_out(client: Client, sim: Any,
+                                                                    blank: str | None):
+    result = await call(client, "chat_completion", prompt="x", messages=blank,
+                        max_tokens=blank, temperature=blank, top_p=blank, cache_ttl_s=blank,
+                        timeout_s=blank, metadata=blank)
+    assert result["provider"] == "deepseek"
+    sent = sim.state.requests[-1]["body"]
+    assert sent["messages"] == [{"role": "user", "content": "x"}]
+    assert "temperature" not in sent and "top_p" not in sent
+
+
+async def test_a_wrong_number_is_still_refused_naming_the_field(client: Client):
+    text = await error_text(client, "chat_completion", prompt="x", max_tokens=0, top_p="x")
+    assert text == ("Error executing tool chat_completion: max_tokens: Input should be greater "
+                    "than 0; top_p: Input should be a valid number, unable to parse string as a "
+                    "number")
+
+
+@pytest.mark.parametrize(("arguments", "problem"), [
+    ({"prompt": "x", "fallbacks": 5}, "fallbacks: must be a list of strings or a string"),
+    ({"prompt": "x", "stop": [1]}, "stop: must be a list of strings or a string"),
+    ({"messages": [{"role": "tool", "content": "x"}]},
+     "messages.0.role: must be 'system', 'user', 'assistant' or 'developer'"),
+])
+async def test_argument_errors_name_the_forms_an_argument_takes(client: Client,
+                                                                arguments: dict[str, Any],
+                                                                problem: str):
+    assert await error_text(client, "chat_completion", **arguments) == (
+        f"Error executing tool chat_completion: {problem}")
+
+
+async def test_an_argument_to_a_tool_that_takes_none_says_so(client: Client):
+    assert await error_text(client, "list_providers", x=1) == (
+        "Error executing tool list_providers: x: unknown argument; this tool takes no arguments")

@@ -257,7 +257,7 @@ def _add_tools(server: RouterServer, config: Config) -> None:
     async def chat_completion(
         ctx: Context,
         prompt: Annotated[Verbatim, Field(description="Shorthand for one user message")] = "",
-        messages: Annotated[list[Message] | None, Field(
+        messages: Annotated[list[Message] | None, LeftOut(None), Field(
             description="The conversation: [{role: system|user|assistant|developer, "
                         "content}]")] = None,
         route: Annotated[str | None, Field(
@@ -268,16 +268,16 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         ] = None,
         fallbacks: Annotated[list[str] | str | None, Field(
             description="provider/model entries tried in order after the route or model")] = None,
-        max_tokens: Annotated[int | None, Field(gt=0)] = None,
-        temperature: Annotated[float | None, Field(ge=0, le=2)] = None,
-        top_p: Annotated[float | None, Field(gt=0, le=1)] = None,
+        max_tokens: Annotated[Annotated[int, Field(gt=0)] | None, LeftOut(None)] = None,
+        temperature: Annotated[Annotated[float, Field(ge=0, le=2)] | None, LeftOut(None)] = None,
+        top_p: Annotated[Annotated[float, Field(gt=0, le=1)] | None, LeftOut(None)] = None,
         stop: Annotated[list[str] | str | None, Field(
             description="Stop sequences: a list, or one string")] = None,
         cache: Annotated[CacheMode, LeftOut("use"), Field(
             description="use: read and write the cache; refresh: re-ask and overwrite; "
                         "skip: neither")] = "use",
-        cache_ttl_s: Annotated[float | None, Field(
-            ge=0, description="How long this answer may be served from the cache "
+        cache_ttl_s: Annotated[Annotated[float, Field(ge=0)] | None, LeftOut(None), Field(
+            description="How long this answer may be served from the cache "
                               "(default: the config's cache.ttl_s)")] = None,
         cache_sampled: Annotated[bool, LeftOut(False), Field(
             description="Also cache when temperature > 0 (off by default: sampled answers "
@@ -288,10 +288,9 @@ def _add_tools(server: RouterServer, config: Config) -> None:
                         "the dearest target that would be asked (retries and fallbacks after "
                         "a paid failure, such as a cut stream or a timeout, can add to "
                         "it)")] = False,
-        timeout_s: Annotated[float | None, Field(
-            gt=0, le=600, description="Overall deadline for every attempt, retry and fallback")
-        ] = None,
-        metadata: Annotated[dict[str, Label] | None, Field(
+        timeout_s: Annotated[Annotated[float, Field(gt=0, le=600)] | None, LeftOut(None), Field(
+            description="Overall deadline for every attempt, retry and fallback")] = None,
+        metadata: Annotated[dict[str, Label] | None, LeftOut(None), Field(
             description="Free-form labels recorded in the cost ledger")] = None,
     ) -> Annotated[CallToolResult, ChatResult]:
         """Ask an LLM through the team's routing policy.

@@ -42,11 +42,13 @@ JSON (agents send such prompts all the time) arrived as a dict and was refused.
 
 @dataclass(frozen=True)
 class LeftOut:
-    """Marks a choice argument (a `Literal`, a flag) whose "" or null reads as left out: it
-    takes `default`. Any other value is checked as before, so a wrong one is still refused
-    with the values allowed; the published schema admits "" and null beside them.
+    """Marks an optional argument whose "" or null reads as left out: it takes `default`.
+    Any other value is checked as before, so a wrong one is still refused with the values
+    allowed; the published schema admits "" and null beside them. Constraints go on the
+    inner type, where they apply to the values checked:
 
     `Annotated[Literal["use", "skip"], LeftOut("use")] = "use"`
+    `Annotated[Annotated[int, Field(gt=0)] | None, LeftOut(None)] = None`
     """
 
     default: object
@@ -57,7 +59,9 @@ class LeftOut:
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema,
                                      handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        return {"anyOf": [handler(schema), {"enum": ["", None]}]}
+        inner = handler(schema)
+        branches = inner["anyOf"] if set(inner) == {"anyOf"} else [inner]
+        return {"anyOf": [*branches, {"enum": ["", None]}]}
 
     def _read(self, value: object) -> object:
         return self.default if value is None or value == "" else value
@@ -76,15 +80,36 @@ def listed(value: list[str] | str | None) -> tuple[str, ...]:
     return tuple(value or ())
 
 
+# What pydantic names the branches of a union argument (`fallbacks: list[str] | str`), as said
+# to whoever sent it.
+_BRANCHES = {"list[str]": "a list of strings", "str": "a string", "int": "an integer",
+             "float": "a number", "bool": "true or false"}
+
+
 def argument_errors(error: ValidationError) -> str:
     """One `field: problem` per invalid argument, in the order pydantic found them.
 
     The values sent are not repeated (a prompt can be long, or personal), nor are pydantic's
     error codes and links: a model reading the error needs the field and what it must be.
+    A value that fits no form of an argument taking several is one problem naming the forms
+    (`stop: must be a list of strings or a string`), not one per form in pydantic's words.
     """
+    problems: dict[str, list[str]] = {}
+    forms: dict[str, list[str]] = {}
+    for e in error.errors():
+        path = [str(part) for part in e["loc"]]
+        branch = next((i for i, part in enumerate(path) if i and part in _BRANCHES), None)
+        if branch is None:
+            problems.setdefault(".".join(path) or "arguments", []).append(
+                e["msg"].removeprefix("Value error, "))
+            continue
+        field = ".".join(path[:branch])
+        problems.setdefault(field, [])
+        if _BRANCHES[path[branch]] not in forms.setdefault(field, []):
+            forms[field].append(_BRANCHES[path[branch]])
     return "; ".join(
-        f"{'.'.join(str(part) for part in e['loc']) or 'arguments'}: "
-        f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())
+        f"{field}: {problem}" for field, found in problems.items()
+        for problem in (found or [f"must be {' or '.join(forms[field])}"]))
 
 
 def unknown_arguments(unknown: Collection[str], known: Collection[str]) -> str:
@@ -94,6 +119,8 @@ def unknown_arguments(unknown: Collection[str], known: Collection[str]) -> str:
         close = get_close_matches(name, known, n=1)
         if close:
             return f"{name}: unknown argument; did you mean {close[0]}?"
+        if not known:
+            return f"{name}: unknown argument; this tool takes no arguments"
         return f"{name}: unknown argument; this tool takes {', '.join(sorted(known))}"
 
     return "; ".join(problem(name) for name in sorted(unknown))
