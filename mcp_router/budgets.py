@@ -17,16 +17,19 @@ A target priced at $0 always passes: a spent budget leaves the route its free ta
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from types import TracebackType
 from typing import Literal, Protocol
 
 from mcp_router.clock import Clock
 from mcp_router.config import BudgetsConfig
-from mcp_router.errors import BudgetExceeded
+from mcp_router.errors import BudgetExceeded, DataError
 from mcp_router.money import EXACT, format_usd, utc_day_month
 
 __all__ = ["BudgetGuard", "Reservation", "SpendSource"]
+
+logger = logging.getLogger(__name__)
 
 class SpendSource(Protocol):
     """Where settled spend is read: the ledger, which other processes write to as well."""
@@ -152,9 +155,13 @@ class BudgetGuard:
                 f"{format_usd(max(EXACT.subtract(limit, committed), Decimal(0)))} is left")
 
     def _finish(self, held: Decimal, actual: Decimal) -> None:
-        if self._watched:  # a rollover due now must count rows already written, its own too
-            self._refresh()
+        # Released first: a ledger that cannot be read must not keep the money held for good.
         self._reserved = EXACT.subtract(self._reserved, held)
+        if self._watched:  # a rollover due now must count rows already written, its own too
+            try:
+                self._refresh()
+            except DataError as exc:  # the next reservation's look tries again
+                logger.warning("budgets: %s", exc)
         self._spent_day = EXACT.add(self._spent_day, actual)
         self._spent_month = EXACT.add(self._spent_month, actual)
 

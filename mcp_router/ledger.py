@@ -190,7 +190,9 @@ class Ledger:
         self.close()
 
     def record(self, row: LedgerRow) -> None:
-        """Append one row; it is durable against a process kill when this returns."""
+        """Append one row; it is durable against a process kill when this returns. Raises
+        DataError, naming the file, when SQLite cannot take it (disk full, a lock held past
+        the busy timeout)."""
         ts = self._clock.wall() if row.ts is None else row.ts
         day, month = utc_day_month(ts)
         u = row.usage
@@ -200,7 +202,10 @@ class Ledger:
                   json.dumps(dict(row.metadata), sort_keys=True, ensure_ascii=False),
                   self._writer, int(row.estimated))
         with self._lock:
-            self._conn.execute(_INSERT, values)
+            try:
+                self._conn.execute(_INSERT, values)
+            except sqlite3.Error as exc:
+                raise DataError(f"cannot write to the ledger {self.path}: {exc}") from exc
 
     def recent(self, limit: int = 100) -> list[LedgerRow]:
         """The last `limit` rows, newest first."""
@@ -297,8 +302,12 @@ class Ledger:
         return "1", ()
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The rows of `sql`; DataError, naming the file, when SQLite cannot read them."""
         with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise DataError(f"cannot read the ledger {self.path}: {exc}") from exc
 
 
 def _text(amount: Decimal | None) -> str | None:

@@ -270,16 +270,17 @@ async def _no_progress(message: str) -> None:
 class Hold(Protocol):
     """Money held for one attempt: settled to the actual cost, or released.
 
-    `streamed_chars` is how much answer text arrived before a failure or cancellation: the
-    provider bills it though it reports no usage."""
+    `seen` is how the attempt's answer was arriving (streamed, or as one JSON body) and how
+    much of its text came in before a failure or cancellation: the provider bills that work
+    though it reports no usage."""
 
     def settle(self, completion: Completion, latency_ms: float) -> Usage:
         """Charge the answer; returns the usage charged (an estimate when none was reported)."""
         ...
 
-    def fail(self, error: Exception, latency_ms: float, streamed_chars: int = 0) -> None: ...
+    def fail(self, error: Exception, latency_ms: float, seen: StreamState) -> None: ...
 
-    def cancelled(self, latency_ms: float, streamed_chars: int = 0) -> None: ...
+    def cancelled(self, latency_ms: float, seen: StreamState) -> None: ...
 
     def release(self) -> None: ...
 
@@ -292,9 +293,12 @@ class SpendGate(Protocol):
 
 @dataclass
 class StreamState:
-    """How much of the current attempt's answer has streamed in (shared by a call's copies)."""
+    """How the current attempt's answer arrives, and how much of it has (shared by a call's
+    copies)."""
 
     chars: int = 0
+    utf8_bytes: int = 0  # the same text's size: a token estimate from it holds in any script
+    streaming: bool = True  # False: one JSON body, so no text shows before the whole answer
     reported_at: float = float("-inf")
     first_text_at: float | None = None  # on the router's clock
 
@@ -302,6 +306,16 @@ class StreamState:
     def started(self) -> bool:
         """Text is arriving: the provider is generating, and billing, this answer."""
         return self.chars > 0
+
+    def add(self, text: str) -> None:
+        """Count `text` in."""
+        self.chars += len(text)
+        self.utf8_bytes += len(text) if text.isascii() else \
+            len(text.encode("utf-8", "surrogatepass"))
+
+    def clear(self) -> None:
+        """Nothing of an answer is arriving (the attempt is over, or a new one starts)."""
+        self.chars = self.utf8_bytes = 0
 
 
 @dataclass
@@ -344,12 +358,14 @@ class Adapter(Protocol):
 
     `send` raises only `ProviderError` subclasses. `configured` is False when the provider's
     key variable is unset. `timeout_s` is the provider's per-attempt ceiling; the routing
-    layer enforces it together with the call's deadline.
+    layer enforces it together with the call's deadline. `stream` is True when it asks for
+    the answer as a stream (text arrives as it is generated), False for one JSON body.
     """
 
     provider: str
     configured: bool
     timeout_s: float
+    stream: bool
 
     async def send(self, request: ChatRequest, model: str,
                    on_text: TextFn | None = None) -> Completion: ...

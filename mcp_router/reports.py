@@ -67,6 +67,10 @@ class CostReport(BaseModel):
                                           "used up, and calls whose cost is unknown")
 
 
+ESTIMATE_RULE = "a token per 3 ASCII characters, up to 7/3 per other character"
+"""How the router estimates tokens no provider reported (`spend.estimate_tokens`), in words."""
+
+
 def build_alerts(cfg: BudgetsConfig, status: Budgets, day_totals: Sequence[tuple[str, Decimal]],
                  unpriced: Sequence[tuple[str, bool, int]],
                  estimated: Sequence[tuple[str, bool, int]] = ()) -> list[str]:
@@ -75,8 +79,9 @@ def build_alerts(cfg: BudgetsConfig, status: Budgets, day_totals: Sequence[tuple
     `unpriced` is `(provider/model, answered, count)`: an answered call lacks a price, an
     unanswered attempt (timed out, cut off, cancelled) lacks the provider's usage report.
     `estimated` is `(provider/model, answered, count)` of attempts the provider reported no
-    usage for (an answer without a usage report, or one cut off mid-answer), charged at an
-    estimate from the request and the text received.
+    usage for (an answer without a usage report, or an attempt that ended unfinished), charged
+    at an estimate from the request and the text received (a JSON answer that never came: its
+    worst case).
     """
     alerts: list[str] = []
     threshold = cfg.alert_daily_usd
@@ -95,11 +100,12 @@ def build_alerts(cfg: BudgetsConfig, status: Budgets, day_totals: Sequence[tuple
     alerts += [f"cost unknown for {n} attempt(s) to {model} that ended without a usage report "
                "(timed out, cut off or cancelled): the provider may have billed them; totals "
                "leave them out" for model, answered, n in unpriced if not answered]
-    alerts += [f"{n} attempt(s) to {model} ended mid-answer (timed out, cut off or cancelled) "
-               "without a usage report: each is charged at an estimate, the request's input and "
-               "a token per 4 characters received" for model, answered, n in estimated
-               if not answered]
+    alerts += [f"{n} attempt(s) to {model} ended mid-answer or before it (timed out, cut "
+               "off, failed or cancelled) without a usage report: each is charged at an "
+               f"estimate set high, the request's input and the text received ({ESTIMATE_RULE}), "
+               "or its whole worst case when the answer was not streamed"
+               for model, answered, n in estimated if not answered]
     alerts += [f"{n} answer(s) from {model} came without a usage report: each is charged at "
-               "an estimate, the request's input and a token per 4 characters of the answer"
+               f"an estimate set high, the request's input and the answer ({ESTIMATE_RULE})"
                for model, answered, n in estimated if answered]
     return alerts

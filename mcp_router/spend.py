@@ -2,28 +2,56 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
 from mcp_router.budgets import BudgetGuard, Reservation
-from mcp_router.errors import BudgetExceeded, ProviderProtocolError, ProviderTimeout
+from mcp_router.errors import (
+    BudgetExceeded,
+    DataError,
+    ProviderProtocolError,
+    ProviderStatusError,
+    ProviderTimeout,
+)
 from mcp_router.ledger import Ledger, LedgerRow
-from mcp_router.messages import ChatRequest, ChatResponse, Completion, Usage
+from mcp_router.messages import ChatRequest, ChatResponse, Completion, StreamState, Usage
 from mcp_router.money import exact_sum
 from mcp_router.prices import PriceBook
+from mcp_router.reports import ESTIMATE_RULE
+
+log = logging.getLogger("mcp_router.spend")
 
 # When the caller sets no max_tokens the worst case is still bounded by what we quote for.
 QUOTE_MAX_TOKENS = 4096
-# Failures after which the provider may still have billed: it did the work, we lost the answer.
+# Failures after which the provider may still have billed though no text arrived: the request
+# reached it, and it did (some of) the work. Refusals (an HTTP error status) and a request
+# that never got there (ProviderUnavailable: no connection) cost nothing.
 MAY_HAVE_COST = (ProviderTimeout, ProviderProtocolError)
+COUNTED_HIGH = f"counted high ({ESTIMATE_RULE})"
+
+
+def estimate_tokens(chars: int, utf8_bytes: int) -> int:
+    """Tokens in a text of `chars` characters and `utf8_bytes` bytes of UTF-8, estimated high
+    for any script: (2 × bytes − characters) / 3, so a token per 3 ASCII characters, 1 per
+    Cyrillic or Greek letter, 5/3 per Chinese, Japanese or Korean character, 7/3 per emoji,
+    where tokenizers commonly give about a quarter, a half, one, and one or two."""
+    return math.ceil((2 * utf8_bytes - chars) / 3)
+
+
+def estimate_text_tokens(text: str) -> int:
+    """`estimate_tokens` of `text`."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return estimate_tokens(len(text), size)
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
-    """A deliberately high estimate (≈3 characters a token, plus per-message overhead)."""
-    return sum(math.ceil(len(m.content) / 3) + 4 for m in request.messages)
+    """A deliberately high estimate of the request's input: each message's text counted as
+    `estimate_tokens` does, plus a per-message overhead."""
+    return sum(estimate_text_tokens(m.content) + 4 for m in request.messages)
 
 
 class ClientSpend:
@@ -57,11 +85,15 @@ class Spend:
 
     def record_hit(self, response: ChatResponse, saved: Decimal | None, *, trace_id: str,
                    client: str, route: str | None, metadata: Mapping[str, str]) -> None:
-        """A cache hit costs nothing and is recorded with the cost it avoided."""
-        self.ledger.record(LedgerRow(
-            provider=response.provider, model=response.model, outcome="cache_hit",
-            trace_id=trace_id, client=client, route=route, cost_usd=Decimal(0),
-            saved_usd=saved, metadata=dict(metadata)))
+        """A cache hit costs nothing and is recorded with the cost it avoided; a ledger that
+        cannot take the row costs the caller nothing either (it is said on stderr)."""
+        try:
+            self.ledger.record(LedgerRow(
+                provider=response.provider, model=response.model, outcome="cache_hit",
+                trace_id=trace_id, client=client, route=route, cost_usd=Decimal(0),
+                saved_usd=saved, metadata=dict(metadata)))
+        except DataError as exc:
+            log.error("a cache hit (trace %s) is not in the ledger: %s", trace_id, exc)
 
     def gate(self, *, trace_id: str, client: str, route: str | None,
              metadata: Mapping[str, str]) -> CallGate:
@@ -91,33 +123,43 @@ class CallGate:
     costs: list[Decimal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # why the cost is unknown
     estimates: list[str] = field(default_factory=list)  # which costs are our estimate
+    unrecorded: list[str] = field(default_factory=list)  # costs the ledger could not take
     refusals: list[BudgetRefusal] = field(default_factory=list)
 
     def reserve(self, provider: str, model: str, request: ChatRequest) -> AttemptHold:
         quoted_input = estimate_input_tokens(request)
-        quoted = self.spend.prices.quote_for(provider, model, quoted_input,
-                                             request.max_tokens or QUOTE_MAX_TOKENS)
+        quoted_output = request.max_tokens or QUOTE_MAX_TOKENS
+        quoted = self.spend.prices.quote_for(provider, model, quoted_input, quoted_output)
         held: list[Reservation] = []
         try:
             for guard in self.spend.guards(self.client):
                 held.append(guard.reserve(quoted.cost))
-        except BudgetExceeded as exc:
-            for reservation in held:
-                reservation.release()
-            self.refusals.append(BudgetRefusal(f"{provider}/{model}", quoted.cost, str(exc)))
+        except (BudgetExceeded, DataError) as exc:  # DataError: a guard cannot read the ledger
+            _finish_each(tuple(held), Reservation.release)
+            if isinstance(exc, BudgetExceeded):
+                self.refusals.append(BudgetRefusal(f"{provider}/{model}", quoted.cost, str(exc)))
             raise
-        return AttemptHold(self, provider, model, tuple(held), quoted_input)
+        return AttemptHold(self, provider, model, tuple(held),
+                           Usage(input_tokens=quoted_input, output_tokens=quoted_output))
 
     @property
     def total(self) -> tuple[Decimal | None, str | None]:
         """The call's cost so far, or None with the reason when a price was unknown; the note
-        says which part of a known cost is an estimate."""
-        if self.notes:
-            return None, "; ".join(dict.fromkeys(self.notes))
-        return exact_sum(self.costs), "; ".join(dict.fromkeys(self.estimates)) or None
+        says which part of a known cost is an estimate, and what the ledger could not take."""
+        cost = None if self.notes else exact_sum(self.costs)
+        said = [*(self.notes or self.estimates), *self.unrecorded]
+        return cost, "; ".join(dict.fromkeys(said)) or None
 
     def record(self, row: LedgerRow) -> None:
-        self.spend.ledger.record(row)
+        """Write `row`. A ledger that cannot take it never costs the caller the answer: the
+        spend still counts in this process's budgets, stderr and the result's note say so."""
+        try:
+            self.spend.ledger.record(row)
+        except DataError as exc:
+            log.error("%s/%s (trace %s, cost %s) is not in the ledger: %s", row.provider,
+                      row.model, row.trace_id, row.cost_usd, exc)
+            self.unrecorded.append(f"not in the ledger: {exc}; the spend counts against the "
+                                   "budgets until restart")
 
 
 @dataclass
@@ -128,61 +170,83 @@ class AttemptHold:
     provider: str
     model: str
     reservations: tuple[Reservation, ...]
-    input_tokens: int = 0  # the request's, as estimated for its quote
+    quoted: Usage  # the worst case it was reserved at: the input estimate and max_tokens
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
 
     def settle(self, completion: Completion, latency_ms: float) -> Usage:
         """An answer: priced from the usage it reports, or, when it reports none, from an
-        estimate (the request's input, a token per 4 characters of the answer), never as 0."""
-        usage = completion.usage if completion.usage_reported else \
-            self._estimate(len(completion.content))
+        estimate (the request's input and the answer's text, counted high), never as 0."""
+        if completion.usage_reported:
+            usage, estimate = completion.usage, None
+        else:
+            usage = self._with_output(estimate_text_tokens(completion.content))
+            estimate = (f"estimated: {self.label} sent no usage report, so the cost is for the "
+                        f"request's input and the answer, {COUNTED_HIGH}")
+        cost = self._charge(usage, estimate)
+        self._record("ok", usage, cost, latency_ms, estimated=estimate is not None)
+        return usage
+
+    def fail(self, error: Exception, latency_ms: float, seen: StreamState) -> None:
+        """A failed attempt. One that ended after text arrived, or that may have been
+        billed before any did (`MAY_HAVE_COST`), is charged; a refusal is released."""
+        if seen.started or isinstance(error, MAY_HAVE_COST):
+            self._unfinished("error", latency_ms, seen, _how_it_ended(error))
+        else:
+            self.release()
+
+    def cancelled(self, latency_ms: float, seen: StreamState) -> None:
+        """The call was cancelled mid-attempt: the provider may have billed part of it."""
+        self._unfinished("cancelled", latency_ms, seen, "was cancelled")
+
+    def _unfinished(self, outcome: str, latency_ms: float, seen: StreamState,
+                    how: str) -> None:
+        """An attempt that ended without the provider's usage report, after its request
+        reached the provider: charged at an estimate set high, against the budgets too.
+        Text that arrived was generated, and billed: the request's input and that text.
+        With no text, a streamed answer had shown none yet: the input alone; a JSON answer
+        is generated whole before any of it arrives, and how far it got cannot be seen: its
+        whole worst case, as quoted. With no price the row's cost stays unknown."""
+        if seen.started:
+            usage = self._with_output(estimate_tokens(seen.chars, seen.utf8_bytes))
+            charged = (f"mid-answer; charged for the request's input and the text received, "
+                       f"{COUNTED_HIGH}")
+        elif seen.streaming:
+            usage = self._with_output(0)
+            charged = "before any answer; charged for the request's input"
+        else:
+            usage = self.quoted
+            charged = ("before any answer; charged its worst case (the request's input and "
+                       "max_tokens of answer), as how much of it was made cannot be seen")
+        cost = self._charge(usage, f"estimated: {self.label} {how} {charged}")
+        if cost is None:  # unpriced: nothing is known of it
+            self._record(outcome, Usage(), None, latency_ms)
+        else:
+            self._record(outcome, usage, cost, latency_ms, estimated=True)
+
+    def _with_output(self, output_tokens: int) -> Usage:
+        """The request's input and `output_tokens` of answer, which cannot pass max_tokens:
+        an estimate never charges more than the worst case held for it."""
+        return Usage(input_tokens=self.quoted.input_tokens,
+                     output_tokens=min(output_tokens, self.quoted.output_tokens))
+
+    def _charge(self, usage: Usage, estimate: str | None) -> Decimal | None:
+        """The cost of `usage`, added to the call's and settled in the budgets at once
+        (whatever the ledger then does); `estimate` says why the usage is ours."""
         priced = self.gate.spend.prices.cost_of(self.provider, self.model, usage)
         if priced.cost is None:
             self.gate.notes.append(priced.note or "price unknown")
         else:
             self.gate.costs.append(priced.cost)
-        if priced.cost is not None and not completion.usage_reported:
-            self.gate.estimates.append(
-                f"estimated: {self.provider}/{self.model} sent no usage report, so the cost is "
-                f"for the request's input and a token per 4 characters of the answer")
-        for reservation in self.reservations:
-            reservation.settle(priced.cost)
-        self._record("ok", usage, priced.cost, latency_ms,
-                     estimated=not completion.usage_reported)
-        return usage
-
-    def fail(self, error: Exception, latency_ms: float, streamed_chars: int = 0) -> None:
-        if isinstance(error, MAY_HAVE_COST):
-            self._unfinished("error", latency_ms, streamed_chars)
-        else:
-            self.release()
-
-    def cancelled(self, latency_ms: float, streamed_chars: int = 0) -> None:
-        """The call was cancelled mid-attempt: the provider may have billed part of it."""
-        self._unfinished("cancelled", latency_ms, streamed_chars)
-
-    def _unfinished(self, outcome: str, latency_ms: float, streamed_chars: int) -> None:
-        """An attempt that ended without the provider's usage report. Text that streamed in
-        was generated, and billed: it is charged at an estimate (the request's input, a token
-        per 4 characters received), against the budgets too. With no text, or no price,
-        nothing is known, and the row's cost stays unknown."""
-        usage = self._estimate(streamed_chars)
-        cost = self.gate.spend.prices.cost_of(self.provider, self.model, usage).cost \
-            if streamed_chars else None
-        if cost is None:
-            self.release()
-            self._record(outcome, Usage(), None, latency_ms)
-            return
-        self.gate.costs.append(cost)
-        for reservation in self.reservations:
-            reservation.settle(cost)
-        self._record(outcome, usage, cost, latency_ms, estimated=True)
-
-    def _estimate(self, chars: int) -> Usage:
-        return Usage(input_tokens=self.input_tokens, output_tokens=math.ceil(chars / 4))
+            if estimate is not None:
+                self.gate.estimates.append(estimate)
+        _finish_each(self.reservations, lambda held: held.settle(priced.cost))
+        return priced.cost
 
     def release(self) -> None:
-        for reservation in self.reservations:
-            reservation.release()
+        _finish_each(self.reservations, Reservation.release)
 
     def _record(self, outcome: str, usage: Usage, cost: Decimal | None,
                 latency_ms: float, *, estimated: bool = False) -> None:
@@ -192,3 +256,25 @@ class AttemptHold:
                         usage=usage, cost_usd=cost, latency_ms=latency_ms,
                         metadata=gate.metadata, estimated=estimated)
         gate.record(row)
+
+
+def _finish_each(reservations: tuple[Reservation, ...],
+                 finish: Callable[[Reservation], None]) -> None:
+    """Settle or release every reservation, also when a guard cannot read the ledger for one:
+    that must not cost the caller an answer, nor stop the others being finished."""
+    for reservation in reservations:
+        try:
+            finish(reservation)
+        except DataError as exc:
+            log.error("the budgets could not read the ledger: %s", exc)
+
+
+def _how_it_ended(error: Exception) -> str:
+    """The failure in a few words, for the note on its estimated cost."""
+    if isinstance(error, ProviderTimeout):
+        return "timed out"
+    if isinstance(error, ProviderProtocolError):
+        return "sent a cut or malformed answer"
+    if isinstance(error, ProviderStatusError):
+        return f"failed with HTTP {error.status}"
+    return "failed"

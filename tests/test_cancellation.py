@@ -43,7 +43,8 @@ async def wait_for(condition: Any, seconds: float = 5.0) -> bool:
     return False
 
 
-async def test_cancelling_aborts_upstream_and_releases_the_budget(sim: Any, tmp_path: Path):
+async def test_cancelling_aborts_upstream_and_charges_only_the_prompt_it_was_sent(
+        sim: Any, tmp_path: Path):
     config = parse_config(CONFIG.format(url=sim.url), env={})
     async with httpx.AsyncClient() as http:
         with open_router(config, http=http, keys={}, home=tmp_path, clock=LoopClock(),
@@ -52,7 +53,12 @@ async def test_cancelling_aborts_upstream_and_releases_the_budget(sim: Any, tmp_
                 await router.complete(ChatCall(prompt="never answered"))
             assert router.spend.budgets.reserved == 0
             [row] = router.spend.ledger.recent()
-            assert (row.outcome, row.provider, row.cost_usd) == ("cancelled", "deepseek", None)
+            assert (row.outcome, row.provider, row.estimated) == ("cancelled", "deepseek", True)
+            # the streamed answer showed no text yet: the prompt it read, at our estimate
+            # (14 characters at 3 a token, and 4 for the message)
+            assert (row.usage.input_tokens, row.usage.output_tokens) == (9, 0)
+            assert row.cost_usd is not None and row.cost_usd > 0
+            assert router.spend.budgets.spent_today == row.cost_usd
             plan = await router.complete(ChatCall(prompt="never answered", dry_run=True))
             assert plan.dry_run is not None and plan.dry_run.cache_hit is False
     assert await wait_for(lambda: sim.state.disconnects["deepseek-chat+hang"] == 1)

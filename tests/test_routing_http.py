@@ -493,15 +493,16 @@ async def test_an_answer_without_a_usage_report_is_charged_at_an_estimate_never_
     assert isinstance(result.cost_usd, Decimal) and result.cost_usd > 0
     assert result.cost_note == (
         "estimated: deepseek/deepseek-chat+no-usage sent no usage report, so the cost is for "
-        "the request's input and a token per 4 characters of the answer")
+        "the request's input and the answer, counted high (a token per 3 ASCII characters, up "
+        "to 7/3 per other character)")
     (row,) = [r for r in router.spend.ledger.recent() if r.trace_id == result.trace_id]
     assert (row.outcome, row.cost_usd, row.estimated) == ("ok", result.cost_usd, True)
-    assert row.usage.output_tokens == -(-len(result.content) // 4)
+    assert result.content.isascii() and row.usage.output_tokens == -(-len(result.content) // 3)
     assert result.usage == row.usage != Usage()  # the tokens charged, as the ledger has them
     alerts = router.spend.ledger.report("today", "model", router.config.budgets).alerts
     assert ("1 answer(s) from deepseek/deepseek-chat+no-usage came without a usage report: each "
-            "is charged at an estimate, the request's input and a token per 4 characters of the "
-            "answer") in alerts
+            "is charged at an estimate set high, the request's input and the answer (a token "
+            "per 3 ASCII characters, up to 7/3 per other character)") in alerts
 
 
 # --- streaming and plain JSON, for each wire kind --------------------------------------------

@@ -137,6 +137,10 @@ async def _send(http: httpx.AsyncClient, method: str, url: str, headers: Mapping
         request = http.build_request(method, url, json=body, headers=dict(headers),
                                      timeout=_timeout(http, timeout_s))
         return await http.send(request, stream=True)
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        # Not sent: no connection was had, so the upstream cannot have billed the request.
+        raise ProviderUnavailable(upstream.provider, upstream.model,
+                                  upstream.clean(f"cannot reach upstream: {exc!r}")) from exc
     except httpx.TimeoutException as exc:
         raise ProviderTimeout(upstream.provider, upstream.model,
                               upstream.clean(f"no answer within {timeout_s:g}s: {exc!r}")) from exc

@@ -74,18 +74,17 @@ class Target:
             ttfb_ms = None if call.stream.first_text_at is None else \
                 round((call.stream.first_text_at - started) * 1000, 1)
             self._record(call, started, timeout, hold, ttfb_ms)
-            call.stream.chars = 0  # over: a backoff or the next hop is not being paid for
+            call.stream.clear()  # over: a backoff or the next hop is not being paid for
             raise timeout from exc
         except ProviderError as error:
             self._record(call, started, error, hold)
-            call.stream.chars = 0
+            call.stream.clear()
             raise
         except anyio.get_cancelled_exc_class():
             # The host gave up: the upstream request is aborted with this scope, and what
             # the provider may already have billed is written down before the hold goes.
             if hold is not None:
-                hold.cancelled(round((self._clock.now() - started) * 1000, 1),
-                               call.stream.chars)
+                hold.cancelled(round((self._clock.now() - started) * 1000, 1), call.stream)
             raise
         finally:
             if hold is not None:
@@ -94,13 +93,14 @@ class Target:
 
     def _on_text(self, call: Call) -> TextFn:
         """Counts streamed text, passes it on, and reports progress now and then."""
-        call.stream.chars, call.stream.reported_at = 0, self._clock.now()
+        call.stream.clear()
+        call.stream.streaming, call.stream.reported_at = self._adapter.stream, self._clock.now()
         call.stream.first_text_at = None
 
         async def on_text(delta: str) -> None:
             if not call.stream.chars:
                 call.stream.first_text_at = self._clock.now()
-            call.stream.chars += len(delta)
+            call.stream.add(delta)
             if call.on_text is not None:
                 await call.on_text(delta)
             now = self._clock.now()
@@ -130,7 +130,7 @@ class Target:
             call.attempts.append(self._attempt("ok", latency_ms=latency_ms, ttfb_ms=ttfb_ms))
             return latency_ms
         if hold is not None:
-            hold.fail(error, latency_ms, call.stream.chars)
+            hold.fail(error, latency_ms, call.stream)
         status = error.status if isinstance(error, ProviderStatusError) else None
         call.attempts.append(self._attempt("error", status=status, error=error.detail,
                                            latency_ms=latency_ms, ttfb_ms=ttfb_ms))

@@ -42,6 +42,16 @@ def test_settle_replaces_the_hold_by_the_actual_cost(ledger: Ledger, clock: Fake
     assert held.state == "settled"
 
 
+def test_a_ledger_that_cannot_be_read_at_settling_keeps_nothing_held(
+        ledger: Ledger, clock: FakeClock) -> None:
+    guard = _guard(ledger, clock, daily_usd="1")
+    held = guard.reserve(D("0.40"))
+    with sqlite3.connect(ledger.path) as other:  # another process breaks the file's table
+        other.execute("DROP TABLE calls")
+    held.settle(D("0.15"))
+    assert (held.state, guard.reserved) == ("settled", D(0))
+
+
 def test_release_returns_the_hold_and_both_are_idempotent(ledger: Ledger,
                                                           clock: FakeClock) -> None:
     guard = _guard(ledger, clock, daily_usd="1")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
@@ -91,6 +93,26 @@ def test_a_home_that_cannot_be_a_directory_is_refused_by_name(tmp_path: Path,
     home.write_text("a file where the data directory should be")
     with pytest.raises(DataError, match=f"cannot use the data directory {home} .*MCP_ROUTER_HOME"):
         Ledger.in_home(home, clock)
+
+
+def test_a_row_sqlite_cannot_take_is_refused_naming_the_ledger(ledger: Ledger) -> None:
+    with closing(sqlite3.connect(ledger.path)) as conn:  # fails every write, as a full disk
+        conn.execute("CREATE TRIGGER full BEFORE INSERT ON calls "
+                     "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
+    with pytest.raises(DataError) as info:
+        ledger.record(_row())
+    assert str(info.value) == (f"cannot write to the ledger {ledger.path}: database or disk "
+                               "is full")
+
+
+def test_a_ledger_that_cannot_be_read_is_named_in_the_error(ledger: Ledger) -> None:
+    with closing(sqlite3.connect(ledger.path)) as conn:
+        conn.execute("DROP TABLE calls")
+    for read in (ledger.recent, ledger.report, ledger.position, lambda: ledger.spent("today"),
+                 lambda: ledger.spent_elsewhere(0)):
+        with pytest.raises(DataError, match=re.escape(f"cannot read the ledger {ledger.path}: "
+                                                      "no such table: calls")):
+            read()
 
 
 CHILD = textwrap.dedent("""

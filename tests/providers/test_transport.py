@@ -181,6 +181,16 @@ async def test_no_answer_in_time_is_a_timeout(
         "connect": 5, "read": 7, "write": 7, "pool": 7}
 
 
+@pytest.mark.parametrize("error", [httpx.ConnectTimeout, httpx.PoolTimeout])
+async def test_no_connection_in_time_is_unavailable_as_nothing_was_sent(
+        vendor: Vendor, http: httpx.AsyncClient, upstream: FakeUpstream,
+        error: type[httpx.TimeoutException]) -> None:
+    upstream.fail(error, "timed out")
+
+    # not a timeout, which may have been billed: the upstream never saw the request
+    await fails_with(adapter_for(vendor, http), ProviderUnavailable)
+
+
 async def test_a_stream_that_stalls_midway_is_a_timeout(
         vendor: Vendor, http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     async def stalls() -> AsyncIterator[bytes]:
