@@ -310,12 +310,15 @@ def _add_tools(server: RouterServer, config: Config) -> None:
             cache=cache, cache_ttl_s=cache_ttl_s, cache_sampled=cache_sampled, dry_run=dry_run,
             timeout_s=timeout_s, metadata=metadata or {},
         )
-        step = 0
+        step, live = 0, True
 
         async def progress(message: str) -> None:
+            # Only while the request is live: an answer kept after the host gave up goes on
+            # streaming, and a progress token of a request that ended is an error to hosts.
             nonlocal step
-            step += 1
-            await ctx.report_progress(step, None, message)
+            if live:
+                step += 1
+                await ctx.report_progress(step, None, message)
 
         state = _state(ctx)
         router = state.router
@@ -326,6 +329,8 @@ def _add_tools(server: RouterServer, config: Config) -> None:
                                             else None)
         except RouterError as exc:
             raise ToolError(state.front.scrubber.scrub(str(exc))) from exc
+        finally:
+            live = False
         try:
             alert = router.spend.budgets.check_alert()
         except DataError as exc:  # the answer is paid for: it is returned all the same
