@@ -292,8 +292,10 @@ class _Run:
         elif sep1 != sep2 or not (lead or self.starts_run(i, sep1)):
             return None
         end = self.ends[body + 2]
+        # Dotted groups are as often a version or an address (1.200.100.1000): with dots, the
+        # exchange must be one that can be dialled.
         if (sep2 in ("-", ".", " ") and right_ok(text, end) and self.seps[body + 2] != sep2
-                and nanp_ok(self.joined(body, body + 2), strict=False)):
+                and nanp_ok(self.joined(body, body + 2), strict=sep2 == ".")):
             return ("phone", start, end, body + 3)
         return None
 
