@@ -5,15 +5,32 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from decimal import Decimal
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, NoReturn, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from mcp_router.config_yaml import Lines, describe, expand_env, nearest_line, read_yaml
+from mcp_router.config_yaml import (
+    ENV_NAME,
+    Lines,
+    describe,
+    expand_env,
+    nearest_line,
+    read_yaml,
+    url_problem,
+)
 from mcp_router.errors import ConfigError
 from mcp_router.shared_config import AuditConfig, ClientConfig, ServerConfig, valid_client_name
 
@@ -39,12 +56,61 @@ class ProviderConfig(_Model):
     # stream told apart from a short answer). None: each kind's default, which is to stream,
     # except Gemini, whose stream has an endpoint of its own (see `GeminiAdapter`).
     stream: bool | None = None
+    # Where the config file gives api_key_file, for the errors of reading it later.
+    _key_file_at: tuple[str | None, int | None] = PrivateAttr(default=(None, None))
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_variable_name(cls, value: str | None) -> str | None:
+        if value is not None and (problem := key_variable_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("api_key_file")
+    @classmethod
+    def _a_file_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must name a file (relative to this config), not be empty; leave "
+                             "api_key_file out for a provider that needs no key")
+        return value
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderConfig:
         if self.api_key_env and self.api_key_file:
             raise ValueError("give 'api_key_env' or 'api_key_file', not both")
         return self
+
+    @property
+    def api_key_file_at(self) -> tuple[str | None, int | None]:
+        """The config file and line that give `api_key_file` (None, None when not read from a
+        file): an unreadable key file is told where it was named."""
+        return self._key_file_at
+
+
+_VENDOR_KEY = re.compile(r"(sk|pk|rk|xai|pplx|gsk|ghp|hf|r8)[-_]|AIza|github_pat_")
+
+
+def key_variable_problem(value: str) -> str | None:
+    """Why `value` cannot be `api_key_env` (the NAME of a variable), or None. The value is
+    never repeated: the usual mistake is pasting the key itself here."""
+    digits = sum(c.isdigit() for c in value)
+    if ENV_NAME.fullmatch(value):
+        # A name can still be a key: a long mix of lower-case letters and digits, as
+        # hexadecimal keys and `hf_...` tokens are, where variables are named in capitals.
+        if not (len(value) >= 24 and digits >= 4 and value.count("_") <= 1
+                and any(c.islower() for c in value)):
+            return None
+    elif not value.strip():
+        return ("must be the NAME of an environment variable, not empty; leave api_key_env "
+                "out for a provider that needs no key")
+    elif written := re.fullmatch(rf"\$\{{?({ENV_NAME.pattern})\}}?", value.strip()):
+        return f"write the variable's name alone, without $ or braces: {written.group(1)}"
+    elif not (_VENDOR_KEY.match(value) or (len(value) >= 20 and digits >= 2)):
+        return ("must be the NAME of an environment variable (letters, digits and _, not "
+                "starting with a digit)")
+    return ("looks like a key itself, not the name of a variable: export the key as a "
+            "variable (say MY_PROVIDER_API_KEY) and write that name here, or put it in a "
+            "private file and name that in api_key_file")
 
 
 class TargetConfig(_Model):
@@ -142,6 +208,10 @@ class CustomPattern(_Model):
         return self
 
 
+PII_ENTITIES: tuple[str, ...] = (
+    "email", "phone", "ssn", "credit_card", "iban", "ip_address", "secret", "profanity")
+"""The entity types the PII filter knows by itself; each custom pattern's name adds one."""
+
 PiiAction = Literal["redact", "mask", "pseudonymize", "block"]
 AnswerAction = Literal["redact", "mask", "block"]
 
@@ -199,7 +269,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     """Read and validate a YAML config; every error names the file, the line and the key."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         message = f"cannot read config: {exc.strerror}"
         shipped = shipped_config(Path(path).name)
@@ -207,24 +277,70 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         if isinstance(exc, FileNotFoundError) and shipped.is_file():
             message += f"; a copy ships with mcp-router: {shipped.absolute()}"
         raise ConfigError(message, file=file) from exc
-    return parse_config(text, file=file, env=os.environ if env is None else env)
+    return parse_config(_decoded(raw, file), file=file,
+                        env=os.environ if env is None else env)
+
+
+def _decoded(raw: bytes, file: str) -> str:
+    """The file's text; one saved in another encoding is told by its first foreign byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - raw.rfind(b"\n", 0, exc.start)
+        utf16 = "; it looks like UTF-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ConfigError(f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {column}{utf16}; "
+                          "save the file as UTF-8", file=file, line=line) from None
 
 
 def parse_config(text: str, *, file: str = "<config>", env: Any = None) -> Config:
     """Validate YAML text as a `Config`; see `load_config`."""
     env = os.environ if env is None else env
     data, lines = read_yaml(text, file)
-    data = expand_env(data, env, file, lines)
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(expand_env(data, env, file, lines))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        raise ConfigError(describe(err, _keys_at(Config, loc[:-1])), file=file,
-                          line=nearest_line(loc, lines),
-                          key=".".join(str(p) for p in loc) or None) from exc
-    _check_references(config, file, lines)
+        raise _config_error(exc, file, lines) from (None if _near_a_secret(exc) else exc)
+
+    def fail(message: str, path: tuple[str | int, ...]) -> NoReturn:
+        raise ConfigError(message, file=file, line=nearest_line(path, lines),
+                          key=".".join(map(str, path)))
+
+    _check_references(config, fail, default_route_given=("default_route",) in lines)
+    _check_pii(config.pii, fail)
+    _check_base_urls(config, data, env, fail)
+    for name, provider in config.providers.items():
+        if provider.api_key_file:  # read later, by `provider_keys`: its errors say where
+            provider._key_file_at = (file, lines.get(("providers", name, "api_key_file")))
     return config
+
+
+def _config_error(exc: ValidationError, file: str, lines: Lines) -> ConfigError:
+    """The first of pydantic's errors, said as a config error. A required key missing beside
+    an unknown key in the same mapping is told as the unknown key: it is the typo."""
+    errors = [(_loc(err), err) for err in exc.errors()]
+    loc, err = errors[0]
+    missing: list[str] = []
+    if err["type"] == "missing":
+        missing = [str(m[-1]) for m, e in errors if e["type"] == "missing" and m[:-1] == loc[:-1]]
+        loc, err = next(((m, e) for m, e in errors
+                         if e["type"] == "extra_forbidden" and m[:-1] == loc[:-1]), (loc, err))
+    # An unknown key is told with the keys its mapping may hold; a value that should have
+    # been a mapping, with the keys it may hold itself.
+    keys = _keys_at(Config, loc[:-1] if err["type"] == "extra_forbidden" else loc)
+    described = describe(err, keys, missing)
+    return ConfigError(described, file=file, line=nearest_line(loc, lines),
+                       key=".".join(str(p) for p in loc) or None)
+
+
+def _loc(err: Any) -> tuple[str | int, ...]:
+    return tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+
+
+def _near_a_secret(exc: ValidationError) -> bool:
+    """Whether an error is about a provider, whose settings may hold a key (a key pasted as
+    api_key_env): pydantic's own text repeats the value, so it is not chained."""
+    return any(err["loc"][:1] == ("providers",) for err in exc.errors())
 
 
 def _keys_at(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
@@ -251,15 +367,17 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _check_references(config: Config, file: str, lines: Lines) -> None:
+Fail = Callable[[str, tuple[str | int, ...]], NoReturn]
+
+
+def _check_references(config: Config, fail: Fail, *, default_route_given: bool) -> None:
     """Routes may only name known providers and routes, and may not form a cycle."""
-
-    def fail(message: str, path: tuple[str | int, ...]) -> None:
-        raise ConfigError(message, file=file, line=nearest_line(path, lines),
-                          key=".".join(map(str, path)))
-
     if config.default_route not in config.routes:
-        fail(f"unknown route {config.default_route!r}; routes are: {', '.join(config.routes)}",
+        routes = ", ".join(config.routes)
+        if not default_route_given:  # not the user's word to blame: say what is missing
+            fail(f"no route named 'default' and no default_route set; set default_route to "
+                 f"one of: {routes}", ("routes",))
+        fail(f"unknown route {config.default_route!r}; routes are: {routes}",
              ("default_route",))
     for rname, route in config.routes.items():
         for i, target in enumerate(route.targets):
@@ -287,6 +405,30 @@ def _check_references(config: Config, file: str, lines: Lines) -> None:
             if rname not in config.routes:
                 fail(f"unknown route {rname!r}; routes are: {', '.join(config.routes)}",
                      ("clients", cname, "routes", i))
+
+
+def _check_pii(pii: PiiConfig, fail: Fail) -> None:
+    """Entity types named in `entities`, `actions` and `answer_actions` must exist: a typo
+    would otherwise filter nothing, or stop the server as it starts."""
+    known = [*PII_ENTITIES, *(c.name for c in pii.custom)]
+    named: list[tuple[str, tuple[str | int, ...]]] = [
+        *((name, ("pii", "entities", i)) for i, name in enumerate(pii.entities or ())),
+        *((name, ("pii", "actions", name)) for name in pii.actions),
+        *((name, ("pii", "answer_actions", name)) for name in pii.answer_actions)]
+    for name, path in named:
+        if name not in known:
+            close = get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"types are: {', '.join(known)}"
+            fail(f"unknown entity type {name!r}; {hint}", path)
+
+
+def _check_base_urls(config: Config, data: dict[str, Any], env: Any, fail: Fail) -> None:
+    """Each base_url, its ${VAR}s expanded, is an http(s) URL: anything else fails every
+    call, with retries, and an empty variable is the usual cause."""
+    for name, provider in config.providers.items():
+        written = data["providers"][name].get("base_url", "")
+        if problem := url_problem(provider.base_url, str(written), env):
+            fail(problem, ("providers", name, "base_url"))
 
 
 def _find_cycle(config: Config, name: str, stack: list[str]) -> list[str] | None:

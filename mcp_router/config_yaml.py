@@ -7,88 +7,239 @@ its errors come to name the line.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from difflib import get_close_matches
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from mcp_router.errors import ConfigError
 
-__all__ = ["ENV_REF", "Lines", "describe", "expand_env", "nearest_line", "read_yaml"]
+__all__ = ["ENV_NAME", "ENV_REF", "MAX_DEPTH", "Lines", "describe", "expand_env",
+           "nearest_line", "read_yaml", "url_problem"]
 
 Lines = dict[tuple[str | int, ...], int]
 """The line of each key path in the file: `("providers", "openai", "base_url") -> 12`."""
 
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""An environment variable's name, as `${NAME}` and `api_key_env` take it."""
+ENV_REF = re.compile(rf"\$\{{({ENV_NAME.pattern})\}}")
+
+MAX_DEPTH = 32
+"""How deep lists and mappings may nest. The policy needs seven levels; PyYAML composes
+recursively, so a file nested thousands deep would otherwise end in a RecursionError."""
+
+_STD = "tag:yaml.org,2002:"
+_PLAIN = {f"{_STD}{name}" for name in ("str", "int", "float", "bool", "null")}
+_TIMESTAMP = f"{_STD}timestamp"
+_COLLECTION_TAG: dict[type, str] = {yaml.MappingNode: f"{_STD}map", yaml.SequenceNode: f"{_STD}seq"}
 
 
 def read_yaml(text: str, file: str) -> tuple[dict[str, Any], Lines]:
     """The top-level mapping of `text` as plain data, and the line of every key path."""
-    lines: Lines = {}
+    builder = _Builder()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
         if node is None:
             raise ConfigError("the file is empty", file=file)
-        # Building can fail too: a value the safe loader will not make (a custom tag).
-        data = _to_python(node, (), lines)
-    except _ComplexKey as exc:
-        raise ConfigError("a key must be a plain name, not a list or a mapping", file=file,
-                          line=exc.line, key=".".join(map(str, exc.path)) or None) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=file,
+        data = builder.build(node, ())
+    except _NodeError as exc:
+        raise ConfigError(exc.message, file=file, line=exc.line,
+                          key=".".join(map(str, exc.path)) or None) from None
+    except yaml.reader.ReaderError as exc:
+        line, column = _line_and_column(text, exc.position)
+        raise ConfigError(f"not valid YAML: {exc.reason}: U+{exc.character:04X} at column "
+                          f"{column}", file=file, line=line) from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ConfigError(_syntax_error(exc), file=file,
                           line=mark.line + 1 if mark else None) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=file) from exc
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping", file=file, line=1)
-    return data, lines
+    return data, builder.lines
 
 
-def describe(err: Any, keys: Collection[str] = ()) -> str:
-    """A pydantic validation error in the words a config author reads; `keys` are those the
-    mapping holding an unknown key may have, to name the one meant."""
-    if err["type"] == "extra_forbidden":
-        close = get_close_matches(str(err["loc"][-1]), keys, n=1)
-        if close:
-            return f"unknown key; did you mean {close[0]}?"
-        return f"unknown key; keys here are {', '.join(keys)}" if keys else "unknown key"
-    if err["type"] == "missing":
-        return "required key is missing"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
+def _syntax_error(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem with its column, and the construct it was reading (with where that
+    began, often the line the mistake is on: an unclosed `{` a line above)."""
+    message = f"not valid YAML: {exc.problem or exc.context}"
+    if exc.problem_mark:
+        message += f" at column {exc.problem_mark.column + 1}"
+    if exc.problem and exc.context:
+        mark = exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        message += f" ({exc.context}{where})"
+    return message
 
 
-def _to_python(node: yaml.Node, path: tuple[str | int, ...], lines: Lines) -> Any:
-    """Build plain data from a YAML node, recording the line of every path (a key's own line)."""
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise _ComplexKey(path, key_node.start_mark.line + 1)
-            key = _scalar(key_node)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _to_python(value_node, (*path, key), lines)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return _scalar(node)
+def _line_and_column(text: str, position: int) -> tuple[int, int]:
+    return text.count("\n", 0, position) + 1, position - text.rfind("\n", 0, position)
 
 
-class _ComplexKey(Exception):
-    """A mapping key that is a list or a mapping, which no config key can be."""
+class _NodeError(Exception):
+    """Something in the file that no config can hold, at `path` (where known) and `line`."""
 
-    def __init__(self, path: tuple[str | int, ...], line: int) -> None:
-        super().__init__(path, line)
-        self.path, self.line = path, line
+    def __init__(self, message: str, path: tuple[str | int, ...], line: int) -> None:
+        super().__init__(message, path, line)
+        self.message, self.path, self.line = message, path, line
 
 
-def _scalar(node: yaml.Node) -> Any:
-    loader = yaml.SafeLoader("")
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing lists and mappings nested deeper than `MAX_DEPTH`."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self._depth >= MAX_DEPTH:
+            line = self.peek_event().start_mark.line + 1
+            raise _NodeError(f"lists and mappings nest more than {MAX_DEPTH} levels deep here",
+                             (), line)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _compose(text: str) -> yaml.Node | None:
+    loader = _Loader(text)
     try:
-        return loader.construct_object(node, deep=True)
+        return loader.get_single_node()
     finally:
         loader.dispose()
+
+
+class _Builder:
+    """Plain data from composed YAML nodes, recording the line of every key path.
+
+    Each list and mapping is built once: an alias to it reuses what was built (a few lines of
+    nested aliases would otherwise expand to billions of values), and paths under an alias
+    are not recorded again (an error there names the alias's own line).
+    """
+
+    def __init__(self) -> None:
+        self.lines: Lines = {}
+        self._built: dict[int, Any] = {}
+        self._open: set[int] = set()
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, path)
+        if id(node) in self._built:
+            return self._built[id(node)]
+        if id(node) in self._open:
+            raise _NodeError(f"an alias to the list or mapping that holds it (anchored at line "
+                             f"{node.start_mark.line + 1}) would never end", path,
+                             self.lines[path])
+        if node.tag != _COLLECTION_TAG.get(type(node)):
+            raise _unsupported_tag(node, path)
+        self._open.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            value: Any = self._mapping(node, path)
+        else:
+            value = [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        self._open.discard(id(node))
+        self._built[id(node)] = value
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple[str | int, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            key = _key(key_node, path)
+            if key in first:  # a later block would silently replace the earlier one
+                raise _NodeError(f"duplicate key {key!r} (first at line {first[key]})",
+                                 (*path, key), line)
+            first[key] = line
+            self.lines[(*path, key)] = line
+            out[key] = self.build(value_node, (*path, key))
+        return out
+
+    def _scalar(self, node: yaml.ScalarNode, path: tuple[str | int, ...]) -> Any:
+        if node.tag == _TIMESTAMP:  # no setting is a date: keep what was written (2023-06-01)
+            return node.value
+        if node.tag not in _PLAIN:
+            raise _unsupported_tag(node, path)
+        try:
+            return self._constructor.construct_object(node)
+        except (ValueError, LookupError, ArithmeticError) as exc:  # `!!int abc`, `!!int ""`
+            raise _NodeError(f"not a valid {_shown_tag(node.tag)}", path,
+                             node.start_mark.line + 1) from exc
+
+
+def _key(node: yaml.Node, path: tuple[str | int, ...]) -> str:
+    """A mapping key as the text written: `yes:` and `on:` stay names, not booleans."""
+    line = node.start_mark.line + 1
+    if not isinstance(node, yaml.ScalarNode):
+        raise _NodeError("a key must be a plain name, not a list or a mapping", path, line)
+    if node.tag == f"{_STD}merge":
+        raise _NodeError("merge keys (<<) are not supported: write the keys out, or alias the "
+                         "whole mapping", path, line)
+    if node.tag not in _PLAIN and node.tag != _TIMESTAMP:
+        raise _unsupported_tag(node, path)
+    return str(node.value)
+
+
+def _unsupported_tag(node: yaml.Node, path: tuple[str | int, ...]) -> _NodeError:
+    return _NodeError(f"the tag {_shown_tag(node.tag)} is not supported: a config is plain "
+                      "YAML (${NAME} in base_url and headers reads a variable)", path,
+                      node.start_mark.line + 1)
+
+
+def _shown_tag(tag: str) -> str:
+    return f"!!{tag.removeprefix(_STD)}" if tag.startswith(_STD) else tag
+
+
+def describe(err: Any, keys: Collection[str] = (), missing: Collection[str] = ()) -> str:
+    """A pydantic validation error in the words a config author reads; `keys` are those the
+    mapping holding an unknown key may have, to name the one meant, and `missing` the
+    required ones it lacks (an unknown key beside a missing one is most likely its typo)."""
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        name = str(err["loc"][-1])
+        close = (get_close_matches(name, missing, n=1, cutoff=0.4)
+                 or get_close_matches(name, keys, n=1))
+        if close:
+            required = f" ({close[0]} is required)" if close[0] in missing else ""
+            return f"unknown key; did you mean {close[0]}?{required}"
+        lacking = f" ({', '.join(missing)} is missing)" if missing else ""
+        return (f"unknown key{lacking}; keys here are {', '.join(keys)}" if keys
+                else f"unknown key{lacking}")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "dict_type":
+        return f"must be a mapping (name: value), not {_what(err['input'])}"
+    if kind in ("model_type", "model_attributes_type"):
+        settings = f" ({', '.join(keys)})" if keys else ""
+        return f"must be a mapping of settings{settings}, not {_what(err['input'])}"
+    if kind == "list_type":
+        return f"must be a list, not {_what(err['input'])}"
+    if kind == "string_type" and isinstance(err["input"], bool | int | float):
+        # `provider: yes` or `model: 3.5`: YAML read the text as a boolean or a number.
+        return (f"must be a string, not {_what(err['input'])}: put it in quotes (YAML reads "
+                "yes, no, on, off and numbers unquoted as values of their own)")
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _what(value: Any) -> str:
+    """How a YAML value reads: what was written where something else belongs."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a list" if isinstance(value, list) else "a string"
 
 
 def nearest_line(loc: tuple[Any, ...], lines: Lines) -> int | None:
@@ -100,19 +251,28 @@ def nearest_line(loc: tuple[Any, ...], lines: Lines) -> int | None:
 
 
 def expand_env(data: dict[str, Any], env: Any, file: str, lines: Lines) -> dict[str, Any]:
-    """Replace ${VAR} in providers' base_url and headers, and nowhere else."""
-    for name, provider in (data.get("providers") or {}).items():
-        if not isinstance(provider, dict):
-            continue
-        for key in ("base_url", "headers"):
-            value = provider.get(key)
-            path = ("providers", name, key)
-            if isinstance(value, str):
-                provider[key] = _substitute(value, env, file, lines, path)
-            elif isinstance(value, dict):
-                provider[key] = {k: _substitute(v, env, file, lines, (*path, k))
-                                 if isinstance(v, str) else v for k, v in value.items()}
-    return data
+    """Replace ${VAR} in providers' base_url and headers, and nowhere else. `data` is left as
+    it is: a mapping two aliases share is expanded for each, never twice."""
+    providers = data.get("providers")
+    if not isinstance(providers, dict):
+        return data  # validation says what it must be
+    expanded = {}
+    for name, provider in providers.items():
+        if isinstance(provider, dict):
+            provider = _expand_provider(provider, env, file, lines, ("providers", name))
+        expanded[name] = provider
+    return {**data, "providers": expanded}
+
+
+def _expand_provider(provider: dict[str, Any], env: Any, file: str, lines: Lines,
+                     path: tuple[str | int, ...]) -> dict[str, Any]:
+    out = dict(provider)
+    if isinstance(url := provider.get("base_url"), str):
+        out["base_url"] = _substitute(url, env, file, lines, (*path, "base_url"))
+    if isinstance(headers := provider.get("headers"), dict):
+        out["headers"] = {k: _substitute(v, env, file, lines, (*path, "headers", k))
+                          if isinstance(v, str) else v for k, v in headers.items()}
+    return out
 
 
 def _substitute(value: str, env: Any, file: str, lines: Lines,
@@ -130,3 +290,27 @@ def _substitute(value: str, env: Any, file: str, lines: Lines,
     if "${" in ENV_REF.sub("", value):  # `${A:-x}` or `${A` would be sent as written
         raise fail("only ${NAME} is expanded (no defaults or other shell forms)")
     return ENV_REF.sub(one, value)
+
+
+def url_problem(url: str, written: str, env: Mapping[str, str]) -> str | None:
+    """Why `url` cannot be a provider's base URL, or None; `written` is the URL as the file
+    has it, before its ${VAR}s were expanded (an empty variable is the usual cause)."""
+    if ENV_REF.search(url):  # a variable kept as written (snippets load the config so)
+        return None
+    try:
+        parts = urlsplit(url)
+        if parts.scheme.lower() in ("http", "https") and parts.hostname:
+            return None
+    except ValueError:  # a bracketed host that is no IPv6 address
+        pass
+    # Shown without credentials: a query or a user:password@ may hold a key.
+    shown = re.sub(r"^([^/]*//)?[^/@]*@", r"\1", re.split(r"[?#]", url, maxsplit=1)[0])
+    names = ENV_REF.findall(written)
+    empty = [name for name in names if not str(env.get(name, "")).strip()]
+    if empty:
+        hint = f"; {empty[0]} is set but empty"
+    elif names:
+        hint = f", from {', '.join('${' + name + '}' for name in names)}"
+    else:
+        hint = ""
+    return f"must be an absolute http:// or https:// URL (got {shown!r}{hint})"

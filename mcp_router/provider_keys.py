@@ -40,24 +40,34 @@ class KeySource(Protocol):
 
 def load_key_file(path: str | os.PathLike[str]) -> str:
     """The key in `path`, whitespace stripped; refused if group or others may read or write it."""
-    file = str(path)
+    try:
+        return _read_key_file(path)
+    except _KeyFileProblem as exc:
+        raise ConfigError(str(exc), file=str(path)) from exc.__cause__
+
+
+class _KeyFileProblem(Exception):
+    """Why a key file cannot be used; told where the config names the file."""
+
+
+def _read_key_file(path: str | os.PathLike[str]) -> str:
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise ConfigError(f"cannot read key file: {exc.strerror}", file=file) from exc
+        raise _KeyFileProblem(f"cannot read key file: {exc.strerror}") from exc
     if not stat.S_ISREG(st.st_mode):
-        raise ConfigError("key file is not a regular file", file=file)
+        raise _KeyFileProblem("key file is not a regular file")
     mode = stat.S_IMODE(st.st_mode)
     # Windows has no group/other bits to check; its ACLs are the user's business.
     if os.name != "nt" and mode & 0o077:
-        raise ConfigError(f"key file is readable or writable by group or others (mode "
-                          f"{mode:04o}); run: chmod 600 {file}", file=file)
+        raise _KeyFileProblem(f"key file is readable or writable by group or others (mode "
+                              f"{mode:04o}); run: chmod 600 {path}")
     try:
         key = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read key file: {exc}", file=file) from exc
+        raise _KeyFileProblem(f"cannot read key file: {exc}") from exc
     if not key:
-        raise ConfigError("key file is empty", file=file)
+        raise _KeyFileProblem("key file is empty")
     return key
 
 
@@ -69,11 +79,19 @@ def provider_keys(providers: Mapping[str, KeySource], env: Mapping[str, str], *,
     header can carry). A value in angle brackets is a placeholder left from a host's config
     snippet (`mcp-router config` writes `<your ..._API_KEY>`): that provider counts as
     unconfigured, and the log says so, instead of every call spending an attempt on a 401.
+    A key file that cannot be used is a `ConfigError` naming the config's file, line and
+    key (`api_key_file_at`, where the source has it) and the key file's path.
     """
     keys: dict[str, str] = {}
     for name, source in providers.items():
         if source.api_key_file:
-            keys[name] = load_key_file(base / Path(source.api_key_file).expanduser())
+            path = base / Path(source.api_key_file).expanduser()
+            try:
+                keys[name] = _read_key_file(path)
+            except _KeyFileProblem as exc:
+                file, line = getattr(source, "api_key_file_at", (None, None))
+                raise ConfigError(f"{path}: {exc}", file=file, line=line,
+                                  key=f"providers.{name}.api_key_file") from exc.__cause__
         elif source.api_key_env and (value := env.get(source.api_key_env, "").strip()):
             if PLACEHOLDER.fullmatch(value):
                 log.warning("%s holds a placeholder in angle brackets, not a key: provider %s "

@@ -122,7 +122,8 @@ def test_invalid_yaml_names_the_line():
     ("providers:\n  ? [a, b]\n  : {kind: openai}\n", 2, "providers",
      "a key must be a plain name, not a list or a mapping"),
     ("routes:\n  {a: 1}: x\n", 2, "routes", "a key must be a plain name"),
-    ("default_route: !!python/name:os.system x\n", 1, None, "not valid YAML"),
+    ("default_route: !!python/name:os.system x\n", 1, "default_route",
+     "the tag !!python/name:os.system is not supported"),
 ])
 def test_a_key_that_is_no_name_or_an_unsafe_tag_is_told_with_its_line(
         text: str, line: int, key: str | None, message: str):

@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mcp_router.config import PII_ENTITIES
 from mcp_router.pii.actions import ACTIONS, Action
 
 if TYPE_CHECKING:
     from mcp_router.config import PiiConfig
 
-BUILTIN_ENTITIES: tuple[str, ...] = (
-    "email", "phone", "ssn", "credit_card", "iban", "ip_address", "secret", "profanity")
+# Defined with the config, which checks the names a file gives before a policy is built.
+BUILTIN_ENTITIES: tuple[str, ...] = PII_ENTITIES
 
 
 def _default_answer_actions() -> dict[str, Action]:
