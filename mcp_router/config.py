@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import suppress
 from decimal import Decimal
-from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, get_args, get_origin
+from typing import Annotated, Any, Literal, NoReturn
 
 from pydantic import (
     BaseModel,
@@ -22,17 +21,16 @@ from pydantic import (
     model_validator,
 )
 
-from mcp_router.config_yaml import (
-    ENV_NAME,
-    Lines,
-    describe,
-    expand_env,
-    nearest_line,
-    read_yaml,
-    url_problem,
+from mcp_router.config_checks import (
+    check_base_urls,
+    check_pii,
+    check_references,
+    config_error,
+    near_a_secret,
 )
+from mcp_router.config_yaml import ENV_NAME, expand_env, nearest_line, read_yaml
 from mcp_router.errors import ConfigError
-from mcp_router.shared_config import AuditConfig, ClientConfig, ServerConfig, valid_client_name
+from mcp_router.shared_config import AuditConfig, ClientConfig, ServerConfig
 
 Kind = Literal["openai", "anthropic", "gemini"]
 Strategy = Literal["fallback", "loadbalance", "single"]
@@ -300,146 +298,20 @@ def parse_config(text: str, *, file: str = "<config>", env: Any = None) -> Confi
     try:
         config = Config.model_validate(expand_env(data, env, file, lines))
     except ValidationError as exc:
-        raise _config_error(exc, file, lines) from (None if _near_a_secret(exc) else exc)
+        raise config_error(exc, Config, file, lines) from (
+            None if near_a_secret(exc) else exc)
 
     def fail(message: str, path: tuple[str | int, ...]) -> NoReturn:
         raise ConfigError(message, file=file, line=nearest_line(path, lines),
                           key=".".join(map(str, path)))
 
-    _check_references(config, fail, default_route_given=("default_route",) in lines)
-    _check_pii(config.pii, fail)
-    _check_base_urls(config, data, env, fail)
+    check_references(config, fail, default_route_given=("default_route",) in lines)
+    check_pii(config.pii, PII_ENTITIES, fail)
+    check_base_urls(config, data, env, fail)
     for name, provider in config.providers.items():
         if provider.api_key_file:  # read later, by `provider_keys`: its errors say where
             provider._key_file_at = (file, lines.get(("providers", name, "api_key_file")))
     return config
-
-
-def _config_error(exc: ValidationError, file: str, lines: Lines) -> ConfigError:
-    """The first of pydantic's errors, said as a config error. A required key missing beside
-    an unknown key in the same mapping is told as the unknown key: it is the typo."""
-    errors = [(_loc(err), err) for err in exc.errors()]
-    loc, err = errors[0]
-    missing: list[str] = []
-    if err["type"] == "missing":
-        missing = [str(m[-1]) for m, e in errors if e["type"] == "missing" and m[:-1] == loc[:-1]]
-        loc, err = next(((m, e) for m, e in errors
-                         if e["type"] == "extra_forbidden" and m[:-1] == loc[:-1]), (loc, err))
-    # An unknown key is told with the keys its mapping may hold; a value that should have
-    # been a mapping, with the keys it may hold itself.
-    keys = _keys_at(Config, loc[:-1] if err["type"] == "extra_forbidden" else loc)
-    described = describe(err, keys, missing)
-    return ConfigError(described, file=file, line=nearest_line(loc, lines),
-                       key=".".join(str(p) for p in loc) or None)
-
-
-def _loc(err: Any) -> tuple[str | int, ...]:
-    return tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-
-
-def _near_a_secret(exc: ValidationError) -> bool:
-    """Whether an error is about a provider, whose settings may hold a key (a key pasted as
-    api_key_env): pydantic's own text repeats the value, so it is not chained."""
-    return any(err["loc"][:1] == ("providers",) for err in exc.errors())
-
-
-def _keys_at(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
-    """The keys a mapping at `path` under `model` may hold, following fields, dict values
-    and list items; empty where the path leads to no model."""
-    annotation: Any = model
-    for part in path:
-        if get_origin(annotation) in (dict, list):
-            annotation = get_args(annotation)[-1]  # a dict's value type, a list's item type
-            continue
-        model_type = _model_in(annotation)
-        if model_type is None or not isinstance(part, str) or part not in model_type.model_fields:
-            return []
-        annotation = model_type.model_fields[part].annotation
-    model_type = _model_in(annotation)
-    return list(model_type.model_fields) if model_type is not None else []
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The config model `annotation` names, alone or in a union with None."""
-    for candidate in (annotation, *get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-Fail = Callable[[str, tuple[str | int, ...]], NoReturn]
-
-
-def _check_references(config: Config, fail: Fail, *, default_route_given: bool) -> None:
-    """Routes may only name known providers and routes, and may not form a cycle."""
-    if config.default_route not in config.routes:
-        routes = ", ".join(config.routes)
-        if not default_route_given:  # not the user's word to blame: say what is missing
-            fail(f"no route named 'default' and no default_route set; set default_route to "
-                 f"one of: {routes}", ("routes",))
-        fail(f"unknown route {config.default_route!r}; routes are: {routes}",
-             ("default_route",))
-    for rname, route in config.routes.items():
-        for i, target in enumerate(route.targets):
-            path: tuple[str | int, ...] = ("routes", rname, "targets", i)
-            if target.route is not None and target.route not in config.routes:
-                fail(f"unknown route {target.route!r}; routes are: {', '.join(config.routes)}",
-                     (*path, "route"))
-            if target.provider is None:
-                continue
-            if target.provider not in config.providers:
-                fail(f"unknown provider {target.provider!r}; providers are: "
-                     f"{', '.join(config.providers)}", (*path, "provider"))
-            allowed = config.providers[target.provider].models
-            if allowed and target.model not in allowed:
-                fail(f"model {target.model!r} is not in {target.provider}'s models: "
-                     f"{', '.join(allowed)}", (*path, "model"))
-    for rname in config.routes:
-        cycle = _find_cycle(config, rname, [])
-        if cycle:
-            fail(f"route cycle: {' -> '.join(cycle)}", ("routes", rname))
-    for cname, client in config.clients.items():
-        if not valid_client_name(cname):
-            fail("client names use letters, digits and _.@- (at most 64)", ("clients", cname))
-        for i, rname in enumerate(client.routes):
-            if rname not in config.routes:
-                fail(f"unknown route {rname!r}; routes are: {', '.join(config.routes)}",
-                     ("clients", cname, "routes", i))
-
-
-def _check_pii(pii: PiiConfig, fail: Fail) -> None:
-    """Entity types named in `entities`, `actions` and `answer_actions` must exist: a typo
-    would otherwise filter nothing, or stop the server as it starts."""
-    known = [*PII_ENTITIES, *(c.name for c in pii.custom)]
-    named: list[tuple[str, tuple[str | int, ...]]] = [
-        *((name, ("pii", "entities", i)) for i, name in enumerate(pii.entities or ())),
-        *((name, ("pii", "actions", name)) for name in pii.actions),
-        *((name, ("pii", "answer_actions", name)) for name in pii.answer_actions)]
-    for name, path in named:
-        if name not in known:
-            close = get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"types are: {', '.join(known)}"
-            fail(f"unknown entity type {name!r}; {hint}", path)
-
-
-def _check_base_urls(config: Config, data: dict[str, Any], env: Any, fail: Fail) -> None:
-    """Each base_url, its ${VAR}s expanded, is an http(s) URL: anything else fails every
-    call, with retries, and an empty variable is the usual cause."""
-    for name, provider in config.providers.items():
-        written = data["providers"][name].get("base_url", "")
-        if problem := url_problem(provider.base_url, str(written), env):
-            fail(problem, ("providers", name, "base_url"))
-
-
-def _find_cycle(config: Config, name: str, stack: list[str]) -> list[str] | None:
-    if name in stack:
-        return [*stack[stack.index(name):], name]
-    for target in config.routes[name].targets:
-        if target.route is not None:
-            found = _find_cycle(config, target.route, [*stack, name])
-            if found:
-                return found
-    return None
 
 
 def shipped_config(name: str) -> Path:

@@ -1,0 +1,148 @@
+"""The checks a config gets past its models' own: references between routes and providers,
+route cycles, PII type names, base URLs, and pydantic's errors said as config errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from difflib import get_close_matches
+from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from mcp_router.config_yaml import Lines, describe, nearest_line, url_problem
+from mcp_router.errors import ConfigError
+from mcp_router.shared_config import valid_client_name
+
+if TYPE_CHECKING:
+    from mcp_router.config import Config, PiiConfig
+
+__all__ = ["Fail", "check_base_urls", "check_pii", "check_references", "config_error",
+           "near_a_secret"]
+
+Fail = Callable[[str, tuple[str | int, ...]], NoReturn]
+"""Raises the ConfigError for a message at a key path."""
+
+
+def config_error(exc: ValidationError, root: type[BaseModel], file: str,
+                 lines: Lines) -> ConfigError:
+    """The first of pydantic's errors, said as a config error. A required key missing beside
+    an unknown key in the same mapping is told as the unknown key: it is the typo."""
+    errors = [(_loc(err), err) for err in exc.errors()]
+    loc, err = errors[0]
+    missing: list[str] = []
+    if err["type"] == "missing":
+        missing = [str(m[-1]) for m, e in errors if e["type"] == "missing" and m[:-1] == loc[:-1]]
+        loc, err = next(((m, e) for m, e in errors
+                         if e["type"] == "extra_forbidden" and m[:-1] == loc[:-1]), (loc, err))
+    # An unknown key is told with the keys its mapping may hold; a value that should have
+    # been a mapping, with the keys it may hold itself.
+    keys = _keys_at(root, loc[:-1] if err["type"] == "extra_forbidden" else loc)
+    described = describe(err, keys, missing)
+    return ConfigError(described, file=file, line=nearest_line(loc, lines),
+                       key=".".join(str(p) for p in loc) or None)
+
+
+def _loc(err: Any) -> tuple[str | int, ...]:
+    return tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+
+
+def near_a_secret(exc: ValidationError) -> bool:
+    """Whether an error is about a provider, whose settings may hold a key (a key pasted as
+    api_key_env): pydantic's own text repeats the value, so it is not chained."""
+    return any(err["loc"][:1] == ("providers",) for err in exc.errors())
+
+
+def _keys_at(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
+    """The keys a mapping at `path` under `model` may hold, following fields, dict values
+    and list items; empty where the path leads to no model."""
+    annotation: Any = model
+    for part in path:
+        if get_origin(annotation) in (dict, list):
+            annotation = get_args(annotation)[-1]  # a dict's value type, a list's item type
+            continue
+        model_type = _model_in(annotation)
+        if model_type is None or not isinstance(part, str) or part not in model_type.model_fields:
+            return []
+        annotation = model_type.model_fields[part].annotation
+    model_type = _model_in(annotation)
+    return list(model_type.model_fields) if model_type is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config model `annotation` names, alone or in a union with None."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def check_references(config: Config, fail: Fail, *, default_route_given: bool) -> None:
+    """Routes may only name known providers and routes, and may not form a cycle."""
+    if config.default_route not in config.routes:
+        routes = ", ".join(config.routes)
+        if not default_route_given:  # not the user's word to blame: say what is missing
+            fail(f"no route named 'default' and no default_route set; set default_route to "
+                 f"one of: {routes}", ("routes",))
+        fail(f"unknown route {config.default_route!r}; routes are: {routes}",
+             ("default_route",))
+    for rname, route in config.routes.items():
+        for i, target in enumerate(route.targets):
+            path: tuple[str | int, ...] = ("routes", rname, "targets", i)
+            if target.route is not None and target.route not in config.routes:
+                fail(f"unknown route {target.route!r}; routes are: {', '.join(config.routes)}",
+                     (*path, "route"))
+            if target.provider is None:
+                continue
+            if target.provider not in config.providers:
+                fail(f"unknown provider {target.provider!r}; providers are: "
+                     f"{', '.join(config.providers)}", (*path, "provider"))
+            allowed = config.providers[target.provider].models
+            if allowed and target.model not in allowed:
+                fail(f"model {target.model!r} is not in {target.provider}'s models: "
+                     f"{', '.join(allowed)}", (*path, "model"))
+    for rname in config.routes:
+        cycle = _find_cycle(config, rname, [])
+        if cycle:
+            fail(f"route cycle: {' -> '.join(cycle)}", ("routes", rname))
+    for cname, client in config.clients.items():
+        if not valid_client_name(cname):
+            fail("client names use letters, digits and _.@- (at most 64)", ("clients", cname))
+        for i, rname in enumerate(client.routes):
+            if rname not in config.routes:
+                fail(f"unknown route {rname!r}; routes are: {', '.join(config.routes)}",
+                     ("clients", cname, "routes", i))
+
+
+def check_pii(pii: PiiConfig, builtin: Collection[str], fail: Fail) -> None:
+    """Entity types named in `entities`, `actions` and `answer_actions` must exist: a typo
+    would otherwise filter nothing, or stop the server as it starts."""
+    known = [*builtin, *(c.name for c in pii.custom)]
+    named: list[tuple[str, tuple[str | int, ...]]] = [
+        *((name, ("pii", "entities", i)) for i, name in enumerate(pii.entities or ())),
+        *((name, ("pii", "actions", name)) for name in pii.actions),
+        *((name, ("pii", "answer_actions", name)) for name in pii.answer_actions)]
+    for name, path in named:
+        if name not in known:
+            close = get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"types are: {', '.join(known)}"
+            fail(f"unknown entity type {name!r}; {hint}", path)
+
+
+def check_base_urls(config: Config, data: dict[str, Any], env: Any, fail: Fail) -> None:
+    """Each base_url, its ${VAR}s expanded, is an http(s) URL: anything else fails every
+    call, with retries, and an empty variable is the usual cause."""
+    for name, provider in config.providers.items():
+        written = data["providers"][name].get("base_url", "")
+        if problem := url_problem(provider.base_url, str(written), env):
+            fail(problem, ("providers", name, "base_url"))
+
+
+def _find_cycle(config: Config, name: str, stack: list[str]) -> list[str] | None:
+    if name in stack:
+        return [*stack[stack.index(name):], name]
+    for target in config.routes[name].targets:
+        if target.route is not None:
+            found = _find_cycle(config, target.route, [*stack, name])
+            if found:
+                return found
+    return None
