@@ -6,12 +6,13 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 
 import anyio
 from anyio.abc import TaskGroup
 
-from mcp_router.cache import CacheStep, Served, cache_key
+from mcp_router.cache import CacheStep, Fetched, Served, cache_key
 from mcp_router.clock import Clock
 from mcp_router.config import Config
 from mcp_router.errors import (
@@ -106,20 +107,21 @@ class Router:
                                metadata=labels)
         state = Call(deadline=started + timeout_s, progress=progress, gate=gate)
 
-        async def routed() -> ChatResponse:
+        async def upstream(report: ProgressFn) -> Fetched:
+            # The cache step says where progress goes: to calls waiting on this one too.
+            asking = replace(state, progress=report)
             try:
-                return _redacted(await _every_target(tree, request, state), session)
-            except AllTargetsFailed as exc:
-                refusal = _refusal(exc, gate.refusals, self.config)
-                if last_resort is None:
-                    raise refusal from exc
-                return _redacted(await _ask_host(last_resort, request, state, refusal),
-                                 session)
+                try:
+                    return Fetched(_redacted(await _every_target(tree, request, asking),
+                                             session), gate.total[0])
+                except AllTargetsFailed as exc:
+                    refusal = _refusal(exc, gate.refusals, self.config)
+                    if last_resort is None:
+                        raise refusal from exc
+                    host = await _ask_host(last_resort, request, asking, refusal)
+                    return Fetched(_redacted(host, session), gate.total[0], last_resort=True)
             finally:
                 self.health.record(state.attempts)
-
-        async def upstream() -> tuple[ChatResponse, Decimal | None]:
-            return await routed(), gate.total[0]
 
         def kept(late: Served) -> None:
             """The answer finished after this call's caller gave up: keep it for them."""
@@ -127,16 +129,22 @@ class Router:
             if on_kept is not None:
                 on_kept(late.response, late.cost_usd)
 
-        async def outlive(work: Callable[[], Awaitable[Served]]) -> Served:
+        async def outlive(work: Callable[[], Awaitable[Served]],
+                          awaited: Callable[[], bool]) -> Served:
             # The flight, the upstream call and the store run on where the caller gives up
-            # once the answer is being paid for: its flight's waiters and the cache get it.
-            return await finish_or_abort(work, keeper=keeper,
-                                         paying=lambda: state.stream.started, on_late=kept)
+            # once the answer is being paid for, or while identical calls wait on it: its
+            # flight's waiters and the cache get it.
+            return await finish_or_abort(
+                work, keeper=keeper, paying=lambda: state.stream.started or awaited(),
+                on_late=kept)
 
         key = cache_key(request, self._scope(call), client)
         if call.dry_run:
             return self._dry_run(call, request, tree, route, key, trace_id, found, client)
-        if (late := self.late.pop(key)) is not None:
+        # A kept answer is for the same call made again; `refresh` asked for a new answer
+        # (so the kept one goes), `skip` for one that is neither read nor written.
+        late = None if call.cache == "skip" else self.late.pop(key)
+        if late is not None and call.cache == "use":
             self.spend.record_hit(late.response, late.cost_usd, trace_id=trace_id,
                                   client=client, route=route, metadata=labels)
             return self._result(Served(late.response, cached=False, cost_usd=Decimal(0)),
@@ -147,7 +155,7 @@ class Router:
             served = await self.cache.answer(key, request, call.cache, upstream,
                                              call_opt_in=call.cache_sampled,
                                              ttl_s=call.cache_ttl_s, later=keeper,
-                                             outlive=outlive)
+                                             outlive=outlive, progress=progress)
         if scope.cancelled_caught:
             raise DeadlineExceeded(f"no answer within the {timeout_s:g} s deadline")
         if served.cached:
@@ -219,10 +227,12 @@ class Router:
         return self.builder.with_fallbacks(primary, call.fallbacks), route
 
     def _scope(self, call: ChatCall) -> str:
-        """What the answer depends on besides the request: targets asked and the policy."""
+        """What the answer depends on besides the request: targets asked and the policy.
+
+        JSON, so no model name can run into a fallback (`a|b` is not `a` then `b`)."""
         target = f"model:{call.model}" if call.model else \
             f"route:{call.route or self.config.default_route}"
-        return "|".join([target, *call.fallbacks, self._policy])
+        return json.dumps([target, list(call.fallbacks), self._policy])
 
 
 async def _every_target(tree: CircuitGroup, request: ChatRequest,

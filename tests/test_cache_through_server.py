@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -13,8 +14,14 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
-from mcp.types import Implementation
+from mcp.types import (
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    Implementation,
+    TextContent,
+)
 
+from mcp_router.cache import FLUSH_AFTER_S
 from mcp_router.config import parse_config
 from mcp_router.server import create_server
 
@@ -30,6 +37,10 @@ routes:
     targets: [{{provider: deepseek, model: deepseek-chat+slow-300}}]
   cut:
     targets: [{{provider: deepseek, model: deepseek-chat+cut}}]
+  failing:
+    targets: [{{provider: deepseek, model: deepseek-chat+slow-300+fail-503}}]
+  dripping:
+    targets: [{{provider: deepseek, model: deepseek-chat+drip-100}}]
 retry: {{attempts: 1}}
 """
 
@@ -171,3 +182,125 @@ async def test_a_tightened_answer_policy_is_not_bypassed_by_an_answer_cached_bef
 
     assert (answers[0]["content"], answers[0]["cached"]) == ("Write to jane@example.com", False)
     assert (answers[1]["content"], answers[1]["cached"]) == ("Write to <EMAIL>", False)
+
+
+async def test_identical_calls_to_a_failing_upstream_all_get_its_error_at_once(server: Any,
+                                                                               sim: Any):
+    errors: list[str] = []
+    async with connect(server) as client:
+        async def one() -> None:
+            result = await client.call_tool("chat_completion", {
+                "prompt": "same question", "route": "failing", "timeout_s": 2})
+            assert result.is_error
+            errors.append(result.content[0].text)  # type: ignore[union-attr]
+
+        started = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(one)
+        took = time.monotonic() - started
+    # One upstream call, its 503 for all four, after one call's time: not 0.3, 0.6, 0.9, 1.2 s
+    # with the last callers told of a deadline instead.
+    assert sim.state.hits["deepseek-chat+slow-300+fail-503"] == 1
+    assert len(errors) == 4 and all("HTTP 503" in text for text in errors), errors
+    assert took < 0.6
+
+
+async def test_a_call_waiting_on_an_identical_call_hears_progress(server: Any, sim: Any):
+    heard: dict[str, list[str]] = {"first": [], "second": []}
+    results: dict[str, dict[str, Any]] = {}
+
+    async def one(name: str, delay: float) -> None:
+        async def progress(value: float, total: float | None, message: str | None) -> None:
+            heard[name].append(message or "")
+
+        await anyio.sleep(delay)
+        async with connect(server) as client:
+            result = await client.call_tool("chat_completion", {
+                "prompt": "same question", "route": "dripping"}, progress_callback=progress)
+        assert result.structured_content is not None
+        results[name] = result.structured_content
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, "first", 0)
+        tg.start_soon(one, "second", 0.1)
+    assert sim.state.hits["deepseek-chat+drip-100"] == 1
+    assert results["second"]["cached"] is True
+    streamed = [m for m in heard["first"] if "tokens received" in m]
+    assert streamed and heard["second"] == ["waiting for an identical call in flight",
+                                            *streamed]
+
+
+async def test_refresh_with_a_zero_ttl_leaves_nothing_to_serve(server: Any, sim: Any):
+    async with connect(server) as client:
+        await ask(client)
+        refreshed = await ask(client, cache="refresh", cache_ttl_s=0)
+        after = await ask(client)
+    assert (refreshed["cached"], after["cached"]) == (False, False)
+    assert sim.state.hits["deepseek-chat"] == 3
+
+
+async def test_a_model_with_a_fallback_is_never_served_a_model_named_with_a_bar(server: Any,
+                                                                               sim: Any):
+    async with connect(server) as client:
+        barred = await ask(client, model="deepseek/m|deepseek/n")
+        fallback = await ask(client, model="deepseek/m", fallbacks=["deepseek/n"])
+    assert barred["model"] == "m|deepseek/n"
+    assert (fallback["cached"], fallback["model"]) == (False, "m")
+
+
+SAMPLING = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat+fail-503x1}}]
+retry: {{attempts: 1}}
+sampling: {{fallback: true}}
+"""
+
+
+async def test_an_answer_from_the_hosts_own_model_is_not_served_from_the_cache_later(
+        sim: Any, tmp_path: Path):
+    async def host_model(context: Any,
+                         params: CreateMessageRequestParams) -> CreateMessageResult:
+        return CreateMessageResult(role="assistant", model="host-model-1", stop_reason="endTurn",
+                                   content=TextContent(type="text", text="from the host"))
+
+    server = create_server(parse_config(SAMPLING.format(url=sim.url), env={}), home=tmp_path,
+                           env={})
+    async with Client(server, sampling_callback=host_model, mode="legacy") as client:
+        first = await ask(client)  # the route fails once: the host's model answers
+        second = await ask(client)  # the route answers again, and is asked
+    assert (first["provider"], first["cached"]) == ("host", False)
+    assert (second["provider"], second["cached"]) == ("deepseek", False)
+    assert sim.state.hits["deepseek-chat+fail-503x1"] == 2
+
+
+def _stream_with_a_half_emoji() -> bytes:
+    # The model name and the text each carry half an emoji, which JSON cannot write back.
+    chunks = [{"model": "m\ud83d", "choices": [{"index": 0, "delta": {"content": text},
+                                                "finish_reason": None}]}
+              for text in ("smile \ud83d", " ok")]
+    chunks.append({"model": "m\ud83d", "choices": [{"index": 0, "delta": {},
+                                                    "finish_reason": "stop"}]})
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + \
+        b"data: [DONE]\n\n"
+
+
+async def test_an_answer_the_cache_cannot_write_never_ends_the_session(tmp_path: Path):
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                              content=_stream_with_a_half_emoji())
+
+    config = ('providers:\n  up: {kind: openai, base_url: "http://up.test/v1"}\n'
+              'routes:\n  default: {targets: [{provider: up, model: m}]}\n')
+    server = create_server(parse_config(config, env={}), home=tmp_path, env={},
+                           transport=httpx.MockTransport(upstream))
+    async with connect(server) as client:
+        await client.call_tool("chat_completion", {"prompt": "q"})
+        await anyio.sleep(FLUSH_AFTER_S * 4)  # the batched cache write has run
+        listed = await client.call_tool("list_providers", {})
+        again = await client.call_tool("chat_completion", {"prompt": "other"})
+    assert not listed.is_error
+    assert again.content  # answered (or refused), over a session that is still there

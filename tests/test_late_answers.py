@@ -148,3 +148,71 @@ async def test_a_call_given_up_between_attempts_is_aborted_not_kept(sim: Any, tm
     assert sim.state.hits["deepseek-chat+slow-300"] == 0
     audit = (tmp_path / "audit.jsonl").read_text()
     assert '"kept"' not in audit and '"cancelled"' in audit
+
+
+QUICK = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat+drip-40}}]
+  silent:
+    targets: [{{provider: deepseek, model: deepseek-chat+slow-800}}]
+retry: {{attempts: 1}}
+"""
+
+
+async def _kept(home: Path) -> None:
+    """Until the audit log says an answer given up on was finished and kept."""
+    with anyio.fail_after(5):
+        while '"kept"' not in (home / "audit.jsonl").read_text():
+            await anyio.sleep(0.02)
+
+
+@pytest.mark.parametrize("mode", ["refresh", "skip"])
+async def test_refresh_and_skip_go_upstream_instead_of_taking_a_kept_answer(
+        sim: Any, tmp_path: Path, mode: str):
+    server = create_server(parse_config(QUICK.format(url=sim.url), env={}), home=tmp_path,
+                           env={})
+    async with Client(server) as client:
+        with pytest.raises(Exception, match="(?i)timed out|timeout"):
+            await client.call_tool("chat_completion", {"prompt": "long story"},
+                                   read_timeout_seconds=0.15)
+        await _kept(tmp_path)
+        again = await client.call_tool("chat_completion", {"prompt": "long story",
+                                                           "cache": mode})
+        then = await client.call_tool("chat_completion", {"prompt": "long story"})
+    data, after = again.structured_content, then.structured_content
+    assert data is not None and after is not None
+    assert "late" not in data and data["cost_usd"] > 0
+    assert sim.state.hits["deepseek-chat+drip-40"] == 2
+    # refresh asked for a new answer: that one is served next, from the cache; skip left
+    # the kept answer to the call it was kept for
+    assert (after.get("late"), after["cached"]) == (
+        (None, True) if mode == "refresh" else (True, False))
+
+
+async def test_a_waiter_keeps_the_upstream_call_when_the_caller_it_joined_gives_up(
+        sim: Any, tmp_path: Path):
+    server = create_server(parse_config(QUICK.format(url=sim.url), env={}), home=tmp_path,
+                           env={})
+    waited: list[tuple[float, dict[str, Any]]] = []
+    async with Client(server) as impatient, Client(server) as patient:
+        async def wait_on_the_first() -> None:
+            await anyio.sleep(0.1)  # joins the first call's flight before any text came
+            started = time.monotonic()
+            result = await patient.call_tool("chat_completion", {"prompt": "q",
+                                                                 "route": "silent"})
+            assert result.structured_content is not None
+            waited.append((time.monotonic() - started, result.structured_content))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait_on_the_first)
+            with pytest.raises(Exception, match="(?i)timed out|timeout"):
+                await impatient.call_tool("chat_completion", {"prompt": "q", "route": "silent"},
+                                          read_timeout_seconds=0.3)
+    ((seconds, answer),) = waited
+    # one upstream request, not aborted at 0.3 s and sent again: answered at ~0.8 s
+    assert sim.state.hits["deepseek-chat+slow-800"] == 1
+    assert sim.state.disconnects["deepseek-chat+slow-800"] == 0
+    assert answer["cached"] is True and seconds < 0.95

@@ -1,4 +1,5 @@
-"""Which answers the cache may hold: complete, successful ones, and sampled ones only on opt-in.
+"""Which answers the cache may hold (complete, successful ones, sampled ones only on opt-in), and
+which failures identical waiting calls share.
 
 The rules, and why:
 
@@ -13,13 +14,24 @@ The rules, and why:
   writes the cache unless the config or the call opts in. An unset temperature is treated
   as "no variety asked for" and is cached: it is what most callers send for a repeatable
   question, even though a provider's own default may sample.
+- A last resort's answer (the host's own model, asked by sampling once every target failed)
+  is returned but never stored nor shared: it is not the route's answer, and once the route
+  answers again it must be asked (the cache step applies this rule).
+- A failure is shared with the identical calls waiting on it only when it is the upstream's
+  own verdict on this very request: an HTTP error status from every target asked (a 400
+  refusing the request, a route whose every target answered 503). Those calls would meet
+  the same. A failure that depends on the failing call itself (its deadline, a timeout, a
+  dropped connection, a skipped target, the host's own model) is not: each waiter asks
+  upstream itself, and its error lists its own attempts.
 """
 
 from __future__ import annotations
 
+from mcp_router.errors import AllTargetsFailed, ProviderStatusError
 from mcp_router.messages import ChatRequest, ChatResponse
 
-__all__ = ["COMPLETE_FINISH_REASONS", "is_complete", "is_sampled", "may_cache", "should_store"]
+__all__ = ["COMPLETE_FINISH_REASONS", "is_complete", "is_sampled", "may_cache",
+           "shared_failure", "should_store"]
 
 COMPLETE_FINISH_REASONS = frozenset({"stop", "length"})
 
@@ -44,3 +56,15 @@ def is_complete(response: ChatResponse) -> bool:
 def should_store(request: ChatRequest, response: ChatResponse, *, sampled_ok: bool) -> bool:
     """Whether `response`, the answer to `request`, may be stored (see the module rules)."""
     return may_cache(request, sampled_ok=sampled_ok) and is_complete(response)
+
+
+def shared_failure(error: Exception) -> Exception | None:
+    """What a call waiting on an identical in-flight call raises when that call failed with
+    `error` (a copy of its own, one per waiter), or None: the waiter asks upstream itself."""
+    if isinstance(error, ProviderStatusError):
+        return ProviderStatusError(error.provider, error.model, error.status, error.reason,
+                                   error.retry_after)
+    if isinstance(error, AllTargetsFailed) and error.attempts and all(
+            attempt.status is not None for attempt in error.attempts):
+        return AllTargetsFailed(error.attempts, error.headline)
+    return None

@@ -5,13 +5,16 @@ damaged or planted cache file can at worst fail to parse. Expiry is decided by t
 clock's `wall()`; diskcache's own `expire` is only a backstop that lets culling reclaim space.
 
 A cache problem never breaks a call: a directory that cannot be opened, a damaged database,
-a locked or unwritable file or an unparsable entry turns that one operation into a miss or a
-no-op, and the first such problem is logged once (per store) to the `mcp_router.cache`
-logger. Calls are synchronous on the event loop: measured on one small answer, a lookup
-takes ~25 µs (a miss ~10 µs), no more than a hop to a worker thread would cost. A store
-(`put`) is ~0.1 ms, most of it the transaction; `stage` holds the answer in memory (~4 µs,
-served by `get` at once) and `flush` writes everything staged in one transaction (~45 µs
-an answer in batches of 16). A flush that fails loses only cache entries.
+a locked or unwritable file, an unparsable entry or an answer that cannot be written as JSON
+(a lone surrogate in its text) turns that one operation into a miss or a no-op, and the
+first such problem is logged once (per store) to the `mcp_router.cache` logger. Calls are
+synchronous on the event loop: measured on one small answer, a lookup takes ~25 µs (a miss
+~10 µs), no more than a hop to a worker thread would cost. A store (`put`) is ~0.1 ms, most
+of it the transaction; `stage` writes the answer's JSON and holds it in memory (served by
+`get` at once), so an answer that cannot be written is refused there, and `flush` writes
+everything staged in one transaction (~45 µs an answer in batches of 16). A flush never
+raises: one entry that fails is dropped and the others are written, and a batch that fails
+loses only cache entries.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ _CULL_EVERY = 64
 _CULL_SHARE = 16
 # ValueError covers bad JSON, failed validation, bad UTF-8 in a value file and DamagedEntry.
 _READ_FAULTS = (*_STORE_FAULTS, ValueError)
+# What one entry's own text can make its write fail with: text JSON or SQLite cannot hold
+# (PydanticSerializationError and UnicodeEncodeError are ValueErrors), or text too long.
+_ENTRY_FAULTS = (ValueError, OverflowError, sqlite3.DataError)
+_WRITE_FAULTS = (*_STORE_FAULTS, *_ENTRY_FAULTS)
 
 
 class DamagedEntry(ValueError):
@@ -97,7 +104,7 @@ class ResponseCache:
         self._warned = False
         self._disk: diskcache.Cache | None = self._open() if config.enabled else None
         self._stores, self._stored_bytes = 0, 0  # since the last cull
-        self._staged: dict[str, _Entry] = {}
+        self._staged: dict[str, tuple[_Entry, str]] = {}  # each entry with its JSON text
 
     @classmethod
     def in_home(cls, home: Path, config: CacheConfig, clock: Clock) -> ResponseCache:
@@ -108,13 +115,13 @@ class ResponseCache:
         """The live answer under `key`, with its age; None if absent, expired or unreadable."""
         if self._disk is None:
             return None
-        entry = self._staged.get(key)
+        entry = self._staged_entry(key)
         if entry is None:
             try:
                 text = self._disk.get(key)
                 entry = None if text is None else _Entry.model_validate_json(text)
             except _READ_FAULTS as exc:
-                self._fault("read", exc)
+                self.fault("read", exc)
                 self._discard(key, exc)
                 return None
         return self._live(entry)
@@ -122,7 +129,11 @@ class ResponseCache:
     def just_stored(self, key: str) -> CachedAnswer | None:
         """The answer under `key` if it was stored since the last flush (memory only, no disk
         read): what a caller that looked a moment ago may have missed."""
-        return self._live(self._staged.get(key))
+        return self._live(self._staged_entry(key))
+
+    def _staged_entry(self, key: str) -> _Entry | None:
+        staged = self._staged.get(key)
+        return None if staged is None else staged[0]
 
     def _live(self, entry: _Entry | None) -> CachedAnswer | None:
         now = self.clock.wall()
@@ -135,13 +146,40 @@ class ResponseCache:
         self.stage(key, answer, ttl_s)
         self.flush()
 
-    def stage(self, key: str, answer: CachedAnswer, ttl_s: float | None = None) -> None:
-        """Hold `answer` in memory for `flush` to write; `get` serves it from now on."""
+    def stage(self, key: str, answer: CachedAnswer, ttl_s: float | None = None) -> bool:
+        """Hold `answer` in memory for `flush` to write; `get` serves it from now on.
+
+        A TTL of zero or less replaces what is under `key` with nothing: the entry is dropped.
+        An answer that cannot be written as JSON is not held (a cache problem, logged once).
+        Returns whether something now waits for `flush`.
+        """
         ttl = self.config.ttl_s if ttl_s is None else ttl_s
-        if self._disk is None or ttl <= 0:
+        if self._disk is None:
+            return False
+        if ttl <= 0:
+            self.drop(key)
+            return False
+        entry = _Entry(response=answer.response, stored_at=answer.stored_at,
+                       expires_at=answer.stored_at + ttl, cost_usd=answer.cost_usd)
+        try:
+            # Written now rather than in `flush`: the same work, and a bad answer is refused
+            # here, before anyone is served it from memory.
+            text = entry.model_dump_json()
+        except _ENTRY_FAULTS as exc:
+            self.fault("write", exc)
+            return False
+        self._staged[key] = (entry, text)
+        return True
+
+    def drop(self, key: str) -> None:
+        """Remove the answer under `key`, staged or on disk."""
+        self._staged.pop(key, None)
+        if self._disk is None:
             return
-        self._staged[key] = _Entry(response=answer.response, stored_at=answer.stored_at,
-                                   expires_at=answer.stored_at + ttl, cost_usd=answer.cost_usd)
+        try:
+            self._disk.delete(key)
+        except _STORE_FAULTS as exc:
+            self.fault("delete", exc)
 
     @property
     def staged(self) -> int:
@@ -149,20 +187,27 @@ class ResponseCache:
         return len(self._staged)
 
     def flush(self) -> None:
-        """Write every staged answer to disk, in one transaction."""
+        """Write every staged answer to disk, in one transaction; never raises.
+
+        An entry that cannot be written is dropped and the rest of the batch still goes to
+        disk; a batch that cannot be written at all loses only cache entries.
+        """
         staged, self._staged = self._staged, {}
         if self._disk is None or not staged:
             return
-        now, written = self.clock.wall(), 0
+        now, stores, written = self.clock.wall(), 0, 0
         try:
             with self._disk.transact():
-                for key, entry in staged.items():
-                    text = entry.model_dump_json()
-                    self._disk.set(key, text, expire=max(entry.expires_at - now, 0.001))
-                    written += len(text)
-            self._cull_when_due(len(staged), written)
-        except _STORE_FAULTS as exc:
-            self._fault("write", exc)
+                for key, (entry, text) in staged.items():
+                    try:
+                        self._disk.set(key, text, expire=max(entry.expires_at - now, 0.001))
+                    except _ENTRY_FAULTS as exc:  # this entry's text: the others still go in
+                        self.fault("write", exc)
+                        continue
+                    stores, written = stores + 1, written + len(text)
+            self._cull_when_due(stores, written)
+        except _WRITE_FAULTS as exc:
+            self.fault("write", exc)
 
     def _cull_when_due(self, stores: int, size: int) -> None:
         self._stores, self._stored_bytes = self._stores + stores, self._stored_bytes + size
@@ -215,19 +260,16 @@ class ResponseCache:
                 disk_min_file_size=2**31,
             )
         except _STORE_FAULTS as exc:
-            self._fault("open", exc)
+            self.fault("open", exc)
             return None
 
     def _discard(self, key: str, cause: Exception) -> None:
         # an entry that does not parse would fail the same way on every lookup: drop it
-        if self._disk is None or not isinstance(cause, ValueError):
-            return
-        try:
-            self._disk.delete(key)
-        except _STORE_FAULTS as exc:
-            self._fault("delete", exc)
+        if isinstance(cause, ValueError):
+            self.drop(key)
 
-    def _fault(self, operation: str, exc: Exception) -> None:
+    def fault(self, operation: str, exc: Exception) -> None:
+        """Log a cache problem: the first one of this store only; the call carries on."""
         if self._warned:
             return
         self._warned = True

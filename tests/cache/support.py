@@ -30,3 +30,10 @@ def answer(clock: FakeClock, content: str = "4", cost: str | None = "0.0012",
     """A response stamped with the clock's wall time and what it cost."""
     return CachedAnswer(response(content, **kwargs), stored_at=clock.wall(),
                         cost_usd=None if cost is None else Decimal(cost))
+
+
+def unwritable(answer: ChatResponse) -> ChatResponse:
+    """`answer` with half an emoji in its text, as no validated response would carry: JSON
+    cannot hold it, so writing it anywhere fails."""
+    completion = answer.completion.model_copy(update={"content": "smile \ud83d"})
+    return answer.model_copy(update={"completion": completion})

@@ -8,10 +8,19 @@ from pathlib import Path
 import anyio
 import pytest
 
-from mcp_router.cache import FLUSH_AFTER_S, CacheStep, ResponseCache, Served, cache_key
+from mcp_router.cache import (
+    FLUSH_AFTER_S,
+    WAITING,
+    CacheStep,
+    Fetched,
+    ResponseCache,
+    Served,
+    cache_key,
+)
 from mcp_router.config import CacheConfig
-from mcp_router.messages import CacheMode, ChatRequest, ChatResponse
-from tests.cache.support import FakeClock, request, response
+from mcp_router.errors import AllTargetsFailed
+from mcp_router.messages import Attempt, CacheMode, ChatRequest, ProgressFn
+from tests.cache.support import FakeClock, request, response, unwritable
 
 pytestmark = [pytest.mark.virtual_time, pytest.mark.anyio]
 
@@ -19,21 +28,30 @@ COST = Decimal("0.0042")
 
 
 class Upstream:
-    """A fetch that answers "answer <n>" on its n-th call, after `seconds` of virtual time."""
+    """A fetch that answers "answer <n>" on its n-th call, after `seconds` of virtual time,
+    saying "asking" and, half way, "streaming" through the progress it is given. A `broken`
+    one answers text that cannot be written as JSON."""
 
     def __init__(self, seconds: float = 0.0, finish_reason: str | None = "stop",
-                 error: Exception | None = None) -> None:
+                 error: Exception | None = None, last_resort: bool = False,
+                 broken: bool = False) -> None:
         self.seconds, self.finish_reason, self.error = seconds, finish_reason, error
+        self.last_resort, self.broken = last_resort, broken
         self.calls = 0
 
-    async def __call__(self) -> tuple[ChatResponse, Decimal | None]:
+    async def __call__(self, progress: ProgressFn) -> Fetched:
         self.calls += 1
         call = self.calls
-        await anyio.sleep(self.seconds)
+        await progress("asking")
+        await anyio.sleep(self.seconds / 2)
+        await progress("streaming")
+        await anyio.sleep(self.seconds / 2)
         if self.error is not None:
             raise self.error
-        return response(f"answer {call}", finish_reason=self.finish_reason,
-                        provider="together", model="meta-llama/Llama-3-70b"), COST
+        answer = response(f"answer {call}", finish_reason=self.finish_reason,
+                          provider="together", model="meta-llama/Llama-3-70b")
+        return Fetched(unwritable(answer) if self.broken else answer, COST,
+                       last_resort=self.last_resort)
 
 
 @pytest.fixture
@@ -229,3 +247,108 @@ async def test_an_answer_after_its_task_group_closed_is_written_at_once(
         pass
     await step.answer(_key(request()), request(), "use", Upstream(), later=later)
     assert store.staged == 0 and store.get(_key(request())) is not None
+
+
+async def test_a_last_resort_answer_is_returned_but_never_kept_nor_shared(
+        step: CacheStep) -> None:
+    upstream, results = Upstream(seconds=2, last_resort=True), []
+
+    async def one() -> None:
+        results.append(await _ask(step, upstream))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(one)
+    later = await _ask(step, upstream)
+    assert upstream.calls == 4
+    assert [r.cached for r in [*results, later]] == [False] * 4
+
+
+async def test_refresh_with_a_zero_ttl_leaves_no_answer_behind(step: CacheStep) -> None:
+    upstream = Upstream()
+    await _ask(step, upstream)
+    refreshed = await _ask(step, upstream, "refresh", ttl_s=0)
+    after = await _ask(step, upstream)
+    assert not refreshed.cached and not after.cached and _content(after) == "answer 3"
+
+
+def _failed(status: int | None, error: str) -> AllTargetsFailed:
+    return AllTargetsFailed([Attempt(provider="together", model="meta-llama/Llama-3-70b",
+                                     outcome="error", status=status, error=error)])
+
+
+async def _ask_together(step: CacheStep, upstream: Upstream,
+                        n: int) -> list[tuple[float, Served | AllTargetsFailed]]:
+    results: list[tuple[float, Served | AllTargetsFailed]] = []
+
+    async def one() -> None:
+        try:
+            served: Served | AllTargetsFailed = await _ask(step, upstream)
+        except AllTargetsFailed as exc:
+            served = exc
+        results.append((anyio.current_time() - started, served))
+
+    started = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+    return results
+
+
+async def test_identical_calls_to_an_upstream_answering_503_all_get_its_error_at_once(
+        step: CacheStep) -> None:
+    upstream = Upstream(seconds=2, error=_failed(503, "HTTP 503: overloaded"))
+    results = await _ask_together(step, upstream, 4)
+    assert upstream.calls == 1
+    assert {seconds for seconds, _ in results} == {2}
+    errors = [error for _, error in results]
+    assert all(isinstance(e, AllTargetsFailed) and e.attempts[0].status == 503 for e in errors)
+    assert len({id(e) for e in errors}) == 4  # each caller raises its own
+
+
+async def test_identical_calls_whose_leader_timed_out_ask_again_together(
+        step: CacheStep) -> None:
+    upstream = Upstream(seconds=2, error=_failed(None, "no answer within 2 s"))
+    results = await _ask_together(step, upstream, 4)
+    assert upstream.calls == 4
+    assert sorted(seconds for seconds, _ in results) == [2, 4, 4, 4]  # never 6, 8
+
+
+async def test_identical_calls_not_shared_an_answer_ask_again_together(step: CacheStep) -> None:
+    upstream = Upstream(seconds=2, finish_reason="content_filter")
+    results = await _ask_together(step, upstream, 4)
+    assert upstream.calls == 4
+    assert sorted(seconds for seconds, _ in results) == [2, 4, 4, 4]
+
+
+async def test_a_call_waiting_on_an_identical_call_hears_its_progress(step: CacheStep) -> None:
+    upstream, heard = Upstream(seconds=2), {"first": list[str](), "second": list[str]()}
+
+    async def one(name: str, delay: float) -> None:
+        async def progress(message: str) -> None:
+            heard[name].append(message)
+
+        await anyio.sleep(delay)
+        req = request()
+        await step.answer(_key(req), req, "use", upstream, progress=progress)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, "first", 0)
+        tg.start_soon(one, "second", 0.5)
+    assert heard == {"first": ["asking", "streaming"], "second": [WAITING, "streaming"]}
+
+
+async def test_an_answer_that_cannot_be_written_never_ends_the_task_group_nor_the_batch(
+        step: CacheStep, store: ResponseCache, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    good, bad = request("good"), request("bad")
+    async with anyio.create_task_group() as later:
+        await step.answer(_key(good), good, "use", Upstream(), later=later)
+        await step.answer(_key(bad), bad, "use", Upstream(broken=True), later=later)
+        await anyio.sleep(FLUSH_AFTER_S * 2)
+    assert store.staged == 0
+    with ResponseCache.in_home(tmp_path / "home", CacheConfig(), store.clock) as reopened:
+        assert reopened.get(_key(good)) is not None and reopened.get(_key(bad)) is None
+    upstream = Upstream(broken=True)
+    assert not (await _ask(step, upstream, req=bad)).cached and upstream.calls == 1
+    assert len([r for r in caplog.records if r.name == "mcp_router.cache"]) == 1

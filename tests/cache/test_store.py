@@ -5,9 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from mcp_router.cache import CachedAnswer, ResponseCache, cache_key
 from mcp_router.config import CacheConfig
-from tests.cache.support import FakeClock, answer, request
+from tests.cache.support import FakeClock, answer, request, unwritable
 
 
 def test_a_stored_answer_comes_back_whole(store: ResponseCache, clock: FakeClock) -> None:
@@ -163,3 +165,31 @@ def test_the_size_cap_evicts_the_oldest_entries(tmp_path: Path, clock: FakeClock
     assert 0 not in kept and 119 in kept
     assert kept == list(range(kept[0], 120))  # least recently stored go first
     assert on_disk < 1.5 * 2**20
+
+
+def test_a_zero_ttl_drops_what_was_stored_before(store: ResponseCache, clock: FakeClock,
+                                                 tmp_path: Path) -> None:
+    store.put("on disk", answer(clock))
+    store.stage("staged", answer(clock))
+    store.stage("on disk", answer(clock, "again"), ttl_s=0)
+    store.stage("staged", answer(clock, "again"), ttl_s=0)
+    store.flush()
+    assert (store.get("on disk"), store.get("staged")) == (None, None)
+    with ResponseCache.in_home(tmp_path / "home", CacheConfig(), clock) as reopened:
+        assert reopened.get("on disk") is None
+
+
+def test_an_answer_that_cannot_be_written_is_refused_and_the_batch_still_written(
+        store: ResponseCache, clock: FakeClock, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    good, bad = answer(clock, "four"), answer(clock)
+    bad = CachedAnswer(unwritable(bad.response), bad.stored_at, bad.cost_usd)
+    assert store.stage("good", good) is True
+    assert store.stage("bad", bad) is False
+    assert store.get("bad") is None  # never served from memory either
+    store.stage("after", good)
+    store.flush()
+    with ResponseCache.in_home(tmp_path / "home", CacheConfig(), clock) as reopened:
+        assert (reopened.get("good"), reopened.get("after")) == (good, good)
+    warned = [r.getMessage() for r in caplog.records if r.name == "mcp_router.cache"]
+    assert len(warned) == 1 and "write failed" in warned[0]
