@@ -5,6 +5,7 @@ The fault knobs are parts of the model name; `Knobs` in `_sim_wire` lists them.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import sys
@@ -19,14 +20,15 @@ from starlette.applications import Starlette
 
 from mcp_router._sim_app import SimState, create_app
 from mcp_router._sim_wire import Knobs, parse_knobs
+from mcp_router.errors import ListenError
 
 __all__ = ["Knobs", "RunningSimulator", "SimState", "create_app", "parse_knobs", "serve",
            "start_simulator"]
 
 
-
 def _bind(host: str, port: int) -> socket.socket:
-    """A socket bound to a loopback address; any other host is refused."""
+    """A socket bound to a loopback address; any other host is refused (ValueError), and a
+    port that cannot be bound is said in one line (ListenError)."""
     address = "127.0.0.1" if host == "localhost" else host
     try:
         loopback = ipaddress.ip_address(address).is_loopback
@@ -41,9 +43,15 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, port))
         sock.listen(128)  # connections queue from now on, so a printed URL is usable at once
-    except OSError:
+    except (OSError, OverflowError) as exc:
         sock.close()
-        raise
+        # As `mcp-router serve` says it (server.http_auth), in one line.
+        hint = ("another process is listening there (another mcp-router?); choose another "
+                "--port" if getattr(exc, "errno", None) == errno.EADDRINUSE else
+                "choose another --port")
+        shown = f"[{address}]" if ":" in address else address
+        raise ListenError(f"cannot listen on {shown}:{port}: "
+                          f"{getattr(exc, 'strerror', None) or exc}; {hint}") from exc
     return sock
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -59,9 +58,12 @@ REMOTE_WHERE = {  # (without a token, with one)
 
 
 def _command(config_path: Path) -> list[str]:
-    """An absolute command line that works without the venv being activated."""
-    script = shutil.which("mcp-router")
-    prefix = [script] if script else [sys.executable, "-m", "mcp_router"]
+    """An absolute command line that starts this very install, without the venv being
+    activated: the `mcp-router` script beside the running interpreter, else the interpreter
+    itself; never whichever `mcp-router` comes first on PATH, which may be another install."""
+    script = Path(sys.executable).parent / ("mcp-router.exe" if sys.platform == "win32"
+                                            else "mcp-router")
+    prefix = [str(script)] if script.is_file() else [sys.executable, "-m", "mcp_router"]
     return [*prefix, "serve", "--config", str(config_path)]
 
 

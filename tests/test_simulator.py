@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from mcp_router._sim_wire import Knobs
+from mcp_router.errors import ListenError
 from mcp_router.simulator import RunningSimulator, SimState, parse_knobs, serve, start_simulator
 
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": "sk-ant-secret"}
@@ -387,6 +388,16 @@ def test_parse_knobs_reads_every_plus_separated_part() -> None:
 def test_serve_refuses_a_non_loopback_host(host: str) -> None:
     with pytest.raises(ValueError, match=host):
         serve(host=host)
+
+
+def test_a_port_already_taken_is_said_in_one_line_naming_the_address() -> None:
+    with start_simulator() as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        with pytest.raises(ListenError) as refused:
+            serve(port=port)
+    assert str(refused.value) == (
+        f"cannot listen on 127.0.0.1:{port}: Address already in use; another process is "
+        "listening there (another mcp-router?); choose another --port")
 
 
 @pytest.mark.slow

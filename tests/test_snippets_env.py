@@ -126,3 +126,16 @@ def test_a_missing_config_named_like_a_shipped_one_points_at_the_shipped_copy(co
         f"{shipped_config('demo.yaml').absolute()}")
     other = run_cli(*command.split(), "--config", "configs/team.yaml", cwd=tmp_path)
     assert other.stderr.strip().endswith("cannot read config: No such file or directory")
+
+
+def test_the_snippet_starts_the_install_that_printed_it_not_the_first_on_path(tmp_path: Path):
+    elsewhere = tmp_path / "bin"
+    elsewhere.mkdir()
+    (elsewhere / "mcp-router").write_text("#!/bin/sh\necho another install\n")
+    (elsewhere / "mcp-router").chmod(0o755)
+    path = os.pathsep.join([str(elsewhere), os.environ.get("PATH", "")])
+    entry = json.loads(printed("cursor", DEMO, env={"PATH": path}))["mcpServers"]["mcp-router"]
+    own = Path(sys.executable).parent / "mcp-router"
+    expected = [str(own)] if own.is_file() else [sys.executable, "-m", "mcp_router"]
+    assert [entry["command"], *entry["args"]] == [*expected, "serve", "--config",
+                                                  str(Path(DEMO).resolve())]

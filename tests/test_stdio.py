@@ -18,7 +18,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCRequest
 
-from mcp_router.server.stdio import PipeReader
+from mcp_router.server.stdio import PipeReader, TerminalLines
 
 ECHO = str(Path(__file__).parent / "fixtures" / "stdio_echo.py")
 REPO = str(Path(__file__).resolve().parents[1])
@@ -76,9 +76,80 @@ async def test_reader_drops_a_line_over_the_limit_and_reads_the_next(
     assert "was dropped" in caplog.text
 
 
+async def answers_to_overlong(first: bytes) -> list[dict[str, object]]:
+    """What the reader answers to a line over its limit that begins with `first`."""
+    answered: list[SessionMessage] = []
+
+    async def answer(message: SessionMessage) -> None:
+        answered.append(message)
+
+    stream = asyncio.StreamReader(limit=200)
+    stream.feed_data(first + b"x" * 500 + b'"}}\n' + request(2) + b"\n")
+    stream.feed_eof()
+    assert await ids(PipeReader(stream, answer)) == [2]
+    return [m.message.model_dump(by_alias=True, exclude_unset=True) for m in answered]
+
+
+OVER_THE_LIMIT = {"code": -32600, "message": "message over the 64 MiB limit of mcp-router's "
+                                             "stdin: dropped, not read"}
+
+
+@pytest.mark.anyio
+async def test_a_request_over_the_limit_is_answered_with_an_error_for_its_id():
+    first = b'{"jsonrpc": "2.0", "id": "call-7", "method": "tools/call", "params": {"a": "'
+    assert await answers_to_overlong(first) == [
+        {"jsonrpc": "2.0", "id": "call-7", "error": OVER_THE_LIMIT}]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("first", [
+    b'{"jsonrpc": "2.0", "method": "tools/call", "params": {"id": 5, "a": "',  # id after params
+    b'{"jsonrpc": "2.0", "id": 123456',  # an id cut where the first bytes end
+    b'not json at all "',
+])
+async def test_a_line_over_the_limit_whose_id_cannot_be_read_is_answered_for_id_null(
+        first: bytes):
+    assert await answers_to_overlong(first) == [
+        {"jsonrpc": "2.0", "id": None, "error": OVER_THE_LIMIT}]
+
+
+@pytest.mark.anyio
+async def test_a_response_over_the_limit_gets_no_answer():
+    first = b'{"jsonrpc": "2.0", "id": 3, "result": {"a": "'
+    assert await answers_to_overlong(first) == []
+
+
 @pytest.mark.anyio
 async def test_reader_ends_at_a_line_over_the_limit_cut_by_the_end_of_input():
     assert await ids(reader_of(request(1) + b"\n" + b"x" * 500, limit=100)) == [1]
+
+
+@pytest.mark.anyio
+async def test_terminal_lines_skip_blank_ones_and_take_the_last_without_its_newline():
+    read, write = os.pipe()
+    lines = TerminalLines(read)
+    os.write(write, b'{"a": 1}\n\n  \n{"b"')
+    os.write(write, b": 2}")
+    os.close(write)
+    with anyio.fail_after(10):
+        assert [line async for line in lines] == ['{"a": 1}', '{"b": 2}']
+    lines.close()
+    os.close(read)
+
+
+@pytest.mark.anyio
+async def test_waiting_for_a_terminal_line_is_cancelled_at_once_and_reading_goes_on():
+    read, write = os.pipe()
+    lines = TerminalLines(read)
+    with anyio.fail_after(10):
+        with anyio.move_on_after(0.05) as waited:
+            await lines.__anext__()  # nothing typed: the reading thread stays blocked
+        assert waited.cancelled_caught
+        os.write(write, b"typed\n")
+        os.close(write)
+        assert [line async for line in lines] == ["typed"]
+    lines.close()
+    os.close(read)
 
 
 def echo_params() -> StdioServerParameters:
@@ -125,6 +196,41 @@ def test_stdin_closed_ends_the_server_and_leaves_the_descriptors_as_they_were():
     assert answers[1]["result"]["structuredContent"] == {"length": 5, "tail": "hello"}
     assert "junk from print" in stderr and "junk from a child" in stderr
     assert "after serving: blocking True True" in stderr
+
+
+@pytest.mark.slow
+def test_a_host_sending_a_request_over_the_limit_gets_an_error_for_it_and_serving_goes_on():
+    from mcp_router.server.stdio import MAX_LINE_BYTES
+
+    def call(n: int, text: str) -> bytes:
+        return json.dumps({"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                           "params": {"name": "echo", "arguments": {"text": text}}}).encode()
+
+    opening = [json.dumps(line).encode() for line in [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"}]]
+    with subprocess.Popen([sys.executable, ECHO], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          env=echo_params().env) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            lines = [*opening, call(2, "x" * (MAX_LINE_BYTES + 1)), call(3, "after")]
+            writer = threading.Thread(target=lambda: (proc.stdin.write(b"\n".join(lines) + b"\n"),
+                                                      proc.stdin.close()))
+            writer.start()
+            answers = {}
+            for _ in range(3):
+                answer = json.loads(proc.stdout.readline())
+                answers[answer["id"]] = answer
+            writer.join(timeout=30)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            proc.kill()
+    assert answers[2]["error"]["code"] == -32600
+    assert "over the 64 MiB limit" in answers[2]["error"]["message"]
+    assert answers[3]["result"]["structuredContent"] == {"length": 5, "tail": "after"}
 
 
 def test_off_the_main_thread_signals_are_left_alone_and_serving_goes_on():

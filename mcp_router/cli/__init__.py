@@ -7,27 +7,53 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 
 import anyio
 
 from mcp_router import __version__
-from mcp_router.config import Config, data_home, load_config, shipped_config
+from mcp_router.cli.check import config_warnings, describe_config
+from mcp_router.cli.options import check_options, log_level, port, serve_options
+from mcp_router.config import data_home, load_config, shipped_config
 from mcp_router.errors import ConfigError, DataError, ListenError
-from mcp_router.provider_keys import shown_url
+
+__all__ = ["config_path", "config_warnings", "describe_config", "main", "parse_args"]
 
 log = logging.getLogger("mcp_router")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    args = _parser().parse_args(argv)
-    level = os.environ.get("MCP_ROUTER_LOG", "INFO").upper()
+    try:
+        try:
+            return _run(argv)
+        finally:  # flushed here, where a reader that has gone is handled, not at exit
+            if sys.stdout is not None:
+                sys.stdout.flush()
+    except (BrokenPipeError, BaseExceptionGroup) as exc:
+        if isinstance(exc, BaseExceptionGroup) and exc.split(BrokenPipeError)[1] is not None:
+            raise
+        # The reader has gone (`mcp-router check-config | head -1`): say nothing more, and
+        # point stdout at the null device so the flush at exit cannot fail again.
+        with suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 1
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = parse_args(argv)
+    level, warning = log_level(os.environ)
+    if warning:
+        print(warning, file=sys.stderr)
     logging.basicConfig(stream=sys.stderr, level=level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level != "DEBUG":  # httpx logs every request at INFO: a line per upstream call
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # httpx logs every request at INFO: a line per upstream call
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.handler(args) or 0)
@@ -41,6 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line read, with options a command does not use refused (exit 2)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    check_options(parser, args)
+    return args
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-router", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mcp-router {__version__}",
@@ -49,8 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the MCP server (the default command)",
                                 description="Serve the four tools over stdio (for the host "
                                             "that starts this process) or over HTTP.")
-    _serve_options(parser)
-    _serve_options(serve, given_before=True)
+    serve_options(parser)
+    serve_options(serve, given_before=True)
     parser.set_defaults(handler=_serve)
     serve.set_defaults(handler=_serve)
 
@@ -58,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     simulate = commands.add_parser("simulate", help="run the simulated upstream (loopback)")
-    simulate.add_argument("--port", type=int, default=8787,
+    simulate.add_argument("--port", type=port, default=8787,
                           help="port on 127.0.0.1 (default: 8787; 0 picks a free one)")
     simulate.add_argument("--latency-ms", type=float, default=0.0,
                           help="added before every answer (default: 0)")
@@ -89,25 +123,6 @@ def _parser() -> argparse.ArgumentParser:
                                        "without clients")
     snippet.set_defaults(handler=_snippet)
     return parser
-
-
-def _serve_options(parser: argparse.ArgumentParser, given_before: bool = False) -> None:
-    """The serving options. A subcommand's copies have no defaults of their own
-    (`given_before`), so `mcp-router --config X serve` keeps X instead of resetting it."""
-    def default(value: object) -> object:
-        return argparse.SUPPRESS if given_before else value
-
-    parser.add_argument("--config", default=default(None),
-                        help="config file (default: $MCP_ROUTER_CONFIG, then the shipped team "
-                             "policy)")
-    parser.add_argument("--transport", choices=["stdio", "sse", "streamable-http"],
-                        default=default("stdio"), help="stdio for one host (default); sse or "
-                                                       "streamable-http to serve over HTTP")
-    parser.add_argument("--host", default=default("127.0.0.1"),
-                        help="HTTP bind address (default: 127.0.0.1; another address needs "
-                             "`clients:` and `server.allowed_hosts` in the config)")
-    parser.add_argument("--port", type=int, default=default(8000),
-                        help="HTTP port (default: 8000)")
 
 
 def config_path(arg: str | None) -> Path:
@@ -216,71 +231,6 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"{path}: ok")
     print(describe_config(config, keys))
     return 0
-
-
-def describe_config(config: Config, keys: Mapping[str, str]) -> str:
-    """Providers with their key status (`keys` as `provider_keys` reads them, so a placeholder
-    counts as not set, as the server counts it) and every route's targets, as check-config
-    prints them."""
-    lines = ["providers:"]
-    for name, p in config.providers.items():
-        if p.api_key_env is None and p.api_key_file is None:
-            key = "no key needed"
-        else:
-            source = p.api_key_env or f"key file {p.api_key_file}"
-            key = f"{source} {'set' if name in keys else 'NOT SET (skipped)'}"
-        lines.append(f"  {name:<12} {p.kind:<9} {shown_url(p)}  [{key}]")
-    lines.append("routes:")
-    for name, route in config.routes.items():
-        mark = " (default)" if name == config.default_route else ""
-        lines.append(f"  {name}{mark}: {route.strategy}")
-        for t in route.targets:
-            weight = f"  weight {t.weight:g}" if route.strategy == "loadbalance" else ""
-            lines.append(f"    - {t.label()}{weight}")
-    if warnings := config_warnings(config, keys):
-        lines += ["warnings:", *(f"  - {w}" for w in warnings)]
-    return "\n".join(lines)
-
-
-def config_warnings(config: Config, keys: Mapping[str, str]) -> list[str]:
-    """What a valid config will still refuse when served: routes none of whose providers has
-    its key, and, while a budget is set, targets without a price (they are not sent)."""
-    from mcp_router.prices import PriceBook
-
-    def usable(provider: str) -> bool:
-        cfg = config.providers[provider]
-        return (cfg.api_key_env is None and cfg.api_key_file is None) or provider in keys
-
-    def targets(route: str) -> list[tuple[str, str]]:
-        """The provider/model targets `route` reaches, through nested routes (a loaded
-        config has no cycles)."""
-        found: list[tuple[str, str]] = []
-        for t in config.routes[route].targets:
-            if t.route is not None:
-                found += targets(t.route)
-            elif t.provider is not None and t.model is not None:
-                found.append((t.provider, t.model))
-        return found
-
-    keyless = [name for name in config.routes if not any(usable(p) for p, _ in targets(name))]
-    warnings = [f"route {keyless[0]}: no provider of it has its key set, so every call to it "
-                "fails"] if len(keyless) == 1 else [
-        f"routes {', '.join(keyless)}: none has a provider with its key set, so every call "
-        "to them fails"] if keyless else []
-    warnings += [f"route {name}: weights matter only to strategy loadbalance; this route's "
-                 f"strategy is {route.strategy}, so its targets are asked in order"
-                 for name, route in config.routes.items()
-                 if route.strategy != "loadbalance" and any(t.weight != 1 for t in route.targets)]
-    budgeted = config.budgets.daily_usd is not None or config.budgets.monthly_usd is not None \
-        or any(c.budgets.daily_usd is not None or c.budgets.monthly_usd is not None
-               for c in config.clients.values())
-    if budgeted:
-        prices = PriceBook.bundled(config.prices)
-        unpriced = sorted({f"{p}/{m}" for name in config.routes for p, m in targets(name)
-                           if prices.lookup(p, m) is None})
-        warnings += [f"{spec} has no price: while a budget is set it is not sent (add it "
-                     f"under prices:)" for spec in unpriced]
-    return warnings
 
 
 def _snippet(args: argparse.Namespace) -> int:

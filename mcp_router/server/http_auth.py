@@ -268,20 +268,27 @@ async def _drain(uv_server: uvicorn.Server, server: MCPServer[Any]) -> None:
 def _listen(host: str, port: int) -> socket.socket:
     """A socket bound to `host:port`. Bound here rather than by uvicorn, which logs a bind
     failure and then its own shutdown, so the reason was not the last thing said."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    address = _bare(host)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
+        sock.bind((address, port))
+    except (OSError, OverflowError) as exc:  # OverflowError: a port beyond 0-65535
         sock.close()
         hint = ("another process is listening there (another mcp-router?); choose another "
-                "--port" if exc.errno == errno.EADDRINUSE else
-                "check --host names an address of this machine")
+                "--port" if getattr(exc, "errno", None) == errno.EADDRINUSE else
+                "check --host names an address of this machine and --port is 0 to 65535")
         raise ListenError(f"cannot listen on {_url_host(host)}:{port}: "
-                          f"{exc.strerror or exc}; {hint}") from exc
+                          f"{getattr(exc, 'strerror', None) or exc}; {hint}") from exc
     return sock
 
 
+def _bare(host: str) -> str:
+    """`host` without the brackets an IPv6 address takes in a URL (`[::1]`)."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+    address = _bare(host)
+    return f"[{address}]" if ":" in address else address

@@ -8,8 +8,9 @@ when epoll says it is there, and written by the task that sends it, straight int
 As with the SDK's transport, fd 0 and fd 1 point elsewhere while serving (the null device and
 stderr), so a stray `print` or a child process cannot write into the protocol; both are put
 back, blocking mode included, when serving ends. Hosts start servers with pipes or sockets on
-both; anything else (a terminal, a file, Windows, an event loop that is not asyncio's) is
-served by the SDK's own transport.
+both; anything else (a file, Windows, an event loop that is not asyncio's) is served by the
+SDK's own transport. A terminal on stdin is read on a daemon thread of ours instead of the
+SDK's: its reads cannot be cancelled, and the SDK's would hold Ctrl-C until the next line.
 
 Hosts stop a server by closing stdin, or with SIGTERM (some send it at once). Either way the
 calls in flight are cancelled the same way: their attempts are written to the ledger as
@@ -19,20 +20,26 @@ cancelled, and answers staged for the cache reach the disk before the process ex
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import os
 import signal
 import stat
 import sys
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager, suppress
 from types import TracebackType
 from typing import IO, Any, BinaryIO, Self, cast
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 from mcp.server.mcpserver import MCPServer
+from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from mcp.types import jsonrpc_message_adapter
+from mcp.types import INVALID_REQUEST, ErrorData, JSONRPCError, jsonrpc_message_adapter
 
 if sys.platform != "win32":
     import fcntl
@@ -42,21 +49,30 @@ __all__ = ["MAX_LINE_BYTES", "PipeReader", "PipeWriter", "serve_stdio"]
 log = logging.getLogger("mcp_router")
 
 MAX_LINE_BYTES = 64 * 1024 * 1024
-"""A message longer than this is dropped (and said on stderr), not buffered without end."""
+"""A message longer than this is dropped (and said on stderr), not buffered without end; a
+request's sender gets an error for it."""
+ID_SCAN_BYTES = 4096
+"""How much of a dropped message is read for its id (hosts write the id before the params)."""
 
 
 async def serve_stdio(server: MCPServer[Any]) -> None:
     """Run `server` over stdin and stdout until the host closes stdin or sends SIGTERM or
-    SIGHUP (on the SDK's transport, whose reading thread cannot be cancelled, those signals
-    still end the process at once)."""
-    if not _pipes_usable():
-        await server.run_stdio_async()
-        return
+    SIGHUP, or (from a terminal) Ctrl-C is typed. On the SDK's transport, whose reading
+    thread cannot be cancelled, those signals still end the process at once."""
     lowlevel = server._lowlevel_server  # run_stdio_async's own way in; no public one takes streams
-    async with anyio.create_task_group() as tasks, stdio_pipes() as (reader, writer):
-        tasks.start_soon(_cancel_on_signal, tasks.cancel_scope)
-        await lowlevel.run(reader, writer, lowlevel.create_initialization_options())
-        tasks.cancel_scope.cancel()
+    if _pipes_usable():
+        async with anyio.create_task_group() as tasks, stdio_pipes() as (reader, writer):
+            tasks.start_soon(_cancel_on_signal, tasks.cancel_scope)
+            await lowlevel.run(reader, writer, lowlevel.create_initialization_options())
+            tasks.cancel_scope.cancel()
+    elif sys.platform != "win32" and os.isatty(0):
+        async with anyio.create_task_group() as tasks, terminal_lines() as lines, \
+                stdio_server(stdin=lines) as (reader, writer):  # type: ignore[arg-type]
+            tasks.start_soon(_cancel_on_signal, tasks.cancel_scope)
+            await lowlevel.run(reader, writer, lowlevel.create_initialization_options())
+            tasks.cancel_scope.cancel()
+    else:
+        await server.run_stdio_async()
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
@@ -108,7 +124,8 @@ async def stdio_pipes() -> AsyncIterator[tuple[PipeReader, PipeWriter]]:
         stack.enter_context(_pointed_at(0, os.open(os.devnull, os.O_RDONLY)))
         stack.enter_context(_pointed_at(1, os.dup(2)))
         stack.callback(_flush, sys.stdout)  # stray prints still buffered go to stderr too
-        yield PipeReader(reader), PipeWriter(wire_out, flow)
+        writer = PipeWriter(wire_out, flow)
+        yield PipeReader(reader, writer.send), writer
 
 
 def _private_copy(fd: int, mode: str) -> BinaryIO:
@@ -147,15 +164,83 @@ def _pointed_at(fd: int, elsewhere: int) -> Iterator[None]:
         os.close(saved)
 
 
+@asynccontextmanager
+async def terminal_lines() -> AsyncIterator[TerminalLines]:
+    """The lines typed into the terminal on fd 0, which points at the null device meanwhile."""
+    # Never closed: the reading thread may still be blocked on it when serving ends, and a
+    # closed descriptor's number could be reused under it.
+    private = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
+    with _pointed_at(0, os.open(os.devnull, os.O_RDONLY)):
+        lines = TerminalLines(private)
+        try:
+            yield lines
+        finally:
+            lines.close()
+
+
+class TerminalLines:
+    """Lines read from a terminal descriptor on a daemon thread, as the SDK's transport takes
+    its stdin (`async for line in ...`).
+
+    Waiting for a line is cancelled at once; the thread is left blocked in its read, and as a
+    daemon it does not hold the process's exit. It reads with `os.read`, not through a
+    buffered file, whose lock it would hold while blocked when the interpreter shuts down.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._send, self._chunks = anyio.create_memory_object_stream[bytes](math.inf)
+        self._pending = b""
+        self._ended = False
+        token = anyio.lowlevel.current_token()
+        threading.Thread(target=self._read, args=(fd, token), daemon=True,
+                         name="mcp-router terminal").start()
+
+    def _read(self, fd: int, token: anyio.lowlevel.EventLoopToken) -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            try:
+                anyio.from_thread.run_sync(self._send.send_nowait, chunk, token=token)
+            except (RuntimeError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # serving has ended (or its event loop with it)
+            if not chunk:
+                return
+
+    def close(self) -> None:
+        self._send.close()
+        self._chunks.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str:
+        """The next non-blank line; a last one cut by Ctrl-D counts."""
+        while True:
+            while b"\n" not in self._pending and not self._ended:
+                chunk = await self._chunks.receive()
+                self._ended = not chunk
+                self._pending += chunk
+            line, newline, self._pending = self._pending.partition(b"\n")
+            if line.strip():
+                return line.decode("utf-8", errors="replace")
+            if not newline:
+                raise StopAsyncIteration
+
+
 class PipeReader:
     """The read side the SDK's server loop takes: one JSON-RPC message a line.
 
     A line that is not a message is handed on as its exception, as the SDK's transport
-    does, and also said on stderr so whoever wired the host up can see it.
+    does, and also said on stderr so whoever wired the host up can see it. A line over
+    MAX_LINE_BYTES is dropped, and `answer` (the writer's `send`) tells its sender so, rather
+    than leave a host waiting out its own timeout.
     """
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self._reader = reader
+    def __init__(self, reader: asyncio.StreamReader,
+                 answer: Callable[[SessionMessage], Awaitable[None]] | None = None) -> None:
+        self._reader, self._answer = reader, answer
 
     async def receive(self) -> SessionMessage | Exception:
         line = await self._line()
@@ -176,23 +261,42 @@ class PipeReader:
                 if not line.strip():
                     raise anyio.EndOfStream from None
             except asyncio.LimitOverrunError as exc:
-                await self._skip_line(exc.consumed)
+                await self._refuse(await self._skip_line(exc.consumed))
                 continue
             if line.strip():
                 return line
 
-    async def _skip_line(self, consumed: int) -> None:
-        """Drop a line over MAX_LINE_BYTES, up to and including its newline."""
+    async def _skip_line(self, consumed: int) -> bytes:
+        """Drop a line over MAX_LINE_BYTES, up to and including its newline; returns its
+        first ID_SCAN_BYTES."""
         log.warning("stdin: a message over %d MiB was dropped", MAX_LINE_BYTES >> 20)
+        head = b""
         while True:
-            await self._reader.readexactly(consumed)
+            dropped = await self._reader.readexactly(consumed)
+            head = head or dropped[:ID_SCAN_BYTES]
             try:
                 await self._reader.readuntil(b"\n")
-                return
+                return head
             except asyncio.IncompleteReadError:
-                return
+                return head
             except asyncio.LimitOverrunError as exc:
                 consumed = exc.consumed
+
+    async def _refuse(self, head: bytes) -> None:
+        """Answer a dropped request with an error for its id (null when the id cannot be read
+        from `head`); a dropped response or notification gets none."""
+        members = _leading_members(head)
+        if self._answer is None or "result" in members or "error" in members:
+            return
+        request_id = members.get("id")
+        if not isinstance(request_id, int | str) or isinstance(request_id, bool):
+            request_id = None
+        error = ErrorData(code=INVALID_REQUEST,
+                          message=f"message over the {MAX_LINE_BYTES >> 20} MiB limit of "
+                                  "mcp-router's stdin: dropped, not read")
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._answer(SessionMessage(JSONRPCError(jsonrpc="2.0", id=request_id,
+                                                           error=error)))
 
     async def aclose(self) -> None:
         return None
@@ -212,6 +316,41 @@ class PipeReader:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc_val: BaseException | None, exc_tb: TracebackType | None) -> None:
         await self.aclose()
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _leading_members(head: bytes) -> dict[str, object]:
+    """The top-level members of the JSON object that `head` begins, up to the first one cut
+    off where `head` ends (kept with the value None); never a nested "id"."""
+    text = head.decode("utf-8", errors="ignore")
+    members: dict[str, object] = {}
+    pos = _skip_blank(text, 0)
+    if not text.startswith("{", pos):
+        return members
+    pos += 1
+    try:
+        while True:
+            key, pos = _DECODER.raw_decode(text, _skip_blank(text, pos))
+            pos = _skip_blank(text, pos)
+            if not isinstance(key, str) or not text.startswith(":", pos):
+                return members
+            members[key] = None
+            value, pos = _DECODER.raw_decode(text, _skip_blank(text, pos + 1))
+            pos = _skip_blank(text, pos)
+            if not text.startswith((",", "}"), pos):  # a number cut off where `head` ends
+                return members
+            members[key] = value
+            pos += 1
+    except ValueError:  # JSONDecodeError: cut off, or not JSON
+        return members
+
+
+def _skip_blank(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
 
 
 class _WriteFlow(asyncio.Protocol):
