@@ -18,7 +18,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCRequest
 
-from mcp_router.server.stdio import PipeReader, TerminalLines
+from mcp_router.server.stdio import PipeReader
+from mcp_router.server.terminal import TerminalLines
 
 ECHO = str(Path(__file__).parent / "fixtures" / "stdio_echo.py")
 REPO = str(Path(__file__).resolve().parents[1])
