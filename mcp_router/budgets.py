@@ -84,8 +84,11 @@ class Reservation:
 class BudgetGuard:
     """Daily and monthly limits over settled spend plus reservations, and the daily alert."""
 
-    def __init__(self, config: BudgetsConfig, ledger: SpendSource, clock: Clock) -> None:
+    def __init__(self, config: BudgetsConfig, ledger: SpendSource, clock: Clock, *,
+                 owner: str | None = None) -> None:
+        """`owner` names whose budget it is in refusals ("client ci's"); None: the team's."""
         self._config, self._ledger, self._clock = config, ledger, clock
+        self._owner = f"{owner} " if owner else ""
         self._limited = config.daily_usd is not None or config.monthly_usd is not None
         self._watched = self._limited or config.alert_daily_usd is not None
         self._day, self._month = utc_day_month(clock.wall())
@@ -140,7 +143,7 @@ class BudgetGuard:
             return
         if quote is None:
             raise BudgetExceeded(
-                f"the {name} budget of {format_usd(limit)} cannot be kept: this model has no "
+                f"{self._owner or 'the '}{name} budget of {format_usd(limit)} cannot be kept: this model has no "
                 f"price, so its cost cannot be held against the budget; give it one under "
                 f"`prices:` in the config (`provider/*: {{...}}` prices all of a provider's "
                 f"models)")
@@ -149,7 +152,7 @@ class BudgetGuard:
         committed = EXACT.add(spent, self._reserved)
         if EXACT.add(committed, amount) > limit:
             raise BudgetExceeded(
-                f"{name} budget of {format_usd(limit)} would be exceeded: spent "
+                f"{self._owner}{name} budget of {format_usd(limit)} would be exceeded: spent "
                 f"{format_usd(spent)} (+ {format_usd(self._reserved)} reserved by calls in "
                 f"flight), and this call may cost up to {format_usd(amount)}; "
                 f"{format_usd(max(EXACT.subtract(limit, committed), Decimal(0)))} is left")

@@ -63,7 +63,7 @@ def _client_budgets(config: Config, ledger: Ledger, clock: Clock) -> dict[str, B
     """A guard for each client that has budgets of its own, over its own spend."""
     return {name: BudgetGuard(BudgetsConfig(daily_usd=c.budgets.daily_usd,
                                             monthly_usd=c.budgets.monthly_usd),
-                              ClientSpend(ledger, name), clock)
+                              ClientSpend(ledger, name), clock, owner=f"client {name}'s")
             for name, c in config.clients.items()
             if c.budgets.daily_usd is not None or c.budgets.monthly_usd is not None}
 

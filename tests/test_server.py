@@ -537,7 +537,8 @@ async def test_a_dry_run_skips_the_target_the_client_s_own_budget_refuses_for_re
         result = await call(mcp, "chat_completion", **opus, dry_run=True)
     [planned] = result["dry_run"]["targets"]
     assert (planned["would"], result["dry_run"]["worst_case_usd"]) == ("skip", 0)
-    assert planned["reason"].startswith("over budget: daily budget of $0.001 would be exceeded")
+    assert planned["reason"].startswith(
+        "over budget: client mcp's daily budget of $0.001 would be exceeded")
     assert planned["reason"].removeprefix("over budget: ") in refused
     assert result["cost_note"].endswith("the call would fail: every target would be skipped "
                                         "(see dry_run.targets)")
