@@ -143,8 +143,9 @@ class BudgetGuard:
             return
         if quote is None:
             raise BudgetExceeded(
-                f"{self._owner or 'the '}{name} budget of {format_usd(limit)} cannot be kept: this model has no "
-                f"price, so its cost cannot be held against the budget; give it one under "
+                f"{self._owner or 'the '}{name} budget of {format_usd(limit)} cannot be kept: "
+                f"this model has no price, so its cost cannot be held against the budget; "
+                f"give it one under "
                 f"`prices:` in the config (`provider/*: {{...}}` prices all of a provider's "
                 f"models)")
         if amount == 0:  # a free target (a local model) spends nothing, whatever is left
