@@ -11,13 +11,9 @@ from pathlib import Path
 
 import pytest
 
-CONFIG = """\
-providers:
-  sim: {kind: openai, base_url: "http://127.0.0.1:9/v1", models: [m1]}
-routes:
-  default: {targets: [{provider: sim, model: m1}]}
-default_route: default
-"""
+from tests.fixtures.configs import ONE_MODEL
+
+CONFIG = ONE_MODEL
 
 
 @pytest.fixture

@@ -13,16 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.configs import ONE_MODEL
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 
 REPO = str(Path(__file__).resolve().parents[1])
-CONFIG = """\
-providers:
-  sim: {kind: openai, base_url: "http://127.0.0.1:9/v1", models: [m1]}
-routes:
-  default: {targets: [{provider: sim, model: m1}]}
-default_route: default
-"""
+CONFIG = ONE_MODEL
 # The child takes the terminal as its controlling terminal, as a shell's job does, so the
 # terminal turns a typed Ctrl-C into SIGINT for it.
 ON_A_TERMINAL = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "

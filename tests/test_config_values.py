@@ -14,19 +14,9 @@ from mcp_router.cli import main
 from mcp_router.config import load_config, parse_config, shipped_config
 from mcp_router.errors import ConfigError
 from mcp_router.provider_keys import provider_keys
+from tests.fixtures.configs import TWO_MODELS
 
-BASE = """\
-providers:
-  sim:
-    kind: openai
-    base_url: http://127.0.0.1:9/v1
-    models: [m1, m2]
-routes:
-  default:
-    targets:
-      - {provider: sim, model: m1}
-      - {provider: sim, model: m2}
-"""
+BASE = TWO_MODELS
 
 
 def broken(text: str, env: dict[str, str] | None = None) -> ConfigError:

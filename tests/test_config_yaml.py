@@ -12,19 +12,9 @@ from hypothesis import strategies as st
 from mcp_router.config import load_config, parse_config
 from mcp_router.config_yaml import MAX_DEPTH, read_yaml
 from mcp_router.errors import ConfigError
+from tests.fixtures.configs import TWO_MODELS
 
-BASE = """\
-providers:
-  sim:
-    kind: openai
-    base_url: http://127.0.0.1:9/v1
-    models: [m1, m2]
-routes:
-  default:
-    targets:
-      - {provider: sim, model: m1}
-      - {provider: sim, model: m2}
-"""
+BASE = TWO_MODELS
 
 
 def broken(text: str) -> ConfigError:
