@@ -17,7 +17,8 @@
     ├── BudgetExceeded                        a budget would be passed
     ├── PolicyBlocked                         the content policy refused the request
     ├── AccessDenied(client)                  this client may not use that route or model
-    └── RateLimited(client, retry_after_s)    this client is over its calls-per-minute rate
+    ├── RateLimited(client, retry_after_s)    this client is over its calls-per-minute rate
+    └── InternalError                         a bug in mcp-router: the log has the traceback
 """
 
 from __future__ import annotations
@@ -136,3 +137,8 @@ class RateLimited(RouterError):
         self.client, self.retry_after_s, self.per_min = client, retry_after_s, per_min
         super().__init__(f"client {client!r} is over its rate limit of {per_min} calls per "
                          f"minute; retry after {retry_after_s:.1f} s")
+
+
+class InternalError(RouterError):
+    """A bug in mcp-router met by one call: the message names the trace id under which the
+    server's log (stderr) has the traceback, and the call's audit line says it too."""

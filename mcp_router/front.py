@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from functools import partial
 
@@ -14,6 +15,7 @@ from mcp_router.config import Config
 from mcp_router.errors import (
     AccessDenied,
     BudgetExceeded,
+    InternalError,
     InvalidRequest,
     PolicyBlocked,
     RateLimited,
@@ -25,6 +27,8 @@ from mcp_router.pii import PiiBlocked, PiiSession
 from mcp_router.provider_keys import Scrubber
 from mcp_router.router import Router
 from mcp_router.routing.build import qualified
+
+log = logging.getLogger("mcp_router")
 
 _OUTCOMES = ((AccessDenied, "denied"), (RateLimited, "rate_limited"),
              (InvalidRequest, "invalid"), (BudgetExceeded, "over_budget"),
@@ -82,6 +86,13 @@ class Front:
             # The host gave up; the ledger holds what the attempts may have cost.
             self.audit.write(entry(outcome="cancelled", route=route, model=call.model))
             raise
+        except Exception as exc:  # a bug: said as one, with an audit line, never bare
+            log.exception("chat_completion failed (trace %s)", trace_id)
+            self.audit.write(entry(outcome="error", route=route, model=call.model,
+                                   error=f"internal error: {type(exc).__name__}"))
+            raise InternalError(f"mcp-router failed on this call ({type(exc).__name__}); this "
+                                f"is a bug: the server's log (stderr) has the details under "
+                                f"trace {trace_id}") from exc
         self.audit.write(entry(outcome="ok", route=result.route,
                                provider=result.provider, model=result.model,
                                cost_usd=result.cost_usd, cached=result.cached,

@@ -594,3 +594,24 @@ async def test_argument_errors_name_the_forms_an_argument_takes(client: Client,
 async def test_an_argument_to_a_tool_that_takes_none_says_so(client: Client):
     assert await error_text(client, "list_providers", x=1) == (
         "Error executing tool list_providers: x: unknown argument; this tool takes no arguments")
+
+
+async def test_a_bug_met_by_a_call_is_said_as_one_with_its_trace_and_an_audit_line(
+        client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture):
+    from mcp_router.router import Router
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise OverflowError("int too large to convert to float")
+
+    monkeypatch.setattr(Router, "complete", broken)
+    text = await error_text(client, "chat_completion", prompt="x")
+
+    audit = (tmp_path / "home" / "audit.jsonl").read_text().splitlines()
+    [line] = [json.loads(line) for line in audit
+              if '"chat_completion"' in line]
+    assert text == ("Error executing tool chat_completion: mcp-router failed on this call "
+                    "(OverflowError); this is a bug: the server's log (stderr) has the details "
+                    f"under trace {line['trace_id']}")
+    assert (line["outcome"], line["error"]) == ("error", "internal error: OverflowError")
+    assert "int too large" in caplog.text  # the traceback, for whoever reads the log

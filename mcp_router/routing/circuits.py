@@ -49,7 +49,9 @@ class BreakerPolicy:
 
     def cooldown(self, opening: int) -> float:
         """How long the `opening`-th opening in a row (1-based) lasts."""
-        return min(self.cooldown_max_s, self.cooldown_s * 2 ** (opening - 1))
+        # The doubling stops long before a float would overflow (2 ** 1024): a target down
+        # for a thousand openings is still capped, not an error on every call.
+        return min(self.cooldown_max_s, self.cooldown_s * 2 ** min(opening - 1, 64))
 
 
 def verdict(attempt: Attempt) -> Verdict | None:

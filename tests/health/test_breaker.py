@@ -332,3 +332,9 @@ async def test_upstream_failures_count(_name: str, failure: Step) -> None:
     board = BreakerBoard(CLOCK)
     await fail_times(guarded(ScriptedAdapter("a", [failure]), board), 5)
     assert board.circuit(KEY).state == "open"
+
+
+def test_the_cooldown_stays_capped_after_any_number_of_openings() -> None:
+    policy = BreakerPolicy(cooldown_s=30, cooldown_max_s=600)
+    assert [policy.cooldown(n) for n in (1, 2, 5, 6, 1025, 10**6)] == [30, 60, 480, 600,
+                                                                      600, 600]
