@@ -44,7 +44,8 @@ class ProvidersReport(BaseModel):
 
 
 class HealthReport(BaseModel):
-    """The `provider_health` result."""
+    """The `provider_health` result: each provider lists the targets the config names and
+    the most recently used of the models callers named besides (see `ProviderHealth`)."""
 
     providers: list[ProviderHealth]
 

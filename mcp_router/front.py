@@ -21,7 +21,7 @@ from mcp_router.errors import (
     RateLimited,
     RouterError,
 )
-from mcp_router.limits import check_limits
+from mcp_router.limits import MAX_MODEL_CHARS, check_limits, check_model_names
 from mcp_router.messages import ChatCall, ChatResult, LastResort, ProgressFn
 from mcp_router.pii import PiiBlocked, PiiSession
 from mcp_router.provider_keys import Scrubber
@@ -60,10 +60,12 @@ class Front:
         entry = partial(AuditEntry, client=client, tool="chat_completion", trace_id=trace_id,
                         prompt=self._prompt(call, pii))
         try:
+            check_model_names(call)
             call = self._qualified(call)
-            # A model no provider has is told so, not as one the client may not use.
+            # A model no provider has is told so, not as one the client may not use; nothing
+            # is built for it until the call is admitted, so refused calls leave no state.
             for spec, field in self._models(call):
-                router.builder.model(spec, field)
+                router.builder.check(spec, field)
             check_limits(call, self._config.server)
             self.access.check_call(client, route=route, model=call.model,
                                    fallbacks=call.fallbacks)
@@ -79,16 +81,16 @@ class Front:
         except RouterError as exc:
             message = self.scrubber.scrub(str(exc))
             found = exc.counts if isinstance(exc, PiiBlocked) else {}
-            self.audit.write(entry(outcome=_outcome(exc), route=route, model=call.model,
+            self.audit.write(entry(outcome=_outcome(exc), route=route, model=_model(call),
                                    pii=found, error=message))
             raise
         except anyio.get_cancelled_exc_class():
             # The host gave up; the ledger holds what the attempts may have cost.
-            self.audit.write(entry(outcome="cancelled", route=route, model=call.model))
+            self.audit.write(entry(outcome="cancelled", route=route, model=_model(call)))
             raise
         except Exception as exc:  # a bug: said as one, with an audit line, never bare
             log.exception("chat_completion failed (trace %s)", trace_id)
-            self.audit.write(entry(outcome="error", route=route, model=call.model,
+            self.audit.write(entry(outcome="error", route=route, model=_model(call),
                                    error=f"internal error: {type(exc).__name__}"))
             raise InternalError(f"mcp-router failed on this call ({type(exc).__name__}); this "
                                 f"is a bug: the server's log (stderr) has the details under "
@@ -138,6 +140,13 @@ class Front:
 
 def _outcome(exc: RouterError) -> str:
     return next((name for kind, name in _OUTCOMES if isinstance(exc, kind)), "error")
+
+
+def _model(call: ChatCall) -> str | None:
+    """The call's model as an audit line keeps it: a name refused as too long is cut."""
+    model = call.model
+    return model if model is None or len(model) <= MAX_MODEL_CHARS else \
+        f"{model[:MAX_MODEL_CHARS]}..."
 
 
 def _text(call: ChatCall) -> str:

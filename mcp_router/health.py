@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -18,11 +18,17 @@ State = Literal["healthy", "degraded", "open", "unconfigured", "unknown"]
 WINDOW_S = 900.0
 MAX_SAMPLES = 2000
 DEGRADED_BELOW = 0.9
+# A report lists every target the config names, and of those only callers name (a model
+# of a provider without a `models` list), the most recently used this many: enough to see
+# what is in use, while a server asked for thousands of names keeps its report readable
+# (a host refuses a tool result of more than some 25,000 tokens).
+REPORT_NAMED = 32
 # The request was wrong, not the upstream: such a call is counted, but neither way.
 CALLERS_FAULT = frozenset({400, 422})
 PROBE_REFUSED = frozenset({401, 403})
 NO_LIST_STATUS = 404  # the host answered, without a list-models endpoint (Perplexity's case)
 _OPEN_CIRCUITS = frozenset({"open", "misconfigured", "missing"})
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()  # as far as dates go
 
 
 class ProbeResult(BaseModel):
@@ -66,6 +72,8 @@ class ProviderHealth(BaseModel):
     `requests` and the rates cover the last WINDOW_S seconds; `open_until` is when the
     provider's soonest open target reopens (null when none is, or when it is misconfigured,
     which lasts until the config changes or a probe succeeds: `reason` says which).
+    `targets` lists every target the config names, and of models callers named besides, the
+    REPORT_NAMED most recently used; `targets_not_listed` counts the others still tracked.
     """
 
     name: str
@@ -81,7 +89,13 @@ class ProviderHealth(BaseModel):
     consecutive_failures: int = 0
     reason: str | None = None
     last_probe: ProbeResult | None = None
-    targets: list[TargetHealth] = Field(default_factory=list)
+    targets: list[TargetHealth] = Field(
+        default_factory=list,
+        description=f"Every target the config names, and of the models callers named "
+                    f"besides, the {REPORT_NAMED} most recently used")
+    targets_not_listed: int = Field(
+        default=0, description="Targets callers named that are tracked but not listed in "
+                               f"`targets`, being older than the {REPORT_NAMED} most recent")
 
 
 class CircuitView(Protocol):
@@ -100,7 +114,10 @@ class CircuitView(Protocol):
 class Circuits(Protocol):
     """The circuit board as health sees it (`routing.circuits.BreakerBoard` is one)."""
 
-    def keys(self, provider: str) -> list[str]: ...
+    def keys(self, provider: str, *, named: int | None = None) -> list[str]: ...
+    def tracks(self, key: str) -> bool: ...
+    def configured(self, key: str) -> bool: ...
+    def on_forget(self, listener: Callable[[str], None]) -> None: ...
     def circuit(self, key: str) -> CircuitView: ...
     def probe_succeeded(self, provider: str, listed: Collection[str] | None) -> None: ...
     def probe_refused(self, provider: str, why: str) -> None: ...
@@ -156,7 +173,9 @@ def _window(windows: dict[str, _Window], key: str) -> _Window:
 class HealthBook:
     """Passive figures from every attempt that reached an upstream, plus the last probes.
 
-    `circuits` (the router's BreakerBoard) adds each target's circuit to the report.
+    `circuits` (the router's BreakerBoard) adds each target's circuit to the report, and
+    says which targets are kept: a target's window lasts as long as its circuit does, so
+    models callers name once do not pile up (without `circuits`, every window is kept).
     """
 
     def __init__(self, clock: Clock, circuits: Circuits | None = None, *,
@@ -165,6 +184,8 @@ class HealthBook:
         self._providers: dict[str, _Window] = {}
         self._targets: dict[str, _Window] = {}
         self._probes: dict[str, ProbeResult] = {}
+        if circuits is not None:
+            circuits.on_forget(self._forget)
 
     def record(self, attempts: Iterable[Attempt]) -> None:
         """Count a call's attempts; skips are left out, as nothing was asked."""
@@ -173,7 +194,10 @@ class HealthBook:
             if attempt.outcome == "skipped":
                 continue
             _window(self._providers, attempt.provider).add(attempt, now, wall)
-            _window(self._targets, f"{attempt.provider}/{attempt.model}").add(attempt, now, wall)
+            key = f"{attempt.provider}/{attempt.model}"
+            # A circuit dropped while the call went on to other targets: so is its window.
+            if self._circuits is None or self._circuits.tracks(key):
+                _window(self._targets, key).add(attempt, now, wall)
 
     def record_probe(self, result: ProbeResult) -> None:
         """Keep the provider's last probe; a failed one is also its last error."""
@@ -187,17 +211,35 @@ class HealthBook:
         """Provider `name`'s figures, state and circuits; `configured` is whether its key is set."""
         since = self._clock.now() - self._window_s
         figures = self._providers.get(name, _Window()).figures(since)
-        targets = [self._target(key, since) for key in self._keys(name)]
-        probe = self._probes.get(name)
+        keys, hidden = self._keys(name)
+        targets = [self._target(key, since) for key in keys]
+        probe = self._spoken_of(name, self._probes.get(name), set(keys))
         state, open_until, reason = _provider_state(configured, figures["success_rate"],
                                                     targets, probe)
         return ProviderHealth(name=name, state=state, open_until=open_until, reason=reason,
-                              last_probe=probe, targets=targets, **figures)
+                              last_probe=probe, targets=targets, targets_not_listed=hidden,
+                              **figures)
 
-    def _keys(self, provider: str) -> list[str]:
-        keys = [k for k in self._targets if k.partition("/")[0] == provider]
-        known = self._circuits.keys(provider) if self._circuits else []
-        return list(dict.fromkeys([*known, *keys]))
+    def _keys(self, provider: str) -> tuple[list[str], int]:
+        """The targets of `provider` a report lists, and how many known ones it leaves out."""
+        if self._circuits is None:
+            return [k for k in self._targets if k.partition("/")[0] == provider], 0
+        shown = self._circuits.keys(provider, named=REPORT_NAMED)
+        return shown, len(self._circuits.keys(provider)) - len(shown)
+
+    def _spoken_of(self, provider: str, probe: ProbeResult | None,
+                   shown: set[str]) -> ProbeResult | None:
+        """`probe` with only the unlisted models the report speaks of: the config's, and
+        those of the targets it lists (callers can name models by the thousand)."""
+        if probe is None or self._circuits is None:
+            return probe
+        kept = [m for m in probe.unlisted
+                if f"{provider}/{m}" in shown or self._circuits.configured(f"{provider}/{m}")]
+        return probe if len(kept) == len(probe.unlisted) else probe.model_copy(
+            update={"unlisted": kept})
+
+    def _forget(self, key: str) -> None:
+        self._targets.pop(key, None)
 
     def _target(self, key: str, since: float) -> TargetHealth:
         figures = self._targets.get(key, _Window()).figures(since)
@@ -257,7 +299,9 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 
 def iso(epoch: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC to the second, `Z`-suffixed like the circuit board's."""
+    """Epoch seconds as ISO 8601 UTC to the second, `Z`-suffixed like the circuit board's;
+    a time past what a date can hold is the last second of the year 9999, never an error."""
     if epoch is None:
         return None
+    epoch = _LATEST if not epoch < _LATEST else max(0.0, epoch)  # `not <`: NaN too
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

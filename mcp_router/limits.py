@@ -1,4 +1,4 @@
-"""Size limits on one call (messages, characters), checked before anything is sent upstream."""
+"""Size limits on one call (messages, characters, model names), checked before anything is sent."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from typing import Protocol
 from mcp_router.errors import InvalidRequest
 from mcp_router.shared_config import ServerConfig
 
-__all__ = ["check_limits"]
+__all__ = ["MAX_MODEL_CHARS", "check_limits", "check_model_names"]
+
+# Model ids run to some 100 characters ("provider/org/model-name:variant"); a name far longer
+# is a mistake or an attempt to make the server keep a large key per call.
+MAX_MODEL_CHARS = 200
 
 
 class _HasContent(Protocol):
@@ -27,6 +31,27 @@ class CallLike(Protocol):
 
     @property
     def stop(self) -> Sequence[str] | None: ...
+
+
+class NamesModels(Protocol):
+    """The parts of a call that name models (a `ChatCall`)."""
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def fallbacks(self) -> Sequence[str]: ...
+
+
+def check_model_names(call: NamesModels) -> None:
+    """Raise InvalidRequest naming the field when a model name is over MAX_MODEL_CHARS; the
+    name itself is not repeated."""
+    named = [("model", call.model)] if call.model is not None else []
+    named += [(f"fallbacks[{i}]", spec) for i, spec in enumerate(call.fallbacks)]
+    for field, spec in named:
+        if len(spec) > MAX_MODEL_CHARS:
+            raise InvalidRequest(field, f"a model name of {len(spec):,} characters is over the "
+                                        f"limit of {MAX_MODEL_CHARS}")
 
 
 def check_limits(call: CallLike, cfg: ServerConfig) -> None:

@@ -35,15 +35,31 @@ def qualified(providers: Mapping[str, ProviderConfig], spec: str, field: str = "
     return f"{owners[0]}/{spec}" if owners else spec
 
 
+def configured_targets(config: Config) -> list[str]:
+    """Every "provider/model" the config names: route targets and providers' `models`."""
+    listed = [f"{name}/{model}" for name, provider in config.providers.items()
+              for model in provider.models]
+    routed = [f"{t.provider}/{t.model}" for route in config.routes.values()
+              for t in route.targets if t.provider is not None and t.model is not None]
+    return list(dict.fromkeys([*routed, *listed]))
+
+
 class TreeBuilder:
-    """Builds target trees; route trees are built once and reused (balance state lives there)."""
+    """Builds target trees; route trees are built once and reused (balance state lives there).
+
+    Leaves for models callers name are kept as long as the board keeps their circuits: for
+    the targets the config names, forever; for others, while they are recently used.
+    """
 
     def __init__(self, config: Config, adapters: Mapping[str, Adapter], clock: Clock,
                  rng: random.Random, board: BreakerBoard | None = None) -> None:
         self._config, self._adapters, self._clock, self._rng = config, adapters, clock, rng
         self._board = board or BreakerBoard(clock)
+        self._board.pin(configured_targets(config))
+        self._board.on_forget(self._forget)
         self._routes: dict[str, ChatProvider] = {}
         self._leaves: dict[str, ChatProvider] = {}
+        # Keyed by the tree's id; the group holds the tree, so the id is not reused meanwhile.
         self._groups: dict[int, CircuitGroup] = {}
 
     def route(self, name: str) -> ChatProvider:
@@ -57,6 +73,15 @@ class TreeBuilder:
 
     def model(self, spec: str, field: str = "model") -> ChatProvider:
         """A retried leaf for `provider/model`; the model part may itself contain slashes."""
+        self.check(spec, field)
+        if spec not in self._leaves:
+            provider, _, model = spec.partition("/")
+            self._leaves[spec] = self._leaf(provider, model)
+        return self._leaves[spec]
+
+    def check(self, spec: str, field: str = "model") -> None:
+        """Raise InvalidRequest (naming `field`) where `model(spec)` would; nothing is built,
+        so a call refused later (access, limits, rate) leaves no state behind."""
         provider, _, model = spec.partition("/")
         if provider in self._config.providers and not model:
             listed = self._config.providers[provider].models
@@ -71,9 +96,6 @@ class TreeBuilder:
         if allowed and model not in allowed:
             raise InvalidRequest(field, f"{provider} has no model {model!r}; its models are: "
                                  f"{', '.join(allowed)}")
-        if spec not in self._leaves:
-            self._leaves[spec] = self._leaf(provider, model)
-        return self._leaves[spec]
 
     @property
     def board(self) -> BreakerBoard:
@@ -106,6 +128,12 @@ class TreeBuilder:
             return self.route(target.route)
         assert target.provider is not None and target.model is not None
         return self._leaf(target.provider, target.model)
+
+    def _forget(self, key: str) -> None:
+        """The board dropped `key`'s circuit: drop its leaf, and the leaf's group, too."""
+        leaf = self._leaves.pop(key, None)
+        if leaf is not None:
+            self._groups.pop(id(leaf), None)
 
     def _leaf(self, provider: str, model: str) -> ChatProvider:
         target = Target(self._adapters[provider], model, self._clock)

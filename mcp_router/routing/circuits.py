@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Literal
 
 from mcp_router.clock import Clock
 from mcp_router.messages import Attempt
+from mcp_router.routing.roster import KEEP_NAMED, Roster
+from mcp_router.routing.verdicts import SENT_AS, verdict, what
 
 CircuitState = Literal["closed", "open", "half_open", "misconfigured", "missing", "unconfigured"]
-Verdict = Literal["ok", "failure", "neutral", "misconfigured", "missing"]
 
-# 429 counts: the target cannot serve us now, and a cooldown lets its quota refill instead
-# of every caller spending retries on it. 408 is the upstream giving up, like a timeout.
-COUNTED_STATUS = frozenset({408, 429})
-MISCONFIGURED_STATUS = frozenset({401, 403})
-MISSING_STATUS = frozenset({404})
 UNTIL_FIXED = "skipped until the config changes or a probe succeeds"
 UNTIL_LISTED = "skipped until the config changes or a probe finds the model listed"
 UNTIL_CONFIG = "skipped until the config changes or the server restarts (a probe cannot tell)"
@@ -29,6 +23,8 @@ UNTIL_CONFIG = "skipped until the config changes or the server restarts (a probe
 # calls behind it (see `settle`): about one answer's time. A call hung for longer says nothing
 # of the order the calls behind it finish in.
 BESIDE_S = 10.0
+# The latest reopen time a report can name: datetime stops at the year 9999.
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 @dataclass(frozen=True)
@@ -52,24 +48,6 @@ class BreakerPolicy:
         # The doubling stops long before a float would overflow (2 ** 1024): a target down
         # for a thousand openings is still capped, not an error on every call.
         return min(self.cooldown_max_s, self.cooldown_s * 2 ** min(opening - 1, 64))
-
-
-def verdict(attempt: Attempt) -> Verdict | None:
-    """What one try says about its target; None for a skip, where nothing was asked.
-
-    Only failures of the upstream count: 5xx, 408, 429, timeouts, connection and protocol
-    errors (no status). 400, 422 and other 4xx mean the request was wrong: neutral.
-    """
-    if attempt.outcome == "skipped":
-        return None
-    if attempt.outcome == "ok":
-        return "ok"
-    status = attempt.status
-    if status is None or status in COUNTED_STATUS or status >= 500:
-        return "failure"
-    if status in MISCONFIGURED_STATUS:
-        return "misconfigured"
-    return "missing" if status in MISSING_STATUS else "neutral"
 
 
 @dataclass(frozen=True)
@@ -119,12 +97,18 @@ class BreakerBoard:
     provider misconfigured, a 403 its target, and a 404 marks the target missing. Marks last
     until `reset` (config reload) or `probe_succeeded`: the provider's mark when a probe
     succeeds, a target's when the probe's model list names its model.
+
+    The circuits of targets the config names (`pin`) are kept forever; those of targets
+    only callers name, while they are among the `keep` most recently used (see `Roster`).
+    Whoever keeps state per target hears of each one dropped (`on_forget`).
     """
 
     def __init__(self, clock: Clock, policy: BreakerPolicy | None = None, *,
-                 unconfigured: Iterable[str] = ()) -> None:
+                 unconfigured: Iterable[str] = (), keep: int = KEEP_NAMED) -> None:
         self._clock, self.policy = clock, policy or BreakerPolicy()
         self._circuits: dict[str, _Circuit] = {}
+        self._roster = Roster(keep)
+        self._listeners: list[Callable[[str], None]] = []
         self._misconfigured: dict[str, str] = {}
         # Marks a probe cannot lift: an account problem a 400 carried (no credit, billing,
         # region), which a list-models call, free of charge, would wrongly seem to clear.
@@ -133,17 +117,40 @@ class BreakerBoard:
 
     def register(self, key: str) -> None:
         """Make `key` known, so reports list it before its first call."""
-        self._circuits.setdefault(key, _Circuit())
+        self._kept(key)
 
-    def keys(self, provider: str) -> list[str]:
-        """The known targets of `provider`."""
-        return [key for key in self._circuits if _provider(key) == provider]
+    def pin(self, keys: Iterable[str]) -> None:
+        """Keep the circuits of `keys`, the targets the config names, forever."""
+        self._roster.pin(keys)
+
+    def on_forget(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(key)` whenever a caller-named target's circuit is dropped."""
+        self._listeners.append(listener)
+
+    def configured(self, key: str) -> bool:
+        """Whether the config names `key` (its circuit is kept forever)."""
+        return self._roster.pinned(key)
+
+    def tracks(self, key: str) -> bool:
+        """Whether `key` has a circuit kept (a target never called, or dropped, has none)."""
+        return key in self._circuits
+
+    def keys(self, provider: str, *, named: int | None = None) -> list[str]:
+        """The known targets of `provider`, in the order they became known; with `named`,
+        only the `named` most recently used of those the config does not name."""
+        keys = [key for key in self._circuits if _provider(key) == provider]
+        if named is None:
+            return keys
+        recent = self._roster.recent(keys, named)
+        return [key for key in keys if self._roster.pinned(key) or key in recent]
 
     def circuit(self, key: str) -> Circuit:
-        """A snapshot of `key`'s circuit."""
-        state, c = self._state(key), self._circuits[key]
+        """A snapshot of `key`'s circuit (closed for a target it keeps no circuit of)."""
+        c = self._circuits.get(key) or _Circuit()
+        state = self._state(key, c)
         reopens_at = c.open_until if state == "open" else None
-        return Circuit(key, state, reopens_at, self._iso(reopens_at), self._reason(key, state))
+        return Circuit(key, state, reopens_at, self._iso(reopens_at),
+                       self._reason(key, c, state))
 
     def admit(self, key: str, group: Collection[str] = ()) -> Ticket:
         """May a call go to `key` now? A yes to a non-closed circuit is its one trial call.
@@ -151,7 +158,8 @@ class BreakerBoard:
         `group` is every target the current call may use; when none of them can be asked,
         the one that reopens soonest is let through rather than failing without a try.
         """
-        state, c = self._state(key), self._circuits[key]
+        c = self._kept(key)
+        state = self._state(key, c)
         if state in ("closed", "unconfigured"):  # the target records an unconfigured skip
             return self._admitted(c, Ticket(True))
         if state == "half_open" and not c.trial:
@@ -163,7 +171,7 @@ class BreakerBoard:
             return self._admitted(c, Ticket(
                 True, trial=True,
                 reason="every target's circuit is open; this one reopens soonest, so it is tried"))
-        return Ticket(False, reason=self._reason(key, state))
+        return Ticket(False, reason=self._reason(key, c, state))
 
     def _admitted(self, c: _Circuit, ticket: Ticket) -> Ticket:
         c.pending[c.admitted] = self._clock.now()
@@ -179,7 +187,7 @@ class BreakerBoard:
         earlier call running for over BESIDE_S (hung, most likely) holds nothing back. The
         failure rate over the window counts every try either way.
         """
-        c = self._circuits[key]
+        c = self._kept(key)
         recent = self._clock.now() - BESIDE_S
         in_line = not any(seq < ticket.seq and admitted > recent
                           for seq, admitted in c.pending.items())
@@ -189,15 +197,15 @@ class BreakerBoard:
             seen = verdict(attempt)
             if seen == "misconfigured" and attempt.status == 401:
                 # The key itself was refused: every model of the provider would be too.
-                self._misconfigured[_provider(key)] = _what(attempt)
-                if _SENT_AS.match(attempt.error or ""):
+                self._misconfigured[_provider(key)] = what(attempt)
+                if SENT_AS.match(attempt.error or ""):
                     self._probe_blind.add(_provider(key))
             elif seen == "misconfigured":
                 # A 403 marks the target, not the provider: it can be about one model (or one
                 # request, as OpenRouter's moderation is); a probe speaks for the whole key.
-                c.misconfigured = _what(attempt)
+                c.misconfigured = what(attempt)
             elif seen == "missing":
-                c.missing = _what(attempt)
+                c.missing = what(attempt)
             elif seen in ("ok", "failure"):
                 answered = answered or seen == "ok"
                 last_failure = attempt if seen == "failure" else last_failure
@@ -207,13 +215,24 @@ class BreakerBoard:
             if answered:
                 self._close(c)
             elif last_failure is not None:
-                self._open(c, f"trial call failed: {_what(last_failure)}")
+                self._open(c, f"trial call failed: {what(last_failure)}")
 
     def hold_off(self, key: str, seconds: float, why: str) -> None:
         """The upstream asked not to be called for `seconds` (Retry-After): `key` opens until
         then, unless it is already closed off for longer. Calls that come before are sent to
-        the next target (or, if every target is closed off, to the one that reopens first)."""
-        c = self._circuits[key]
+        the next target (or, if every target is closed off, to the one that reopens first).
+
+        The hold-off lasts at most the policy's `cooldown_max_s`, as the circuit's own
+        openings do: an upstream (or a gateway in front of it) asking for days or centuries
+        does not take the target out of every route until restart. The trial call after it
+        hears the upstream again.
+        """
+        if math.isnan(seconds) or seconds <= 0:
+            return
+        most = self.policy.cooldown_max_s
+        if seconds > most:
+            seconds, why = most, f"{why} (held off {most:g} s, the most)"
+        c = self._kept(key)
         until = self._clock.now() + seconds
         if until > c.open_until:
             c.state, c.open_until, c.why, c.trial, c.consecutive = "open", until, why, False, 0
@@ -254,10 +273,26 @@ class BreakerBoard:
             self._probe_blind.discard(name)
             self._unconfigured.discard(name)
 
-    def _state(self, key: str) -> CircuitState:
+    def _kept(self, key: str) -> _Circuit:
+        """`key`'s circuit, made if need be, as the most recently used; the least recently
+        used idle caller-named ones beyond the bound are dropped."""
         c = self._circuits.get(key)
-        if c is None:  # not setdefault: it would build a circuit on every read
+        if c is None:  # not setdefault: it would build a circuit on every call
             c = self._circuits[key] = _Circuit()
+        self._roster.use(key)
+        for gone in self._roster.overflow(self._busy, spare=key):
+            del self._circuits[gone]
+            for listener in self._listeners:
+                listener(gone)
+        return c
+
+    def _busy(self, key: str) -> bool:
+        """Whether dropping `key`'s circuit would lose what must not be lost: a call in flight
+        (its settle), or an open circuit (forgetting it would let calls through early)."""
+        c = self._circuits[key]
+        return bool(c.pending) or (c.state == "open" and self._clock.now() < c.open_until)
+
+    def _state(self, key: str, c: _Circuit) -> CircuitState:
         provider = _provider(key)
         if provider in self._unconfigured:
             return "unconfigured"
@@ -271,14 +306,15 @@ class BreakerBoard:
 
     def _soonest_of_all_open(self, group: Collection[str]) -> str | None:
         """The open, idle key of `group` that reopens first, if no key of it can be asked."""
-        waiting: list[str] = []
+        waiting: list[tuple[float, str]] = []
         for key in group:
-            state = self._state(key)
-            if state == "closed" or (state == "half_open" and not self._circuits[key].trial):
+            c = self._circuits.get(key) or _Circuit()  # a dropped circuit is closed
+            state = self._state(key, c)
+            if state == "closed" or (state == "half_open" and not c.trial):
                 return None
-            if state == "open" and not self._circuits[key].trial:
-                waiting.append(key)
-        return min(waiting, key=lambda k: self._circuits[k].open_until, default=None)
+            if state == "open" and not c.trial:
+                waiting.append((c.open_until, key))
+        return min(waiting, key=lambda w: w[0])[1] if waiting else None
 
     def _count(self, c: _Circuit, attempt: Attempt, *, failed: bool, in_line: bool) -> None:
         # Only a closed circuit counts: a trial is judged as a whole by `settle`, and calls
@@ -292,7 +328,7 @@ class BreakerBoard:
         c.consecutive = c.consecutive + (1 if in_line else 0) if failed else 0
         why = self._tripped(c) if failed else None
         if why:
-            self._open(c, f"{why}; last: {_what(attempt)}")
+            self._open(c, f"{why}; last: {what(attempt)}")
 
     def _tripped(self, c: _Circuit) -> str | None:
         policy = self.policy
@@ -317,8 +353,7 @@ class BreakerBoard:
         c.open_until = -math.inf
         c.recent.clear()
 
-    def _reason(self, key: str, state: CircuitState) -> str | None:
-        c = self._circuits[key]
+    def _reason(self, key: str, c: _Circuit, state: CircuitState) -> str | None:
         if state == "misconfigured" and _provider(key) in self._misconfigured:
             until = UNTIL_CONFIG if _provider(key) in self._probe_blind else UNTIL_FIXED
             return f"misconfigured ({self._misconfigured[_provider(key)]}); {until}"
@@ -333,11 +368,13 @@ class BreakerBoard:
         return "no API key configured" if state == "unconfigured" else None
 
     def _iso(self, at: float | None) -> str | None:
-        """`at` on the board's clock as wall time, rounded up so it is never early."""
+        """`at` on the board's clock as wall time, rounded up so it is never early; a time
+        past what a date can hold is the last second of the year 9999, never an error."""
         if at is None:
             return None
-        wall = math.ceil(self._clock.wall() + at - self._clock.now())
-        return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        wall = self._clock.wall() + at - self._clock.now()
+        wall = _LATEST if not wall < _LATEST else max(0.0, wall)  # `not <`: NaN too
+        return datetime.fromtimestamp(math.ceil(wall), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _provider(key: str) -> str:
@@ -346,22 +383,3 @@ def _provider(key: str) -> str:
 
 def _model(key: str) -> str:
     return key.partition("/")[2]  # model ids may hold "/" themselves: "openai/gpt-4o"
-
-
-def _what(attempt: Attempt) -> str:
-    """An attempt's failure as a circuit's reason keeps it: for an HTTP status, the status and
-    its standard phrase, never the upstream's own words. A reason reaches every caller of the
-    target (in `attempts` and `provider_health`), and an error body can quote the request of
-    whichever client tripped it."""
-    if attempt.status is None:
-        return attempt.error or "failed"
-    sent_as = _SENT_AS.match(attempt.error or "")
-    try:
-        phrase = sent_as[1] if sent_as else HTTPStatus(attempt.status).phrase
-    except ValueError:  # 529 and other statuses outside the standard's list
-        return f"HTTP {attempt.status}"
-    return f"HTTP {attempt.status}: {phrase}"
-
-
-# What `providers._http` puts first when a body meant another status than the one sent.
-_SENT_AS = re.compile(r"HTTP \d{3}: (sent as HTTP \d{3} \([^)]*\))")
