@@ -22,12 +22,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
+
 from mcp_router.clock import Clock
 from mcp_router.config import BudgetsConfig, make_data_dir, make_private_file
 from mcp_router.errors import ConfigError, DataError
 from mcp_router.messages import Usage
-from mcp_router.money import EXACT, exact_sum, utc_day_month
-from mcp_router.reports import Budgets, BudgetStatus, CostReport, CostRow, build_alerts
+from mcp_router.money import EXACT, utc_day_month
+from mcp_router.reports import Budgets, BudgetStatus, CostReport, Tally, build_alerts
 
 __all__ = ["LEDGER_FILE", "CostReport", "GroupBy", "Ledger", "LedgerRow", "Period"]
 
@@ -58,12 +60,16 @@ CREATE TABLE IF NOT EXISTS calls (
     writer TEXT,
     estimated INTEGER
 );
-CREATE INDEX IF NOT EXISTS calls_day ON calls(day);
+CREATE INDEX IF NOT EXISTS calls_day_client ON calls(day, client);
+DROP INDEX IF EXISTS calls_day;
 DROP INDEX IF EXISTS calls_month;
 """
-# One index: a month is a range of days ('YYYY-MM-01' to 'YYYY-MM-31' as text), and each index
-# is one more page every row's commit writes. (Ledgers made before had a month index too; an
-# older mcp-router opening this file makes it again, which changes no result.)
+# One index, as each is one more page every row's commit writes. (day, client) finds a day, a
+# month (a range of days, 'YYYY-MM-01' to 'YYYY-MM-31' as text) and one client's day, and
+# walks a client's month in the index alone, reading only that client's rows. (A second index
+# on (client, day) would speed a client's month and all-time reports at ~50% more time per
+# INSERT.) Ledgers made before had a day index, and a month index before that; an older
+# mcp-router opening this file makes them again, which changes no result.
 _COLUMNS = ("ts, day, month, trace_id, client, route, provider, model, outcome, input_tokens, "
             "output_tokens, cached_input_tokens, cost_usd, saved_usd, latency_ms, metadata")
 _INSERT = f"INSERT INTO calls ({_COLUMNS}, writer, estimated) VALUES ({', '.join('?' * 18)})"
@@ -77,6 +83,18 @@ _GROUP_KEY: dict[str, str] = {
     "day": "day",
 }
 _UNPRICED = "cost_usd IS NULL AND outcome != 'cache_hit'"
+# Rows the provider reported no usage for that carry a cost: the estimate `AttemptHold`
+# charges. Rows from before the `estimated` column are told by their shape: cut off, yet with
+# output and a cost.
+_ESTIMATED = ("(estimated = 1 OR (estimated IS NULL AND outcome IN ('error', 'cancelled') AND "
+              "cost_usd IS NOT NULL AND output_tokens > 0))")
+# The Python aggregate is called only for rows holding an amount: each call costs about as
+# much as reading the row (most saved_usd are NULL).
+_DSUM_COST = "COALESCE(dsum(cost_usd) FILTER (WHERE cost_usd IS NOT NULL), '0')"
+_SUMS = (f"COUNT(*), SUM(input_tokens), SUM(output_tokens), {_DSUM_COST}, "
+         "SUM(outcome = 'cache_hit'), "
+         "COALESCE(dsum(saved_usd) FILTER (WHERE saved_usd IS NOT NULL), '0'), "
+         f"SUM({_UNPRICED}), COUNT(*) FILTER (WHERE {_ESTIMATED})")
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,49 @@ class _DecimalSum:
         return str(self.total)
 
 
+@dataclass(frozen=True)
+class _MonthButToday:
+    """The spend of a month's days other than `day` in the rows up to `position`."""
+
+    day: str
+    position: int
+    total: Decimal
+
+
+class _Reader:
+    """One report's own connection, opened and closed in the thread that reads it: in WAL mode
+    the writer's INSERTs go on meanwhile, and one read transaction gives every figure of the
+    report from the same rows. Setting `stop` (from any thread) aborts the query running."""
+
+    def __init__(self, path: Path, stop: threading.Event) -> None:
+        self.path = path
+        try:  # mode=rw: a ledger moved away is an error, not a new empty file
+            self._conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True,
+                                         isolation_level=None)
+        except sqlite3.Error as exc:
+            raise DataError(f"cannot read the ledger {path}: {exc}") from exc
+        # typeshed types aggregates as int-only; SQLite takes any SQL value (here, text).
+        self._conn.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
+        self._conn.set_progress_handler(stop.is_set, 10_000)  # looked at every 10k steps
+        self.rows("PRAGMA busy_timeout=5000", ())
+        self.rows("BEGIN", ())  # the snapshot is taken at the first read
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.close()  # ends the read transaction
+
+    def rows(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The rows of `sql`; DataError, naming the file, when SQLite cannot read them (the
+        connection is then closed)."""
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise DataError(f"cannot read the ledger {self.path}: {exc}") from exc
+
+
 class Ledger:
     """Append-only call ledger in one SQLite file; safe to share across threads and processes."""
 
@@ -127,6 +188,11 @@ class Ledger:
         # own figures without counting its own twice.
         self._writer = uuid.uuid4().hex
         self._lock = threading.Lock()
+        # Reports read on their own connections, one at a time: a second waits its turn off
+        # the event loop, and the loop shares the GIL with one scan at most.
+        self._reports = anyio.CapacityLimiter(1)
+        self._month_lock = threading.Lock()
+        self._month_but_today: dict[str | None, _MonthButToday] = {}
         try:
             make_data_dir(self.path.parent)
             make_private_file(self.path)  # SQLite gives its -wal and -shm files this mode
@@ -217,13 +283,13 @@ class Ledger:
         """The exact sum of known costs over `period` (UTC day or month of the clock's now),
         of one client's calls when `client` is given, of the rows up to `up_to` (a
         `position`) when that is given."""
-        where, args = self._where(period)
+        where, args = _period(period, *utc_day_month(self._clock.wall()))
         if client is not None:
             where, args = f"{where} AND client = ?", (*args, client)
         if up_to is not None:
             where, args = f"{where} AND id <= ?", (*args, up_to)
-        ((total,),) = self._query(f"SELECT dsum(cost_usd) FROM calls WHERE {where}", args)
-        return Decimal(total or 0)  # an aggregate over no rows is NULL
+        ((total,),) = self._query(f"SELECT {_DSUM_COST} FROM calls WHERE {where}", args)
+        return Decimal(total)
 
     def position(self) -> int:
         """The newest row's id. Rows are written one transaction at a time, so every row up
@@ -246,60 +312,70 @@ class Ledger:
     def report(self, period: Period = "today", group_by: GroupBy = "provider",
                budgets: BudgetsConfig | None = None, client: str | None = None) -> CostReport:
         """The `cost_report` result: rows per group, totals, budgets and alerts; of one
-        client's calls, against that client's `budgets`, when `client` is given."""
-        where, args = self._where(period)
+        client's calls, against that client's `budgets`, when `client` is given. It reads on
+        a connection of its own, so it may run in a worker thread (`report_in_thread`)."""
+        return self._report(period, group_by, budgets, client, threading.Event())
+
+    async def report_in_thread(self, period: Period = "today", group_by: GroupBy = "provider",
+                               budgets: BudgetsConfig | None = None,
+                               client: str | None = None) -> CostReport:
+        """`report` in a worker thread: the event loop, and the rows it records meanwhile, do
+        not wait for the scan. A cancelled call returns at once; its scan stops within a few
+        thousand SQLite steps and closes its connection."""
+        stop = threading.Event()
+        try:
+            return await anyio.to_thread.run_sync(
+                self._report, period, group_by, budgets, client, stop,
+                abandon_on_cancel=True, limiter=self._reports)
+        except anyio.get_cancelled_exc_class():
+            stop.set()
+            raise
+
+    def _report(self, period: Period, group_by: GroupBy, budgets: BudgetsConfig | None,
+                client: str | None, stop: threading.Event) -> CostReport:
+        day, month = utc_day_month(self._clock.wall())
+        where, args = _period(period, day, month)
         if client is not None:
             where, args = f"{where} AND client = ?", (*args, client)
-        sql = (f"SELECT {_GROUP_KEY[group_by]} AS k, COUNT(*), SUM(input_tokens), "
-               f"SUM(output_tokens), dsum(cost_usd), SUM(outcome = 'cache_hit'), "
-               f"dsum(saved_usd), SUM({_UNPRICED}) FROM calls WHERE {where} GROUP BY k")
-        rows = [CostRow(key=k, requests=n, input_tokens=i, output_tokens=o, cost_usd=Decimal(c),
-                        cache_hits=h, saved_usd=Decimal(s), unpriced_requests=u)
-                for k, n, i, o, c, h, s, u in self._query(sql, args)]
-        rows.sort(key=lambda r: r.key)
-        if group_by != "day":  # the biggest spenders first; days stay in calendar order
-            rows.sort(key=lambda r: r.cost_usd, reverse=True)
+        with _Reader(self.path, stop) as reader:  # one scan; budgets come from its day sums
+            tally = Tally.of(reader.rows(f"SELECT {_GROUP_KEY[group_by]} AS k, day, {_SUMS} "
+                                         f"FROM calls WHERE {where} GROUP BY k, day", args),
+                             by_cost=group_by != "day")
+            if period == "today":
+                month_spent = EXACT.add(self._month_but(reader, day, client), tally.total)
+            else:
+                month_spent = tally.spent(f"{month}-01", f"{month}-31")
+            unpriced = _listed(reader, where, args, _UNPRICED) if tally.unpriced else []
+            estimated = _listed(reader, where, args, _ESTIMATED) if tally.estimated else []
         cfg = budgets or BudgetsConfig()
-        status = Budgets(daily=BudgetStatus.of(cfg.daily_usd, self.spent("today", client)),
-                         monthly=BudgetStatus.of(cfg.monthly_usd, self.spent("month", client)))
-        return CostReport(
-            period=period, group_by=group_by, scope="all" if client is None else client,
-            total_usd=exact_sum(r.cost_usd for r in rows),
-            requests=sum(r.requests for r in rows),
-            cache_hits=sum(r.cache_hits for r in rows),
-            saved_usd=exact_sum(r.saved_usd for r in rows),
-            unpriced_requests=sum(r.unpriced_requests for r in rows),
-            rows=rows, budgets=status,
-            alerts=build_alerts(cfg, status, self._day_totals(where, args),
-                                self._unpriced(where, args), self._estimated(where, args)))
+        status = Budgets(daily=BudgetStatus.of(cfg.daily_usd, tally.spent(day, day)),
+                         monthly=BudgetStatus.of(cfg.monthly_usd, month_spent))
+        alerts = build_alerts(cfg, status, list(tally.days.items()), unpriced, estimated)
+        return tally.report(period, group_by, "all" if client is None else client, status,
+                            alerts)
 
-    def _day_totals(self, where: str, args: tuple[Any, ...]) -> list[tuple[str, Decimal]]:
-        sql = f"SELECT day, dsum(cost_usd) FROM calls WHERE {where} GROUP BY day ORDER BY day"
-        return [(day, Decimal(total)) for day, total in self._query(sql, args)]
-
-    def _unpriced(self, where: str, args: tuple[Any, ...]) -> list[tuple[str, bool, int]]:
-        sql = (f"SELECT provider || '/' || model AS m, outcome = 'ok' AS answered, COUNT(*) "
-               f"FROM calls WHERE {where} AND {_UNPRICED} GROUP BY m, answered ORDER BY m")
-        return [(m, bool(answered), n) for m, answered, n in self._query(sql, args)]
-
-    def _estimated(self, where: str, args: tuple[Any, ...]) -> list[tuple[str, bool, int]]:
-        """`(provider/model, answered, count)` of attempts the provider reported no usage for
-        that carry a cost: the estimate `AttemptHold` charges. Rows from before the
-        `estimated` column are told by their shape: cut off, yet with output and a cost."""
-        old = ("estimated IS NULL AND outcome IN ('error', 'cancelled') AND "
-               "cost_usd IS NOT NULL AND output_tokens > 0")
-        sql = (f"SELECT provider || '/' || model AS m, outcome = 'ok' AS answered, COUNT(*) "
-               f"FROM calls WHERE {where} AND (estimated = 1 OR ({old})) "
-               f"GROUP BY m, answered ORDER BY m")
-        return [(m, bool(answered), n) for m, answered, n in self._query(sql, args)]
-
-    def _where(self, period: Period) -> tuple[str, tuple[Any, ...]]:
-        day, month = utc_day_month(self._clock.wall())
-        if period == "today":
-            return "day = ?", (day,)
-        if period == "month":
-            return "day BETWEEN ? AND ?", (f"{month}-01", f"{month}-31")
-        return "1", ()
+    def _month_but(self, reader: _Reader, day: str, client: str | None) -> Decimal:
+        """The spend of this month's days other than `day`, of `client`'s calls if given:
+        summed once a day, then only the rows written since are read (by id, not by the
+        index), so a report of today does not scan the month each time."""
+        first, last = f"{day[:7]}-01", f"{day[:7]}-31"
+        ((newest,),) = reader.rows("SELECT COALESCE(MAX(id), 0) FROM calls", ())
+        with self._month_lock:
+            known = self._month_but_today.get(client)
+        if known is not None and known.day == day and known.position <= newest:
+            base, where = known.total, "id > ? AND +day BETWEEN ? AND ? AND +day != ?"
+            args: tuple[Any, ...] = (known.position, first, last, day)
+        else:
+            base, where, args = Decimal(0), "day BETWEEN ? AND ? AND day != ?", (first, last, day)
+        if client is not None:
+            where, args = f"{where} AND +client = ?", (*args, client)
+        ((more,),) = reader.rows(f"SELECT {_DSUM_COST} FROM calls WHERE {where}", args)
+        total = EXACT.add(base, Decimal(more))
+        with self._month_lock:
+            if client not in self._month_but_today and len(self._month_but_today) >= 64:
+                self._month_but_today.clear()  # one per client of the config: never, really
+            self._month_but_today[client] = _MonthButToday(day, newest, total)
+        return total
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """The rows of `sql`; DataError, naming the file, when SQLite cannot read them."""
@@ -308,6 +384,22 @@ class Ledger:
                 return self._conn.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
                 raise DataError(f"cannot read the ledger {self.path}: {exc}") from exc
+
+
+def _period(period: Period, day: str, month: str) -> tuple[str, tuple[Any, ...]]:
+    if period == "today":
+        return "day = ?", (day,)
+    if period == "month":
+        return "day BETWEEN ? AND ?", (f"{month}-01", f"{month}-31")
+    return "1", ()
+
+
+def _listed(reader: _Reader, where: str, args: tuple[Any, ...],
+            which: str) -> list[tuple[str, bool, int]]:
+    """`(provider/model, answered, count)` of the rows matching `which` too."""
+    sql = (f"SELECT provider || '/' || model AS m, outcome = 'ok' AS answered, COUNT(*) "
+           f"FROM calls WHERE {where} AND {which} GROUP BY m, answered ORDER BY m")
+    return [(m, bool(answered), n) for m, answered, n in reader.rows(sql, args)]
 
 
 def _text(amount: Decimal | None) -> str | None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from mcp_router.config import BudgetsConfig
 from mcp_router.messages import Usd
-from mcp_router.money import EXACT, format_usd
+from mcp_router.money import EXACT, exact_sum, format_usd
 
-__all__ = ["BudgetStatus", "Budgets", "CostReport", "CostRow", "build_alerts"]
+__all__ = ["BudgetStatus", "Budgets", "CostReport", "CostRow", "Tally", "build_alerts"]
 
 
 class CostRow(BaseModel):
@@ -65,6 +67,63 @@ class CostReport(BaseModel):
     budgets: Budgets
     alerts: list[str] = Field(description="Alert thresholds crossed (once per day), budgets "
                                           "used up, and calls whose cost is unknown")
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A report's sums per group and per day, folded from the ledger's sums per (group, day):
+    one scan gives the rows, the daily totals the alerts and budgets read, and whether any
+    row needs listing as unpriced or estimated."""
+
+    rows: list[CostRow]
+    days: dict[str, Decimal]
+    estimated: int
+
+    @classmethod
+    def of(cls, groups: Iterable[Sequence[Any]], *, by_cost: bool) -> Tally:
+        """Fold `(key, day, requests, input_tokens, output_tokens, cost_usd, cache_hits,
+        saved_usd, unpriced_requests, estimated)` rows; money comes as Decimal text. Rows
+        are in key order, or the biggest spenders first when `by_cost`."""
+        sums: dict[str, list[Any]] = {}
+        days: dict[str, Decimal] = {}
+        estimated = 0
+        for key, day, n, i, o, cost_text, hits, saved_text, unpriced, estimates in groups:
+            cost, saved = Decimal(cost_text), Decimal(saved_text)
+            days[day] = EXACT.add(days.get(day, Decimal(0)), cost)
+            estimated += estimates
+            if (acc := sums.get(key)) is None:
+                sums[key] = [n, i, o, cost, hits, saved, unpriced]
+            else:
+                sums[key] = [acc[0] + n, acc[1] + i, acc[2] + o, EXACT.add(acc[3], cost),
+                             acc[4] + hits, EXACT.add(acc[5], saved), acc[6] + unpriced]
+        rows = [CostRow(key=k, requests=n, input_tokens=i, output_tokens=o, cost_usd=c,
+                        cache_hits=h, saved_usd=s, unpriced_requests=u)
+                for k, (n, i, o, c, h, s, u) in sorted(sums.items())]
+        if by_cost:
+            rows.sort(key=lambda r: r.cost_usd, reverse=True)
+        return cls(rows=rows, days=dict(sorted(days.items())), estimated=estimated)
+
+    @property
+    def total(self) -> Decimal:
+        return exact_sum(r.cost_usd for r in self.rows)
+
+    @property
+    def unpriced(self) -> int:
+        return sum(r.unpriced_requests for r in self.rows)
+
+    def spent(self, first: str, last: str) -> Decimal:
+        """The cost of the days from `first` to `last` (YYYY-MM-DD, both included)."""
+        return exact_sum(total for day, total in self.days.items() if first <= day <= last)
+
+    def report(self, period: str, group_by: str, scope: str, budgets: Budgets,
+               alerts: list[str]) -> CostReport:
+        """The `cost_report` result of these sums."""
+        return CostReport(
+            period=period, group_by=group_by, scope=scope, total_usd=self.total,
+            requests=sum(r.requests for r in self.rows),
+            cache_hits=sum(r.cache_hits for r in self.rows),
+            saved_usd=exact_sum(r.saved_usd for r in self.rows),
+            unpriced_requests=self.unpriced, rows=self.rows, budgets=budgets, alerts=alerts)
 
 
 ESTIMATE_RULE = "a token per 3 ASCII characters, up to 7/3 per other character"

@@ -61,13 +61,24 @@ class ClientConfig(_Model):
 
 
 class ServerConfig(_Model):
-    """What the HTTP transports accept: extra Host/Origin values and request size limits."""
+    """What the HTTP transports accept: extra Host/Origin values, request size limits, and how
+    long streamable-HTTP sessions are kept."""
 
     allowed_hosts: list[str] = Field(default_factory=list)  # e.g. "router.lan:*"
     allowed_origins: list[str] = Field(default_factory=list)  # e.g. "https://app.lan:*"
     max_body_bytes: int = Field(default=1_000_000, gt=0)
     max_messages: int = Field(default=200, gt=0)
     max_chars: int = Field(default=400_000, gt=0)
+    # The MCP SDK's own defaults: a host that keeps no stream open between calls keeps its
+    # session over a half-hour pause. A client that goes away without ending its session
+    # (a killed bot) leaves it held (tens of KB) until then.
+    session_idle_s: float | None = Field(default=1800, gt=0, allow_inf_nan=False, description=(
+        "streamable-http: a session with no request in flight and no open stream for this "
+        "many seconds is closed, and its client must initialize a new one (hosts do so on "
+        "the 404 it then gets); null keeps sessions until their client ends them"))
+    max_sessions: int | None = Field(default=10_000, gt=0, description=(
+        "streamable-http: sessions open at once; past this, a client opening another gets "
+        "503 until one ends or goes idle; null: no limit"))
 
 
 class AuditConfig(_Model):

@@ -192,8 +192,11 @@ def _serve(args: argparse.Namespace) -> int:
             print(TERMINAL_HINT, file=sys.stderr)
         anyio.run(serve_stdio, server)
     else:
+        # uvicorn sets its loggers' level itself: MCP_ROUTER_LOG's (WARNING drops the line
+        # it logs per request), as for ours.
+        level, _ = log_level(os.environ)  # a bad value was warned of at startup
         anyio.run(partial(serve_http, server, args.transport, host=args.host, port=args.port,
-                          config=config.server, scrubber=scrubber))
+                          config=config.server, scrubber=scrubber, log_level=level))
     return 0
 
 

@@ -374,10 +374,11 @@ def _add_tools(server: RouterServer, config: Config) -> None:
                 own = config.clients[own_name]
                 limits = BudgetsConfig(daily_usd=own.budgets.daily_usd,
                                        monthly_usd=own.budgets.monthly_usd)
-                report = spend.ledger.report(period, group_by, limits, client=own_name)
+                report = await spend.ledger.report_in_thread(period, group_by, limits,
+                                                             client=own_name)
                 guard = spend.client_budgets.get(own_name)
             else:
-                report = spend.ledger.report(period, group_by, config.budgets)
+                report = await spend.ledger.report_in_thread(period, group_by, config.budgets)
                 guard = spend.budgets
         except RouterError as exc:
             raise ToolError(str(exc)) from exc

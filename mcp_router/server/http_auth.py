@@ -181,15 +181,20 @@ def http_app(server: MCPServer[Any], transport: HttpTransport, *, host: str,
                              transport_security=security, host=host)
     else:
         app = server.streamable_http_app(max_request_body_size=config.max_body_bytes,
+                                         session_idle_timeout=config.session_idle_s,
+                                         max_sessions=config.max_sessions,
                                          transport_security=security, host=host)
     return HostOriginGuard(HealthCheck(app), security)
 
 
 async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: str, port: int,
                      config: ServerConfig, scrubber: Scrubber | None = None,
-                     log_level: str = "info") -> None:
+                     log_level: str | int = "INFO") -> None:
     """Serve `http_app` with uvicorn until interrupted, as `MCPServer.run` would, giving the
-    calls in flight `SHUTDOWN_GRACE_S` to finish."""
+    calls in flight `SHUTDOWN_GRACE_S` to finish. `log_level` (a `logging` level or its
+    name, as MCP_ROUTER_LOG gives it) is uvicorn's too: WARNING drops its line per request."""
+    if isinstance(log_level, str):  # uvicorn knows fewer names than logging (no WARN, FATAL)
+        log_level = logging.getLevelNamesMapping()[log_level.upper()]
     # log_config=None: uvicorn's records go through our logging, to stderr, not its stdout
     # access log.
     uv_config = uvicorn.Config(http_app(server, transport, host=host, config=config),
