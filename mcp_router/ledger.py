@@ -20,21 +20,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 
 from mcp_router.clock import Clock
 from mcp_router.config import BudgetsConfig, make_data_dir, make_private_file
 from mcp_router.errors import ConfigError, DataError
+from mcp_router.ledger_sql import (
+    DSUM_COST,
+    ESTIMATED,
+    GROUP_KEY,
+    SUMS,
+    UNPRICED,
+    DecimalSum,
+    GroupBy,
+    MonthButToday,
+    Period,
+    Reader,
+    listed,
+    period_where,
+)
 from mcp_router.messages import Usage
 from mcp_router.money import EXACT, utc_day_month
 from mcp_router.reports import Budgets, BudgetStatus, CostReport, Tally, build_alerts
 
 __all__ = ["LEDGER_FILE", "CostReport", "GroupBy", "Ledger", "LedgerRow", "Period"]
 
-Period = Literal["today", "month", "all"]
-GroupBy = Literal["provider", "model", "route", "client", "day"]
 LEDGER_FILE = "ledger.sqlite3"
 SCHEMA_VERSION = 1
 
@@ -74,29 +86,6 @@ _COLUMNS = ("ts, day, month, trace_id, client, route, provider, model, outcome, 
             "output_tokens, cached_input_tokens, cost_usd, saved_usd, latency_ms, metadata")
 _INSERT = f"INSERT INTO calls ({_COLUMNS}, writer, estimated) VALUES ({', '.join('?' * 18)})"
 
-# Constant SQL per choice: the argument selects an expression, it is never interpolated.
-_GROUP_KEY: dict[str, str] = {
-    "provider": "provider",
-    "model": "provider || '/' || model",
-    "route": "COALESCE(route, '(none)')",
-    "client": "COALESCE(client, '(none)')",
-    "day": "day",
-}
-_UNPRICED = "cost_usd IS NULL AND outcome != 'cache_hit'"
-# Rows the provider reported no usage for that carry a cost: the estimate `AttemptHold`
-# charges. Rows from before the `estimated` column are told by their shape: cut off, yet with
-# output and a cost.
-_ESTIMATED = ("(estimated = 1 OR (estimated IS NULL AND outcome IN ('error', 'cancelled') AND "
-              "cost_usd IS NOT NULL AND output_tokens > 0))")
-# The Python aggregate is called only for rows holding an amount: each call costs about as
-# much as reading the row (most saved_usd are NULL).
-_DSUM_COST = "COALESCE(dsum(cost_usd) FILTER (WHERE cost_usd IS NOT NULL), '0')"
-_SUMS = (f"COUNT(*), SUM(input_tokens), SUM(output_tokens), {_DSUM_COST}, "
-         "SUM(outcome = 'cache_hit'), "
-         "COALESCE(dsum(saved_usd) FILTER (WHERE saved_usd IS NOT NULL), '0'), "
-         f"SUM({_UNPRICED}), COUNT(*) FILTER (WHERE {_ESTIMATED})")
-
-
 @dataclass(frozen=True)
 class LedgerRow:
     """One upstream attempt that could have cost money, or one cache hit.
@@ -122,63 +111,6 @@ class LedgerRow:
     estimated: bool = False
 
 
-class _DecimalSum:
-    """SQLite aggregate `dsum(text)`: exact Decimal sum of non-null values, as text."""
-
-    def __init__(self) -> None:
-        self.total = Decimal(0)
-
-    def step(self, value: str | None) -> None:
-        if value is not None:
-            self.total = EXACT.add(self.total, Decimal(value))
-
-    def finalize(self) -> str:
-        return str(self.total)
-
-
-@dataclass(frozen=True)
-class _MonthButToday:
-    """The spend of a month's days other than `day` in the rows up to `position`."""
-
-    day: str
-    position: int
-    total: Decimal
-
-
-class _Reader:
-    """One report's own connection, opened and closed in the thread that reads it: in WAL mode
-    the writer's INSERTs go on meanwhile, and one read transaction gives every figure of the
-    report from the same rows. Setting `stop` (from any thread) aborts the query running."""
-
-    def __init__(self, path: Path, stop: threading.Event) -> None:
-        self.path = path
-        try:  # mode=rw: a ledger moved away is an error, not a new empty file
-            self._conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True,
-                                         isolation_level=None)
-        except sqlite3.Error as exc:
-            raise DataError(f"cannot read the ledger {path}: {exc}") from exc
-        # typeshed types aggregates as int-only; SQLite takes any SQL value (here, text).
-        self._conn.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
-        self._conn.set_progress_handler(stop.is_set, 10_000)  # looked at every 10k steps
-        self.rows("PRAGMA busy_timeout=5000", ())
-        self.rows("BEGIN", ())  # the snapshot is taken at the first read
-
-    def __enter__(self) -> _Reader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._conn.close()  # ends the read transaction
-
-    def rows(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """The rows of `sql`; DataError, naming the file, when SQLite cannot read them (the
-        connection is then closed)."""
-        try:
-            return self._conn.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            self._conn.close()
-            raise DataError(f"cannot read the ledger {self.path}: {exc}") from exc
-
-
 class Ledger:
     """Append-only call ledger in one SQLite file; safe to share across threads and processes."""
 
@@ -192,7 +124,7 @@ class Ledger:
         # the event loop, and the loop shares the GIL with one scan at most.
         self._reports = anyio.CapacityLimiter(1)
         self._month_lock = threading.Lock()
-        self._month_but_today: dict[str | None, _MonthButToday] = {}
+        self._month_but_today: dict[str | None, MonthButToday] = {}
         try:
             make_data_dir(self.path.parent)
             make_private_file(self.path)  # SQLite gives its -wal and -shm files this mode
@@ -206,7 +138,7 @@ class Ledger:
                             "MCP_ROUTER_HOME to a directory this user can write") from exc
         try:
             # typeshed types aggregates as int-only; SQLite takes any SQL value (here, text).
-            self._conn.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
+            self._conn.create_aggregate("dsum", 1, DecimalSum)  # type: ignore[arg-type]
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")  # another process may be writing
@@ -283,12 +215,12 @@ class Ledger:
         """The exact sum of known costs over `period` (UTC day or month of the clock's now),
         of one client's calls when `client` is given, of the rows up to `up_to` (a
         `position`) when that is given."""
-        where, args = _period(period, *utc_day_month(self._clock.wall()))
+        where, args = period_where(period, *utc_day_month(self._clock.wall()))
         if client is not None:
             where, args = f"{where} AND client = ?", (*args, client)
         if up_to is not None:
             where, args = f"{where} AND id <= ?", (*args, up_to)
-        ((total,),) = self._query(f"SELECT {_DSUM_COST} FROM calls WHERE {where}", args)
+        ((total,),) = self._query(f"SELECT {DSUM_COST} FROM calls WHERE {where}", args)
         return Decimal(total)
 
     def position(self) -> int:
@@ -334,19 +266,19 @@ class Ledger:
     def _report(self, period: Period, group_by: GroupBy, budgets: BudgetsConfig | None,
                 client: str | None, stop: threading.Event) -> CostReport:
         day, month = utc_day_month(self._clock.wall())
-        where, args = _period(period, day, month)
+        where, args = period_where(period, day, month)
         if client is not None:
             where, args = f"{where} AND client = ?", (*args, client)
-        with _Reader(self.path, stop) as reader:  # one scan; budgets come from its day sums
-            tally = Tally.of(reader.rows(f"SELECT {_GROUP_KEY[group_by]} AS k, day, {_SUMS} "
+        with Reader(self.path, stop) as reader:  # one scan; budgets come from its day sums
+            tally = Tally.of(reader.rows(f"SELECT {GROUP_KEY[group_by]} AS k, day, {SUMS} "
                                          f"FROM calls WHERE {where} GROUP BY k, day", args),
                              by_cost=group_by != "day")
             if period == "today":
                 month_spent = EXACT.add(self._month_but(reader, day, client), tally.total)
             else:
                 month_spent = tally.spent(f"{month}-01", f"{month}-31")
-            unpriced = _listed(reader, where, args, _UNPRICED) if tally.unpriced else []
-            estimated = _listed(reader, where, args, _ESTIMATED) if tally.estimated else []
+            unpriced = listed(reader, where, args, UNPRICED) if tally.unpriced else []
+            estimated = listed(reader, where, args, ESTIMATED) if tally.estimated else []
         cfg = budgets or BudgetsConfig()
         status = Budgets(daily=BudgetStatus.of(cfg.daily_usd, tally.spent(day, day)),
                          monthly=BudgetStatus.of(cfg.monthly_usd, month_spent))
@@ -354,7 +286,7 @@ class Ledger:
         return tally.report(period, group_by, "all" if client is None else client, status,
                             alerts)
 
-    def _month_but(self, reader: _Reader, day: str, client: str | None) -> Decimal:
+    def _month_but(self, reader: Reader, day: str, client: str | None) -> Decimal:
         """The spend of this month's days other than `day`, of `client`'s calls if given:
         summed once a day, then only the rows written since are read (by id, not by the
         index), so a report of today does not scan the month each time."""
@@ -369,12 +301,12 @@ class Ledger:
             base, where, args = Decimal(0), "day BETWEEN ? AND ? AND day != ?", (first, last, day)
         if client is not None:
             where, args = f"{where} AND +client = ?", (*args, client)
-        ((more,),) = reader.rows(f"SELECT {_DSUM_COST} FROM calls WHERE {where}", args)
+        ((more,),) = reader.rows(f"SELECT {DSUM_COST} FROM calls WHERE {where}", args)
         total = EXACT.add(base, Decimal(more))
         with self._month_lock:
             if client not in self._month_but_today and len(self._month_but_today) >= 64:
                 self._month_but_today.clear()  # one per client of the config: never, really
-            self._month_but_today[client] = _MonthButToday(day, newest, total)
+            self._month_but_today[client] = MonthButToday(day, newest, total)
         return total
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -384,22 +316,6 @@ class Ledger:
                 return self._conn.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
                 raise DataError(f"cannot read the ledger {self.path}: {exc}") from exc
-
-
-def _period(period: Period, day: str, month: str) -> tuple[str, tuple[Any, ...]]:
-    if period == "today":
-        return "day = ?", (day,)
-    if period == "month":
-        return "day BETWEEN ? AND ?", (f"{month}-01", f"{month}-31")
-    return "1", ()
-
-
-def _listed(reader: _Reader, where: str, args: tuple[Any, ...],
-            which: str) -> list[tuple[str, bool, int]]:
-    """`(provider/model, answered, count)` of the rows matching `which` too."""
-    sql = (f"SELECT provider || '/' || model AS m, outcome = 'ok' AS answered, COUNT(*) "
-           f"FROM calls WHERE {where} AND {which} GROUP BY m, answered ORDER BY m")
-    return [(m, bool(answered), n) for m, answered, n in reader.rows(sql, args)]
 
 
 def _text(amount: Decimal | None) -> str | None:
