@@ -8,11 +8,14 @@ from typing import Protocol
 from mcp_router.errors import InvalidRequest
 from mcp_router.shared_config import ServerConfig
 
-__all__ = ["MAX_MODEL_CHARS", "check_limits", "check_model_names"]
+__all__ = ["MAX_FALLBACKS", "MAX_MODEL_CHARS", "check_limits", "check_model_names"]
 
 # Model ids run to some 100 characters ("provider/org/model-name:variant"); a name far longer
 # is a mistake or an attempt to make the server keep a large key per call.
 MAX_MODEL_CHARS = 200
+# A route's chain is some eight targets; a call naming far more fallbacks cannot be served
+# within one deadline anyway, and each is a tree node built for the call.
+MAX_FALLBACKS = 32
 
 
 class _HasContent(Protocol):
@@ -44,8 +47,11 @@ class NamesModels(Protocol):
 
 
 def check_model_names(call: NamesModels) -> None:
-    """Raise InvalidRequest naming the field when a model name is over MAX_MODEL_CHARS; the
-    name itself is not repeated."""
+    """Raise InvalidRequest naming the field when a model name is over MAX_MODEL_CHARS (the
+    name itself is not repeated), or when there are over MAX_FALLBACKS fallbacks."""
+    if len(call.fallbacks) > MAX_FALLBACKS:
+        raise InvalidRequest("fallbacks", f"{len(call.fallbacks)} fallbacks is over the limit "
+                                          f"of {MAX_FALLBACKS}")
     named = [("model", call.model)] if call.model is not None else []
     named += [(f"fallbacks[{i}]", spec) for i, spec in enumerate(call.fallbacks)]
     for field, spec in named:

@@ -18,7 +18,7 @@ from mcp.types import Implementation
 from mcp_router.access import hash_token
 from mcp_router.config import parse_config
 from mcp_router.health import REPORT_NAMED
-from mcp_router.limits import MAX_MODEL_CHARS
+from mcp_router.limits import MAX_FALLBACKS, MAX_MODEL_CHARS
 from mcp_router.providers._http import parse_retry_after
 from mcp_router.routing.roster import KEEP_NAMED
 from mcp_router.server import create_server
@@ -119,6 +119,21 @@ async def test_a_model_name_at_the_limit_is_asked_for(sim: Any, tmp_path: Path):
         answered = await client.call_tool("chat_completion", {"prompt": "hi", "model": name})
 
     assert not answered.is_error, answered.content[0].text
+
+
+async def test_more_fallbacks_than_the_limit_are_refused_before_anything_is_built(
+        sim: Any, tmp_path: Path):
+    fallbacks = [f"local/f-{i}" for i in range(MAX_FALLBACKS + 1)]
+    async with Client(server(sim, tmp_path)) as client:
+        refused = await client.call_tool("chat_completion", {
+            "prompt": "hi", "model": "local/a", "fallbacks": fallbacks})
+        local = await local_health(client)
+
+    assert refused.is_error and refused.content[0].text == (
+        f"Error executing tool chat_completion: fallbacks: {MAX_FALLBACKS + 1} fallbacks is "
+        f"over the limit of {MAX_FALLBACKS}")
+    assert local["targets"] == []
+    assert sum(sim.state.hits.values()) == 0
 
 
 async def test_a_retry_after_centuries_away_holds_the_target_off_for_ten_minutes_at_most(
