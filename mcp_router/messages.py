@@ -263,7 +263,7 @@ ProgressFn = Callable[[str], Awaitable[None]]
 TextFn = Callable[[str], Awaitable[None]]
 
 
-async def _no_progress(message: str) -> None:
+async def no_progress(message: str) -> None:
     return None
 
 
@@ -328,7 +328,7 @@ class Call:
 
     deadline: float
     attempts: list[Attempt] = field(default_factory=list)
-    progress: ProgressFn = _no_progress
+    progress: ProgressFn = no_progress
     on_text: TextFn | None = None
     gate: SpendGate | None = None
     stream: StreamState = field(default_factory=StreamState)

@@ -41,7 +41,7 @@ from mcp_router.messages import (
     PiiSummary,
     ProgressFn,
     Usage,
-    _no_progress,
+    no_progress,
 )
 from mcp_router.money import format_usd
 from mcp_router.outputs import content_budget_tokens
@@ -80,7 +80,7 @@ class Router:
                                content_budget_tokens(output.max_result_tokens))
 
     async def complete(self, call: ChatCall, *, client: str = "local",
-                       progress: ProgressFn = _no_progress,
+                       progress: ProgressFn = no_progress,
                        keeper: TaskGroup | None = None,
                        pii: PiiSession | None = None,
                        last_resort: LastResort | None = None,

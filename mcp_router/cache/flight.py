@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from mcp_router.messages import ProgressFn, _no_progress
+from mcp_router.messages import ProgressFn, no_progress
 
 __all__ = ["WAITING", "Seat", "SingleFlight", "Work"]
 
@@ -55,7 +55,7 @@ def _never(_: Exception) -> Exception | None:
 class Seat:
     """One caller's place at a flight: where its progress goes, and whether it is awaited."""
 
-    def __init__(self, progress: ProgressFn = _no_progress) -> None:
+    def __init__(self, progress: ProgressFn = no_progress) -> None:
         self.progress = progress
         self._leads: _Flight[Any] | None = None
 

@@ -45,7 +45,7 @@ from anyio.abc import TaskGroup
 from mcp_router.cache.flight import Seat, SingleFlight
 from mcp_router.cache.policy import shared_failure
 from mcp_router.cache.store import CachedAnswer, ResponseCache
-from mcp_router.messages import CacheMode, ChatRequest, ChatResponse, ProgressFn, _no_progress
+from mcp_router.messages import CacheMode, ChatRequest, ChatResponse, ProgressFn, no_progress
 
 __all__ = ["FLUSH_AFTER_S", "CacheStep", "Fetch", "Fetched", "Outlive", "Served"]
 
@@ -145,7 +145,7 @@ class CacheStep:
     async def answer(self, key: str, request: ChatRequest, mode: CacheMode, fetch: Fetch, *,
                      call_opt_in: bool = False, ttl_s: float | None = None,
                      later: TaskGroup | None = None, outlive: Outlive = _in_place,
-                     progress: ProgressFn = _no_progress) -> Served:
+                     progress: ProgressFn = no_progress) -> Served:
         """The answer to `request` (keyed `key`), from the cache, a shared flight or `fetch`.
 
         `call_opt_in` lets a `temperature > 0` request use the cache; `ttl_s` overrides the
