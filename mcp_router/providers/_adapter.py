@@ -16,15 +16,18 @@ from mcp_router.errors import ProviderNotConfigured, ProviderProtocolError, Prov
 from mcp_router.messages import ChatRequest, Completion, ModelList, TextFn
 from mcp_router.provider_keys import Scrubber, provider_secrets
 from mcp_router.providers._http import (
+    DelayReader,
     ErrorParser,
     JsonReply,
     StatusReader,
     Upstream,
     as_sent,
     get_json,
+    no_body_delay,
     post,
 )
 from mcp_router.providers._sse import SseEvent
+from mcp_router.providers._stops import LocalStops
 
 PROBE = "models"
 """What a probe's errors name in place of a model: the endpoint it asked."""
@@ -59,9 +62,19 @@ class StreamAccumulator(Protocol):
         ...
 
 
+def sends_every_stop(request: ChatRequest, model: str) -> tuple[str, ...]:
+    """The `local_stops` of wires whose body carries all of a request's stop strings."""
+    return ()
+
+
 @dataclass(frozen=True)
 class Wire:
-    """The pure half of one wire protocol: neutral ↔ JSON, stream accumulation, error bodies."""
+    """The pure half of one wire protocol: neutral ↔ JSON, stream accumulation, error bodies.
+
+    `local_stops(request, model)` names the stop strings `build_body` leaves out for that
+    model; `send` cuts the answer at them instead. `body_delay` reads a wait an error body
+    gives, for when no Retry-After header does.
+    """
 
     build_body: Callable[[ChatRequest, str, bool], dict[str, Any]]
     parse_completion: Callable[[dict[str, Any]], Completion]
@@ -69,6 +82,8 @@ class Wire:
     parse_error: ErrorParser
     parse_models: Callable[[Any], ModelList | None]
     reclassify: StatusReader = as_sent
+    body_delay: DelayReader = no_body_delay
+    local_stops: Callable[[ChatRequest, str], tuple[str, ...]] = sends_every_stop
 
 
 def loads_object(text: str) -> dict[str, Any]:
@@ -160,7 +175,7 @@ class HttpAdapter:
                               headers=self._headers(), timeout_s=self.timeout_s,
                               upstream=Upstream(self.provider, PROBE, self._secrets),
                               parse_error=self.wire.parse_error,
-                              reclassify=self.wire.reclassify)
+                              reclassify=self.wire.reclassify, body_delay=self.wire.body_delay)
         return self.wire.parse_models(body)
 
     def _located(self, url: str) -> str:
@@ -181,38 +196,55 @@ class HttpAdapter:
         """One upstream call; never retries, raises only `ProviderError` subclasses.
 
         With `on_text`, each text delta is passed on as it arrives; when the upstream
-        answers plain JSON, the whole text is passed on once.
+        answers plain JSON, the whole text is passed on once. Stop strings the wire left out
+        of the body are applied here: no text from the first one on is passed on or kept
+        (a stream is still read to its end, for the usage it reports last).
         """
         if not self.configured:
             raise ProviderNotConfigured(self.provider, model, f"{self.api_key_env} is not set")
         upstream = Upstream(self.provider, model, self._secrets)
         body = self.wire.build_body(request, model, self.stream)
+        stops = LocalStops(self.wire.local_stops(request, model))
         reading = _Reading(upstream)
         async with post(self.http, self._located(self.url(model)), headers=self._headers(),
                         body=body, timeout_s=self.timeout_s, upstream=upstream,
-                        parse_error=self.wire.parse_error,
-                        reclassify=self.wire.reclassify) as reply:
+                        parse_error=self.wire.parse_error, reclassify=self.wire.reclassify,
+                        body_delay=self.wire.body_delay) as reply:
             if isinstance(reply, JsonReply):
                 with reading:
-                    completion = self.wire.parse_completion(reply.data)
+                    completion = _stopped(self.wire.parse_completion(reply.data), stops)
                 if on_text is not None and completion.content:
                     await on_text(completion.content)
             else:
-                completion = await self._drain(reply.events, reading, on_text)
+                completion = await self._drain(reply.events, reading, on_text, stops)
         completion.ttfb_ms = reply.ttfb_ms  # a new object of this call's own: no copy needed
         return completion
 
     async def _drain(self, events: AsyncIterator[SseEvent], reading: _Reading,
-                     on_text: TextFn | None) -> Completion:
+                     on_text: TextFn | None, stops: LocalStops) -> Completion:
         accumulator = self.wire.new_stream()
+        held = stops.passing(on_text) if stops and on_text is not None else None
+        passing = held or on_text  # no stop to hold text back for: deltas go straight on
         async for event in events:
             with reading:
                 delta = accumulator.feed(event)
-            if delta and on_text is not None:
-                await on_text(delta)
+            if delta and passing is not None:
+                await passing(delta)
         with reading:
             completion = accumulator.finish()
+        if held is not None:
+            await held.flush()
+        return _stopped(completion, stops)
+
+
+def _stopped(completion: Completion, stops: LocalStops) -> Completion:
+    """`completion` cut at its first local stop string, finished by "stop" as an upstream's
+    own stop would be (a refusal stays one); unchanged when it holds none."""
+    content = stops.cut(completion.content) if stops else None
+    if content is None:
         return completion
+    reason = REFUSAL if completion.finish_reason == REFUSAL else "stop"
+    return completion.model_copy(update={"content": content, "finish_reason": reason})
 
 
 def _merge_headers(base: dict[str, str], override: dict[str, str]) -> dict[str, str]:

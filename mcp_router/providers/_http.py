@@ -47,6 +47,17 @@ def as_sent(status: int, body: str) -> Reclassified | None:
     """The `StatusReader` of wires whose statuses mean what they say."""
     return None
 
+
+DelayReader = Callable[[int, str], float | None]
+"""Reads the seconds to wait that an error body gives: `(status, body) -> seconds`, or None.
+Some vendors (Gemini) say when to come back only in the body, never in a Retry-After header."""
+
+
+def no_body_delay(status: int, body: str) -> float | None:
+    """The `DelayReader` of wires that give a delay only in headers."""
+    return None
+
+
 _MAX_MESSAGE = 500
 
 
@@ -89,8 +100,8 @@ Reply = JsonReply | SseReply
 @asynccontextmanager
 async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
                body: dict[str, Any], timeout_s: float, upstream: Upstream,
-               parse_error: ErrorParser,
-               reclassify: StatusReader = as_sent) -> AsyncIterator[Reply]:
+               parse_error: ErrorParser, reclassify: StatusReader = as_sent,
+               body_delay: DelayReader = no_body_delay) -> AsyncIterator[Reply]:
     """POST `body` as JSON and yield the reply, chosen by the response's content type.
 
     The content type decides, not what was asked for, so a server that answers a stream
@@ -103,7 +114,7 @@ async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
     events: AsyncGenerator[SseEvent, None] | None = None
     try:
         if response.status_code >= 400:
-            raise await _status_error(response, upstream, parse_error, reclassify)
+            raise await _status_error(response, upstream, parse_error, reclassify, body_delay)
         if _is_event_stream(response):
             events = _events(response, upstream)
             yield SseReply(events, ttfb_ms)
@@ -117,13 +128,14 @@ async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
 
 async def get_json(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
                    timeout_s: float, upstream: Upstream, parse_error: ErrorParser,
-                   reclassify: StatusReader = as_sent) -> Any:
+                   reclassify: StatusReader = as_sent,
+                   body_delay: DelayReader = no_body_delay) -> Any:
     """GET `url` and return its JSON body, an object or an array (Together lists its models
     as a bare array); raises only `ProviderError` subclasses."""
     response = await _send(http, "GET", url, headers, None, timeout_s, upstream)
     try:
         if response.status_code >= 400:
-            raise await _status_error(response, upstream, parse_error, reclassify)
+            raise await _status_error(response, upstream, parse_error, reclassify, body_delay)
         return await _read_any_json(response, upstream)
     finally:
         await response.aclose()
@@ -166,20 +178,25 @@ def _is_event_stream(response: httpx.Response) -> bool:
 
 
 async def _status_error(response: httpx.Response, upstream: Upstream, parse_error: ErrorParser,
-                        reclassify: StatusReader) -> ProviderStatusError:
+                        reclassify: StatusReader,
+                        body_delay: DelayReader) -> ProviderStatusError:
     """The error for a response with an error status; the status is the one its body means,
-    and the message keeps the one sent (`HTTP 401: sent as HTTP 400 (API_KEY_INVALID): …`)."""
+    and the message keeps the one sent (`HTTP 401: sent as HTTP 400 (API_KEY_INVALID): …`).
+    The wait is the headers' Retry-After, else the one the body gives."""
     status = response.status_code
     try:
         text = (await response.aread()).decode("utf-8", errors="replace")
     except (httpx.TransportError, httpx.DecodingError):
         text = ""  # the status alone is the answer; a body lost on the way adds nothing
     message = parse_error(status, text).strip() or _reason(status)
+    retry_after = parse_retry_after(response.headers, time.time())
+    if retry_after is None:
+        retry_after = body_delay(status, text)
     meant = reclassify(status, text)
     if meant is not None:
         message, status = f"sent as HTTP {status} ({meant.why}): {message}", meant.status
     return ProviderStatusError(upstream.provider, upstream.model, status, upstream.clean(message),
-                               retry_after=parse_retry_after(response.headers, time.time()))
+                               retry_after=retry_after)
 
 
 def _reason(status: int) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_BOM = b"\xef\xbb\xbf"
+
 
 @dataclass(frozen=True)
 class SseEvent:
@@ -20,19 +22,27 @@ class SseParser:
     browser, data still pending at `close()` is dispatched too: some servers omit the last
     blank line, and a truncated JSON payload is caught by the JSON parser anyway. Lines are
     split on bytes, which no UTF-8 character contains, so a character cut between two
-    chunks is decoded whole.
+    chunks is decoded whole. One byte order mark opening the stream is ignored, as the
+    rules say; otherwise it would become part of the first field's name and lose that event.
     """
 
-    __slots__ = ("_data", "_name", "_pending")
+    __slots__ = ("_data", "_name", "_pending", "_started")
 
     def __init__(self) -> None:
         self._pending = b""
         self._name = ""
         self._data: list[str] = []
+        self._started = False
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """The events that `chunk` completes (usually all it holds: one read, one list)."""
-        lines = (self._pending + chunk).splitlines(keepends=True)
+        text = self._pending + chunk
+        if not self._started:
+            if len(text) < len(_BOM) and _BOM.startswith(text):
+                self._pending = text  # the mark may be cut between chunks: wait for the rest
+                return []
+            text, self._started = text.removeprefix(_BOM), True
+        lines = text.splitlines(keepends=True)
         # The last line waits for its ending; so does a lone \r, whose \n may come next.
         self._pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
         return self._events(lines)

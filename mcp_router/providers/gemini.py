@@ -7,6 +7,7 @@ Gemini sends no end marker: a stream whose chunks never carried a `finishReason`
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,17 +27,26 @@ from mcp_router.providers._sse import SseEvent
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length",
            **dict.fromkeys(["SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION"],
                            CONTENT_FILTER)}
+OPENING_USER_TURN = "Please continue."
+"""The user turn put before a history that opens with the model's: generateContent refuses
+one whose first turn is not the user's (a history trimmed to fit, a greeting kept first)."""
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)s")  # google.protobuf.Duration in JSON: "34s", "1.5s"
 
 
 def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
     """Contents with roles user/model, `systemInstruction`, `generationConfig`.
 
-    The model and `stream` are not part of the body: both live in the URL.
+    The model and `stream` are not part of the body: both live in the URL. Blank messages
+    are left out, as the Anthropic wire leaves them out: generateContent refuses an empty
+    text part with a 400 (which would end a fallback chain others could answer), and a
+    `systemInstruction` with nothing left in it is not sent.
     """
     body: dict[str, Any] = {
         "contents": _contents(m for m in request.messages if m.role != "system"),
     }
-    system = [{"text": m.content} for m in request.messages if m.role == "system"]
+    system = [{"text": m.content} for m in request.messages
+              if m.role == "system" and m.content.strip()]
     if system:
         body["systemInstruction"] = {"parts": system}
     config = {"maxOutputTokens": request.max_tokens, "temperature": request.temperature,
@@ -48,14 +58,22 @@ def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]
 
 
 def _contents(messages: Iterable[Message]) -> list[dict[str, Any]]:
-    """Consecutive messages of one role become parts of one turn, as Gemini wants alternation."""
+    """Consecutive messages of one role become parts of one turn, as Gemini wants alternation.
+
+    Blank messages are dropped first, so the turns on either side of one may merge, and a
+    history that then opens with the model's turn gets `OPENING_USER_TURN` before it.
+    """
     out: list[dict[str, Any]] = []
     for message in messages:
+        if not message.content.strip():
+            continue
         role = "model" if message.role == "assistant" else "user"
         if out and out[-1]["role"] == role:
             out[-1]["parts"].append({"text": message.content})
         else:
             out.append({"role": role, "parts": [{"text": message.content}]})
+    if out and out[0]["role"] == "model":
+        out.insert(0, {"role": "user", "parts": [{"text": OPENING_USER_TURN}]})
     return out
 
 
@@ -138,6 +156,21 @@ def reclassify(status: int, body: str) -> Reclassified | None:
     return None
 
 
+def body_delay(status: int, body: str) -> float | None:
+    """The `retryDelay` of the body's `google.rpc.RetryInfo` detail, in seconds.
+
+    Gemini's 429 (and some 503s) say when to come back only there, never in a Retry-After
+    header; "34s" and "45.837906927s" are both seen. None when there is no such detail.
+    """
+    details = _error_object(body).get("details")
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and detail.get("@type") == _RETRY_INFO:
+            delay = detail.get("retryDelay")
+            match = _DURATION.fullmatch(delay.strip()) if isinstance(delay, str) else None
+            return float(match.group(1)) if match else None
+    return None
+
+
 def _error_object(body: str) -> dict[str, Any]:
     """The body's `error` object ({} when there is none), also inside a one-element list."""
     try:
@@ -191,7 +224,7 @@ class GeminiAdapter(HttpAdapter):
     """
 
     wire = Wire(build_body, parse_completion, GeminiStream, parse_error, parse_models,
-                reclassify)
+                reclassify, body_delay)
     streams_by_default = False
 
     def url(self, model: str) -> str:

@@ -7,9 +7,10 @@ after a chunk that carried a `finish_reason`. A stream that ends without either 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
-from mcp_router.messages import ChatRequest, Completion, ModelList, Usage
+from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
 from mcp_router.providers._adapter import (
     REFUSAL,
     HttpAdapter,
@@ -20,6 +21,7 @@ from mcp_router.providers._adapter import (
     loads_object,
     model_ids,
 )
+from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
 
 # OpenAI's reasoning models, called by their own ids ("o3-mini", "gpt-5.1"), refuse
@@ -27,28 +29,65 @@ from mcp_router.providers._sse import SseEvent
 # ("openai/o3") means a gateway such as OpenRouter, which takes `max_tokens` and translates.
 _COMPLETION_TOKENS_MODEL = re.compile(r"(?:o1|o3|o4|gpt-5)(?![0-9a-z])")
 
+MAX_STOP = 4
+"""Chat Completions takes at most this many stop strings and refuses more with a 400."""
+
 
 def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
     """The /chat/completions body; options the request leaves unset are left out.
 
-    OpenAI's reasoning models get the output cap as `max_completion_tokens`, and no
-    temperature or top_p: they take only the default (1) and refuse any other with a 400,
-    which would end a fallback chain that other targets could answer.
+    What one vendor refuses with a 400 but the other targets of a fallback chain take is
+    adapted, so the request does not end the route. OpenAI's reasoning models get the
+    output cap as `max_completion_tokens`, and no temperature or top_p (they take only the
+    default, 1) and no stop (they take none). Only the first `MAX_STOP` stop strings are
+    sent; the rest, and a reasoning model's, are applied to the answer (`local_stops`).
+    Consecutive messages of one role are merged (`_alternating`).
     """
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-    }
-    reasoning = _COMPLETION_TOKENS_MODEL.match(model) is not None
+    body: dict[str, Any] = {"model": model, "messages": _alternating(request.messages)}
+    reasoning = _is_reasoning(model)
+    sent, _ = _split_stops(request, model)
     options = {"max_completion_tokens" if reasoning else "max_tokens": request.max_tokens,
                "temperature": None if reasoning else request.temperature,
                "top_p": None if reasoning else request.top_p,
-               "stop": list(request.stop) if request.stop else None}
+               "stop": list(sent) or None}
     body.update({k: v for k, v in options.items() if v is not None})
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return body
+
+
+def local_stops(request: ChatRequest, model: str) -> tuple[str, ...]:
+    """The stop strings `build_body` leaves out for `model`, for the adapter to apply."""
+    return _split_stops(request, model)[1]
+
+
+def _is_reasoning(model: str) -> bool:
+    return _COMPLETION_TOKENS_MODEL.match(model) is not None
+
+
+def _split_stops(request: ChatRequest, model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The request's stop strings as (sent upstream, applied locally)."""
+    stop = request.stop or ()
+    if _is_reasoning(model):
+        return (), stop
+    return stop[:MAX_STOP], stop[MAX_STOP:]
+
+
+def _alternating(messages: Iterable[Message]) -> list[dict[str, str]]:
+    """Consecutive user (or assistant) messages merged into one, joined by a blank line as
+    the Anthropic wire joins them: Perplexity and deepseek-reasoner refuse two in a row with a
+    400, and the others read the merged turn alike. System messages stay as they are.
+    """
+    out: list[dict[str, str]] = []
+    for message in messages:
+        last = out[-1] if out else None
+        if last is not None and message.role != "system" and last["role"] == message.role:
+            last["content"] = "\n\n".join(t for t in (last["content"], message.content)
+                                           if t.strip())
+        else:
+            out.append({"role": message.role, "content": message.content})
+    return out
 
 
 def parse_completion(data: dict[str, Any]) -> Completion:
@@ -121,6 +160,21 @@ def parse_error(status: int, body: str) -> str:
     return (_error_message(data) if data else "") or body.strip()
 
 
+def reclassify(status: int, body: str) -> Reclassified | None:
+    """An exhausted balance, sent as 429 `insufficient_quota`, as 401.
+
+    Waiting does not clear it, so it is no rate limit to retry; as Anthropic's "credit
+    balance is too low" is, it is read as 401, which marks the whole provider misconfigured.
+    """
+    if status != 429:
+        return None
+    data = error_body(body)
+    error = data.get("error") if data else None
+    if isinstance(error, dict) and "insufficient_quota" in (error.get("code"), error.get("type")):
+        return Reclassified(401, "insufficient_quota")
+    return None
+
+
 def parse_models(body: object) -> ModelList | None:
     """`{"data": [{"id"}]}` (OpenAI, OpenRouter, DeepSeek, xAI), or the bare array Together
     answers with."""
@@ -185,7 +239,8 @@ class OpenAIAdapter(HttpAdapter):
     Probes GET {base_url}/models.
     """
 
-    wire = Wire(build_body, parse_completion, OpenAIStream, parse_error, parse_models)
+    wire = Wire(build_body, parse_completion, OpenAIStream, parse_error, parse_models,
+                reclassify, local_stops=local_stops)
 
     def url(self, model: str) -> str:
         return f"{self.base_url}/chat/completions"

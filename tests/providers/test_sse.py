@@ -68,3 +68,31 @@ def test_where_the_network_cuts_the_bytes_changes_nothing(cuts: list[int]) -> No
     assert events_of(*chunks) == events_of(STREAM) == [
         SseEvent("delta", '{"text": "héllo — 日本"}'),
         SseEvent("message", "line one\nline two"), SseEvent("message", "[DONE]")]
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize(("first", "name"), [(b"event: message_start\ndata: {}\n\n",
+                                               "message_start"),
+                                              (b"data: {}\n\n", "message")])
+def test_one_byte_order_mark_opening_the_stream_is_ignored(first: bytes, name: str) -> None:
+    # WHATWG: one leading U+FEFF is ignored; kept, it renames the first field and the
+    # first event (Anthropic's message_start: the model and the input tokens) is lost
+    events = events_of(BOM + first + b"event: message_stop\ndata: end\n\n")
+
+    assert events == [SseEvent(name, "{}"), SseEvent("message_stop", "end")]
+
+
+@given(st.lists(st.integers(0, len(BOM + STREAM)), max_size=8))
+def test_a_byte_order_mark_cut_between_chunks_is_still_ignored(cuts: list[int]) -> None:
+    text = BOM + STREAM
+    bounds = [0, *sorted(cuts), len(text)]
+    chunks = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    assert events_of(*chunks) == events_of(STREAM)
+
+
+def test_only_the_first_byte_order_mark_is_ignored() -> None:
+    assert events_of(BOM + b"data: \xef\xbb\xbfx\n\n") == [SseEvent("message", "\ufeffx")]
+    assert events_of(BOM + BOM + b"data: x\n\n") == []
