@@ -260,9 +260,10 @@ def _provider_state(configured: bool, rate: float | None, targets: list[TargetHe
                     probe: ProbeResult | None) -> tuple[State, str | None, str | None]:
     """The provider's state, when its soonest open target reopens, and why it is not healthy.
 
-    Open when every known target is open or marked (a probe refused for the key marks them
-    all); degraded when some are, or are half-open; otherwise judged by the success rate,
-    or before any call by the last probe.
+    Open when every target listed is open or marked (a probe refused for the key marks them
+    all); the config's targets are always listed, untried ones too, so one open target
+    leaves a provider with others degraded, as it is when some are half-open. Otherwise it
+    is judged by the success rate, or before any call by the last probe.
     """
     if not configured:
         return "unconfigured", None, "no API key configured"

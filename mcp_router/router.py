@@ -50,7 +50,7 @@ from mcp_router.pii.actions import redact
 from mcp_router.plan import Planner
 from mcp_router.probes import Prober
 from mcp_router.routing.breaker import CircuitGroup
-from mcp_router.routing.build import TreeBuilder
+from mcp_router.routing.build import TreeBuilder, did_you_mean
 from mcp_router.routing.decisions import ends_route
 from mcp_router.routing.target import NOT_CONFIGURED
 from mcp_router.spend import BudgetRefusal, CallGate, Spend
@@ -115,7 +115,7 @@ class Router:
                     return Fetched(_redacted(await _every_target(tree, request, asking),
                                              session), gate.total[0])
                 except AllTargetsFailed as exc:
-                    refusal = _refusal(exc, gate.refusals, self.config)
+                    refusal = _refusal(exc, gate.refusals, self.config, self._readings(call))
                     if last_resort is None:
                         raise refusal from exc
                     host = await _ask_host(last_resort, request, asking, refusal)
@@ -226,6 +226,11 @@ class Router:
             primary = self.builder.route(route)
         return self.builder.with_fallbacks(primary, call.fallbacks), route
 
+    def _readings(self, call: ChatCall) -> list[str]:
+        """Keyed providers' models that the call's `model` and `fallbacks`, read whole, are."""
+        named = [spec for spec in (call.model, *call.fallbacks) if spec is not None]
+        return list(dict.fromkeys(r for spec in named for r in self.builder.keyed_readings(spec)))
+
     def _scope(self, call: ChatCall) -> str:
         """What the answer depends on besides the request: targets asked and the policy.
 
@@ -240,19 +245,27 @@ async def _every_target(tree: CircuitGroup, request: ChatRequest,
     """The tree's answer. A lone target (a `single` route, a model without fallbacks) that
     fails ends the call as a route does: AllTargetsFailed with every attempt and why, so the
     refusal says what was tried and the host's model may still answer. A 400 or 422 is
-    raised as the provider's error, saying why no other target was asked: the request itself
-    must change."""
+    raised as the provider's error, saying why no further target was asked: the request itself
+    must change; when targets were tried before it, it lists every attempt, as
+    AllTargetsFailed does, so it does not hide a failing primary."""
     try:
         return await tree.complete(request, state)
     except ProviderStatusError as exc:
         if ends_route(exc):
-            raise ProviderStatusError(
-                exc.provider, exc.model, exc.status,
-                f"{exc.reason} (the provider refused the request itself, so no other target "
-                f"was asked: change the request)") from exc
+            raise ProviderStatusError(exc.provider, exc.model, exc.status,
+                                      _must_change(exc, state.attempts)) from exc
         raise AllTargetsFailed(state.attempts) from exc
     except ProviderError as exc:
         raise AllTargetsFailed(state.attempts) from exc
+
+
+def _must_change(exc: ProviderStatusError, attempts: list[Attempt]) -> str:
+    """The reason a 400/422 ends the call with, and the call's attempts when it had others."""
+    if len(attempts) <= 1:
+        return (f"{exc.reason} (the provider refused the request itself, so no other target "
+                f"was asked: change the request)")
+    return (f"{exc.reason} (the provider refused the request itself, so no further target was "
+            f"asked: change the request); {AllTargetsFailed(attempts, 'attempts of this call')}")
 
 
 async def _ask_host(last_resort: LastResort, request: ChatRequest, state: Call,
@@ -327,10 +340,11 @@ def to_request(call: ChatCall, default_max_tokens: int | None = None) -> ChatReq
 
 
 def _refusal(error: AllTargetsFailed, budget_refusals: list[BudgetRefusal],
-             config: Config) -> RouterError:
+             config: Config, readings: list[str]) -> RouterError:
     """When the budget alone stopped every target, say so: budget, spent and the quote (the
     cheapest target's, when there were several). When missing keys alone did (a new
-    install's first call), say which variables to set where."""
+    install's first call), say which variables to set where, and which `readings` (keyed
+    providers listing a model the caller named, read whole) need no new key."""
     tried = any(a.outcome != "skipped" for a in error.attempts)
     if budget_refusals and not tried:
         return BudgetExceeded(_over_budget(budget_refusals))
@@ -340,7 +354,10 @@ def _refusal(error: AllTargetsFailed, budget_refusals: list[BudgetRefusal],
         wanted = variables[0] if len(variables) == 1 else f"one of {', '.join(variables)}"
         return AllTargetsFailed(error.attempts, (
             f"no provider this call may use has an API key: set {wanted} in the server's "
-            "environment (the env of its entry in your host's MCP config), then restart it"))
+            "environment (the env of its entry in your host's MCP config), then restart it"
+            # The attempts follow the headline after a colon, which "…?" must not run into.
+            + (f"{did_you_mean(readings)} (listed by a provider that has its key); attempts"
+               if readings else "")))
     return error
 
 

@@ -90,7 +90,9 @@ async def test_calls_refused_by_access_or_rate_leave_no_per_model_state(sim: Any
     # A model no provider has is still told so, before the client's limits.
     assert unknown.content[0].text.endswith("model: deepseek has no model 'nope'; its models "
                                             "are: deepseek-chat")
-    assert (local["targets"], local["targets_not_listed"]) == ([], 0)
+    # Only the route's target, known from start-up: nothing of the refused calls' models.
+    assert [t["target"] for t in local["targets"]] == ["local/house-model"]
+    assert local["targets_not_listed"] == 0
 
 
 @pytest.mark.parametrize("field", ["model", "fallbacks"])
@@ -107,7 +109,7 @@ async def test_a_model_name_over_the_limit_is_refused_without_being_repeated(
     assert refused.is_error and refused.content[0].text == (
         f"Error executing tool chat_completion: {where}: a model name of "
         f"{MAX_MODEL_CHARS + 1} characters is over the limit of {MAX_MODEL_CHARS}")
-    assert local["targets"] == []
+    assert [t["target"] for t in local["targets"]] == ["local/house-model"]
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert audit[0]["outcome"] == "invalid"
     assert len(audit[0]["model"]) <= MAX_MODEL_CHARS + 3
@@ -132,7 +134,7 @@ async def test_more_fallbacks_than_the_limit_are_refused_before_anything_is_buil
     assert refused.is_error and refused.content[0].text == (
         f"Error executing tool chat_completion: fallbacks: {MAX_FALLBACKS + 1} fallbacks is "
         f"over the limit of {MAX_FALLBACKS}")
-    assert local["targets"] == []
+    assert [t["target"] for t in local["targets"]] == ["local/house-model"]
     assert sum(sim.state.hits.values()) == 0
 
 
@@ -150,7 +152,8 @@ async def test_a_retry_after_centuries_away_holds_the_target_off_for_ten_minutes
     assert (skipped["outcome"], second.structured_content["provider"]) == ("skipped", "deepseek")
     assert skipped["error"].endswith(
         "(HTTP 429 with Retry-After 3e+11 s (held off 600 s, the most))")
-    reopens = local["targets"][0]["open_until"]
+    [held] = [t for t in local["targets"] if t["target"].startswith("local/q+")]
+    reopens = held["open_until"]
     assert reopens == local["open_until"]
     assert 0 < _epoch(reopens) - time.time() <= 601
 

@@ -22,12 +22,16 @@ class Breaker:
     `skipped` attempt whose error says why and when the circuit reopens, then raised as
     ProviderUnavailable, which a fallback moves on from. A trial call (half-open, or the last
     resort of a group) goes to `trial`, the bare Target, so exactly one upstream call decides it.
+    A Retry-After holds the target off on the board only with `respect_retry_after`
+    (`retry.respect_retry_after`): switched off, the header moves neither the waits nor the
+    circuit, and the failures count toward the breaker's thresholds like any others.
     """
 
     def __init__(self, child: ChatProvider, key: str, board: BreakerBoard, *,
-                 trial: ChatProvider | None = None) -> None:
+                 trial: ChatProvider | None = None, respect_retry_after: bool = True) -> None:
         self._child, self._key, self._board = child, key, board
         self._trial = trial or child
+        self._respect_retry_after = respect_retry_after
         board.register(key)
 
     @property
@@ -55,7 +59,8 @@ class Breaker:
             self._board.note_unconfigured(provider)
             raise
         except ProviderStatusError as exc:
-            if exc.retry_after:  # the upstream said when to come back: no call before then
+            if exc.retry_after and self._respect_retry_after:
+                # The upstream said when to come back: no call before then.
                 self._board.hold_off(self._key, exc.retry_after,
                                      f"HTTP {exc.status} with Retry-After {exc.retry_after:g} s")
             raise

@@ -35,6 +35,20 @@ def qualified(providers: Mapping[str, ProviderConfig], spec: str, field: str = "
     return f"{owners[0]}/{spec}" if owners else spec
 
 
+def other_readings(providers: Mapping[str, ProviderConfig], spec: str) -> list[str]:
+    """`spec` read whole as a model id other providers list: `<owner>/<spec>` for each
+    provider but the one its first segment names whose `models` hold all of `spec`
+    (openrouter's `anthropic/claude-3.5-sonnet` is not anthropic's `claude-3.5-sonnet`)."""
+    named = spec.partition("/")[0]
+    return [f"{name}/{spec}" for name, config in providers.items()
+            if name != named and spec in config.models]
+
+
+def did_you_mean(readings: Sequence[str]) -> str:
+    """The suffix a refusal adds to point at readings that exist ("" when there are none)."""
+    return f"; did you mean {' or '.join(readings)}?" if readings else ""
+
+
 def configured_targets(config: Config) -> list[str]:
     """Every "provider/model" the config names: route targets and providers' `models`."""
     listed = [f"{name}/{model}" for name, provider in config.providers.items()
@@ -95,7 +109,14 @@ class TreeBuilder:
         allowed = self._config.providers[provider].models
         if allowed and model not in allowed:
             raise InvalidRequest(field, f"{provider} has no model {model!r}; its models are: "
-                                 f"{', '.join(allowed)}")
+                                 f"{', '.join(allowed)}"
+                                 + did_you_mean(other_readings(self._config.providers, spec)))
+
+    def keyed_readings(self, spec: str) -> list[str]:
+        """`other_readings` of `spec` whose provider has its API key: what a call refused for
+        want of a key could have named instead (`openrouter/openai/gpt-4o-mini`)."""
+        return [reading for reading in other_readings(self._config.providers, spec)
+                if self._adapters[reading.partition("/")[0]].configured]
 
     @property
     def board(self) -> BreakerBoard:
@@ -138,4 +159,5 @@ class TreeBuilder:
     def _leaf(self, provider: str, model: str) -> ChatProvider:
         target = Target(self._adapters[provider], model, self._clock)
         retried = Retrying(target, self._config.retry, self._clock, self._rng)
-        return Breaker(retried, f"{provider}/{model}", self._board, trial=target)
+        return Breaker(retried, f"{provider}/{model}", self._board, trial=target,
+                       respect_retry_after=self._config.retry.respect_retry_after)

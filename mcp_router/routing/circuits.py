@@ -120,8 +120,14 @@ class BreakerBoard:
         self._kept(key)
 
     def pin(self, keys: Iterable[str]) -> None:
-        """Keep the circuits of `keys`, the targets the config names, forever."""
+        """Keep the circuits of `keys`, the targets the config names, forever; they are known
+        from now on, so reports list each before its first call (a health report judges a
+        provider by every target it has, not only by those some call has used)."""
+        keys = list(keys)
         self._roster.pin(keys)
+        for key in keys:
+            if key not in self._circuits:  # a pinned key is never dropped: no overflow check
+                self._circuits[key] = _Circuit()
 
     def on_forget(self, listener: Callable[[str], None]) -> None:
         """Call `listener(key)` whenever a caller-named target's circuit is dropped."""

@@ -42,9 +42,10 @@ async def test_checking_a_model_refuses_as_building_it_would_and_builds_nothing(
         tree.check("cloud/other", "fallbacks[0]")
 
     assert str(info.value) == "fallbacks[0]: cloud has no model 'other'; its models are: listed"
-    assert board.keys("local") == board.keys("cloud") == []
+    # The config's targets are known from the start; checking adds nothing to them.
+    assert (board.keys("local"), board.keys("cloud")) == (["local/routed"], ["cloud/listed"])
     tree.model("local/anything")
-    assert board.keys("local") == ["local/anything"]
+    assert board.keys("local") == ["local/routed", "local/anything"]
 
 
 async def test_the_leaf_of_a_forgotten_model_is_let_go_and_built_anew_when_named_again() -> None:
@@ -61,7 +62,7 @@ async def test_the_leaf_of_a_forgotten_model_is_let_go_and_built_anew_when_named
     assert gone() is None  # neither its leaf nor its group is held any more
     again = tree.with_fallbacks(tree.model("local/a"), ())
     assert (await again.complete(request(), call_for(60))).completion.content == "hello"
-    assert board.keys("local") == ["local/c", "local/a"]
+    assert board.keys("local") == ["local/routed", "local/c", "local/a"]
 
 
 async def test_the_configs_targets_keep_their_leaves_however_many_models_are_named() -> None:
