@@ -5,16 +5,14 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import anyio
 import httpx
-from anyio.abc import TaskGroup
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, ToolAnnotations
@@ -31,7 +29,6 @@ from mcp_router.front import Front
 from mcp_router.ledger import CostReport, GroupBy, Period
 from mcp_router.messages import CacheMode, ChatCall, ChatResult, Message
 from mcp_router.outputs import ANSWER_URI, AnswerPages
-from mcp_router.pii import PiiSession
 from mcp_router.provider_keys import Scrubber, config_secrets, provider_keys
 from mcp_router.reports import Budgets
 from mcp_router.router import Router
@@ -50,6 +47,7 @@ from mcp_router.server.http_auth import (
     auth_settings,
     authenticated_client,
 )
+from mcp_router.server.lifecycle import AppState, SharedState
 from mcp_router.server.sessions import PiiSessions, client_name, page_owner
 from mcp_router.wiring import open_router
 
@@ -60,46 +58,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 INSTRUCTIONS = """Calls LLMs through the team's routing policy (fallbacks, retries, balancing).
 Use chat_completion with a prompt or messages; pick a task route (see list_providers) or an
 explicit provider/model. Results say who answered, every attempt made, and what it cost."""
-
-
-@dataclass
-class AppState:
-    """What the tools reach through the context."""
-
-    router: Router
-    pages: AnswerPages
-    front: Front
-    pii_sessions: PiiSessions
-    keeper: TaskGroup | None = None  # this connection's: finishes answers a host gave up on
-    pii: PiiSession | None = None  # this connection's, over stdio or in process
-
-
-class _Shared:
-    """The router and its resources, opened by the first session and closed by the last.
-
-    Over SSE the SDK enters the lifespan once per connection; budgets, rate limits, the
-    cache's single flight and the circuit breakers must still be one per server.
-    """
-
-    def __init__(self, open_state: Callable[[AsyncExitStack], Any]) -> None:
-        self._open_state = open_state
-        self._users = 0
-        self._stack: AsyncExitStack | None = None
-        self._state: AppState | None = None
-        self.probing = False
-
-    async def acquire(self) -> AppState:
-        if self._state is None:
-            self._stack = AsyncExitStack()
-            self._state = await self._open_state(self._stack)
-        self._users += 1
-        return self._state
-
-    async def release(self) -> None:
-        self._users -= 1
-        if self._users == 0 and self._stack is not None:
-            stack, self._stack, self._state = self._stack, None, None
-            await stack.aclose()
 
 
 def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None = None,
@@ -127,30 +85,16 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
         return AppState(router=router, pages=AnswerPages(config.output.page_chars), front=front,
                         pii_sessions=PiiSessions(router.pii.session))
 
-    shared = _Shared(open_state)
+    shared = SharedState(open_state, config.health.probe_interval_s)
 
-    @asynccontextmanager
-    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        state = await shared.acquire()
-        # One probe loop per server: the session that starts it is the one that clears it.
-        probing = config.health.probe_interval_s > 0 and not shared.probing
-        try:
-            async with anyio.create_task_group() as tasks:
-                if probing:
-                    shared.probing = True
-                    tasks.start_soon(state.router.prober.run_every,
-                                     config.health.probe_interval_s)
-                yield replace(state, keeper=tasks, pii=state.router.pii.session())
-                tasks.cancel_scope.cancel()
-        finally:
-            if probing:
-                shared.probing = False
-            await shared.release()
+    def lifespan(_: MCPServer[AppState]) -> AbstractAsyncContextManager[AppState]:
+        return shared.connection()
 
     verifier = ClientTokenVerifier(config.clients) if config.clients else None
     server = RouterServer(
         "mcp-router", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
-        token_verifier=verifier, auth=auth_settings() if verifier else None)
+        token_verifier=verifier, auth=auth_settings() if verifier else None,
+        lifetime=shared.lifetime)
     _add_tools(server, config)
     _add_resources(server)
     return server
@@ -160,12 +104,20 @@ class RouterServer(MCPServer[AppState]):
     """The SDK's server, with wrong arguments told as `field: problem`, one per field, and
     an argument the tool does not take refused rather than dropped. It knows its calls in
     flight, so a stopping server lets them finish and ends the rest with a reason
-    (`http_auth.Stoppable`)."""
+    (`http_auth.Stoppable`), and its state outlives connections over HTTP (`lifetime`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any,
+                 lifetime: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.parameters: dict[str, frozenset[str]] = {}  # tool name -> its argument names
         self._calls: set[anyio.CancelScope] = set()
+        self._lifetime = lifetime
+
+    def lifetime(self) -> AbstractAsyncContextManager[None]:
+        """The router's state, held for as long as an HTTP server serves this one
+        (`http_auth.Lasting`): its connections, however often they come and go, share it."""
+        return self._lifetime() if self._lifetime is not None else nullcontext()
 
     @property
     def busy(self) -> bool:

@@ -9,7 +9,7 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio
@@ -22,17 +22,16 @@ from mcp.server.transport_security import TransportSecurityMiddleware, Transport
 from pydantic import AnyHttpUrl
 from sse_starlette.sse import AppStatus
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_router import __version__
 from mcp_router.access import find_client
 from mcp_router.errors import ListenError
 from mcp_router.provider_keys import Scrubber, install_log_scrubber
+from mcp_router.server.http_wrap import HealthCheck, limit_bodies, within_lifetime
 from mcp_router.shared_config import ServerConfig
 
 __all__ = ["ENDPOINT_PATHS", "SCOPE", "SHUTDOWN_GRACE_S", "ClientTokenVerifier", "HealthCheck",
-           "HostOriginGuard", "auth_settings", "authenticated_client", "bind_refusal",
+           "HostOriginGuard", "Lasting", "auth_settings", "authenticated_client", "bind_refusal",
            "http_app", "is_loopback", "serve_http", "transport_security"]
 
 log = logging.getLogger("mcp_router")
@@ -47,6 +46,13 @@ SHUTDOWN_GRACE_S = 5
 STOP_MARGIN_S = 0.5
 """Calls still running this long before the grace ends are stopped by the server itself, so
 their hosts get an error that says why before uvicorn drops the connections."""
+
+
+@runtime_checkable
+class Lasting(Protocol):
+    """A server whose state is held from the HTTP server's start to its stop."""
+
+    def lifetime(self) -> AbstractAsyncContextManager[object]: ...
 
 
 @runtime_checkable
@@ -124,10 +130,15 @@ def bind_refusal(host: str, has_clients: bool, server: ServerConfig) -> str | No
 
 
 def transport_security(host: str, server: ServerConfig) -> TransportSecuritySettings:
-    """Host/Origin checks, always on: loopback names on loopback, plus the config's lists."""
+    """Host/Origin checks, always on: loopback names and the address bound on loopback, plus
+    the config's lists."""
     hosts, origins = list(server.allowed_hosts), list(server.allowed_origins)
     if is_loopback(host):
-        hosts, origins = LOOPBACK_HOSTS + hosts, LOOPBACK_ORIGINS + origins
+        # The address bound is how hosts reach it: 127.0.0.2 or a spelling of ::1 too.
+        bound = f"{_url_host(host)}:*"
+        extra = [] if bound in LOOPBACK_HOSTS else [bound]
+        hosts = LOOPBACK_HOSTS + extra + hosts
+        origins = LOOPBACK_ORIGINS + [f"http://{h}" for h in extra] + origins
     return TransportSecuritySettings(enable_dns_rebinding_protection=True,
                                      allowed_hosts=hosts, allowed_origins=origins)
 
@@ -154,27 +165,11 @@ class HostOriginGuard:
         await self._app(scope, receive, send)
 
 
-class HealthCheck:
-    """`GET /healthz` answers 200 without a token, for load balancers and container checks;
-    it says only that the server is up, and which release."""
-
-    PATH = "/healthz"
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == self.PATH \
-                and scope["method"] in ("GET", "HEAD"):
-            await JSONResponse({"status": "ok", "version": __version__})(scope, receive, send)
-            return
-        await self._app(scope, receive, send)
-
-
 def http_app(server: MCPServer[Any], transport: HttpTransport, *, host: str,
              config: ServerConfig) -> ASGIApp:
     """The ASGI app of `server` for `transport`: Host/Origin guard, health check, body limit,
-    auth if set."""
+    auth if set. A `Lasting` server's state lives as long as the app is served, over either
+    transport, however its connections come and go."""
     security = transport_security(host, config)
     if transport == "sse":
         app = server.sse_app(max_request_body_size=config.max_body_bytes,
@@ -184,6 +179,9 @@ def http_app(server: MCPServer[Any], transport: HttpTransport, *, host: str,
                                          session_idle_timeout=config.session_idle_s,
                                          max_sessions=config.max_sessions,
                                          transport_security=security, host=host)
+    limit_bodies(app, config.max_body_bytes, sse=transport == "sse")
+    if isinstance(server, Lasting):
+        within_lifetime(app, server.lifetime)
     return HostOriginGuard(HealthCheck(app), security)
 
 

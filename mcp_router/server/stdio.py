@@ -20,7 +20,6 @@ cancelled, and answers staged for the cache reach the disk before the process ex
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -36,8 +35,9 @@ import anyio.lowlevel
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from mcp.types import INVALID_REQUEST, ErrorData, JSONRPCError, jsonrpc_message_adapter
+from mcp.types import jsonrpc_message_adapter
 
+from mcp_router.server.oversized import ID_SCAN_BYTES, refusal
 from mcp_router.server.terminal import TerminalLines
 
 if sys.platform != "win32":
@@ -50,8 +50,6 @@ log = logging.getLogger("mcp_router")
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """A message longer than this is dropped (and said on stderr), not buffered without end; a
 request's sender gets an error for it."""
-ID_SCAN_BYTES = 4096
-"""How much of a dropped message is read for its id (hosts write the id before the params)."""
 
 
 async def serve_stdio(server: MCPServer[Any]) -> None:
@@ -233,18 +231,12 @@ class PipeReader:
     async def _refuse(self, head: bytes) -> None:
         """Answer a dropped request with an error for its id (null when the id cannot be read
         from `head`); a dropped response or notification gets none."""
-        members = _leading_members(head)
-        if self._answer is None or "result" in members or "error" in members:
+        error = refusal(head, f"message over the {MAX_LINE_BYTES >> 20} MiB limit of "
+                              "mcp-router's stdin: dropped, not read")
+        if self._answer is None or error is None:
             return
-        request_id = members.get("id")
-        if not isinstance(request_id, int | str) or isinstance(request_id, bool):
-            request_id = None
-        error = ErrorData(code=INVALID_REQUEST,
-                          message=f"message over the {MAX_LINE_BYTES >> 20} MiB limit of "
-                                  "mcp-router's stdin: dropped, not read")
         with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await self._answer(SessionMessage(JSONRPCError(jsonrpc="2.0", id=request_id,
-                                                           error=error)))
+            await self._answer(SessionMessage(error))
 
     async def aclose(self) -> None:
         return None
@@ -264,41 +256,6 @@ class PipeReader:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc_val: BaseException | None, exc_tb: TracebackType | None) -> None:
         await self.aclose()
-
-
-_DECODER = json.JSONDecoder()
-
-
-def _leading_members(head: bytes) -> dict[str, object]:
-    """The top-level members of the JSON object that `head` begins, up to the first one cut
-    off where `head` ends (kept with the value None); never a nested "id"."""
-    text = head.decode("utf-8", errors="ignore")
-    members: dict[str, object] = {}
-    pos = _skip_blank(text, 0)
-    if not text.startswith("{", pos):
-        return members
-    pos += 1
-    try:
-        while True:
-            key, pos = _DECODER.raw_decode(text, _skip_blank(text, pos))
-            pos = _skip_blank(text, pos)
-            if not isinstance(key, str) or not text.startswith(":", pos):
-                return members
-            members[key] = None
-            value, pos = _DECODER.raw_decode(text, _skip_blank(text, pos + 1))
-            pos = _skip_blank(text, pos)
-            if not text.startswith((",", "}"), pos):  # a number cut off where `head` ends
-                return members
-            members[key] = value
-            pos += 1
-    except ValueError:  # JSONDecodeError: cut off, or not JSON
-        return members
-
-
-def _skip_blank(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
 
 
 class _WriteFlow(asyncio.Protocol):

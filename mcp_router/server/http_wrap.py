@@ -1,0 +1,217 @@
+"""What the router adds around the SDK's HTTP apps: the health check, bodies over the limit
+refused with a JSON-RPC error, SSE streams that end once, and the server's own lifetime."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import anyio
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
+from mcp.types import INVALID_REQUEST, ErrorData, JSONRPCError
+from starlette.applications import Starlette
+from starlette.authentication import UnauthenticatedUser
+from starlette.datastructures import Headers, QueryParams
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcp_router import __version__
+from mcp_router.server.oversized import ID_SCAN_BYTES, refusal
+
+__all__ = ["BodyLimit", "HealthCheck", "limit_bodies", "within_lifetime"]
+
+log = logging.getLogger("mcp_router")
+
+SSE_PATH = "/sse"  # the SDK's sse_app defaults, which http_app keeps
+_ENDPOINT_SESSION = re.compile(rb"session_id=([0-9a-f]{32})")
+
+
+class HealthCheck:
+    """`GET /healthz` answers 200 without a token, for load balancers and container checks;
+    it says only that the server is up, and which release."""
+
+    PATH = "/healthz"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.PATH \
+                and scope["method"] in ("GET", "HEAD"):
+            await JSONResponse({"status": "ok", "version": __version__})(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
+def within_lifetime(app: Starlette,
+                    lifetime: Callable[[], AbstractAsyncContextManager[object]]) -> None:
+    """Serve `app` inside `lifetime`: entered when the server starts and left when it stops,
+    around the app's own lifespan (streamable HTTP's session manager)."""
+    own = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(starlette: Starlette) -> AsyncIterator[None]:
+        async with lifetime(), own(starlette):
+            yield
+
+    app.router.lifespan_context = lifespan
+
+
+def limit_bodies(app: Starlette, limit: int, *, sse: bool) -> None:
+    """Refuse bodies over `limit` with `BodyLimit`, placed after the SDK's authentication so a
+    request without a valid token is still told 401 first."""
+    app.user_middleware.append(Middleware(BodyLimit, limit=limit, sse=sse))
+
+
+class BodyLimit:
+    """Refuses a request body over `server.max_body_bytes` with a JSON-RPC error for its id
+    that names the setting, where the SDK answers a bare 413 its own client cannot explain.
+
+    Over streamable HTTP the error is the 413's body. An SSE client takes any status but 2xx
+    for a dead connection, so there the POST is accepted and the error goes on the session's
+    event stream, as the answer to the request would have.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, sse: bool) -> None:
+        self._app, self._limit = app, limit
+        self._streams = _EventStreams() if sse else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or isinstance(scope.get("user"), UnauthenticatedUser):
+            await self._app(scope, receive, send)  # the SDK refuses a missing token first
+            return
+        if self._streams is not None and scope["method"] == "GET" and scope["path"] == SSE_PATH:
+            await self._streams.serve(self._app, scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared <= self._limit:
+            await self._app(scope, receive, send)  # the server reads no more than declared
+            return
+        if declared is None:  # chunked: read it (as the SDK would) to know
+            body, whole = await _read(receive, self._limit)
+            if whole:
+                await self._app(scope, _replay(body, receive), send)
+                return
+        else:  # only the start, for the request's id
+            body, _ = await _read(receive, ID_SCAN_BYTES - 1)
+        await self._refuse(scope, receive, send, body[:ID_SCAN_BYTES], declared)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, head: bytes,
+                      declared: int | None) -> None:
+        size = f" of {declared:,} bytes" if declared is not None else ""
+        message = (f"request body{size} is over the limit of {self._limit:,} bytes "
+                   "(server.max_body_bytes): not read; send less, or raise "
+                   "server.max_body_bytes in the server's config")
+        log.warning("refused a %s: %s", scope["method"], message)
+        error = refusal(head, message)
+        stream = self._streams.find(scope) if self._streams is not None else None
+        if stream is not None:
+            if error is not None:
+                await stream.put(error)
+            await Response("Accepted", status_code=202)(scope, receive, send)
+            return
+        error = error or JSONRPCError(jsonrpc="2.0", id=None,
+                                      error=ErrorData(code=INVALID_REQUEST, message=message))
+        await Response(error.model_dump_json(by_alias=True, exclude_unset=True), status_code=413,
+                       media_type="application/json")(scope, receive, send)
+
+
+class _EventStreams:
+    """The SSE app's event streams by session id, each with the client it was opened for."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, _EventStream] = {}
+
+    async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        stream = _EventStream(send, _owner(scope), self._open)
+        try:
+            await app(scope, receive, stream.forward)
+        finally:
+            stream.close()
+
+    def find(self, scope: Scope) -> _EventStream | None:
+        """The stream of the session a POST names, if the POST comes from its client."""
+        session_id = QueryParams(scope.get("query_string", b"")).get("session_id", "")
+        stream = self._open.get(session_id.replace("-", "").lower())
+        return stream if stream is not None and stream.owner == _owner(scope) else None
+
+
+class _EventStream:
+    """One SSE response. Once it has ended nothing more is sent on it: at shutdown the SDK's
+    `handle_sse` answers again after its stream closed, which uvicorn logs as an error."""
+
+    def __init__(self, send: Send, owner: object, registry: dict[str, _EventStream]) -> None:
+        self._send, self.owner, self._registry = send, owner, registry
+        self._session: str | None = None
+        self._started = self._ended = False
+        self._lock = anyio.Lock()
+
+    async def forward(self, message: Message) -> None:
+        async with self._lock:
+            if self._ended or (message["type"] == "http.response.start" and self._started):
+                return
+            self._started = True
+            if message["type"] == "http.response.body":
+                self._ended = not message.get("more_body", False)
+                self._note_session(message.get("body", b""))
+            await self._send(message)
+
+    async def put(self, error: JSONRPCError) -> None:
+        """Send `error` to the client as a message event."""
+        data = error.model_dump_json(by_alias=True, exclude_unset=True).encode()
+        async with self._lock:
+            if self._started and not self._ended:
+                await self._send({"type": "http.response.body", "more_body": True,
+                                  "body": b"event: message\r\ndata: " + data + b"\r\n\r\n"})
+
+    def close(self) -> None:
+        self._ended = True
+        if self._session is not None:
+            self._registry.pop(self._session, None)
+
+    def _note_session(self, body: bytes) -> None:
+        # The first event names the endpoint the client posts to, with its session id.
+        if self._session is None and (found := _ENDPOINT_SESSION.search(body)):
+            self._session = found.group(1).decode()
+            self._registry[self._session] = self
+
+
+def _owner(scope: Scope) -> object:
+    user = scope.get("user")
+    return authorization_context(user) if isinstance(user, AuthenticatedUser) else None
+
+
+def _content_length(scope: Scope) -> int | None:
+    try:
+        return int(Headers(scope=scope)["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+async def _read(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """Read the body until it ends or is past `limit` bytes: what was read, and whether that
+    is the whole body, within `limit`."""
+    body, more = bytearray(), True
+    while more and len(body) <= limit:
+        message = await receive()
+        body += message.get("body", b"")
+        # Anything but more of the body (a disconnect) says nothing more will come.
+        more = message["type"] == "http.request" and message.get("more_body", False)
+    return bytes(body), not more and len(body) <= limit
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives `body` whole, then whatever `receive` gives."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

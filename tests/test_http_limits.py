@@ -1,0 +1,146 @@
+"""What an HTTP server accepts: the loopback address it binds, and request bodies up to
+`server.max_body_bytes`, past which the host is told so in a JSON-RPC error it can show."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp.shared.exceptions import MCPError
+from mcp.types import JSONRPCRequest
+
+from mcp_router.config import parse_config
+from mcp_router.server.http_auth import http_app, transport_security
+from mcp_router.shared_config import ServerConfig
+from tests.fixtures.configs import ONE_MODEL
+from tests.shared.served import connected, served, serving_app
+from tests.shared.test_http_auth import ALICE, INIT, MCP_HEADERS, tiny_server
+
+CONFIG = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat}}]
+cache: {{enabled: false}}
+server: {{max_body_bytes: 20000}}
+"""
+LIMIT_SAID = "is over the limit of 20,000 bytes (server.max_body_bytes)"
+TOOL_CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+             "params": {"name": "chat_completion", "arguments": {"prompt": "文" * 10_000}}}
+
+
+@pytest.mark.anyio
+async def test_a_server_bound_to_another_loopback_address_answers_there(sim: Any,
+                                                                        tmp_path: Path):
+    with served(CONFIG.format(url=sim.url), "streamable-http", tmp_path,
+                host="127.0.0.2") as url:
+        port = url.split(":")[2].split("/")[0]
+        with anyio.fail_after(30):
+            async with connected(url) as host:
+                providers = await host.call_tool("list_providers", {})
+        assert not providers.is_error
+        own_page = httpx.post(url, json=INIT, timeout=10,
+                              headers={**MCP_HEADERS, "Origin": f"http://127.0.0.2:{port}"})
+        assert own_page.status_code == 200, own_page.text
+        assert httpx.post(url, json=INIT, timeout=10, headers={
+            **MCP_HEADERS, "Host": f"127.0.0.3:{port}"}).status_code == 421
+
+
+@pytest.mark.parametrize(("host", "added"), [
+    ("127.0.0.2", "127.0.0.2"), ("0:0:0:0:0:0:0:1", "[0:0:0:0:0:0:0:1]"),
+    ("127.0.0.1", None), ("localhost", None), ("::1", None), ("[::1]", None)])
+def test_the_loopback_address_bound_is_allowed_as_host_and_origin(host: str, added: str | None):
+    checks = transport_security(host, ServerConfig(allowed_hosts=["router.lan:*"]))
+    names = ["127.0.0.1", "localhost", "[::1]"] + ([added] if added else [])
+    assert checks.allowed_hosts == [f"{n}:*" for n in names] + ["router.lan:*"]
+    assert checks.allowed_origins == [f"http://{n}:*" for n in names]
+
+
+@pytest.fixture
+def limited(sim: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    with served(CONFIG.format(url=sim.url), request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("limited", ["streamable-http", "sse"], indirect=True)
+async def test_a_body_over_max_body_bytes_is_an_error_naming_the_setting_and_the_host_goes_on(
+        limited: str):
+    with anyio.fail_after(15):  # over SSE the call used to wait for an answer that never came
+        async with connected(limited) as host:
+            with pytest.raises(MCPError) as refused:
+                await host.call_tool("chat_completion", {"prompt": "文" * 10_000})
+            after = await host.call_tool("chat_completion", {"prompt": "文" * 1_000})
+    assert LIMIT_SAID in str(refused.value)
+    assert not after.is_error
+
+
+@pytest.mark.parametrize("limited", ["streamable-http"], indirect=True)
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_refusal_is_a_413_with_the_error_for_the_request_s_id(limited: str, chunked: bool):
+    body = json.dumps(TOOL_CALL).encode()
+    content: Any = iter([body[:5000], body[5000:]]) if chunked else body
+    answer = httpx.post(limited, content=content, timeout=10,
+                        headers={**MCP_HEADERS, "Content-Type": "application/json"})
+    assert (answer.status_code, answer.headers["content-type"]) == (413, "application/json")
+    error = answer.json()
+    assert (error["id"], error["error"]["code"]) == (7, -32600)
+    size = "" if chunked else f" of {len(body):,} bytes"
+    assert error["error"]["message"].startswith(f"request body{size} {LIMIT_SAID}")
+
+
+@pytest.mark.parametrize("limited", ["streamable-http"], indirect=True)
+def test_a_chunked_body_within_the_limit_is_served(limited: str):
+    answer = httpx.post(limited, content=iter([json.dumps(INIT).encode()]), timeout=10,
+                        headers={**MCP_HEADERS, "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_request_without_a_token_is_told_401_before_its_size():
+    app = http_app(tiny_server(), "streamable-http", host="127.0.0.1",
+                   config=ServerConfig(max_body_bytes=10_000))
+    body = json.dumps(TOOL_CALL).encode()
+    headers = {**MCP_HEADERS, "Content-Type": "application/json"}
+    with serving_app(app) as port:
+        url = f"http://127.0.0.1:{port}/mcp"
+        assert httpx.post(url, content=body, headers=headers, timeout=10).status_code == 401
+        with_token = httpx.post(url, content=body, timeout=10,
+                                headers={**headers, "Authorization": f"Bearer {ALICE}"})
+        assert with_token.status_code == 413
+        assert "server.max_body_bytes" in with_token.json()["error"]["message"]
+
+
+def sent_by_a_client(arguments: dict[str, Any], *, ascii_only: bool = False) -> int:
+    """The bytes of a tools/call body as the SDK's client (httpx) writes it, or as a client
+    that escapes every non-ASCII character does."""
+    message = JSONRPCRequest(jsonrpc="2.0", id=1, method="tools/call",
+                             params={"name": "chat_completion", "arguments": arguments})
+    dumped = message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+    return len(json.dumps(dumped, ensure_ascii=ascii_only, separators=(",", ":")).encode())
+
+
+@pytest.mark.parametrize("server", ["", "server: {max_chars: 1000000}\n"],
+                         ids=["default", "raised-max_chars"])
+@pytest.mark.parametrize("char", ["a", "é", "文", "😀", '"', "\n"],
+                         ids=["ascii", "latin", "cjk", "emoji", "quote", "newline"])
+def test_a_prompt_within_max_chars_fits_the_default_body_limit_in_any_script(server: str,
+                                                                              char: str):
+    limits = parse_config(ONE_MODEL + server, env={}).server
+    prompt = {"prompt": char * limits.max_chars}
+    messages = {"messages": [{"role": "user", "content": char * (limits.max_chars // 200)}
+                             for _ in range(200)], "metadata": {"run": "nightly"}}
+    assert sent_by_a_client(prompt) <= limits.max_body_bytes
+    assert sent_by_a_client(messages) <= limits.max_body_bytes
+
+
+def test_at_the_defaults_escaped_text_fits_too_and_a_limit_set_is_kept():
+    limits = ServerConfig()
+    assert sent_by_a_client({"prompt": "文" * limits.max_chars},
+                            ascii_only=True) <= limits.max_body_bytes
+    assert ServerConfig(max_chars=1_000_000, max_body_bytes=5000).max_body_bytes == 5000
