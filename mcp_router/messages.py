@@ -323,7 +323,8 @@ class Call:
     """Per-call state shared by every node of a target tree: deadline, attempts, progress.
 
     `deadline` is an absolute time on the router's clock. Nodes that plan time for their
-    children hand them a narrowed copy (`within`), which shares the same attempts list.
+    children hand them a narrowed copy (`within`), which shares the same attempts list, the
+    same record of targets the call is done with, and knows the whole call's deadline (`end`).
     """
 
     deadline: float
@@ -332,10 +333,22 @@ class Call:
     on_text: TextFn | None = None
     gate: SpendGate | None = None
     stream: StreamState = field(default_factory=StreamState)
+    outer: float | None = None
+    """The whole call's deadline when `deadline` is one hop's share of it (set by `within`)."""
+    done: dict[str, str] = field(default_factory=dict)
+    """Targets ("provider/model") this call will not ask again, each with the reason a later
+    mention of it is skipped with."""
+    answers: dict[str, ChatResponse] = field(default_factory=dict)
+    """Answers a target gave that the call moved on from (`retry.fallback_on_finish`)."""
+
+    @property
+    def end(self) -> float:
+        """The whole call's deadline: an attempt that is already answering may run on to it."""
+        return self.deadline if self.outer is None else self.outer
 
     def within(self, deadline: float) -> Call:
-        """A copy whose deadline is no later than `deadline`; attempts stay shared."""
-        return replace(self, deadline=min(self.deadline, deadline))
+        """A copy whose deadline is no later than `deadline`; the rest stays shared."""
+        return replace(self, deadline=min(self.deadline, deadline), outer=self.end)
 
 
 class ChatProvider(Protocol):

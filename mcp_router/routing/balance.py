@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 
 from mcp_router.clock import Clock
 from mcp_router.messages import Call, ChatProvider, ChatRequest, ChatResponse
-from mcp_router.routing.fallback import try_in_order
+from mcp_router.routing.fallback import askable, try_in_order
 from mcp_router.routing.node import label_of, record_skipped
 
 
@@ -45,6 +45,10 @@ class Balanced:
         """Record every child's targets as skipped, heaviest first."""
         for index in self._by_weight:
             record_skipped(self._children[index], call, reason)
+
+    def usable(self, call: Call) -> bool:
+        """Whether some child may be asked under `call`."""
+        return any(askable(child, call) for child in self._children)
 
     def order(self) -> list[ChatProvider]:
         """Advance the rotation by one call: the pick, then the rest by descending weight.

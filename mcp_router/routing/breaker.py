@@ -7,7 +7,7 @@ from contextvars import ContextVar
 from mcp_router.errors import ProviderNotConfigured, ProviderStatusError, ProviderUnavailable
 from mcp_router.messages import Call, ChatProvider, ChatRequest, ChatResponse
 from mcp_router.routing.circuits import BreakerBoard
-from mcp_router.routing.node import label_of, record_skipped
+from mcp_router.routing.node import label_of, record_skipped, target_keys, usable
 
 # The targets of the call in progress, set by the outermost CircuitGroup. A context variable,
 # so the routing nodes between the group and its breakers need not know about circuits.
@@ -37,6 +37,20 @@ class Breaker:
     @property
     def label(self) -> str:
         return label_of(self._child)
+
+    def usable(self, call: Call) -> bool:
+        """False when the board would surely refuse this target for all of `call`: its
+        provider unconfigured or misconfigured, the target marked missing, or its circuit
+        open past the call's deadline. A fallback gives such a target no share of the time.
+        (When every target of a call is open, the board still lets the soonest through; this
+        does not foresee that, so such a target gets what time is left.)"""
+        circuit = self._board.circuit(self._key)
+        if circuit.state in ("unconfigured", "misconfigured", "missing"):
+            return False
+        if circuit.state == "open" and circuit.reopens_at is not None \
+                and circuit.reopens_at >= call.deadline:
+            return False
+        return usable(self._child, call)
 
     def skip(self, call: Call, reason: str) -> None:
         """Record the guarded target as skipped."""
@@ -79,7 +93,7 @@ class CircuitGroup:
 
     def __init__(self, child: ChatProvider) -> None:
         self._child = child
-        self._keys = leaf_keys(child)
+        self._keys = target_keys(child)
 
     @property
     def label(self) -> str:
@@ -103,14 +117,3 @@ class CircuitGroup:
             return await self._child.complete(request, call)
         finally:
             _GROUP.reset(token)
-
-
-def leaf_keys(tree: ChatProvider) -> tuple[str, ...]:
-    """Every "provider/model" under `tree`, once each, in order.
-
-    Nodes can already list their targets by recording them as skipped, so that is asked of
-    them on a scratch call, rather than teaching every node a second way to walk its children.
-    """
-    scratch = Call(deadline=0.0)
-    record_skipped(tree, scratch, "")
-    return tuple(dict.fromkeys(f"{a.provider}/{a.model}" for a in scratch.attempts))

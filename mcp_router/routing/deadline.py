@@ -13,9 +13,12 @@ MIN_TRY_S = 0.25
 def plan_hop(call: Call, now: float, *, last: bool) -> Call:
     """The call one hop of a route runs under.
 
-    A hop that has a successor may use at most half of the time left, so a hanging target
-    cannot eat the time its fallbacks need; the last hop gets everything that is left.
-    Attempts stay shared with `call`.
+    A hop that has a successor which can be asked may use at most half of the time left, so
+    a hanging target cannot eat the time its fallbacks need; the last hop (`last`: no child
+    after it can be asked) gets everything that is left. The share bounds waiting for an
+    answer only: a streamed answer whose text has begun may run on to `call.end`, the whole
+    call's deadline (see `Target`), and the retries after it are judged by the share, so a
+    target that ran past it is not tried again. Attempts stay shared with `call`.
     """
     if last:
         return call

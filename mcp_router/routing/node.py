@@ -1,4 +1,4 @@
-"""What routing nodes add to ChatProvider: a label for progress, and a way to record a skip."""
+"""What routing nodes add to ChatProvider: a label, a way to record a skip, a usability check."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from mcp_router.messages import Attempt, Call, ChatProvider
 
 
 class Node(ChatProvider, Protocol):
-    """A ChatProvider that can name itself and record its targets as skipped."""
+    """A ChatProvider that can name itself and record its targets as skipped.
+
+    A node may also offer `usable(call) -> bool`: False only when asking it under `call`
+    would surely ask no upstream (every target under it is unconfigured, marked, open for
+    longer than the call has, or done with in this call). A fallback plans its time by it.
+    """
 
     @property
     def label(self) -> str: ...
@@ -33,3 +38,20 @@ def record_skipped(provider: ChatProvider, call: Call, reason: str) -> None:
         # A foreign node cannot name its provider and model; its label is the best we have.
         call.attempts.append(Attempt(provider=label_of(provider), model="",
                                      outcome="skipped", error=reason))
+
+
+def usable(provider: ChatProvider, call: Call) -> bool:
+    """Whether `provider` may ask an upstream under `call`; True unless its node knows not."""
+    check = getattr(provider, "usable", None)
+    return bool(check(call)) if callable(check) else True
+
+
+def target_keys(provider: ChatProvider) -> tuple[str, ...]:
+    """Every "provider/model" under `provider`, once each, in order.
+
+    Nodes already list their targets by recording them as skipped, so that is asked of them
+    on a scratch call, rather than teaching every node a second way to walk its children.
+    """
+    scratch = Call(deadline=0.0)
+    record_skipped(provider, scratch, "")
+    return tuple(dict.fromkeys(f"{a.provider}/{a.model}" for a in scratch.attempts))

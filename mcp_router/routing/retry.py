@@ -16,7 +16,7 @@ from mcp_router.errors import (
 from mcp_router.messages import Call, ChatProvider, ChatRequest, ChatResponse
 from mcp_router.routing.deadline import MIN_TRY_S, room_for_retry
 from mcp_router.routing.decisions import tries_allowed
-from mcp_router.routing.node import label_of, record_skipped
+from mcp_router.routing.node import label_of, record_skipped, usable
 
 
 class Retrying:
@@ -43,6 +43,10 @@ class Retrying:
     def skip(self, call: Call, reason: str) -> None:
         """Record the wrapped targets as skipped."""
         record_skipped(self._child, call, reason)
+
+    def usable(self, call: Call) -> bool:
+        """Whether the wrapped target may be asked under `call` (see `node.usable`)."""
+        return usable(self._child, call)
 
     async def complete(self, request: ChatRequest, call: Call) -> ChatResponse:
         """Ask the child, retrying transient failures; re-raise the last error when giving up."""
@@ -77,7 +81,12 @@ class Retrying:
                       "(retry.backoff_max_s)")
             return None
         wait = retry_after if retry_after is not None else self.backoff_s(tries)
-        if not room_for_retry(self._clock.now(), wait, call.deadline, self._min_try_s):
+        now = self._clock.now()
+        if now >= call.deadline:  # an answer that ran on past the share (see `Target`)
+            _annotate(call, first_attempt, "not retried: the time this target has (its share "
+                      "of the deadline) is used up")
+            return None
+        if not room_for_retry(now, wait, call.deadline, self._min_try_s):
             after = f"after a {wait:.1f} s wait " if wait >= 0.05 else ""
             _annotate(call, first_attempt,
                       f"not retried: {after}too little would be left of the time this target "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 
 from mcp_router.clock import Clock
@@ -34,7 +36,11 @@ class Target:
     """Asks one adapter for one model, within the adapter's timeout and the call's deadline.
 
     Every try appends exactly one Attempt to the call; an unconfigured provider or a passed
-    deadline appends a `skipped` one and raises without calling the adapter.
+    deadline appends a `skipped` one and raises without calling the adapter. A streamed
+    answer whose text has begun may run past the hop's share of the deadline (`call.deadline`)
+    up to the whole call's (`call.end`): the share keeps a target that does not answer from
+    eating its fallbacks' time, and one that answers is being paid for. A JSON answer shows
+    no text before it is whole, so it keeps its share.
     """
 
     def __init__(self, adapter: Adapter, model: str, clock: Clock) -> None:
@@ -47,6 +53,10 @@ class Target:
     def skip(self, call: Call, reason: str) -> None:
         """Record this target as not asked, with the reason."""
         call.attempts.append(self._attempt("skipped", error=reason))
+
+    def usable(self, call: Call) -> bool:
+        """False when asking would surely send nothing: the provider has no API key."""
+        return self._adapter.configured
 
     async def complete(self, request: ChatRequest, call: Call) -> ChatResponse:
         """Send the request once; raise the adapter's ProviderError, or ProviderTimeout."""
@@ -62,15 +72,18 @@ class Target:
         started = self._clock.now()
         allowed = self._allowed_s(call)  # progress reporting may have taken some of it
         try:
-            with anyio.fail_after(allowed):
-                completion = await self._adapter.send(request, model, self._on_text(call))
+            with anyio.fail_after(allowed) as scope:
+                granted = scope.deadline  # `_run_on` may move it later
+                on_text = self._on_text(call, lambda: self._run_on(call, scope, started))
+                completion = await self._adapter.send(request, model, on_text)
             latency_ms = self._record(call, started, None, hold, completion.ttfb_ms)
             if hold is not None:
                 charged = hold.settle(completion, latency_ms)
                 if not completion.usage_reported:  # the result shows what was charged
                     completion = completion.model_copy(update={"usage": charged})
         except TimeoutError as exc:
-            timeout = ProviderTimeout(provider, model, _timed_out(call.stream, allowed))
+            had = allowed + (scope.deadline - granted)  # what it had, with any run-on
+            timeout = ProviderTimeout(provider, model, _timed_out(call.stream, had))
             ttfb_ms = None if call.stream.first_text_at is None else \
                 round((call.stream.first_text_at - started) * 1000, 1)
             self._record(call, started, timeout, hold, ttfb_ms)
@@ -91,15 +104,18 @@ class Target:
                 hold.release()  # a no-op once settled; frees the money on cancellation
         return ChatResponse(completion=completion, provider=provider, model=model)
 
-    def _on_text(self, call: Call) -> TextFn:
-        """Counts streamed text, passes it on, and reports progress now and then."""
+    def _on_text(self, call: Call, answering: Callable[[], None]) -> TextFn:
+        """Counts streamed text, passes it on, and reports progress now and then; calls
+        `answering` once, on the first text of a streamed answer."""
         call.stream.clear()
         call.stream.streaming, call.stream.reported_at = self._adapter.stream, self._clock.now()
         call.stream.first_text_at = None
 
         async def on_text(delta: str) -> None:
-            if not call.stream.chars:
+            if not call.stream.chars and delta:
                 call.stream.first_text_at = self._clock.now()
+                if self._adapter.stream:
+                    answering()
             call.stream.add(delta)
             if call.on_text is not None:
                 await call.on_text(delta)
@@ -122,6 +138,13 @@ class Target:
 
     def _allowed_s(self, call: Call) -> float:
         return min(self._adapter.timeout_s, call.deadline - self._clock.now())
+
+    def _run_on(self, call: Call, scope: anyio.CancelScope, started: float) -> None:
+        """Let an attempt that has begun answering run on to the call's own deadline (never
+        past the adapter's timeout, and never shorter than it already had)."""
+        now = self._clock.now()
+        left = min(self._adapter.timeout_s - (now - started), call.end - now)
+        scope.deadline = max(scope.deadline, anyio.current_time() + left)
 
     def _record(self, call: Call, started: float, error: ProviderError | None,
                 hold: Hold | None, ttfb_ms: float | None = None) -> float:
