@@ -46,7 +46,6 @@ from mcp_router.messages import (
 from mcp_router.money import format_usd
 from mcp_router.outputs import content_budget_tokens
 from mcp_router.pii import PiiFilter, PiiSession, combine_summaries
-from mcp_router.pii.actions import redact
 from mcp_router.plan import Planner
 from mcp_router.probes import Prober
 from mcp_router.routing.breaker import CircuitGroup
@@ -205,16 +204,11 @@ class Router:
     def _labels(self, metadata: Mapping[str, str]) -> dict[str, str]:
         """The call's metadata as the ledger keeps it: PII the filter finds in a label's name
         or value is redacted, whatever the request's action (labels never leave the machine,
-        so there is nothing to pseudonymize, and no reason to refuse the call)."""
+        so there is nothing to pseudonymize, and no reason to refuse the call); a value is
+        judged with its name before it (`customer_phone`, `password`: `PiiFilter.redact_label`)."""
         if not metadata or not self.config.pii.enabled:
             return dict(metadata)
-        return {self._redacted_label(name): self._redacted_label(value)
-                for name, value in metadata.items()}
-
-    def _redacted_label(self, text: str) -> str:
-        for found in reversed(self.pii.detect(text)):
-            text = text[:found.start] + redact(found.entity) + text[found.end:]
-        return text
+        return dict(self.pii.redact_label(name, value) for name, value in metadata.items())
 
     def _resolve(self, call: ChatCall) -> tuple[CircuitGroup, str | None]:
         if call.route is not None and call.model is not None:

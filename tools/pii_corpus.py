@@ -110,6 +110,9 @@ class Decoys:
             f"data:image/png;base64,{b64url(r.randbytes(30))}",
             "password_reset_url = 'https://app.example.com/reset'",
             "OPENAI_API_KEY=sk-your-key-here",
+            # code that names or types a credential without holding one
+            "def refresh(token: OAuth2Token) -> None:", "client = Client(api_key=settings.API_KEY)",
+            "async def handler(secret: SecretBytes):",
         ])
 
 

@@ -23,6 +23,9 @@ LAST = (
     "hall", "young", "muller", "dubois", "rossi", "kowalski", "nakamura", "okafor", "silva",
     "jensen", "novak", "fischer", "o-brien",
 )
+# Internationalised domains and local parts, as written (not in punycode).
+IDN_DOMAINS = ("пример.рф", "münchen.de", "例子.中国", "bücher.example", "empresa.es")
+IDN_LOCALS = ("josé", "jürgen.müller", "françois", "søren", "иван.петров", "王伟")
 DOMAINS = (
     "gmail.com", "outlook.com", "yahoo.com", "acme-corp.com", "example.org", "fastmail.fm",
     "mail.company.co.uk", "uni-heidelberg.de", "proton.me", "contoso.io", "globex.net",
@@ -100,6 +103,8 @@ class Values:
             return f"mailto:{local}@{domain}", (7, 8 + len(local) + len(domain))
         if style < 0.30:
             return f"{local.capitalize()}@{host.capitalize()}.{tld.upper()}", None
+        if style < 0.34:
+            return f"{r.choice((local, *IDN_LOCALS))}@{r.choice(IDN_DOMAINS)}", None
         if style >= 0.98:
             return f"{local[:2]}{ZWSP}{local[2:]}@{domain}", None
         return f"{local}@{domain}", None
@@ -236,6 +241,9 @@ class Values:
             start = len(scheme) + 3
             return f"{scheme}://{user}:{pw}@{host}", (start, start + len(user) + 1 + len(pw))
         key = r.choice(["DB_PASSWORD", "password", "SMTP_PASSWORD", "client_secret", "api_key"])
+        if kind == 19 and r.random() < 0.5:  # a token in a URL's query, more parameters after
+            url = f"https://api.example.com/v1/items?access_token={pw}"
+            return f"{url}&page={r.randint(1, 9)}", (len(url) - len(pw), len(url))
         return f"{key}={pw}", (len(key) + 1, len(key) + 1 + len(pw))
 
 

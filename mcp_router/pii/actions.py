@@ -14,7 +14,8 @@ Action = Literal["redact", "mask", "pseudonymize", "block"]
 ACTIONS: tuple[Action, ...] = ("redact", "mask", "pseudonymize", "block")
 
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9]+")
-_PLACEHOLDER = re.compile(r"<([A-Za-z][A-Za-z0-9_]*?)_(\d{1,6})>")
+# A tag may start with a digit (a custom type named `2fa_code` is tagged `2FA_CODE`).
+_PLACEHOLDER = re.compile(r"<([A-Za-z0-9][A-Za-z0-9_]*?)_(\d{1,6})>")
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 _OBFUSCATED_AT = re.compile(r"\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+")
 _OBFUSCATED_DOT = re.compile(r"\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+")

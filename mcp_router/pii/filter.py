@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from mcp_router.messages import ChatRequest, PiiSummary
-from mcp_router.pii.actions import Pseudonyms, apply_actions
+from mcp_router.pii.actions import Pseudonyms, apply_actions, redact
 from mcp_router.pii.detectors import Detector, Finding, resolve_overlaps
 from mcp_router.pii.guard import PiiBlocked, fail_closed
 from mcp_router.pii.memo import Filtered, FilterMemo, memo_key
@@ -45,6 +45,28 @@ class PiiFilter:
     def raw_answer_findings(self, text: str) -> list[Finding]:
         """Findings of the types the answer policy acts on, overlaps not yet resolved."""
         return self._answer_search.find(text)
+
+    def redact_label(self, name: str, value: str) -> tuple[str, str]:
+        """One metadata label (`name`, `value`) as the cost ledger may keep it: what the filter
+        finds replaced by its typed placeholder (`<PHONE>`), whatever the policy's actions
+        (a label never leaves the machine, so there is nothing to pseudonymize or refuse).
+
+        The value is judged together with its name, as `name: value` (and alone too): a bare
+        digit run or a password is only told by the word before it, and a label's name is
+        that word (`customer_phone`, `ssn`, `password`, `api_key`). The name is judged alone.
+        Like every filter step it fails closed (`PiiFilterFailed`); unchanged when the policy
+        is disabled.
+        """
+        if not self.policy.enabled:
+            return name, value
+        return fail_closed("request", self._redact_label, name, value)
+
+    def _redact_label(self, name: str, value: str) -> tuple[str, str]:
+        offset = len(name) + 2
+        in_context = [Finding(f.entity, max(f.start - offset, 0), f.end - offset)
+                      for f in self.raw_findings(f"{name}: {value}") if f.end > offset]
+        found = resolve_overlaps(in_context + self.raw_findings(value))
+        return _redacted(name, self.detect(name)), _redacted(value, found)
 
     def session(self) -> PiiSession:
         """A fresh session: its own pseudonym map, shared with no other session."""
@@ -177,6 +199,13 @@ class PiiSession:
 
     def __repr__(self) -> str:
         return f"<PiiSession: {len(self._pseudonyms)} pseudonyms>"
+
+
+def _redacted(text: str, findings: Sequence[Finding]) -> str:
+    """`text` with each of its (non-overlapping) findings replaced by its typed placeholder."""
+    for f in reversed(findings):
+        text = text[:f.start] + redact(f.entity) + text[f.end:]
+    return text
 
 
 def _within(types: frozenset[str] | None, entities: Iterable[str]) -> frozenset[str]:

@@ -8,25 +8,30 @@ from collections.abc import Iterable
 from mcp_router.pii.detectors import Finding, is_word_char, right_ok, word_before
 from mcp_router.pii.validators import ipv4_sensitive, ipv6_sensitive
 
+# Letters and digits of any script (`[^\W_]`): internationalised domains (`пример.рф`,
+# `münchen.de`) and local parts (`josé@`) are addresses as much as ASCII ones are.
+_ALNUM = r"[^\W_]"
 # Atomic: what may follow a label (a dot, a space, a bracket) can never be inside one, so a
 # shorter label cannot help a match, and not trying them spares `re` a lot of backtracking
-# at every `@` that starts no address (icon@2x, deploy@ci-runner-7).
-_LABEL = r"(?>[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+# at every `@` that starts no address (icon@2x, deploy@ci-runner-7). Inside a label `[\w-]`
+# (one class, which `re` repeats fast) lets an underscore in: `_address` turns such a domain
+# away.
+_LABEL = rf"(?>{_ALNUM}(?:[\w-]{{0,61}}{_ALNUM})?)"
 # Obfuscations in brackets may be any case; bare words only in capitals (`jane AT example DOT
 # com`), since a lower-case " at " is ordinary English.
 _DOT = r"(?:\.|\s*[\[({<]\s*(?i:dot)\s*[\])}>]\s*|\s+DOT\s+)"
 # Text after the `@` (or its obfuscated spelling): labels joined by dots, ending in a TLD.
-_DOMAIN = re.compile(rf"\s*{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}(?P<tld>[A-Za-z]{{2,24}})"
-                     r"(?![A-Za-z0-9-])")
+_DOMAIN = re.compile(rf"\s*{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}(?P<tld>[^\W\d_]{{2,24}})"
+                     rf"(?!{_ALNUM}|-)")
 # The plain scan checks in C that a local-part character precedes the `@` and a domain
 # follows, and turns away scp-style git remotes (`git@host:org/repo`, see
 # `_remote_or_url_user`) without backing off to a shorter domain; the obfuscated spellings get
 # scans of their own, because `re` finds a literal far faster than an alternation.
-_AT_SIGN = re.compile(r"@(?<=[A-Za-z0-9_%+-]@)(?=[A-Za-z0-9])(?P<domain>(?>" + _DOMAIN.pattern
+_AT_SIGN = re.compile(rf"@(?<=[\w%+-]@)(?={_ALNUM})(?P<domain>(?>" + _DOMAIN.pattern
                       + r"))(?!:[^ \n\t])")
 # `john%40example.com`: an address URL-encoded in a query string, as access logs record it.
 # The look back comes after the literal, which `re` then finds fast.
-_AT_ENCODED = re.compile(r"%40(?<=[A-Za-z0-9_+.-]%40)(?P<domain>" + _DOMAIN.pattern + ")")
+_AT_ENCODED = re.compile(r"%40(?<=[\w+.-]%40)(?P<domain>" + _DOMAIN.pattern + ")")
 _AT_BRACKETED = re.compile(r"[\[({<]\s*(?i:at)\s*[\])}>]")
 # From the "A", the space before it looked back at: `re` finds a pattern's leading literal by
 # its first character, and spaces are everywhere.
@@ -34,7 +39,7 @@ _AT_WORD = re.compile(r"AT (?<= AT )")
 _AT_CLOSING = re.compile(r"at\s*[\])}>]")  # on lower-cased text: a cheap test before the regex
 # What ends a URL's authority; searched in place between `://` and the address.
 _AUTHORITY_END = re.compile(r"[/ \t\n\"'<>]")
-_LOCAL_REVERSED = re.compile(r"[A-Za-z0-9_%+-](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?")
+_LOCAL_REVERSED = re.compile(r"[\w%+-](?:[\w.%+-]{0,62}[\w%+-])?")
 # Asset names like icon@2x.png look like addresses; these "TLDs" are file extensions.
 _FILE_EXTENSIONS = frozenset((
     "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "pdf", "js", "mjs", "cjs", "ts",
@@ -80,7 +85,7 @@ def _obfuscated(text: str, at: int, after: int) -> Finding | None:
 
 def _address(text: str, local_end: int, end: int, tld: str) -> Finding | None:
     """The address whose local part ends at `local_end` and domain at `end`, if it is one."""
-    if tld.lower() in _FILE_EXTENSIONS:
+    if tld.lower() in _FILE_EXTENSIONS or "_" in text[local_end:end]:
         return None
     start = _local_start(text, local_end)
     if start is None or _remote_or_url_user(text, start, end):
@@ -116,14 +121,20 @@ def _remote_or_url_user(text: str, start: int, end: int) -> bool:
     return _AUTHORITY_END.search(text, scheme + 3, start) is None
 
 
+# The longest run of hex digits and colons an address can hold (eight groups of four).
+_V6_RUN = 39
 # Where an address may be: a `::`, or a colon that starts at least three groups and is one
 # of six or more colons (or meets a `::`). Turned away in the scan already, as `_ipv6_span`
 # would: a `::` that a word continues (`std::string`), a `::` that starts a run with at most
-# one group (`::1`, `arr[::2]`), and colon runs too short for an address (MACs, times).
+# one group (`::1`, `arr[::2]`), and colon runs too short for an address (MACs, times). Every
+# look-ahead reads at most an address's length: read to the end of the run from each anchor,
+# a long run of `ab::ab::…` costs time quadratic in its length, and `_ipv6_span` turns away
+# a run longer than an address anyway.
 _V6_ANCHOR = re.compile(
-    r":(?::(?![0-9A-Fa-f:]*+[G-Zg-z_])(?!(?<![0-9A-Fa-f:]::)[0-9A-Fa-f]*+(?![0-9A-Fa-f:]))"
+    rf":(?::(?![0-9A-Fa-f:]{{0,{_V6_RUN}}}+[G-Zg-z_])"
+    rf"(?!(?<![0-9A-Fa-f:]::)[0-9A-Fa-f]{{0,{_V6_RUN}}}+(?![0-9A-Fa-f:]))"
     r"|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:"
-    r"(?=(?:[0-9A-Fa-f]*:){2}|:|[0-9A-Fa-f:]*?::))")
+    rf"(?=(?:[0-9A-Fa-f]{{0,4}}:){{2}}|:|[0-9A-Fa-f:]{{0,{_V6_RUN}}}?::))")
 _HEX_COLON = re.compile(r"[0-9A-Fa-f:]*")
 _EMBEDDED_V4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _ZONE = re.compile(r"%[0-9A-Za-z._-]+")
@@ -144,19 +155,32 @@ class Ipv6Detector:
             if anchor.start() < done:
                 continue
             span = _ipv6_span(text, anchor.start())
-            if span is not None:
+            if span is None:
+                # Every anchor in one run of hex digits and colons is judged on the same run,
+                # so the rest of this one would fail too: skip it, measured once.
+                done = _run_end(text, anchor.start())
+            else:
                 done = span[1]
                 found.append(Finding("ip_address", *span))
         return found
 
 
+def _run_end(text: str, pos: int) -> int:
+    """Where the run of hex digits and colons going on at `pos` ends."""
+    run = _HEX_COLON.match(text, pos)
+    return run.end() if run else pos
+
+
 def _ipv6_span(text: str, pos: int) -> tuple[int, int] | None:
-    back = _HEX_COLON.match(text[max(0, pos - 39):pos][::-1])
+    back = _HEX_COLON.match(text[max(0, pos - _V6_RUN):pos][::-1])
     start = pos - (back.end() if back else 0)
     if start > 0 and (is_word_char(text[start - 1]) or text[start - 1] in ".:"):
         return None
-    fwd = _HEX_COLON.match(text, pos)
+    # Read one character more than an address can hold: enough to tell a run too long.
+    fwd = _HEX_COLON.match(text, pos, start + _V6_RUN + 1)
     end = fwd.end() if fwd else pos
+    if end - start > _V6_RUN:
+        return None
     if text[end:end + 1] == ".":
         tail = _EMBEDDED_V4.match(text, text.rfind(":", start, end) + 1)
         end = tail.end() if tail else end

@@ -43,7 +43,9 @@ _NO_CUSTOM = 1 << 30  # more digits than any cluster has
 # text says it is a card ("card #4716…").
 _ID_CONTEXT = re.compile(r"(?<!card )(?<!cc )(?:\b(?:order|invoice|tracking|ticket|txn|transaction|"
                          r"id|serial|ean|upc|gtin|isbn|sku|imei)\b|#)[\s:=#.-]*$")
-_SSN_CONTEXT = re.compile(r"\b(?:ssn|ss#|social security|soc\.? sec|taxpayer|tin)\b")
+# Also as part of a snake_case name (`employee_ssn: …`, `social_security_number=…`).
+_SSN_CONTEXT = re.compile(r"(?<![^\W_])(?:ssn|tin|social[ _]security)(?![^\W_])"
+                          r"|\b(?:ss#|soc\.? sec|taxpayer)\b")
 
 Hit = tuple[str, int, int, int]  # entity, start, end, index of the next group to look at
 CustomCheck = Callable[[str, int, int], bool]

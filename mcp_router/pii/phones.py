@@ -8,8 +8,10 @@ import re
 from mcp_router.pii.detectors import Finding, left_ok, right_ok, word_before
 from mcp_router.pii.validators import nanp_ok
 
-_PHONE_CONTEXT = re.compile(r"\b(?:phone|tel|telephone|mobile|cell|call|fax|whatsapp|sms|"
-                            r"contact|dial|text me)\b|手机|电话|電話")
+# The nouns also as part of a snake_case name (`customer_phone: …`, `mobile_no=…`), as in
+# code, config and metadata labels; the verbs only as words (`call_id` is no phone).
+_PHONE_CONTEXT = re.compile(r"(?<![^\W_])(?:phone|tel|telephone|mobile|cell|fax|whatsapp|sms)"
+                            r"(?![^\W_])|\b(?:call|contact|dial|text me)\b|手机|电话|電話")
 # German style `0151/23456789`: an area code, a slash, the subscriber number. The scan starts
 # at the slash, a literal `re` finds fast, and the area code is read backwards from there.
 _SLASHED = re.compile(r"/(?<=\d/)\d{3,8}(?!\d)")

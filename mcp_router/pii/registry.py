@@ -6,20 +6,17 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+from mcp_router.pii.alphabet import digits_and
+from mcp_router.pii.assignments import AssignmentDetector
 from mcp_router.pii.detectors import Detector, Finding, PatternDetector, resolve_overlaps
 from mcp_router.pii.iban import IbanDetector
 from mcp_router.pii.invisible import VisibleText
 from mcp_router.pii.lookalike import ascii_lookalikes
 from mcp_router.pii.network import EmailDetector, Ipv4Detector, Ipv6Detector
-from mcp_router.pii.numeric import NumberDetector, id_like, in_hyphenated_code
+from mcp_router.pii.numeric import CustomPattern, NumberDetector, id_like, in_hyphenated_code
 from mcp_router.pii.policy import PiiPolicy
 from mcp_router.pii.profanity import ProfanityDetector
-from mcp_router.pii.secrets import (
-    AssignmentDetector,
-    PrivateKeyDetector,
-    UrlCredentialDetector,
-    VendorKeyDetector,
-)
+from mcp_router.pii.secrets import PrivateKeyDetector, UrlCredentialDetector, VendorKeyDetector
 from mcp_router.pii.validators import (
     card_ok,
     iban_ok,
@@ -55,25 +52,41 @@ _CHECKS: dict[str, Callable[[str, int, int], bool]] = {
 
 
 # Card and SSN checks need eight or more digits in a row, so custom patterns with these names
-# only need to run where the number detector finds such runs.
+# only need to run where the number detector finds such runs, if those runs can hold every
+# match: when the pattern matches only digits and what joins them in a run.
 _DIGIT_RUN_TYPES = ("credit_card", "ssn")
+_RUN_SEPARATORS = " -.()"  # see `numeric._CLUSTER`
 
 
 def builtin_detectors(*, profanity: bool = True,
                       numeric_custom: Sequence[tuple[str, str]] = ()) -> list[Detector]:
-    """One instance of every built-in detector; `numeric_custom` are card/SSN custom patterns."""
-    gated = [(name, re.compile(pattern), _CHECKS[name]) for name, pattern in numeric_custom]
+    """One instance of every built-in detector; `numeric_custom` are card/SSN custom patterns.
+
+    Such a pattern is searched around the number detector's digit runs when its matches can
+    only be digits, spaces, `-`, `.` and parentheses (as the team's SSN and card patterns);
+    any other (groups joined by `/`, `_` or tabs) is searched over the whole text.
+    """
+    in_runs: list[CustomPattern] = []
+    anywhere: list[Detector] = []
+    for name, pattern in numeric_custom:
+        regex = re.compile(pattern)
+        if digits_and(regex, _RUN_SEPARATORS):
+            in_runs.append((name, regex, _CHECKS[name]))
+        else:
+            anywhere.append(custom_detector(name, pattern))
     found: list[Detector] = [
-        NumberDetector(gated), IbanDetector(), Ipv4Detector(), Ipv6Detector(), EmailDetector(),
-        VendorKeyDetector(), PrivateKeyDetector(), UrlCredentialDetector(), AssignmentDetector(),
+        NumberDetector(in_runs), IbanDetector(), Ipv4Detector(), Ipv6Detector(),
+        EmailDetector(), VendorKeyDetector(), PrivateKeyDetector(), UrlCredentialDetector(),
+        AssignmentDetector(),
     ]
     if profanity:
         found.append(ProfanityDetector())
-    return found
+    return found + anywhere
 
 
 def custom_detector(name: str, pattern: str) -> PatternDetector:
-    """A detector for a config pattern; built-in names keep the built-in's validation."""
+    """A detector for a config pattern, searching the whole text; built-in names keep the
+    built-in's validation."""
     check = _CHECKS.get(name)
     if check is None:
         return PatternDetector(name, pattern)

@@ -1,4 +1,4 @@
-"""Credentials: vendor API keys, JWTs, private key blocks, passwords in URLs and in assignments."""
+"""Credentials: vendor API keys, JWTs, private key blocks and passwords in URLs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import string
 from collections.abc import Iterable
 
-from mcp_router.pii.detectors import Finding, lowered, rare_letter_patterns, skeleton
+from mcp_router.pii.detectors import Finding, skeleton
 
 # (prefixes, pattern): a vendor's documented token shape and the literal prefixes it starts
 # with, which decide which patterns to try at a candidate token; the comment names the vendor.
@@ -149,7 +149,8 @@ _KEY_PIECE = re.compile(
     rf"|[ \t]+{_B64}+={{0,2}}(?=[ \t]*-----END)")
 # The user may be empty, as in redis://:password@cache:6379.
 _URL_USERINFO = re.compile(r"://([^\s:/?#@\[\]\"'<>]*):([^\s/?#@\"'<>]+)@")
-_TEMPLATE = re.compile(r"^(?:\$\{?\w+\}?|\{\{.*\}\}|<[^>]*>|%s|\*+|x+|\.\.\.)$", re.IGNORECASE)
+# A value that stands for a secret rather than being one: `${VAR}`, `{{ … }}`, `<…>`, `***`.
+TEMPLATE = re.compile(r"^(?:\$\{?\w+\}?|\{\{.*\}\}|<[^>]*>|%s|\*+|x+|\.\.\.)$", re.IGNORECASE)
 
 
 class PrivateKeyDetector:
@@ -204,85 +205,4 @@ class UrlCredentialDetector:
         if "://" not in text:
             return []
         return [Finding("secret", m.start(1), m.end(2)) for m in _URL_USERINFO.finditer(text)
-                if not _TEMPLATE.match(m.group(2))]
-
-
-# Keyword → what may follow it to end the key's name: `password`, `db_pass`, `client_secret`,
-# `secret_key`, `GITHUB_TOKEN`, `api_key`, but not `secretName` or `password_reset_url`.
-_KEY_TAILS = {"pass": r"(?:word|wd|phrase)?", "pwd": "", "secret": r"(?:[_-]?key)?",
-              "token": "", "key": ""}
-# `key` alone is too common: the name must end in one of these.
-_KEY_NAMES = ("api_key", "api-key", "apikey", "access_key", "accesskey", "secret_key",
-              "secretkey", "auth_key", "private_key")
-# After the name: an assignment (`=`, `:`, `=>`, `:=`), then the value, quoted or bare.
-_ASSIGNED_VALUE = r"[\"']?\s*(?::=|=>|[:=])\s*(?P<q>[\"'`]?)(?P<v>[^\s\"'`,;]{8,200})(?P=q)"
-_KEY_NAMED = "(?:" + "|".join(f"(?<={name})" for name in _KEY_NAMES) + ")"
-# Searched for in the lower-cased text, a few keywords per scan, and every occurrence without
-# an assignment is turned away inside `re`. The value sits in a lookahead, so it is searched
-# for keywords too (`password=token=…`).
-_ASSIGNMENTS = rare_letter_patterns({**_KEY_TAILS, "key": _KEY_NAMED}, f"(?={_ASSIGNED_VALUE})")
-# RFC 6750 credentials after the Bearer scheme (token68 characters); the look back keeps the
-# pattern's leading literal, which `re` finds far faster than a class.
-_BEARER = re.compile(r"earer(?<=[Bb]earer) +(?P<v>[A-Za-z0-9\-._~+/]{16,}=*)(?![^\s\"'`,;)\]}])")
-_WORDS = re.compile(r"(?:[A-Z]?[a-z]+)+")
-_PLACEHOLDER_WORDS = re.compile(r"your|here|example|xxxx|changeme|placeholder|redacted|dummy",
-                                re.IGNORECASE)
-# Values that name or fetch a secret rather than being one: variables, templates, calls,
-# dotted or plain identifiers, URLs, paths, numbers, nested assignments.
-_REFERENCE = re.compile(r"^\$|\$[({]|[({<\[]|^%\w+%$|://|^\.{0,2}/|^[A-Za-z]*_[A-Za-z_]*$|"
-                        r"^[A-Za-z_]\w*(?:\.\w+)+$|^\d+$|^[A-Za-z_]\w*=")
-
-
-# A resource's name rather than its value: lower-case words joined by hyphens and a short
-# version or index (`secret: my-app-secret-v2` names a Kubernetes Secret). A person may pick
-# a password like that (`summer-time-42`), so a password's name still takes it as one.
-_NAME_LIKE = re.compile(r"[a-z]{2,}(?:-[a-z]{2,})+-v?\d{1,3}$")
-_PASSWORD_NAME = re.compile(r"pass|pwd")
-
-
-class AssignmentDetector:
-    """Literal values given to password/secret/token/api-key names and Bearer headers."""
-
-    name = "secret"
-    entities = frozenset({name})
-
-    def find(self, text: str) -> list[Finding]:
-        found: list[Finding] = []
-        found += [Finding("secret", m.start("v"), m.end("v")) for m in _BEARER.finditer(text)
-                  if _literal_secret(m.group("v"))]
-        if "=" not in text and ":" not in text:  # no assignment without one of them
-            return found
-        lower = lowered(text)
-        for assignment in _ASSIGNMENTS:
-            for m in assignment.finditer(lower):
-                start, end = m.span("v")
-                value = text[start:end]
-                if _literal_secret(value) and not (
-                        _NAME_LIKE.match(value) and not _names_a_password(lower, m.start())):
-                    found.append(Finding("secret", start, end))
-        return found
-
-
-def _names_a_password(lower: str, at: int) -> bool:
-    """Whether the name that the keyword found at `at` is part of is a password's name."""
-    start = at
-    while start > 0 and (lower[start - 1].isalnum() or lower[start - 1] in "_-"):
-        start -= 1
-    return _PASSWORD_NAME.search(lower, start, at + 8) is not None
-
-
-def _literal_secret(value: str) -> bool:
-    """A credential itself: not a reference, template or placeholder, and password-like.
-
-    Password-like means letters with digits, three of lower case, upper case, digits and
-    symbols, or random mixed-case letters; that leaves out words, names and slugs such as
-    `tls-cert-prod`, `inputPassword` or `sk-your-key-here`.
-    """
-    if _REFERENCE.search(value) or _TEMPLATE.match(value) or _PLACEHOLDER_WORDS.search(value):
-        return False
-    if value.isalpha():  # random mixed case (iKavOOCrlV), not a word or CamelCase name
-        return len(value) >= 10 and not _WORDS.fullmatch(value) and not value.islower() \
-            and not value.isupper()
-    lower, upper = any(c.islower() for c in value), any(c.isupper() for c in value)
-    digit, symbol = any(c.isdigit() for c in value), not value.isalnum()
-    return (digit and (lower or upper)) or lower + upper + digit + symbol >= 3
+                if not TEMPLATE.match(m.group(2))]

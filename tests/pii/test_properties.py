@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -200,3 +201,20 @@ def test_a_streamed_answer_equals_the_answer_filtered_whole(pieces: list[str],
     stream = session.stream_filter()
     streamed = "".join(stream.feed(d) for d in deltas) + stream.flush()
     assert streamed == session.filter_answer(answer)[0]
+
+
+@st.composite
+def ssn_with_separator(draw: st.DrawFn) -> tuple[str, str]:
+    area = draw(st.one_of(st.integers(1, 665), st.integers(667, 899)))
+    group, serial = draw(st.integers(1, 99)), draw(st.integers(1, 9999))
+    sep = draw(st.sampled_from([" ", "-", ".", "/", "_", "\t", "|", ":", "~", "\u2009"]))
+    return sep, f"{area:03d}{sep}{group:02d}{sep}{serial:04d}"
+
+
+@settings(deadline=None, max_examples=300)
+@given(ssn_with_separator().flatmap(lambda case: st.tuples(st.just(case), around(case[1]))))
+def test_a_custom_ssn_pattern_finds_a_valid_ssn_whatever_joins_its_groups(
+        case: tuple[tuple[str, str], str]) -> None:
+    (sep, ssn), text = case
+    pattern = rf"(?<!\d)\d{{3}}{re.escape(sep)}\d{{2}}{re.escape(sep)}\d{{4}}(?!\d)"
+    assert ("ssn", ssn) in found(text, PiiFilter(PiiPolicy(custom=(("ssn", pattern),))))

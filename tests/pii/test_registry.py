@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mcp_router.pii import Finding, PiiFilter, PiiPolicy, resolve_overlaps
+from mcp_router.pii.alphabet import digits_and
 from mcp_router.pii.registry import builtin_detectors, detect
 from tests.pii.support import entities, found
 
@@ -133,3 +136,40 @@ def test_every_built_in_detector_declares_the_types_it_finds() -> None:
             "and damn")
     for detector in builtin_detectors():
         assert {f.entity for f in detector.find(text)} <= detector.entities, detector.name
+
+
+@pytest.mark.parametrize(("name", "pattern", "text", "out"), [
+    ("ssn", r"\b\d{3}/\d{2}/\d{4}\b", "SSN 123/45/6789 on file", "SSN <SSN> on file"),
+    ("ssn", r"\b\d{3}_\d{2}_\d{4}\b", "SSN 123_45_6789 on file", "SSN <SSN> on file"),
+    ("ssn", r"\b\d{3}\s\d{2}\s\d{4}\b", "ssn\n123\t45\t6789", "ssn\n<SSN>"),
+    ("credit_card", r"\b\d{4}(?:\t\d{4}){3}\b", "card\t4111\t1111\t1111\t1111\tVisa",
+     "card\t<CREDIT_CARD>\tVisa"),
+    ("credit_card", r"(?<=card:)\d{4}(?:/\d{4}){3}", "card:4111/1111/1111/1111",
+     "card:<CREDIT_CARD>"),
+])
+def test_a_custom_pattern_named_like_a_numeric_type_finds_other_separators(
+        name: str, pattern: str, text: str, out: str) -> None:
+    session = PiiFilter(PiiPolicy(custom=((name, pattern),))).session()
+    assert session.filter_text(text)[0] == out
+
+
+@pytest.mark.parametrize(("name", "pattern", "text"), [
+    ("ssn", r"\b\d{3}/\d{2}/\d{4}\b", "SSN 666/45/6789 on file"),  # never issued
+    ("ssn", r"\b\d{3}/\d{2}/\d{4}\b", "due 123/45/0000"),
+    ("credit_card", r"\b\d{4}(?:\t\d{4}){3}\b", "card\t4111\t1111\t1111\t1112"),  # Luhn fails
+])
+def test_such_a_pattern_still_passes_its_matches_through_the_types_check(
+        name: str, pattern: str, text: str) -> None:
+    out, summary = PiiFilter(PiiPolicy(custom=((name, pattern),))).session().filter_text(text)
+    assert out == text and summary.counts == {}
+
+
+@pytest.mark.parametrize(("pattern", "in_runs"), [
+    (r"\b\d{3}-\d{2}-\d{4}\b", True), (r"\b\d{16}\b", True), (r"(?<=ORD-)\d{16}", True),
+    (r"\(?\d{3}\)?[ .-]\d{4}", True), (r"[0-9]{4}(?: [0-9]{4}){3}", True),
+    (r"\b\d{3}/\d{2}/\d{4}\b", False), (r"\d{3}\s\d{6}", False), (r"SSN \d{9}", False),
+    (r"\d{3}.\d{6}", False), (r"[^a-z]{11}", False), (r"\d{3}(?:x|-)\d{6}", False),
+])
+def test_only_a_pattern_of_digits_and_run_separators_is_left_to_the_digit_runs(
+        pattern: str, in_runs: bool) -> None:
+    assert digits_and(re.compile(pattern), " -.()") is in_runs

@@ -191,3 +191,51 @@ def test_a_secret_with_hyphens_is_still_a_secret(text: str, secret: str) -> None
 ])
 def test_the_name_of_a_kubernetes_secret_is_not_a_secret(text: str) -> None:
     assert "secret" not in entities(text)
+
+
+CODE = [
+    "def refresh(token: OAuth2Token) -> None:",
+    "async def handler(secret: SecretBytes):",
+    "def set_password(password: HashedPassword):",
+    "client = Client(api_key=settings.API_KEY)",
+    "def connect(token: OAuth2Token = None, api_key: HTTPBearerCredentials | None = None):",
+    "session = Session(auth=Auth(token=config.github.TOKEN))",
+]
+
+
+@pytest.mark.parametrize("line", CODE)
+def test_code_that_names_or_types_a_credential_is_sent_unchanged(line: str) -> None:
+    assert PiiFilter(PiiPolicy()).session().filter_text(line)[0] == line
+
+
+def test_code_the_model_writes_comes_back_unchanged() -> None:
+    answer = "```python\n" + "\n".join(CODE) + "\n```"
+    assert PiiFilter(PiiPolicy()).session().filter_answer(answer)[0] == answer
+
+
+@pytest.mark.parametrize(("line", "out"), [
+    ("curl 'https://api.example.com/v1/items?token=Abc123XyZ789&page=2&sort=desc'",
+     "curl 'https://api.example.com/v1/items?token=<SECRET>&page=2&sort=desc'"),
+    ("https://app.example.com/cb#access_token=Abc123XyZ789&state=af0ifjsldkj",
+     "https://app.example.com/cb#access_token=<SECRET>&state=af0ifjsldkj"),
+    ("git clone https://x-access-token:ghs_abcdefghijklmnopqrstuvwxyz0123456789@github.com/"
+     "org/repo.git", "git clone https://<SECRET>@github.com/org/repo.git"),
+    ("client = Client(api_key='sk-proj-abc123DEF456ghi789JKL012mno345')",
+     "client = Client(api_key='<SECRET>')"),
+    ("login(user, password=Hunter2Hunter2)", "login(user, password=<SECRET>)"),
+    ("connect(password=Tr0ub4dor3).run()", "connect(password=<SECRET>).run()"),
+    ("headers = {token: Abc123XyZ789}", "headers = {token: <SECRET>}"),
+])
+def test_only_the_credential_in_code_or_a_url_is_replaced(line: str, out: str) -> None:
+    assert PiiFilter(PiiPolicy()).session().filter_text(line)[0] == out
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("Log in as admin (password: Hunter2024) and retry", "Hunter2024"),
+    ("password: Tr0ub4dor&3", "Tr0ub4dor&3"),  # `&` and `)` are part of a bare password
+    ("DB_PASSWORD=Pa55)word!", "Pa55)word!"),
+    ("token: OAuth2Token", "OAuth2Token"),  # a value, not a parameter's type
+])
+def test_a_password_keeps_the_characters_that_only_end_code_or_urls(text: str,
+                                                                    secret: str) -> None:
+    assert ("secret", secret) in found(text)

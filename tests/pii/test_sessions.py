@@ -94,3 +94,14 @@ def test_the_cacheable_answer_keeps_placeholders_and_each_session_restores_its_o
     assert summary.counts == {"secret": 1}
     assert alice.restore(cached) == "Sent to alice@example.com; leaked <SECRET>"
     assert bob.restore(cached) == "Sent to bob@example.org; leaked <SECRET>"
+
+
+@pytest.mark.parametrize("name", ["otp_code", "2fa_code", "3ds", "_2fa"])
+def test_a_custom_types_placeholder_comes_back_whatever_its_name_starts_with(name: str) -> None:
+    policy = PiiPolicy(action="pseudonymize", custom=((name, r"\bOTP-\d{6}\b"),))
+    session = PiiFilter(policy).session()
+    sent, _ = session.filter_text("Repeat OTP-123456 please")
+    assert "OTP-123456" not in sent
+    placeholder = sent.removeprefix("Repeat ").removesuffix(" please")
+    answer, _ = session.filter_answer(f"You said {placeholder}.")
+    assert answer == "You said OTP-123456."
