@@ -142,9 +142,13 @@ class Target:
     def _run_on(self, call: Call, scope: anyio.CancelScope, started: float) -> None:
         """Let an attempt that has begun answering run on to the call's own deadline (never
         past the adapter's timeout, and never shorter than it already had)."""
+        if call.outer is None:  # no share of a longer deadline: it has all it may have
+            return
         now = self._clock.now()
         left = min(self._adapter.timeout_s - (now - started), call.end - now)
-        scope.deadline = max(scope.deadline, anyio.current_time() + left)
+        later = anyio.current_time() + left
+        if later > scope.deadline:
+            scope.deadline = later
 
     def _record(self, call: Call, started: float, error: ProviderError | None,
                 hold: Hold | None, ttfb_ms: float | None = None) -> float:
