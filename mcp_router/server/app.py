@@ -24,7 +24,7 @@ from mcp_router.audit import AuditEntry, AuditLog
 from mcp_router.catalog import HealthReport, ProvidersReport, describe_health, describe_providers
 from mcp_router.clock import Clock, LoopClock
 from mcp_router.config import BudgetsConfig, Config
-from mcp_router.errors import DataError, RouterError
+from mcp_router.errors import RouterError
 from mcp_router.front import Front
 from mcp_router.ledger import CostReport, GroupBy, Period
 from mcp_router.messages import CacheMode, ChatCall, ChatResult, Message
@@ -32,6 +32,7 @@ from mcp_router.outputs import ANSWER_URI, AnswerPages
 from mcp_router.provider_keys import Scrubber, config_secrets, provider_keys
 from mcp_router.reports import Budgets
 from mcp_router.router import Router
+from mcp_router.server.alerts import AlertDesk
 from mcp_router.server.arguments import (
     Label,
     LeftOut,
@@ -83,7 +84,8 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
                                                  clock=clock))
         stack.callback(front.audit.close)  # a later session's first write opens it again
         return AppState(router=router, pages=AnswerPages(config.output.page_chars), front=front,
-                        pii_sessions=PiiSessions(router.pii.session))
+                        pii_sessions=PiiSessions(router.pii.session),
+                        alerts=AlertDesk(router.spend.budgets))
 
     shared = SharedState(open_state, config.health.probe_interval_s)
 
@@ -280,15 +282,15 @@ def _add_tools(server: RouterServer, config: Config) -> None:
                                             host_model(ctx) if config.sampling.fallback
                                             else None)
         except RouterError as exc:
-            raise ToolError(state.front.scrubber.scrub(str(exc))) from exc
+            refusal = state.front.scrubber.scrub(str(exc))
+            # A failed attempt may have been charged, and crossed the threshold.
+            if alert := state.alerts.due(sees_team=sees_own_only() is None):
+                await notify(ctx, alert)
+                refusal += f" (budget alert: {alert})"
+            raise ToolError(refusal) from exc
         finally:
             live = False
-        try:
-            alert = router.spend.budgets.check_alert()
-        except DataError as exc:  # the answer is paid for: it is returned all the same
-            logger.warning("budget alert not checked: %s", exc)
-            alert = None
-        if alert:
+        if alert := state.alerts.due(sees_team=sees_own_only() is None):
             # Also in the result: a connection on the 2026-07-28 protocol gets no log
             # notification, and the alert is given once a day.
             result = result.model_copy(update={"budget_alert": alert})

@@ -3,7 +3,6 @@ by sampling, and log notifications."""
 
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import Any
 
@@ -33,7 +32,6 @@ from mcp_router.outputs import ANSWER_URI, AnswerPages, content_budget_tokens, t
 
 __all__ = ["host_model", "notify", "sized_result"]
 
-log = logging.getLogger("mcp_router")
 
 
 def sized_result(result: ChatResult, pages: AnswerPages, config: Config,
@@ -100,8 +98,7 @@ def _cannot_ask(reason: str) -> LastResort:
 
 
 async def notify(ctx: Context[Any], message: str) -> None:
-    """A log notification to the host; the answer is already paid for and is returned anyway."""
-    log.warning("%s", message)
+    """A log notification to the host (the server's own log has it already)."""
     # Log notifications are deprecated from protocol 2026-07-28 (SEP-2577), but the hosts in
     # use today still show them and nothing replaces them yet.
     with warnings.catch_warnings():

@@ -14,6 +14,7 @@ from mcp_router.front import Front
 from mcp_router.outputs import AnswerPages
 from mcp_router.pii import PiiSession
 from mcp_router.router import Router
+from mcp_router.server.alerts import AlertDesk
 from mcp_router.server.sessions import PiiSessions
 
 __all__ = ["AppState", "SharedState"]
@@ -27,6 +28,7 @@ class AppState:
     pages: AnswerPages
     front: Front
     pii_sessions: PiiSessions
+    alerts: AlertDesk
     keeper: TaskGroup | None = None  # finishes answers a host gave up on; runs the probe loop
     pii: PiiSession | None = None  # this connection's, over stdio or in process
 
