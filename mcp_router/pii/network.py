@@ -11,6 +11,21 @@ from mcp_router.pii.validators import ipv4_sensitive, ipv6_sensitive
 # Letters and digits of any script (`[^\W_]`): internationalised domains (`пример.рф`,
 # `münchen.de`) and local parts (`josé@`) are addresses as much as ASCII ones are.
 _ALNUM = r"[^\W_]"
+# Scripts written without spaces between words (Han, Kana, Hangul, Bopomofo, Thai, Lao, Khmer,
+# Myanmar; with their iteration marks and half-width forms). An address runs straight into such
+# text (`邮箱是zhang@example.com，`), so where their letters or digits meet another script's the
+# address ends. Other scripts may mix within one address (`josé@`, a Cyrillic `а` in `jаne@`):
+# the text around them has spaces.
+_SPACELESS = (r"\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3005-\u3007"
+              r"\u3021-\u3029\u3031-\u3035\u3038-\u303c\u3040-\u30ff\u3100-\u312f"
+              r"\u3130-\u318f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f"
+              r"\uac00-\ud7ff\uf900-\ufaff\uff66-\uffdc\U00020000-\U0003ffff")
+_SPACELESS_ALNUM = rf"(?:(?=[{_SPACELESS}]){_ALNUM})"
+_OTHER_ALNUM = rf"[^\W_{_SPACELESS}]"
+_SCRIPT_CHANGE = re.compile(rf"{_OTHER_ALNUM}{_SPACELESS_ALNUM}|{_SPACELESS_ALNUM}{_OTHER_ALNUM}")
+# A TLD is letters of one side, and what follows must not continue it: `co.jp|です` ends there.
+_TLD = (rf"(?P<tld>[^\W\d_{_SPACELESS}]{{2,24}}(?!{_OTHER_ALNUM}|-)"
+        rf"|(?:(?=[{_SPACELESS}])[^\W\d_]){{2,24}}(?!{_SPACELESS_ALNUM}|-))")
 # Atomic: what may follow a label (a dot, a space, a bracket) can never be inside one, so a
 # shorter label cannot help a match, and not trying them spares `re` a lot of backtracking
 # at every `@` that starts no address (icon@2x, deploy@ci-runner-7). Inside a label `[\w-]`
@@ -21,8 +36,7 @@ _LABEL = rf"(?>{_ALNUM}(?:[\w-]{{0,61}}{_ALNUM})?)"
 # com`), since a lower-case " at " is ordinary English.
 _DOT = r"(?:\.|\s*[\[({<]\s*(?i:dot)\s*[\])}>]\s*|\s+DOT\s+)"
 # Text after the `@` (or its obfuscated spelling): labels joined by dots, ending in a TLD.
-_DOMAIN = re.compile(rf"\s*{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}(?P<tld>[^\W\d_]{{2,24}})"
-                     rf"(?!{_ALNUM}|-)")
+_DOMAIN = re.compile(rf"\s*{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_TLD}")
 # The plain scan checks in C that a local-part character precedes the `@` and a domain
 # follows, and turns away scp-style git remotes (`git@host:org/repo`, see
 # `_remote_or_url_user`) without backing off to a shorter domain; the obfuscated spellings get
@@ -104,8 +118,12 @@ def _local_start(text: str, end: int) -> int | None:
     m = _LOCAL_REVERSED.match(window)
     if m is None:
         return None
-    start = end - m.end()
-    if start > 0 and (is_word_char(text[start - 1]) or text[start - 1] == "."):
+    # Read back, the local part ends where the script changes (`邮箱是|zhang@`). Otherwise a dot
+    # before it (`.zhang@`) or a word character (a local part longer than any) means none.
+    change = None if m.group().isascii() else _SCRIPT_CHANGE.search(m.group())
+    start = end - (change.start() + 1 if change else m.end())
+    before = text[start - 1:start] if start else ""
+    if before == "." or (is_word_char(before) and not _SCRIPT_CHANGE.match(text, start - 1)):
         return None
     return start
 

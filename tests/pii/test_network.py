@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcp_router.pii import PiiFilter, PiiPolicy
 from tests.pii.support import entities, found
@@ -88,7 +90,7 @@ def test_a_superscript_digit_before_a_dotted_quad_is_no_filter_failure() -> None
 @pytest.mark.parametrize("address", [
     "info@пример.рф", "user@münchen.de", "josé@empresa.es", "jürgen.müller@example.de",
     "jаne@example.com",  # a Cyrillic "а" in an otherwise ASCII address
-    "王伟@例子.中国",
+    "王伟@例子.中国", "用户@例子.广告", "王伟@example.com", "info@日本語.jp",
 ])
 def test_an_address_with_letters_of_any_script_is_redacted_whole(address: str) -> None:
     session = PiiFilter(PiiPolicy()).session()
@@ -100,9 +102,51 @@ def test_an_address_with_letters_of_any_script_is_redacted_whole(address: str) -
 @pytest.mark.parametrize("text", [
     "Größe@2x.png", "see данные@2x.svg", "café@home", "x@данные.json", "a@b.c1",
     "git@gitlab.例え.jp:acme/infra.git", "ssh://git@сервер.рф/acme/infra.git",
+    "画像はicon@2x.pngです",  # the extension ends where the Japanese starts
 ])
 def test_non_ascii_address_look_alikes_are_not_emails(text: str) -> None:
     assert "email" not in entities(text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("我的邮箱是zhang.wei@example.com，谢谢", "我的邮箱是<EMAIL>，谢谢"),
+    ("メールはtanaka@example.co.jpです", "メールは<EMAIL>です"),
+    ("연락처는kim@example.com입니다", "연락처는<EMAIL>입니다"),
+    ("ติดต่อsomchai@example.comครับ", "ติดต่อ<EMAIL>ครับ"),
+    ("我的QQ邮箱是123456789@qq.com，谢谢", "我的QQ邮箱是<EMAIL>，谢谢"),
+    ("邮箱zhang@qq.com或者wang@163.com都行", "邮箱<EMAIL>或者<EMAIL>都行"),
+    ("メールはtanaka [at] example [dot] comです", "メールは<EMAIL>です"),
+    ("回调地址?email=zhang%40example.com吧", "回调地址?email=<EMAIL>吧"),
+    # Text running on longer than any address: the address was once cut short or missed.
+    ("連絡先はtanaka@example.co.jpですのでよろしくお願いいたします",
+     "連絡先は<EMAIL>ですのでよろしくお願いいたします"),
+    ("如果您在使用过程中遇到任何问题或者对我们的产品和服务有任何意见和建议欢迎随时通过电子邮件"
+     "与我们的客户服务团队联系我们的邮箱是support@example.com",
+     "如果您在使用过程中遇到任何问题或者对我们的产品和服务有任何意见和建议欢迎随时通过电子邮件"
+     "与我们的客户服务团队联系我们的邮箱是<EMAIL>"),
+])
+def test_an_address_written_into_text_without_spaces_is_redacted_alone(
+        text: str, expected: str) -> None:
+    session = PiiFilter(PiiPolicy(enabled=True, action="redact")).session()
+    assert session.filter_text(text)[0] == expected
+
+
+# Letters of scripts written without spaces, and the punctuation written between them.
+SPACELESS_TEXT = st.text("我的邮箱是谢请联系人々メールはですよろしくーッ"
+                         "연락처는입니다ติดต่อครับ，。、「」：", max_size=80)
+
+
+@settings(deadline=None, max_examples=200)
+@given(SPACELESS_TEXT,
+       st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,20}[a-z0-9]", fullmatch=True)
+       .filter(lambda s: ".." not in s),
+       st.from_regex(r"[a-z][a-z0-9-]{0,15}[a-z0-9]", fullmatch=True),
+       st.sampled_from(["com", "org", "io", "co.jp", "cn", "co.kr", "co.th"]),
+       SPACELESS_TEXT)
+def test_an_ascii_address_ends_where_text_in_another_script_begins(
+        before: str, local: str, host: str, tld: str, after: str) -> None:
+    address = f"{local}@{host}.{tld}"
+    assert found(f"{before}{address}{after}") == [("email", address)]
 
 
 @pytest.mark.timeout(10)
