@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import OrderedDict
 
+from mcp_router.token_estimate import estimate_tokens, utf8_size
+
 ANSWER_URI = "mcp-router://answers/{trace_id}/{page}"
-CHARS_PER_TOKEN = 4  # the usual estimate for English text and code
+CHARS_PER_TOKEN = 4  # ASCII: the usual estimate for English text and code
 RESULT_OVERHEAD_TOKENS = 1000  # provenance fields, attempts, usage
+
+
+def result_tokens(text: str) -> int:
+    """The tokens `text` takes in a tool result, estimated for any script: ASCII characters at
+    `CHARS_PER_TOKEN` a token, every other character counted high as the budgets count it
+    (`estimate_tokens`: 1 per Cyrillic or Greek letter, 5/3 per CJK character, 7/3 per emoji).
+    """
+    # The budgets count ASCII high too (3 a token), since charging low costs money; here that
+    # would cut English answers a quarter shorter than hosts need.
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    other_chars = len(text) - ascii_chars
+    return (math.ceil(ascii_chars / CHARS_PER_TOKEN)
+            + estimate_tokens(other_chars, utf8_size(text) - ascii_chars))
+
+
+def _head_length(text: str, tokens: int) -> int:
+    """The length of the longest head of `text` whose `result_tokens` fit `tokens`."""
+    # No character takes less than 1/CHARS_PER_TOKEN of a token: no longer head can fit.
+    lengths = range(min(len(text), tokens * CHARS_PER_TOKEN) + 1)
+    return bisect_right(lengths, tokens, key=lambda n: result_tokens(text[:n])) - 1
 
 
 class AnswerPages:
     """Full texts of truncated answers, kept in memory (newest `keep`) and read in pages.
+
+    A page holds at most `page_chars` characters, and no more tokens (`result_tokens`, the
+    measure an answer is cut by) than `page_chars` characters of English: in another script
+    it holds fewer characters, and fits a host's result as well as an English page does.
 
     Each is kept for its `owner` (the token's client on a shared server) and read back only
     by that owner: a trace id that leaks (it is in the audit log) opens no one else's answer.
@@ -20,32 +47,41 @@ class AnswerPages:
     def __init__(self, page_chars: int, keep: int = 64) -> None:
         self.page_chars = page_chars
         self._keep = keep
-        self._texts: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # Each text with where its pages start and where the last one ends.
+        self._texts: OrderedDict[tuple[str, str], tuple[str, tuple[int, ...]]] = OrderedDict()
 
     def put(self, owner: str, trace_id: str, text: str) -> int:
         """Keep `text`; returns its number of pages."""
-        self._texts[owner, trace_id] = text
+        bounds = self.bounds(text)
+        self._texts[owner, trace_id] = text, bounds
         self._texts.move_to_end((owner, trace_id))
         while len(self._texts) > self._keep:
             self._texts.popitem(last=False)
-        return self.pages(text)
+        return len(bounds) - 1
 
     def page(self, owner: str, trace_id: str, page: int) -> str | None:
         """Page `page` (1-based) of a kept answer of `owner`'s; None when unknown or out of
         range."""
-        text = self._texts.get((owner, trace_id))
-        if text is None or not 1 <= page <= self.pages(text):
+        kept = self._texts.get((owner, trace_id))
+        if kept is None or not 1 <= page < len(kept[1]):
             return None
-        start = (page - 1) * self.page_chars
-        return text[start:start + self.page_chars]
+        text, bounds = kept
+        return text[bounds[page - 1]:bounds[page]]
 
     def count(self, owner: str, trace_id: str) -> int | None:
         """How many pages a kept answer of `owner`'s has; None when it is not kept."""
-        text = self._texts.get((owner, trace_id))
-        return None if text is None else self.pages(text)
+        kept = self._texts.get((owner, trace_id))
+        return None if kept is None else len(kept[1]) - 1
 
-    def pages(self, text: str) -> int:
-        return max(1, math.ceil(len(text) / self.page_chars))
+    def bounds(self, text: str) -> tuple[int, ...]:
+        """Where each page of `text` starts, then where the last one ends (one page at least)."""
+        tokens = math.ceil(self.page_chars / CHARS_PER_TOKEN)
+        bounds = [0]
+        while bounds[-1] < len(text) or len(bounds) == 1:
+            start = bounds[-1]
+            bounds.append(start + max(1, _head_length(text[start:start + self.page_chars],
+                                                      tokens)))
+        return tuple(bounds)
 
 
 def content_budget_tokens(max_result_tokens: int) -> int:
@@ -54,6 +90,8 @@ def content_budget_tokens(max_result_tokens: int) -> int:
 
 
 def truncate(text: str, budget_tokens: int) -> str | None:
-    """The head of `text` that fits `budget_tokens`, or None when it fits whole."""
-    limit = budget_tokens * CHARS_PER_TOKEN
-    return None if len(text) <= limit else text[:limit]
+    """The longest head of `text` whose `result_tokens` fit `budget_tokens`, or None when
+    `text` fits whole."""
+    if result_tokens(text) <= budget_tokens:
+        return None
+    return text[:_head_length(text, budget_tokens)]

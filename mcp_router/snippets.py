@@ -40,6 +40,9 @@ MCP_REMOTE = "mcp-remote@0.15"
 TOKEN_VAR = "MCP_ROUTER_TOKEN"
 """Where the remote snippets expect the client's token (from `mcp-router token new`)."""
 
+HOME_VAR = "MCP_ROUTER_HOME"
+"""The data directory (ledger, budgets, cache, audit log) a server uses, when it is set."""
+
 _DESKTOP = ("Add to claude_desktop_config.json (Settings > Developer > Edit Config); Claude "
             "Desktop reaches HTTP servers through the mcp-remote bridge (needs Node.js 18+). ")
 _CURSOR = "Add to ~/.cursor/mcp.json (or .cursor/mcp.json in a project)."
@@ -109,30 +112,50 @@ def env_vars(config: Config) -> EnvVars:
 def client_snippet(client: str, config: Config, config_path: Path,
                    env: Mapping[str, str]) -> tuple[str, str]:
     """The text to paste (or run) for `client`, and a hint saying where it goes; `env` is this
-    shell's environment, whose values the snippet may carry for variables that are no secret."""
+    shell's environment, whose values the snippet may carry for variables that are no secret,
+    and whose data directory ($MCP_ROUTER_HOME, made absolute) it carries when set."""
     command, *args = _command(config_path)
     needed = env_vars(config)
+    home = _home(env)
     hint = WHERE[client]
+    if home:
+        hint = (f"The server it starts keeps its ledger, budgets and cache in {home}, "
+                f"this shell's {HOME_VAR}.\n{hint}")
     unset = [v for v in needed.plain if not env.get(v)]
     if unset:
         hint = (f"The config refers to {', '.join(unset)}, not set in this shell: "
                 f"{UNSET_HINT[client]}.\n{hint}")
     if client == "claude-code":
-        flags = " ".join(f"-e {k}=\"${k}\"" for k in sorted([*needed.secret, *needed.plain]))
+        words = {k: f"{k}=\"${k}\"" for k in [*needed.secret, *needed.plain]}
+        if home:
+            words[HOME_VAR] = shlex.quote(f"{HOME_VAR}={home}")
+        flags = " ".join(f"-e {words[k]}" for k in sorted(words))
         return hint, (f"claude mcp add mcp-router --scope user {flags} -- "
                       f"{shlex.join([command, *args])}")
     if client == "vscode":
-        return hint, json.dumps(_vscode(command, args, needed, env), indent=2)
+        return hint, json.dumps(_vscode(command, args, needed, env, home), indent=2)
     # Secrets (keys, header variables) stay placeholders even when set here: a printed
     # snippet never carries one.
     values = {k: f"<your {k}>" for k in needed.secret}
     values |= {k: env.get(k) or f"<your {k}>" for k in needed.plain}
+    if home:
+        values[HOME_VAR] = home
     return hint, json.dumps({"mcpServers": {"mcp-router": {
         "command": command, "args": args, "env": dict(sorted(values.items()))}}}, indent=2)
 
 
-def _vscode(command: str, args: list[str], needed: EnvVars,
-            env: Mapping[str, str]) -> dict[str, object]:
+def _home(env: Mapping[str, str]) -> str | None:
+    """This shell's data directory as an absolute path, when $MCP_ROUTER_HOME names one.
+
+    Hosts start stdio servers with a bare environment, in a directory of their choosing: a
+    server they start without it would keep a ledger of its own, and its spend would escape
+    the budgets the servers started from this shell count."""
+    value = env.get(HOME_VAR)
+    return str(Path(value).absolute()) if value else None
+
+
+def _vscode(command: str, args: list[str], needed: EnvVars, env: Mapping[str, str],
+            home: str | None) -> dict[str, object]:
     # .vscode/mcp.json sits in a workspace that is often committed: secrets (keys, header
     # variables, which usually carry a token) are asked for once and kept in VS Code's secret
     # storage; a base_url variable is an address, so its value here is written as it is, and
@@ -141,6 +164,8 @@ def _vscode(command: str, args: list[str], needed: EnvVars,
                                                    if not env.get(k)]
     values = {k: f"${{input:{k.lower()}}}" for k, _ in asked}
     values |= {k: env[k] for k in needed.plain if env.get(k)}
+    if home:  # an address, not a secret: written as it is
+        values[HOME_VAR] = home
     return {
         "inputs": [{"type": "promptString", "id": k.lower(), "description": k,
                     "password": secret} for k, secret in sorted(asked)],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -22,6 +21,7 @@ from mcp_router.messages import ChatRequest, ChatResponse, Completion, StreamSta
 from mcp_router.money import exact_sum
 from mcp_router.prices import PriceBook
 from mcp_router.reports import ESTIMATE_RULE
+from mcp_router.token_estimate import estimate_text_tokens, estimate_tokens  # re-exported
 
 log = logging.getLogger("mcp_router.spend")
 
@@ -32,20 +32,6 @@ QUOTE_MAX_TOKENS = 4096
 # that never got there (ProviderUnavailable: no connection) cost nothing.
 MAY_HAVE_COST = (ProviderTimeout, ProviderProtocolError)
 COUNTED_HIGH = f"counted high ({ESTIMATE_RULE})"
-
-
-def estimate_tokens(chars: int, utf8_bytes: int) -> int:
-    """Tokens in a text of `chars` characters and `utf8_bytes` bytes of UTF-8, estimated high
-    for any script: (2 × bytes − characters) / 3, so a token per 3 ASCII characters, 1 per
-    Cyrillic or Greek letter, 5/3 per Chinese, Japanese or Korean character, 7/3 per emoji,
-    where tokenizers commonly give about a quarter, a half, one, and one or two."""
-    return math.ceil((2 * utf8_bytes - chars) / 3)
-
-
-def estimate_text_tokens(text: str) -> int:
-    """`estimate_tokens` of `text`."""
-    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-    return estimate_tokens(len(text), size)
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:

@@ -591,6 +591,14 @@ async def test_argument_errors_name_the_forms_an_argument_takes(client: Client,
         f"Error executing tool chat_completion: {problem}")
 
 
+@pytest.mark.parametrize("value", [{"b": 1}, True, [1], None])
+async def test_a_metadata_value_of_another_type_is_refused_naming_what_it_may_be(
+        client: Client, value: object):
+    assert await error_text(client, "chat_completion", prompt="x",
+                            metadata={"run": 7, "a": value}) == (
+        "Error executing tool chat_completion: metadata.a: must be a string or a number")
+
+
 async def test_an_argument_to_a_tool_that_takes_none_says_so(client: Client):
     assert await error_text(client, "list_providers", x=1) == (
         "Error executing tool list_providers: x: unknown argument; this tool takes no arguments")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +20,17 @@ from mcp.client.stdio import StdioServerParameters
 from mcp_router.config import shipped_config
 
 DEMO = str(shipped_config("demo.yaml"))
-WITHOUT_SIM_URL = {k: v for k, v in os.environ.items() if k != "MCP_ROUTER_SIM_URL"}
+# This shell without the variables the tests set themselves (a data directory exported
+# here would go into every snippet).
+SHELL = {k: v for k, v in os.environ.items()
+         if k not in ("MCP_ROUTER_SIM_URL", "MCP_ROUTER_HOME")}
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mcp_router", *args], capture_output=True,
                           text=True, timeout=60, input="", cwd=cwd,
-                          env={**WITHOUT_SIM_URL, **(env or {})})
+                          env={**SHELL, **(env or {})})
 
 
 def printed(host: str, config: str, env: dict[str, str] | None = None) -> str:
@@ -55,7 +59,7 @@ def as_a_host_starts_it(host: str, stdout: str, shell_env: dict[str, str]) -> tu
 @pytest.mark.parametrize("host", ["claude-desktop", "cursor", "vscode", "claude-code"])
 async def test_each_snippet_starts_a_server_that_reaches_the_address_the_config_names(
         host: str, sim: Any, tmp_path: Path):
-    shell = {**WITHOUT_SIM_URL, "MCP_ROUTER_SIM_URL": sim.url}
+    shell = {**SHELL, "MCP_ROUTER_SIM_URL": sim.url}
     command, args, env = as_a_host_starts_it(host, printed(host, DEMO, shell), shell)
     assert env["MCP_ROUTER_SIM_URL"] == sim.url
     env = {k: v for k, v in env.items() if "${input:" not in v}  # what VS Code asks for
@@ -139,3 +143,42 @@ def test_the_snippet_starts_the_install_that_printed_it_not_the_first_on_path(tm
     expected = [str(own)] if own.is_file() else [sys.executable, "-m", "mcp_router"]
     assert [entry["command"], *entry["args"]] == [*expected, "serve", "--config",
                                                   str(Path(DEMO).resolve())]
+
+
+@pytest.mark.parametrize("host", ["claude-desktop", "cursor", "vscode", "claude-code"])
+def test_each_snippet_carries_this_shells_data_directory_as_an_absolute_path(host: str,
+                                                                            tmp_path: Path):
+    shell = {**SHELL, "MCP_ROUTER_HOME": "team ledger", "MCP_ROUTER_SIM_URL": "http://sim"}
+    done = run_cli("config", host, "--config", DEMO, env=shell, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    _, _, env = as_a_host_starts_it(host, done.stdout, shell)
+    home = str(tmp_path.resolve() / "team ledger")
+    assert env["MCP_ROUTER_HOME"] == home
+    assert f"keeps its ledger, budgets and cache in {home}" in done.stderr
+    if host == "vscode":  # an address: written as it is, never asked for
+        assert "mcp_router_home" not in {i["id"] for i in json.loads(done.stdout)["inputs"]}
+
+
+@pytest.mark.parametrize("host", ["cursor", "claude-code"])
+def test_without_a_data_directory_in_this_shell_the_snippet_names_none(host: str):
+    shell = {**SHELL, "MCP_ROUTER_SIM_URL": "http://sim"}
+    _, _, env = as_a_host_starts_it(host, printed(host, DEMO, shell), shell)
+    assert "MCP_ROUTER_HOME" not in env
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_server_a_host_starts_keeps_its_ledger_where_this_shell_does(sim: Any,
+                                                                            tmp_path: Path):
+    home = tmp_path / "ledger home"
+    shell = {**SHELL, "MCP_ROUTER_SIM_URL": sim.url, "MCP_ROUTER_HOME": str(home)}
+    command, args, env = as_a_host_starts_it("cursor", printed("cursor", DEMO, shell), shell)
+    # Nothing else from this shell; the host's own default data directory is elsewhere.
+    default = {"HOME": str(tmp_path / "user"), "XDG_DATA_HOME": str(tmp_path / "user" / "data")}
+    params = StdioServerParameters(command=command, args=args, env={**default, **env})
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            result = await client.call_tool("chat_completion", {"prompt": "from a bare env"})
+    assert not result.is_error, result.content
+    with sqlite3.connect(home / "ledger.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM calls").fetchone() == (1,)

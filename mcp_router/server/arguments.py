@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from decimal import Decimal
 from difflib import get_close_matches
 from typing import Annotated, Any
 
@@ -67,9 +68,17 @@ class LeftOut:
         return self.default if value is None or value == "" else value
 
 
-Label = Annotated[str, Field(coerce_numbers_to_str=True),
+def _string_or_number(value: object) -> object:
+    # Said here: pydantic would name only the string form, as if a number were wrong too.
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError("must be a string or a number")
+    return value
+
+
+Label = Annotated[str, Field(coerce_numbers_to_str=True), BeforeValidator(_string_or_number),
                   WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]})]
-"""A metadata value: a string, or a number taken as its text (`{"run": 7}`)."""
+"""A metadata value: a string, or a number taken as its text (`{"run": 7}`); any other
+value is refused as `metadata.<name>: must be a string or a number`."""
 
 
 def listed(value: list[str] | str | None) -> tuple[str, ...]:
