@@ -164,6 +164,11 @@ class Completion(BaseModel):
     upstream_model: str | None = None
     ttfb_ms: float | None = None
     pii: PiiSummary | None = None  # what the answer filter found in `content`
+    # The size of all the text the upstream generated (as read), when `content` is less of it:
+    # an answer cut at a stop string the router applied. The upstream billed that text too,
+    # so an estimated cost counts it. Left out of every dump (cache entries); no text is kept.
+    generated_chars: int | None = Field(default=None, exclude=True)
+    generated_utf8_bytes: int | None = Field(default=None, exclude=True)
 
     @field_validator("content")
     @classmethod

@@ -164,11 +164,12 @@ class AttemptHold:
 
     def settle(self, completion: Completion, latency_ms: float) -> Usage:
         """An answer: priced from the usage it reports, or, when it reports none, from an
-        estimate (the request's input and the answer's text, counted high), never as 0."""
+        estimate (the request's input and the answer's text, counted high), never as 0. The
+        text counted is all the upstream generated, also past a stop string applied here."""
         if completion.usage_reported:
             usage, estimate = completion.usage, None
         else:
-            usage = self._with_output(estimate_text_tokens(completion.content))
+            usage = self._with_output(_generated_tokens(completion))
             estimate = (f"estimated: {self.label} sent no usage report, so the cost is for the "
                         f"request's input and the answer, {COUNTED_HIGH}")
         cost = self._charge(usage, estimate)
@@ -253,6 +254,15 @@ def _finish_each(reservations: tuple[Reservation, ...],
             finish(reservation)
         except DataError as exc:
             log.error("the budgets could not read the ledger: %s", exc)
+
+
+def _generated_tokens(completion: Completion) -> int:
+    """The output tokens of all the text the upstream generated for `completion`, estimated:
+    its content, or more when that was cut at a stop string the router applied."""
+    chars, utf8_bytes = completion.generated_chars, completion.generated_utf8_bytes
+    if chars is None or utf8_bytes is None:
+        return estimate_text_tokens(completion.content)
+    return estimate_tokens(chars, utf8_bytes)
 
 
 def _how_it_ended(error: Exception) -> str:

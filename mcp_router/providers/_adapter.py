@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -28,6 +28,7 @@ from mcp_router.providers._http import (
 )
 from mcp_router.providers._sse import SseEvent
 from mcp_router.providers._stops import LocalStops
+from mcp_router.token_estimate import utf8_size
 
 PROBE = "models"
 """What a probe's errors name in place of a model: the endpoint it asked."""
@@ -62,6 +63,16 @@ class StreamAccumulator(Protocol):
         ...
 
 
+@runtime_checkable
+class StopsEarly(StreamAccumulator, Protocol):
+    """A `StreamAccumulator` whose answer can end at a local stop string: the stream of a wire
+    with `local_stops`."""
+
+    def so_far(self) -> Completion:
+        """The answer as read so far, terminal event or not; its usage only if it came."""
+        ...
+
+
 def sends_every_stop(request: ChatRequest, model: str) -> tuple[str, ...]:
     """The `local_stops` of wires whose body carries all of a request's stop strings."""
     return ()
@@ -72,8 +83,9 @@ class Wire:
     """The pure half of one wire protocol: neutral ↔ JSON, stream accumulation, error bodies.
 
     `local_stops(request, model)` names the stop strings `build_body` leaves out for that
-    model; `send` cuts the answer at them instead. `body_delay` reads a wait an error body
-    gives, for when no Retry-After header does.
+    model; `send` cuts the answer at them instead, and ends a stream at them (so `new_stream`
+    must make a `StopsEarly`). `body_delay` reads a wait an error body gives, for when no
+    Retry-After header does.
     """
 
     build_body: Callable[[ChatRequest, str, bool], dict[str, Any]]
@@ -197,8 +209,8 @@ class HttpAdapter:
 
         With `on_text`, each text delta is passed on as it arrives; when the upstream
         answers plain JSON, the whole text is passed on once. Stop strings the wire left out
-        of the body are applied here: no text from the first one on is passed on or kept
-        (a stream is still read to its end, for the usage it reports last).
+        of the body are applied here: no text from the first one on is passed on or kept,
+        and a stream is read no further (see `_drain`).
         """
         if not self.configured:
             raise ProviderNotConfigured(self.provider, model, f"{self.api_key_env} is not set")
@@ -222,29 +234,48 @@ class HttpAdapter:
 
     async def _drain(self, events: AsyncIterator[SseEvent], reading: _Reading,
                      on_text: TextFn | None, stops: LocalStops) -> Completion:
+        """The streamed answer. At a local stop string it is complete, as an upstream's own
+        stop would end it: reading ends there and `post` closes the stream, so the upstream
+        (which never saw the stop) stops generating and billing, and nothing it sends after
+        (a tail past the timeout, a cut, a bad chunk) can fail the answer. Its usage counts
+        if it came already; otherwise it is estimated from all the text read."""
         accumulator = self.wire.new_stream()
-        held = stops.passing(on_text) if stops and on_text is not None else None
+        held = stops.passing(on_text) if stops else None
         passing = held or on_text  # no stop to hold text back for: deltas go straight on
         async for event in events:
             with reading:
                 delta = accumulator.feed(event)
             if delta and passing is not None:
                 await passing(delta)
+                if held is not None and held.stopped:
+                    with reading:
+                        completion = _read_so_far(accumulator)
+                    return _stopped(completion, stops)
         with reading:
             completion = accumulator.finish()
         if held is not None:
             await held.flush()
-        return _stopped(completion, stops)
+        return completion
+
+
+def _read_so_far(accumulator: StreamAccumulator) -> Completion:
+    if not isinstance(accumulator, StopsEarly):  # a wire's bug, so not one `_Reading` takes
+        raise NotImplementedError(f"{type(accumulator).__name__} cannot end at a stop string")
+    return accumulator.so_far()
 
 
 def _stopped(completion: Completion, stops: LocalStops) -> Completion:
     """`completion` cut at its first local stop string, finished by "stop" as an upstream's
-    own stop would be (a refusal stays one); unchanged when it holds none."""
-    content = stops.cut(completion.content) if stops else None
+    own stop would be (a refusal stays one); unchanged when it holds none. The size of the
+    uncut text stays on it: the upstream generated, and bills, all of it."""
+    text = completion.content
+    content = stops.cut(text) if stops else None
     if content is None:
         return completion
     reason = REFUSAL if completion.finish_reason == REFUSAL else "stop"
-    return completion.model_copy(update={"content": content, "finish_reason": reason})
+    return completion.model_copy(update={
+        "content": content, "finish_reason": reason, "generated_chars": len(text),
+        "generated_utf8_bytes": utf8_size(text)})
 
 
 def _merge_headers(base: dict[str, str], override: dict[str, str]) -> dict[str, str]:

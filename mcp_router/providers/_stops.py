@@ -33,8 +33,9 @@ class LocalStops:
         at = self.find(text)
         return None if at is None else text[:at]
 
-    def passing(self, on_text: TextFn) -> StopFilter:
-        """An `on_text` that passes streamed text on only as far as the first stop string."""
+    def passing(self, on_text: TextFn | None) -> StopFilter:
+        """An `on_text` that passes streamed text on only as far as the first stop string
+        (with no `on_text`, one that only watches for it)."""
         return StopFilter(self, on_text)
 
     def overlap(self, text: str) -> int:
@@ -51,14 +52,20 @@ class StopFilter:
     """Passes deltas on up to the first stop string, also one cut between deltas.
 
     Text that may be the start of a stop is held back until the next delta settles it, and
-    nothing after a stop is passed on. `flush` passes on what is held once the stream ended.
+    nothing after a stop is passed on; `stopped` says one was found. `flush` passes on what
+    is held once the stream ended.
     """
 
     __slots__ = ("_held", "_on_text", "_stopped", "_stops")
 
-    def __init__(self, stops: LocalStops, on_text: TextFn) -> None:
+    def __init__(self, stops: LocalStops, on_text: TextFn | None) -> None:
         self._stops, self._on_text = stops, on_text
         self._held, self._stopped = "", False
+
+    @property
+    def stopped(self) -> bool:
+        """A stop string was found: the answer is complete."""
+        return self._stopped
 
     async def __call__(self, delta: str) -> None:
         if self._stopped:
@@ -70,11 +77,11 @@ class StopFilter:
         else:
             keep = self._stops.overlap(text)
             cut, self._held = text[:len(text) - keep], text[len(text) - keep:]
-        if cut:
+        if cut and self._on_text is not None:
             await self._on_text(cut)
 
     async def flush(self) -> None:
         """Pass on the text held back: the stream ended without it becoming a stop."""
         held, self._held = self._held, ""
-        if held and not self._stopped:
+        if held and not self._stopped and self._on_text is not None:
             await self._on_text(held)

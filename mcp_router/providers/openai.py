@@ -148,6 +148,9 @@ class OpenAIStream:
     def finish(self) -> Completion:
         if not (self._done or self._finish_reason):
             raise WireError("stream cut: it ended before [DONE] and without a finish_reason")
+        return self.so_far()
+
+    def so_far(self) -> Completion:
         finish_reason = REFUSAL if self._refused else self._finish_reason
         return Completion(content="".join(self._parts), finish_reason=finish_reason,
                           usage=self._usage or Usage(), usage_reported=self._usage is not None,

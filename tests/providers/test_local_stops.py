@@ -17,6 +17,7 @@ from mcp_router.messages import Adapter, ChatRequest, Completion, Message, Usage
 from mcp_router.providers import make_provider
 from mcp_router.providers._stops import LocalStops
 from tests.providers.fakes import (
+    HTTPX_ON_TRIO,
     KEY,
     FakeUpstream,
     TextSink,
@@ -120,9 +121,14 @@ async def test_a_streamed_stop_cut_between_chunks_is_found_and_nothing_after_it_
 
     assert "stop" not in sent_json(upstream.request)
     assert sink.deltas == ["red, green", ", blue\n"]
+    # Read no further than the stop: the usage chunk after it never came, so no usage; the
+    # text read (up to the end of the chunk holding the stop) is what an estimate counts.
+    read = "red, green, blue\nEND\nAnything"
     assert completion.model_copy(update={"ttfb_ms": None}) == Completion(
-        content="red, green, blue\n", finish_reason="stop",
-        usage=Usage(input_tokens=9, output_tokens=20), upstream_model="o4-mini")
+        content="red, green, blue\n", finish_reason="stop", usage=Usage(),
+        usage_reported=False, upstream_model="o4-mini", generated_chars=len(read),
+        generated_utf8_bytes=len(read))
+    assert "generated" not in completion.model_dump_json()  # nor in a cache entry
 
 
 @pytest.mark.anyio
@@ -209,6 +215,7 @@ async def test_the_route_is_answered_by_the_openai_target_and_the_cut_answer_cac
     assert (upstreams.hits("openai.test"), upstreams.hits("gemini.test")) == (1, 0)
 
 
+@pytest.mark.filterwarnings(HTTPX_ON_TRIO)
 @pytest.mark.virtual_time
 @pytest.mark.anyio
 async def test_a_streamed_answer_is_cut_at_a_stop_spanning_chunks_before_it_is_cached(
