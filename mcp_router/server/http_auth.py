@@ -82,6 +82,10 @@ class ClientTokenVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         name = find_client(token, self._hashes)
         if name is None:
+            # Hosts read a 401 as a cue to start OAuth and say "failed to connect": the
+            # server's log is where the user learns the token itself is wrong.
+            log.warning("refused a request (401): its bearer token is not one the config's "
+                        "clients have; `mcp-router token new <name>` issues one")
             return None
         # The hash stands in for the token so the raw secret is not kept in request state.
         return AccessToken(token=self._hashes[name], client_id=name, scopes=[SCOPE])

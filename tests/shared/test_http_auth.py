@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -207,3 +208,12 @@ async def test_a_port_in_use_is_refused_saying_so_before_anything_else():
                                               "already in use; .*choose another --port"):
             await serve_http(tiny_server(), "streamable-http", host="127.0.0.1", port=port,
                              config=ServerConfig())
+
+
+@pytest.mark.anyio
+async def test_a_wrong_token_is_logged_without_the_token(caplog: pytest.LogCaptureFixture):
+    verifier = ClientTokenVerifier(CLIENTS)
+    with caplog.at_level(logging.WARNING, logger="mcp_router"):
+        assert await verifier.verify_token(BOB[:-1]) is None
+    assert "bearer token is not one the config's clients have" in caplog.text
+    assert BOB[:-1] not in caplog.text
