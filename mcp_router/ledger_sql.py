@@ -31,8 +31,8 @@ UNPRICED = "cost_usd IS NULL AND outcome != 'cache_hit'"
 # Rows the provider reported no usage for that carry a cost: the estimate `AttemptHold`
 # charges. Rows from before the `estimated` column are told by their shape: cut off, yet with
 # output and a cost.
-ESTIMATED = ("(estimated = 1 OR (estimated IS NULL AND outcome IN ('error', 'cancelled') AND "
-              "cost_usd IS NOT NULL AND output_tokens > 0))")
+ESTIMATED = ("(cost_usd IS NOT NULL AND (estimated = 1 OR (estimated IS NULL AND "
+             "outcome IN ('error', 'cancelled') AND output_tokens > 0)))")
 # The Python aggregate is called only for rows holding an amount: each call costs about as
 # much as reading the row (most saved_usd are NULL).
 DSUM_COST = "COALESCE(dsum(cost_usd) FILTER (WHERE cost_usd IS NOT NULL), '0')"

@@ -23,7 +23,7 @@ from mcp_router.errors import ConfigError, DataError
 from mcp_router.ledger import Ledger, LedgerRow
 from mcp_router.messages import Usage
 from mcp_router.money import utc_day_month
-from mcp_router.reports import Budgets, BudgetStatus, CostRow
+from mcp_router.reports import ESTIMATE_RULE, Budgets, BudgetStatus, CostRow
 from tests.ledger.conftest import FakeClock, utc
 
 
@@ -238,6 +238,18 @@ def test_attempts_that_ended_without_usage_are_told_apart_from_unknown_prices(
         "cost unknown for 2 attempt(s) to deepseek/deepseek-chat that ended without a usage "
         "report (timed out, cut off or cancelled): the provider may have billed them; totals "
         "leave them out",
+    ]
+
+
+def test_an_unpriced_answer_without_usage_is_told_as_unknown_not_as_estimated(
+        ledger: Ledger) -> None:
+    ledger.record(_row("xai", "grok-9", cost=None, estimated=True))  # no price, no usage
+    ledger.record(_row(cost="0.02", estimated=True))  # priced at an estimate
+    assert ledger.report("today", "provider").alerts == [
+        "cost unknown for 1 call(s) to xai/grok-9: no price in the table or config prices; "
+        "totals leave them out",
+        "1 answer(s) from deepseek/deepseek-chat came without a usage report: each is charged "
+        f"at an estimate set high, the request's input and the answer ({ESTIMATE_RULE})",
     ]
 
 
