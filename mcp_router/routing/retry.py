@@ -60,7 +60,7 @@ class Retrying:
                 wait = self._wait_before_retry(error, tries, call, first_attempt)
                 if wait is None:
                     raise
-                await call.progress(f"{_what_happened(error)}, retrying in {wait:.1f} s")
+                await call.progress(f"{_what_happened(error)}, retrying in {_duration(wait)}")
                 await self._clock.sleep(wait)
 
     def backoff_s(self, retry_number: int) -> float:
@@ -122,3 +122,8 @@ def _what_happened(error: ProviderError) -> str:
     else:
         what = "failed"
     return f"{error.provider} {what}"
+
+
+def _duration(seconds: float) -> str:
+    """A wait as people read it: "1.2 s", or "40 ms" for one too short to show in tenths."""
+    return f"{seconds:.1f} s" if seconds >= 0.1 else f"{seconds * 1000:.0f} ms"

@@ -220,6 +220,16 @@ async def test_each_wait_is_announced_with_the_reason_and_the_delay(rng: random.
     assert progress.messages[3].startswith("deepseek timed out, retrying in ")
 
 
+async def test_a_short_wait_is_announced_in_milliseconds(rng: random.Random) -> None:
+    progress = Progress()
+    adapter = ScriptedAdapter("deepseek", [status_error("deepseek", 503, retry_after=0.04),
+                                           completion()])
+
+    await retrying(adapter, rng).complete(request(), call_for(60, progress))
+
+    assert progress.messages[1] == "deepseek 503, retrying in 40 ms"
+
+
 async def test_retrying_takes_its_label_from_the_wrapped_target(rng: random.Random) -> None:
     adapter = ScriptedAdapter("deepseek", [completion()])
     assert retrying(adapter, rng).label == "deepseek/m"
