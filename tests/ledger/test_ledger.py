@@ -51,6 +51,24 @@ def test_the_ledger_is_wal_with_a_schema_version(ledger: Ledger) -> None:
     conn.close()
 
 
+def test_a_ledger_an_older_release_left_readable_by_all_is_made_private(
+        tmp_path: Path, clock: FakeClock) -> None:
+    """Releases before the ledger was created 0600 left it (and a crash, its -wal file) with
+    the umask's 0644: the spend of every call readable by every user of the machine."""
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger(path, clock) as first:
+        first.record(_row(cost="1"))
+    wal = path.with_name(path.name + "-wal")
+    wal.write_bytes(b"")
+    for file in (path, wal):
+        file.chmod(0o644)
+    with Ledger(path, clock) as reopened:
+        assert reopened.spent("today") == Decimal(1)
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in tmp_path.iterdir()
+                if f.name.startswith(path.name)} == {
+            f.name: "0o600" for f in tmp_path.iterdir() if f.name.startswith(path.name)}
+
+
 def test_a_ledger_with_the_earlier_month_index_keeps_its_sums(tmp_path: Path,
                                                               clock: FakeClock) -> None:
     """Ledgers made before the month index was dropped (and older releases that make it
