@@ -77,10 +77,17 @@ class AssignmentDetector:
                     continue
                 if _NAME_LIKE.match(value) and not _PASSWORD_NAME.search(lower, name, m.end()):
                     continue  # names a resource, and the key is not a password's
-                if op == ":" and _TYPE_NAME.fullmatch(value) and _in_parameter_list(text, name):
+                if op == ":" and _TYPE_NAME.fullmatch(value) and _in_parameter_list(text, name) \
+                        and not _typed_password(lower, name, m.end(), value):
                     continue  # annotates a parameter with its type
                 found.append(Finding("secret", start, end))
         return found
+
+
+def _typed_password(lower: str, name: int, end: int, value: str) -> bool:
+    """A password's value that reads like a type name with a digit (`account(password:
+    Welcome2Home)`): people pick passwords so, and a password is rarely typed with one."""
+    return any(c.isdigit() for c in value) and _PASSWORD_NAME.search(lower, name, end) is not None
 
 
 def _name_start(lower: str, at: int) -> int:

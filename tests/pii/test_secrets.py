@@ -235,6 +235,7 @@ def test_only_the_credential_in_code_or_a_url_is_replaced(line: str, out: str) -
     ("password: Tr0ub4dor&3", "Tr0ub4dor&3"),  # `&` and `)` are part of a bare password
     ("DB_PASSWORD=Pa55)word!", "Pa55)word!"),
     ("token: OAuth2Token", "OAuth2Token"),  # a value, not a parameter's type
+    ("my account(password: Welcome2Home)", "Welcome2Home"),  # a password types no parameter
 ])
 def test_a_password_keeps_the_characters_that_only_end_code_or_urls(text: str,
                                                                     secret: str) -> None:
