@@ -6,6 +6,7 @@ are `httpx.MockTransport` handlers answering with the bodies the vendors documen
 
 from __future__ import annotations
 
+import json
 import random
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,7 @@ from mcp_router.clock import LoopClock
 from mcp_router.config import parse_config
 from mcp_router.messages import Attempt, ChatCall, ChatResult
 from mcp_router.router import Router
+from mcp_router.token_estimate import estimate_tokens
 from mcp_router.wiring import open_router
 
 pytestmark = pytest.mark.anyio
@@ -151,4 +153,175 @@ async def test_a_blocked_or_refused_answer_moves_on_only_when_the_config_says_so
                                         "was asked (retry.fallback_on_finish)")
     # the refused answer was paid for: its row is in the ledger, and in the call's cost
     assert sorted(r.provider for r in rows) == sorted([provider, "openai"])
+    assert result.cost_usd == sum(r.cost_usd or 0 for r in rows)
+
+
+# Answers that look like successes or requests to change, but are not: a finish_reason that
+# reports the upstream's failure, a blocked prompt sent as a 400, more stop strings than
+# Gemini takes.
+
+MORE_CONFIG = textwrap.dedent("""\
+    providers:
+      deepseek: {kind: openai, base_url: "https://deepseek.test", api_key_env: DS_KEY,
+                 stream: %(stream)s}
+      openrouter: {kind: openai, base_url: "https://openrouter.test/api/v1",
+                   api_key_env: OR_KEY, stream: %(stream)s}
+      azure: {kind: openai, base_url: "https://azure.test/openai/v1", api_key_env: AZ_KEY,
+              stream: %(stream)s}
+      google: {kind: gemini, base_url: "https://gemini.test/v1beta", api_key_env: GEMINI_KEY}
+      openai: {kind: openai, base_url: "https://openai.test/v1", api_key_env: OPENAI_KEY,
+               stream: false}
+    routes:
+      default:
+        targets:
+          - {provider: openai, model: gpt-4o-mini}
+    default_route: default
+    retry: {attempts: 2, backoff_initial_s: 0.01, backoff_max_s: 0.02,
+            fallback_on_finish: %(fallback_on)s}
+    prices:
+      deepseek/*: {input_per_mtok: 0.27, output_per_mtok: 1.10}
+      openrouter/*: {input_per_mtok: 0.15, output_per_mtok: 0.60}
+      azure/*: {input_per_mtok: 2.50, output_per_mtok: 10.00}
+    """)
+MORE_KEYS = {"deepseek": "d", "openrouter": "r", "azure": "z", "google": "g", "openai": "o"}
+
+
+async def ask_more(answers: dict[str, Callable[[], httpx.Response]], tmp_path: Path, model: str,
+                   *, stream: bool = False, fallback_on: list[str] | None = None,
+                   **call: Any) -> tuple[ChatResult, Upstreams, list[Any]]:
+    """One call over `MORE_CONFIG`, with `openai/gpt-4o-mini` as its fallback; the result, the
+    upstreams and the ledger's rows."""
+    upstreams = Upstreams({**answers, "openai.test": answering(200, OPENAI_ANSWER)})
+    config = parse_config(MORE_CONFIG % {"stream": str(stream).lower(),
+                                         "fallback_on": fallback_on or []}, env={})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstreams.handle)) as http:
+        with open_router(config, http=http, keys=MORE_KEYS, home=tmp_path / "home",
+                         clock=LoopClock(), rng=random.Random(0)) as router:
+            with anyio.fail_after(10):
+                result = await router.complete(ChatCall(
+                    prompt="Capital of France?", model=model, fallbacks=("openai/gpt-4o-mini",),
+                    cache="skip", **call))
+            rows = router.spend.ledger.recent()
+    return result, upstreams, rows
+
+
+def streamed(*chunks: dict[str, Any]) -> Callable[[], httpx.Response]:
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return lambda: httpx.Response(200, content=body.encode(),
+                                  headers={"content-type": "text/event-stream"})
+
+
+def delta(text: str, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"object": "chat.completion.chunk", "model": "deepseek-chat",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+            **extra}
+
+
+PARTIAL = "The capital of France is"
+DEEPSEEK_INTERRUPTED = {"model": "deepseek-chat", "object": "chat.completion",
+                        "choices": [{"index": 0, "finish_reason": "insufficient_system_resource",
+                                     "message": {"role": "assistant", "content": PARTIAL}}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 6}}
+
+
+@pytest.mark.parametrize(("model", "host", "answer", "stream", "status", "finish"), [
+    ("deepseek/deepseek-chat", "deepseek.test", answering(200, DEEPSEEK_INTERRUPTED), False,
+     503, "insufficient_system_resource"),
+    ("deepseek/deepseek-chat", "deepseek.test",
+     streamed(delta("The capital of"), delta(" France is", "insufficient_system_resource"),
+              {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 6}}), True,
+     503, "insufficient_system_resource"),
+    ("openrouter/openai/gpt-4o-mini", "openrouter.test",
+     streamed(delta(PARTIAL), delta("", "error", native_finish_reason="error")), True,
+     502, "error"),
+], ids=["deepseek json", "deepseek stream", "openrouter stream"])
+async def test_a_finish_reason_that_reports_a_failure_is_retried_then_falls_back_and_is_charged(
+        tmp_path: Path, model: str, host: str, answer: Callable[[], httpx.Response],
+        stream: bool, status: int, finish: str) -> None:
+    result, upstreams, rows = await ask_more({host: answer}, tmp_path, model, stream=stream)
+
+    provider = model.split("/")[0]
+    assert (result.provider, result.content, result.finish_reason) == ("openai", "Paris.", "stop")
+    assert tried(result.attempts) == [(provider, "error", status)] * 2 + [("openai", "ok", None)]
+    error = result.attempts[0].error
+    assert error is not None and error.startswith(f"HTTP {status}: the answer was cut off: ")
+    assert error.endswith(f"(finish_reason {finish})")
+    assert upstreams.hits[host] == 2
+    # each failed try is charged as a stream cut by an error is: the input and the text received
+    failed = [r for r in rows if r.provider == provider]
+    assert [(r.outcome, r.estimated) for r in failed] == [("error", True)] * 2
+    assert all(r.usage.output_tokens == estimate_tokens(len(PARTIAL), len(PARTIAL))
+               and (r.cost_usd or 0) > 0 for r in failed)
+    assert result.cost_usd == sum(r.cost_usd or 0 for r in rows)
+
+
+def gemini_taking_five_stops() -> Callable[[httpx.Request], httpx.Response]:
+    """Gemini's documented limit: more than 5 stopSequences is a 400."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        stops = json.loads(request.content)["generationConfig"]["stopSequences"]
+        if len(stops) > 5:
+            return httpx.Response(400, json={"error": {
+                "code": 400, "status": "INVALID_ARGUMENT",
+                "message": "at most 5 stop sequences are allowed"}})
+        return httpx.Response(200, json={
+            "candidates": [{"content": {"role": "model", "parts": [{"text": "Paris.</a> No"}]},
+                            "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 4}})
+
+    return answer
+
+
+async def test_gemini_answers_a_request_with_six_stop_strings_cut_at_the_sixth(
+        tmp_path: Path) -> None:
+    upstreams = Upstreams({"openai.test": answering(200, OPENAI_ANSWER)})
+    gemini = gemini_taking_five_stops()
+    config = parse_config(MORE_CONFIG % {"stream": "false", "fallback_on": []}, env={})
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return gemini(request) if request.url.host == "gemini.test" else upstreams.handle(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
+        with open_router(config, http=http, keys=MORE_KEYS, home=tmp_path / "home",
+                         clock=LoopClock(), rng=random.Random(0)) as router:
+            result = await router.complete(ChatCall(
+                prompt="Capital of France?", model="google/gemini-2.5-flash",
+                fallbacks=("openai/gpt-4o-mini",), cache="skip",
+                stop=("\n\n", "###", "Q:", "User:", "END", "</a>")))
+
+    assert (result.provider, result.content, result.finish_reason) == ("google", "Paris.", "stop")
+    assert tried(result.attempts) == [("google", "ok", None)]
+    assert upstreams.hits["openai.test"] == 0
+
+
+AZURE_PROMPT_FILTERED = {"error": {
+    "message": "The response was filtered due to the prompt triggering Azure OpenAI's content "
+               "management policy. Please modify your prompt and retry.",
+    "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+    "innererror": {"code": "ResponsibleAIPolicyViolation",
+                   "content_filter_result": {"hate": {"filtered": True, "severity": "high"}}}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("fallback_on", [[], ["content_filter"]])
+async def test_a_prompt_blocked_with_a_400_moves_on_as_a_gemini_blocked_prompt_does(
+        tmp_path: Path, fallback_on: list[str], stream: bool) -> None:
+    result, upstreams, rows = await ask_more(
+        {"azure.test": answering(400, AZURE_PROMPT_FILTERED)}, tmp_path, "azure/gpt-4o",
+        stream=stream, fallback_on=fallback_on)
+
+    # Azure bills the prompt it judged, and reports no usage: its input, estimated
+    [blocked] = [r for r in rows if r.provider == "azure"]
+    assert (blocked.outcome, blocked.estimated, blocked.usage.output_tokens) == ("ok", True, 0)
+    assert (blocked.cost_usd or 0) > 0
+    if not fallback_on:  # the provider's answer, as it came
+        assert (result.provider, result.content, result.finish_reason) == (
+            "azure", "", "content_filter")
+        assert tried(result.attempts) == [("azure", "ok", None)]
+        assert upstreams.hits["openai.test"] == 0
+        return
+    assert (result.provider, result.content, result.finish_reason) == ("openai", "Paris.", "stop")
+    assert tried(result.attempts) == [("azure", "ok", None), ("openai", "ok", None)]
+    assert result.attempts[0].error == ("answered with finish_reason content_filter; the next "
+                                        "target was asked (retry.fallback_on_finish)")
     assert result.cost_usd == sum(r.cost_usd or 0 for r in rows)

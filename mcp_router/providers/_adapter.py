@@ -19,6 +19,7 @@ from mcp_router.providers._http import (
     DelayReader,
     ErrorParser,
     JsonReply,
+    Reclassified,
     StatusReader,
     Upstream,
     as_sent,
@@ -44,10 +45,12 @@ class WireError(ValueError):
 
 
 class UpstreamError(Exception):
-    """An error the upstream reported inside a successful answer (an error event in a stream)."""
+    """An error the upstream reported inside a successful answer (an error event in a stream,
+    a finish_reason that says it failed partway). `partial` is the text that came with the
+    report: generated, and billed, though the answer failed."""
 
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
+    def __init__(self, status: int, message: str, partial: str = "") -> None:
+        self.status, self.partial = status, partial
         super().__init__(message)
 
 
@@ -78,6 +81,11 @@ def sends_every_stop(request: ChatRequest, model: str) -> tuple[str, ...]:
     return ()
 
 
+def answers_no_error(status: int, body: str) -> Completion | None:
+    """The `blocked_prompt` of wires whose error statuses are all failures."""
+    return None
+
+
 @dataclass(frozen=True)
 class Wire:
     """The pure half of one wire protocol: neutral ↔ JSON, stream accumulation, error bodies.
@@ -85,7 +93,9 @@ class Wire:
     `local_stops(request, model)` names the stop strings `build_body` leaves out for that
     model; `send` cuts the answer at them instead, and ends a stream at them (so `new_stream`
     must make a `StopsEarly`). `body_delay` reads a wait an error body gives, for when no
-    Retry-After header does.
+    Retry-After header does. `blocked_prompt(status, body)` reads an error that is an answer:
+    a prompt the provider's filter blocked, sent as a 400 by some vendors and as an empty
+    "content_filter" answer by others, so that every wire gives the second.
     """
 
     build_body: Callable[[ChatRequest, str, bool], dict[str, Any]]
@@ -96,6 +106,7 @@ class Wire:
     reclassify: StatusReader = as_sent
     body_delay: DelayReader = no_body_delay
     local_stops: Callable[[ChatRequest, str], tuple[str, ...]] = sends_every_stop
+    blocked_prompt: Callable[[int, str], Completion | None] = answers_no_error
 
 
 def loads_object(text: str) -> dict[str, Any]:
@@ -218,18 +229,38 @@ class HttpAdapter:
         body = self.wire.build_body(request, model, self.stream)
         stops = LocalStops(self.wire.local_stops(request, model))
         reading = _Reading(upstream)
-        async with post(self.http, self._located(self.url(model)), headers=self._headers(),
-                        body=body, timeout_s=self.timeout_s, upstream=upstream,
-                        parse_error=self.wire.parse_error, reclassify=self.wire.reclassify,
-                        body_delay=self.wire.body_delay) as reply:
-            if isinstance(reply, JsonReply):
-                with reading:
-                    completion = _stopped(self.wire.parse_completion(reply.data), stops)
-                if on_text is not None and completion.content:
-                    await on_text(completion.content)
-            else:
-                completion = await self._drain(reply.events, reading, on_text, stops)
+        blocked = _BlockedPrompt(self.wire)
+        try:
+            async with post(self.http, self._located(self.url(model)), headers=self._headers(),
+                            body=body, timeout_s=self.timeout_s, upstream=upstream,
+                            parse_error=self.wire.parse_error, reclassify=blocked.reclassify,
+                            body_delay=self.wire.body_delay) as reply:
+                if isinstance(reply, JsonReply):
+                    completion = await self._parse(reply.data, reading, on_text, stops)
+                else:
+                    completion = await self._drain(reply.events, reading, on_text, stops)
+        except ProviderStatusError:
+            if blocked.answer is None:
+                raise
+            return blocked.answer
         completion.ttfb_ms = reply.ttfb_ms  # a new object of this call's own: no copy needed
+        return completion
+
+    async def _parse(self, data: dict[str, Any], reading: _Reading, on_text: TextFn | None,
+                     stops: LocalStops) -> Completion:
+        """The JSON answer, passed on whole. One that says the upstream failed partway still
+        passes on the text it carried before the failure is raised, as a stream passes on its
+        deltas before an error event: the upstream billed that text, and a failed attempt is
+        charged for the text passed on."""
+        try:
+            with reading:
+                completion = _stopped(self.wire.parse_completion(data), stops)
+        except ProviderStatusError as error:
+            if on_text is not None and _partial(error):
+                await on_text(stops.before(_partial(error)))
+            raise
+        if on_text is not None and completion.content:
+            await on_text(completion.content)
         return completion
 
     async def _drain(self, events: AsyncIterator[SseEvent], reading: _Reading,
@@ -243,8 +274,13 @@ class HttpAdapter:
         held = stops.passing(on_text) if stops else None
         passing = held or on_text  # no stop to hold text back for: deltas go straight on
         async for event in events:
-            with reading:
-                delta = accumulator.feed(event)
+            try:
+                with reading:
+                    delta = accumulator.feed(event)
+            except ProviderStatusError as error:  # the text of the failing chunk counts too
+                if passing is not None and _partial(error):
+                    await passing(_partial(error))
+                raise
             if delta and passing is not None:
                 await passing(delta)
                 if held is not None and held.stopped:
@@ -256,6 +292,28 @@ class HttpAdapter:
         if held is not None:
             await held.flush()
         return completion
+
+
+class _BlockedPrompt:
+    """The wire's `reclassify`, noting on the way the answer an error body may be instead
+    (`Wire.blocked_prompt`): `post` raises for every error status, and `send` then answers
+    with the noted one."""
+
+    __slots__ = ("_wire", "answer")
+
+    def __init__(self, wire: Wire) -> None:
+        self._wire = wire
+        self.answer: Completion | None = None
+
+    def reclassify(self, status: int, body: str) -> Reclassified | None:
+        self.answer = self._wire.blocked_prompt(status, body)
+        return self._wire.reclassify(status, body)
+
+
+def _partial(error: ProviderStatusError) -> str:
+    """The text an in-band failure report came with (`UpstreamError.partial`), if any."""
+    cause = error.__cause__
+    return cause.partial if isinstance(cause, UpstreamError) else ""
 
 
 def _read_so_far(accumulator: StreamAccumulator) -> Completion:

@@ -33,6 +33,11 @@ class LocalStops:
         at = self.find(text)
         return None if at is None else text[:at]
 
+    def before(self, text: str) -> str:
+        """`text` up to (not including) its first stop string; all of it when it has none."""
+        cut = self.cut(text)
+        return text if cut is None else cut
+
     def passing(self, on_text: TextFn | None) -> StopFilter:
         """An `on_text` that passes streamed text on only as far as the first stop string
         (with no `on_text`, one that only watches for it)."""

@@ -30,6 +30,8 @@ _FINISH = {"STOP": "stop", "MAX_TOKENS": "length",
 OPENING_USER_TURN = "Please continue."
 """The user turn put before a history that opens with the model's: generateContent refuses
 one whose first turn is not the user's (a history trimmed to fit, a greeting kept first)."""
+MAX_STOP = 5
+"""generateContent takes at most this many `stopSequences`; the rest are applied locally."""
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)s")  # google.protobuf.Duration in JSON: "34s", "1.5s"
 
@@ -40,7 +42,9 @@ def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]
     The model and `stream` are not part of the body: both live in the URL. Blank messages
     are left out, as the Anthropic wire leaves them out: generateContent refuses an empty
     text part with a 400 (which would end a fallback chain others could answer), and a
-    `systemInstruction` with nothing left in it is not sent.
+    `systemInstruction` with nothing left in it is not sent. Only the first `MAX_STOP` stop
+    strings are sent, as more are refused with a 400; the rest are applied to the answer
+    (`local_stops`).
     """
     body: dict[str, Any] = {
         "contents": _contents(m for m in request.messages if m.role != "system"),
@@ -49,12 +53,18 @@ def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]
               if m.role == "system" and m.content.strip()]
     if system:
         body["systemInstruction"] = {"parts": system}
+    sent = (request.stop or ())[:MAX_STOP]
     config = {"maxOutputTokens": request.max_tokens, "temperature": request.temperature,
-              "topP": request.top_p, "stopSequences": list(request.stop) if request.stop else None}
+              "topP": request.top_p, "stopSequences": list(sent) or None}
     config = {k: v for k, v in config.items() if v is not None}
     if config:
         body["generationConfig"] = config
     return body
+
+
+def local_stops(request: ChatRequest, model: str) -> tuple[str, ...]:
+    """The stop strings `build_body` leaves out, for the adapter to apply."""
+    return (request.stop or ())[MAX_STOP:]
 
 
 def _contents(messages: Iterable[Message]) -> list[dict[str, Any]]:
@@ -109,6 +119,9 @@ class GeminiStream:
     def finish(self) -> Completion:
         if self._finish_reason is None:
             raise WireError("stream cut: no chunk carried a finishReason")
+        return self.so_far()
+
+    def so_far(self) -> Completion:
         return Completion(content="".join(self._parts), finish_reason=self._finish_reason,
                           usage=_usage(self._usage), usage_reported=bool(self._usage),
                           upstream_model=self._model)
@@ -224,7 +237,7 @@ class GeminiAdapter(HttpAdapter):
     """
 
     wire = Wire(build_body, parse_completion, GeminiStream, parse_error, parse_models,
-                reclassify, body_delay)
+                reclassify, body_delay, local_stops)
     streams_by_default = False
 
     def url(self, model: str) -> str:

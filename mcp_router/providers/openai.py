@@ -2,6 +2,7 @@
 
 A stream counts as complete at `data: [DONE]` or, for servers that omit it, at a clean end
 after a chunk that carried a `finish_reason`. A stream that ends without either is cut.
+Perplexity's `citations` are appended to the answer (`sources`): its text cites them as [1].
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
 from mcp_router.providers._adapter import (
+    CONTENT_FILTER,
     REFUSAL,
     HttpAdapter,
     UpstreamError,
@@ -31,6 +33,11 @@ _COMPLETION_TOKENS_MODEL = re.compile(r"(?:o1|o3|o4|gpt-5)(?![0-9a-z])")
 
 MAX_STOP = 4
 """Chat Completions takes at most this many stop strings and refuses more with a 400."""
+
+_FAILED = {"insufficient_system_resource": (503, "the inference system ran out of resources"),
+           "error": (502, "the upstream failed")}
+"""Finish reasons that say the upstream failed partway (DeepSeek's, and OpenRouter's
+normalised one), with the status the same failure is sent as when it comes before any text."""
 
 
 def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
@@ -94,15 +101,17 @@ def parse_completion(data: dict[str, Any]) -> Completion:
     """A non-streamed chat.completion; the first choice is the answer.
 
     A refusal comes in `message.refusal` with `content` null: its text is the answer, and
-    finish_reason "refusal" says what it is (the upstream says "stop").
+    finish_reason "refusal" says what it is (the upstream says "stop"). One whose
+    finish_reason says the upstream failed is raised as the failure it is (`_FAILED`).
     """
     _raise_in_band(data)
     choice = data["choices"][0]
     message = choice.get("message") or {}
     refusal = message.get("refusal")
+    content = refusal or message.get("content") or ""
+    _raise_failed(choice.get("finish_reason"), content)
     finish_reason = REFUSAL if refusal else _finish_reason(choice.get("finish_reason"))
-    return Completion(content=refusal or message.get("content") or "",
-                      finish_reason=finish_reason,
+    return Completion(content=content + sources(data), finish_reason=finish_reason,
                       usage=_usage(data.get("usage")), usage_reported=bool(data.get("usage")),
                       upstream_model=data.get("model"))
 
@@ -111,6 +120,9 @@ class OpenAIStream:
     """Accumulates chat.completion.chunk events (first choice only) into one Completion.
 
     `delta.refusal` text is passed on like content, and makes the finish_reason "refusal".
+    A finish_reason that says the upstream failed (`_FAILED`) is raised with the chunk. The
+    `sources` are passed on once, as the last delta: with the chunk that finishes the
+    answer, or with a later one when they come only there.
     """
 
     def __init__(self) -> None:
@@ -120,6 +132,8 @@ class OpenAIStream:
         self._model: str | None = None
         self._done = False
         self._refused = False
+        self._sources = ""  # the latest chunk's that named them
+        self._sourced = False
 
     def feed(self, event: SseEvent) -> str:
         if self._done:
@@ -140,10 +154,21 @@ class OpenAIStream:
             refusal = delta.get("refusal") or ""
             self._refused = self._refused or bool(refusal)
             text += (delta.get("content") or "") + refusal
+            _raise_failed(choice.get("finish_reason"), text)
             if choice.get("finish_reason"):
                 self._finish_reason = _finish_reason(choice["finish_reason"])
+        text += self._sources_due(chunk)
         self._parts.append(text)
         return text
+
+    def _sources_due(self, chunk: dict[str, Any]) -> str:
+        """The answer's `sources` once it is finished and they are known; "" before, and after
+        they were given once."""
+        self._sources = sources(chunk) or self._sources
+        if self._sourced or self._finish_reason is None or not self._sources:
+            return ""
+        self._sourced = True
+        return self._sources
 
     def finish(self) -> Completion:
         if not (self._done or self._finish_reason):
@@ -178,6 +203,23 @@ def reclassify(status: int, body: str) -> Reclassified | None:
     return None
 
 
+def blocked_prompt(status: int, body: str) -> Completion | None:
+    """Azure OpenAI's blocked prompt, a 400 whose `error.code` is "content_filter", as the
+    empty "content_filter" answer a Gemini blocked prompt is.
+
+    A 400 would tell the fallback table the request is wrong, and end the route; this is a
+    provider's filter refusing it, which `retry.fallback_on_finish` decides on. Azure bills
+    the prompt it judged, but reports no usage, so the input is charged as an estimate.
+    """
+    if status != 400:
+        return None
+    data = error_body(body)
+    error = data.get("error") if data else None
+    if not (isinstance(error, dict) and error.get("code") == CONTENT_FILTER):
+        return None
+    return Completion(content="", finish_reason=CONTENT_FILTER, usage_reported=False)
+
+
 def parse_models(body: object) -> ModelList | None:
     """`{"data": [{"id"}]}` (OpenAI, OpenRouter, DeepSeek, xAI), or the bare array Together
     answers with."""
@@ -193,6 +235,30 @@ def _error_message(data: dict[str, Any]) -> str:
         return error
     message = data.get("message") or data.get("detail")
     return message if isinstance(message, str) else ""
+
+
+def sources(data: dict[str, Any]) -> str:
+    """Perplexity's sources, as a numbered list to append to the answer that cites them as
+    [1], [2]: its `citations` (URLs), else the `url` of each of its `search_results`. "" for
+    a body that names none, as every other vendor's does."""
+    urls = data.get("citations")
+    if urls is None:
+        results = data.get("search_results")
+        urls = [r.get("url") for r in results if isinstance(r, dict)] \
+            if isinstance(results, list) else []
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
+        return ""
+    return "\n\nSources:\n" + "\n".join(f"[{n}] {url}" for n, url in enumerate(urls, 1))
+
+
+def _raise_failed(finish_reason: object, partial: str) -> None:
+    """An answer that ended with a finish reason in `_FAILED` is that failure, raised with
+    the text that came before it."""
+    if not isinstance(finish_reason, str) or finish_reason.lower() not in _FAILED:
+        return
+    status, why = _FAILED[finish_reason.lower()]
+    raise UpstreamError(status, f"the answer was cut off: {why} "
+                        f"(finish_reason {finish_reason})", partial)
 
 
 def _raise_in_band(data: dict[str, Any]) -> None:
@@ -243,7 +309,7 @@ class OpenAIAdapter(HttpAdapter):
     """
 
     wire = Wire(build_body, parse_completion, OpenAIStream, parse_error, parse_models,
-                reclassify, local_stops=local_stops)
+                reclassify, local_stops=local_stops, blocked_prompt=blocked_prompt)
 
     def url(self, model: str) -> str:
         return f"{self.base_url}/chat/completions"
