@@ -76,6 +76,8 @@ class Target:
                 granted = scope.deadline  # `_run_on` may move it later
                 on_text = self._on_text(call, lambda: self._run_on(call, scope, started))
                 completion = await self._adapter.send(request, model, on_text)
+            if scope.cancelled_caught:  # its deadline fired, then moved (see `_run_on`):
+                raise TimeoutError  # still a timeout, charged, and the route moves on
             latency_ms = self._record(call, started, None, hold, completion.ttfb_ms)
             if hold is not None:
                 charged = hold.settle(completion, latency_ms)
@@ -141,8 +143,12 @@ class Target:
 
     def _run_on(self, call: Call, scope: anyio.CancelScope, started: float) -> None:
         """Let an attempt that has begun answering run on to the call's own deadline (never
-        past the adapter's timeout, and never shorter than it already had)."""
+        past the adapter's timeout, and never shorter than it already had). Not once the
+        share has run out: its cancel may be on its way in this very turn, and a deadline
+        moved past it would make `fail_after` swallow that cancel instead of timing out."""
         if call.outer is None:  # no share of a longer deadline: it has all it may have
+            return
+        if scope.cancel_called:  # too late: the timeout charges the text received
             return
         now = self._clock.now()
         left = min(self._adapter.timeout_s - (now - started), call.end - now)
