@@ -19,19 +19,43 @@
     ├── AccessDenied(client)                  this client may not use that route or model
     ├── RateLimited(client, retry_after_s)    this client is over its calls-per-minute rate
     └── InternalError                         a bug in mcp-router: the log has the traceback
+
+A call that fails once it reached its targets carries what its attempts were charged
+(`RouterError.charged`, a `Charge`): the audit line and the tool error say it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mcp_router.messages import Attempt
 
 
+@dataclass(frozen=True)
+class Charge:
+    """What a call's attempts were charged: against the budgets, and in the ledger under its trace.
+
+    `cost_usd` is None when an attempt's price is unknown (`note` says why, as a result's
+    `cost_note` does), else the sum, 0 when nothing was charged; `estimated` says some of it
+    is our estimate (an attempt that ended without the provider's usage report).
+    """
+
+    cost_usd: Decimal | None
+    note: str | None = None
+    estimated: bool = False
+
+
 class RouterError(Exception):
-    """Base of every error mcp-router raises on purpose."""
+    """Base of every error mcp-router raises on purpose.
+
+    `charged` is set by the router on an error of a call that reached its targets: what
+    that call's attempts cost (None for a call refused before any target was asked)."""
+
+    charged: Charge | None = None
 
 
 class ConfigError(RouterError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from decimal import Decimal
 from functools import partial
 
 import anyio
@@ -15,6 +16,7 @@ from mcp_router.config import Config
 from mcp_router.errors import (
     AccessDenied,
     BudgetExceeded,
+    Charge,
     InternalError,
     InvalidRequest,
     PolicyBlocked,
@@ -23,6 +25,7 @@ from mcp_router.errors import (
 )
 from mcp_router.limits import MAX_MODEL_CHARS, check_limits, check_model_names
 from mcp_router.messages import ChatCall, ChatResult, LastResort, ProgressFn
+from mcp_router.money import format_usd
 from mcp_router.pii import PiiBlocked, PiiSession
 from mcp_router.provider_keys import Scrubber
 from mcp_router.router import Router
@@ -59,6 +62,7 @@ class Front:
         trace_id = uuid.uuid4().hex  # the audit line's and the ledger rows', whatever happens
         entry = partial(AuditEntry, client=client, tool="chat_completion", trace_id=trace_id,
                         prompt=self._prompt(call, pii))
+        given_up: list[Charge] = []  # what the attempts cost, should the host give up
         try:
             check_model_names(call)
             call = self._qualified(call)
@@ -77,16 +81,18 @@ class Front:
                 # kept: a second line under the same trace id says what it cost.
                 on_kept=lambda response, cost: self.audit.write(entry(
                     outcome="kept", route=route, provider=response.provider,
-                    model=response.model, cost_usd=cost)))
+                    model=response.model, cost_usd=cost)),
+                on_cancelled=given_up.append)
         except RouterError as exc:
             message = self.scrubber.scrub(str(exc))
             found = exc.counts if isinstance(exc, PiiBlocked) else {}
             self.audit.write(entry(outcome=_outcome(exc), route=route, model=_model(call),
-                                   pii=found, error=message))
+                                   cost_usd=_cost(exc.charged), pii=found, error=message))
             raise
         except anyio.get_cancelled_exc_class():
-            # The host gave up; the ledger holds what the attempts may have cost.
-            self.audit.write(entry(outcome="cancelled", route=route, model=_model(call)))
+            # The host gave up: the line says what the attempts cost, as the ledger does.
+            self.audit.write(entry(outcome="cancelled", route=route, model=_model(call),
+                                   cost_usd=_cost(next(iter(given_up), None))))
             raise
         except Exception as exc:  # a bug: said as one, with an audit line, never bare
             log.exception("chat_completion failed (trace %s)", trace_id)
@@ -98,9 +104,21 @@ class Front:
         self.audit.write(entry(outcome="ok", route=result.route,
                                provider=result.provider, model=result.model,
                                cost_usd=result.cost_usd, cached=result.cached,
-                               pii=result.pii.counts,
+                               late=result.late, pii=result.pii.counts,
                                answer=self._answer(result, pii)))
         return result
+
+    def told(self, exc: RouterError) -> str:
+        """The error as its caller is told it: scrubbed, and with what the call's attempts
+        were charged when that is a known amount above 0 (on a line of its own after a list
+        of attempts, else as a clause). Hosts read the error's own words: they are kept."""
+        message = self.scrubber.scrub(str(exc))
+        charged = exc.charged
+        if charged is None or charged.cost_usd is None or charged.cost_usd <= 0:
+            return message
+        said = (f"charged {format_usd(charged.cost_usd)} for attempts that reached a provider"
+                + (" (estimated)" if charged.estimated else ""))
+        return f"{message}\n{said}" if "\n" in message else f"{message}; {said}"
 
     def _qualified(self, call: ChatCall) -> ChatCall:
         """The call with its models named as `provider/model`, before any access check."""
@@ -136,6 +154,12 @@ class Front:
             return pii.filter_text(text)[0]
         except PolicyBlocked:
             return "[withheld by the PII policy]"
+
+
+def _cost(charged: Charge | None) -> Decimal | None:
+    """A failed call's cost as its audit line says it: as a result's `cost_usd` is (0 when
+    nothing was charged, None when a price is unknown); None for a call no target was asked."""
+    return None if charged is None else charged.cost_usd
 
 
 def _outcome(exc: RouterError) -> str:

@@ -18,6 +18,7 @@ from mcp_router.config import Config
 from mcp_router.errors import (
     AllTargetsFailed,
     BudgetExceeded,
+    Charge,
     DeadlineExceeded,
     InvalidRequest,
     ProviderError,
@@ -56,9 +57,13 @@ from mcp_router.spend import BudgetRefusal, CallGate, Spend
 
 # A waiter on another call's flight gets this long past its deadline before it gives up.
 GRACE_S = 1.0
+# A caller that gives up waits this long at most for its aborted attempts to be charged.
+ABORT_WAIT_S = 1.0
 
 KeptFn = Callable[[ChatResponse, Decimal | None], None]
 """Told of an answer finished after its caller gave up: the response and what it cost."""
+ChargedFn = Callable[[Charge], None]
+"""Told what a call's attempts were charged when its caller gave up."""
 
 
 class Router:
@@ -84,7 +89,8 @@ class Router:
                        pii: PiiSession | None = None,
                        last_resort: LastResort | None = None,
                        trace_id: str | None = None,
-                       on_kept: KeptFn | None = None) -> ChatResult:
+                       on_kept: KeptFn | None = None,
+                       on_cancelled: ChargedFn | None = None) -> ChatResult:
         """Answer `call` or raise a RouterError that says what went wrong and what was tried.
 
         With a `keeper` task group, an answer already streaming when the caller gives up is
@@ -93,6 +99,11 @@ class Router:
         is asked when every target failed or is over budget (the host's model, by sampling).
         `trace_id` names the call in the ledger (a new one by default). `on_kept` hears of an
         answer finished after its caller gave up (its cost is in the ledger by then).
+
+        A RouterError raised once targets were asked carries what their attempts were
+        charged (`charged`); `on_cancelled` hears it when the caller gives up. An answer that
+        runs on to be kept is charged whole when `on_kept` hears of it, so the given-up
+        call is told 0 and the call's cost is counted once.
         """
         session = pii or self.pii.session()
         # Everything after this line, the cache key included, sees only the filtered request.
@@ -128,15 +139,7 @@ class Router:
             if on_kept is not None:
                 on_kept(late.response, late.cost_usd)
 
-        async def outlive(work: Callable[[], Awaitable[Served]],
-                          awaited: Callable[[], bool]) -> Served:
-            # The flight, the upstream call and the store run on where the caller gives up
-            # once the answer is being paid for, or while identical calls wait on it: its
-            # flight's waiters and the cache get it.
-            return await finish_or_abort(
-                work, keeper=keeper, paying=lambda: state.stream.started or awaited(),
-                on_late=kept)
-
+        outlive = _Outlive(keeper, state, kept)
         key = cache_key(request, self._scope(call), client)
         if call.dry_run:
             return self._dry_run(call, request, tree, route, key, trace_id, found, client)
@@ -149,14 +152,22 @@ class Router:
             return self._result(Served(late.response, cached=False, cost_usd=Decimal(0)),
                                 route, state, gate, trace_id, started, session, found,
                                 call.max_tokens, late=True)
-        # Waiting on another caller's identical in-flight call is bounded by our own deadline.
-        with anyio.move_on_after(timeout_s + GRACE_S) as scope:
-            served = await self.cache.answer(key, request, call.cache, upstream,
-                                             call_opt_in=call.cache_sampled,
-                                             ttl_s=call.cache_ttl_s, later=keeper,
-                                             outlive=outlive, progress=progress)
-        if scope.cancelled_caught:
-            raise DeadlineExceeded(f"no answer within the {timeout_s:g} s deadline")
+        try:
+            # Waiting on another caller's identical in-flight call is bounded by our deadline.
+            with anyio.move_on_after(timeout_s + GRACE_S) as scope:
+                served = await self.cache.answer(key, request, call.cache, upstream,
+                                                 call_opt_in=call.cache_sampled,
+                                                 ttl_s=call.cache_ttl_s, later=keeper,
+                                                 outlive=outlive, progress=progress)
+            if scope.cancelled_caught:
+                raise DeadlineExceeded(f"no answer within the {timeout_s:g} s deadline")
+        except RouterError as exc:
+            exc.charged = outlive.charged(gate)
+            raise
+        except anyio.get_cancelled_exc_class():
+            if on_cancelled is not None:
+                on_cancelled(outlive.charged(gate))
+            raise
         if served.cached:
             self.spend.record_hit(served.response, served.saved_usd, trace_id=trace_id,
                                   client=client, route=route, metadata=labels)
@@ -232,6 +243,50 @@ class Router:
         target = f"model:{call.model}" if call.model else \
             f"route:{call.route or self.config.default_route}"
         return json.dumps([target, list(call.fallbacks), self._policy])
+
+
+class _Outlive:
+    """Runs the work of a cache miss (`CacheStep.answer`'s `outlive`): past its caller giving
+    up once the answer is being paid for, or while identical calls wait on it (its flight's
+    waiters and the cache get it); otherwise aborted, and waited for, briefly, so that what
+    its attempts were charged is known before the caller's error or audit line is written.
+    """
+
+    def __init__(self, keeper: TaskGroup | None, state: Call,
+                 kept: Callable[[Served], None]) -> None:
+        self._keeper, self._state, self._kept = keeper, state, kept
+        self.ran_on = False
+
+    async def __call__(self, work: Callable[[], Awaitable[Served]],
+                       awaited: Callable[[], bool]) -> Served:
+        ended = anyio.Event()
+
+        async def run() -> Served:
+            try:
+                return await work()
+            finally:
+                ended.set()
+
+        def paying() -> bool:  # asked once, as the caller gives up
+            self.ran_on = self._state.stream.started or awaited()
+            return self.ran_on
+
+        try:
+            return await finish_or_abort(run, keeper=self._keeper, paying=paying,
+                                         on_late=self._kept)
+        except anyio.get_cancelled_exc_class():
+            if not self.ran_on:  # aborted in the keeper's task: charged as it unwinds
+                with anyio.move_on_after(ABORT_WAIT_S, shield=True):
+                    await ended.wait()
+            raise
+
+    def charged(self, gate: CallGate) -> Charge:
+        """What the call's attempts were charged, for its error or its given-up caller; 0 for
+        an answer that runs on, whose kept line (`on_kept`) says what the whole call cost."""
+        if self.ran_on:
+            return Charge(Decimal(0))
+        cost, note = gate.total
+        return Charge(cost, note, estimated=bool(gate.estimates))
 
 
 async def _every_target(tree: CircuitGroup, request: ChatRequest,

@@ -282,7 +282,7 @@ def _add_tools(server: RouterServer, config: Config) -> None:
                                             host_model(ctx) if config.sampling.fallback
                                             else None)
         except RouterError as exc:
-            refusal = state.front.scrubber.scrub(str(exc))
+            refusal = state.front.told(exc)
             # A failed attempt may have been charged, and crossed the threshold.
             if alert := state.alerts.due(sees_team=sees_own_only() is None):
                 await notify(ctx, alert)

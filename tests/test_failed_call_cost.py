@@ -1,0 +1,121 @@
+"""What a call that ends without an answer was charged is told where its answer's cost would
+be: in its audit line (as the ledger has it for its trace) and in the error its caller gets."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import closing
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult, TextContent
+
+from mcp_router.config import parse_config
+from mcp_router.server import create_server
+
+pytestmark = pytest.mark.anyio
+
+CONFIG = """\
+providers:
+  sim: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default: {{targets: [{{provider: sim, model: "{model}"}}]}}
+retry: {{attempts: 1}}
+prices:
+  sim/*: {{input_per_mtok: 1000, output_per_mtok: 1000}}
+"""
+
+
+def server(sim: Any, home: Path, model: str) -> Any:
+    return create_server(parse_config(CONFIG.format(url=sim.url, model=model), env={}),
+                         home=home, env={})
+
+
+def error_text(result: CallToolResult) -> str:
+    assert result.is_error and isinstance(result.content[0], TextContent)
+    return result.content[0].text
+
+
+def audit_lines(home: Path) -> list[dict[str, Any]]:
+    path = home / "audit.jsonl"
+    if not path.exists():
+        return []
+    return [e for e in map(json.loads, path.read_text().splitlines())
+            if e["tool"] == "chat_completion"]
+
+
+def ledger_costs(home: Path) -> dict[str, Decimal]:
+    """Each trace's charged total, from the ledger."""
+    with closing(sqlite3.connect(home / "ledger.sqlite3")) as ledger:
+        rows = ledger.execute("SELECT trace_id, SUM(cost_usd) FROM calls GROUP BY trace_id")
+        return {trace: Decimal(str(cost)) for trace, cost in rows.fetchall()}
+
+
+async def test_a_cut_stream_tells_its_charge_in_the_error_and_the_audit_line(
+        sim: Any, tmp_path: Path):
+    async with Client(server(sim, tmp_path, "a+cut")) as client:
+        result = await client.call_tool("chat_completion", {"prompt": "hello",
+                                                            "max_tokens": 100})
+    message = error_text(result)
+    [line] = audit_lines(tmp_path)
+    charged = ledger_costs(tmp_path)[line["trace_id"]]
+    assert charged > 0
+    assert (line["outcome"], Decimal(line["cost_usd"])) == ("error", charged)
+    # the error's own words are kept; the charge follows the list of attempts
+    assert message.startswith("Error executing tool chat_completion: all targets failed:\n"
+                              "  - sim/a+cut: error (stream cut")
+    assert message.endswith(f"\ncharged ${charged.normalize():f} for attempts that reached a "
+                            f"provider (estimated)")
+
+
+async def test_a_refused_call_tells_no_charge_and_its_audit_line_says_0(
+        sim: Any, tmp_path: Path):
+    async with Client(server(sim, tmp_path, "a+fail-400")) as client:
+        result = await client.call_tool("chat_completion", {"prompt": "hello"})
+    assert "charged" not in error_text(result)
+    [line] = audit_lines(tmp_path)
+    assert (line["outcome"], line["cost_usd"]) == ("error", "0")  # as a free answer's is
+
+
+async def test_a_cancelled_call_has_its_charge_in_its_audit_line(sim: Any, tmp_path: Path):
+    async with Client(server(sim, tmp_path, "a+hang")) as client:
+        with pytest.raises(Exception, match="(?i)timed out|timeout"):
+            await client.call_tool("chat_completion", {"prompt": "q"}, read_timeout_seconds=0.4)
+        deadline = time.monotonic() + 5
+        while not audit_lines(tmp_path) and time.monotonic() < deadline:
+            await anyio.sleep(0.02)
+    [line] = audit_lines(tmp_path)
+    charged = ledger_costs(tmp_path)[line["trace_id"]]
+    assert charged > 0  # the prompt it was sent, at our estimate
+    assert (line["outcome"], Decimal(line["cost_usd"])) == ("cancelled", charged)
+
+
+async def test_a_late_answers_audit_line_says_it_was_late_and_free(sim: Any, tmp_path: Path):
+    async with Client(server(sim, tmp_path, "a+drip-100")) as client:
+        with anyio.move_on_after(0.25):  # the host gives up while the answer streams
+            await client.call_tool("chat_completion", {"prompt": "hello", "max_tokens": 100})
+        deadline = time.monotonic() + 5
+        while [e["outcome"] for e in audit_lines(tmp_path)] != ["cancelled", "kept"] and \
+                time.monotonic() < deadline:
+            await anyio.sleep(0.02)
+        again = (await client.call_tool("chat_completion", {"prompt": "hello",
+                                                            "max_tokens": 100}))
+    result = again.structured_content
+    assert result is not None and (result["late"], result["cached"]) == (True, False)
+    cancelled, kept, late = audit_lines(tmp_path)
+    assert (cancelled["outcome"], kept["outcome"], late["outcome"]) == (
+        "cancelled", "kept", "ok")
+    # the late answer's line: no new charge, not from the response cache, marked late
+    assert (late["trace_id"], late["late"], late["cached"], late["cost_usd"]) == (
+        result["trace_id"], True, False, "0")
+    # the given-up call's answer ran on: its kept line has the cost, counted once
+    costs = ledger_costs(tmp_path)
+    assert (cancelled["cost_usd"], Decimal(kept["cost_usd"])) == (
+        "0", costs[cancelled["trace_id"]])
+    assert "late" not in cancelled and "late" not in kept
