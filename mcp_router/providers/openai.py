@@ -111,7 +111,9 @@ def parse_completion(data: dict[str, Any]) -> Completion:
     content = refusal or message.get("content") or ""
     _raise_failed(choice.get("finish_reason"), content)
     finish_reason = REFUSAL if refusal else _finish_reason(choice.get("finish_reason"))
-    return Completion(content=content + sources(data), finish_reason=finish_reason,
+    if content.strip():  # an empty answer stays empty: nothing cites them, nothing is cached
+        content += sources(data)
+    return Completion(content=content, finish_reason=finish_reason,
                       usage=_usage(data.get("usage")), usage_reported=bool(data.get("usage")),
                       upstream_model=data.get("model"))
 
@@ -157,15 +159,18 @@ class OpenAIStream:
             _raise_failed(choice.get("finish_reason"), text)
             if choice.get("finish_reason"):
                 self._finish_reason = _finish_reason(choice["finish_reason"])
-        text += self._sources_due(chunk)
+        text += self._sources_due(chunk, text)
         self._parts.append(text)
         return text
 
-    def _sources_due(self, chunk: dict[str, Any]) -> str:
-        """The answer's `sources` once it is finished and they are known; "" before, and after
-        they were given once."""
+    def _sources_due(self, chunk: dict[str, Any], text: str) -> str:
+        """The answer's `sources` once it is finished and they are known; "" before, after
+        they were given once, and for an answer with no text (`text` is this chunk's), which
+        cites nothing and must stay empty for the cache to turn it away."""
         self._sources = sources(chunk) or self._sources
         if self._sourced or self._finish_reason is None or not self._sources:
+            return ""
+        if not (text.strip() or any(part.strip() for part in self._parts)):
             return ""
         self._sourced = True
         return self._sources

@@ -229,6 +229,22 @@ async def test_sources_follow_an_answer_cut_by_length_which_stays_cut_by_length(
                                                               "length")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_with_no_text_gets_no_sources_and_stays_empty(
+        http: httpx.AsyncClient, upstream: FakeUpstream, stream: bool) -> None:
+    """A reasoning model that spent max_tokens thinking answers nothing but its citations:
+    sources alone would make it a non-empty answer, which the cache would keep for an hour."""
+    if stream:
+        upstream.answer(sse_response(chunk("", citations=URLS), chunk(" ", citations=URLS),
+                                     chunk(finish="length", citations=URLS), "[DONE]"))
+    else:
+        upstream.answer(json_response(answer("", "length", citations=URLS)))
+
+    completion = await compatible(http, "perplexity", stream=stream).send(HI, "sonar-reasoning")
+
+    assert (completion.content.strip(), completion.finish_reason) == ("", "length")
+
+
 SEVEN_STOPS = ChatRequest(messages=HI.messages,
                           stop=("###", "Q:", "User:", "END", "[2]", "<<", ">>"))
 
