@@ -36,12 +36,13 @@ from mcp_router.server.alerts import AlertDesk
 from mcp_router.server.arguments import (
     Label,
     LeftOut,
+    NotBool,
     Verbatim,
     argument_errors,
     listed,
     unknown_arguments,
 )
-from mcp_router.server.host import host_model, notify, sized_result
+from mcp_router.server.host import accept_log_levels, host_model, notify, sized_result
 from mcp_router.server.http_auth import (
     SHUTDOWN_GRACE_S,
     ClientTokenVerifier,
@@ -99,6 +100,7 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
         lifetime=shared.lifetime)
     _add_tools(server, config)
     _add_resources(server)
+    accept_log_levels(server)
     return server
 
 
@@ -225,15 +227,16 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         ] = None,
         fallbacks: Annotated[list[str] | str | None, Field(
             description="provider/model entries tried in order after the route or model")] = None,
-        max_tokens: Annotated[Annotated[int, Field(gt=0)] | None, LeftOut(None)] = None,
-        temperature: Annotated[Annotated[float, Field(ge=0, le=2)] | None, LeftOut(None)] = None,
-        top_p: Annotated[Annotated[float, Field(gt=0, le=1)] | None, LeftOut(None)] = None,
+        max_tokens: Annotated[Annotated[int, Field(gt=0), NotBool] | None, LeftOut(None)] = None,
+        temperature: Annotated[Annotated[float, Field(ge=0, le=2), NotBool] | None,
+                               LeftOut(None)] = None,
+        top_p: Annotated[Annotated[float, Field(gt=0, le=1), NotBool] | None, LeftOut(None)] = None,
         stop: Annotated[list[str] | str | None, Field(
             description="Stop sequences: a list, or one string")] = None,
         cache: Annotated[CacheMode, LeftOut("use"), Field(
             description="use: read and write the cache; refresh: re-ask and overwrite; "
                         "skip: neither")] = "use",
-        cache_ttl_s: Annotated[Annotated[float, Field(ge=0)] | None, LeftOut(None), Field(
+        cache_ttl_s: Annotated[Annotated[float, Field(ge=0), NotBool] | None, LeftOut(None), Field(
             description="How long this answer may be served from the cache "
                               "(default: the config's cache.ttl_s)")] = None,
         cache_sampled: Annotated[bool, LeftOut(False), Field(
@@ -245,7 +248,8 @@ def _add_tools(server: RouterServer, config: Config) -> None:
                         "the dearest target that would be asked (retries and fallbacks after "
                         "a paid failure, such as a cut stream or a timeout, can add to "
                         "it)")] = False,
-        timeout_s: Annotated[Annotated[float, Field(gt=0, le=600)] | None, LeftOut(None), Field(
+        timeout_s: Annotated[Annotated[float, Field(gt=0, le=600), NotBool] | None,
+                             LeftOut(None), Field(
             description="Overall deadline for every attempt, retry and fallback")] = None,
         metadata: Annotated[dict[str, Label] | None, LeftOut(None), Field(
             description="Free-form labels recorded in the cost ledger")] = None,
@@ -295,7 +299,7 @@ def _add_tools(server: RouterServer, config: Config) -> None:
             # notification, and the alert is given once a day.
             result = result.model_copy(update={"budget_alert": alert})
             await notify(ctx, alert)
-        return sized_result(result, state.pages, config, page_owner())
+        return sized_result(result, state.pages, config, page_owner(), ctx.protocol_version)
 
     @_tool(server, "Providers and routes", read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:

@@ -24,7 +24,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-__all__ = ["Label", "LeftOut", "Verbatim", "argument_errors", "listed", "unknown_arguments"]
+__all__ = ["Label", "LeftOut", "NotBool", "Verbatim", "argument_errors", "listed",
+           "unknown_arguments"]
 
 
 def _absent_if_null(value: object) -> object:
@@ -73,6 +74,20 @@ def _string_or_number(value: object) -> object:
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError("must be a string or a number")
     return value
+
+
+def _not_bool(value: object) -> object:
+    # JSON true and false are no numbers, though pydantic would take them as 1 and 0.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+NotBool = BeforeValidator(_not_bool)
+"""Refuses true and false for a number argument, which pydantic takes as 1 and 0 otherwise
+(`max_tokens: true` bought a one-token answer): `max_tokens: must be a number, not true or
+false`. It goes after the number's constraints, so the published schema stays as it was:
+`Annotated[int, Field(gt=0), NotBool]`."""
 
 
 Label = Annotated[str, Field(coerce_numbers_to_str=True), BeforeValidator(_string_or_number),

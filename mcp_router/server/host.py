@@ -6,15 +6,19 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from mcp.server.mcpserver import Context
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import (
     CallToolResult,
     ClientCapabilities,
     ContentBlock,
+    EmptyResult,
     ResourceLink,
     SamplingCapability,
     SamplingMessage,
+    SetLevelRequestParams,
     TextContent,
 )
 
@@ -30,14 +34,22 @@ from mcp_router.messages import (
 )
 from mcp_router.outputs import ANSWER_URI, AnswerPages, content_budget_tokens, truncate
 
-__all__ = ["host_model", "notify", "sized_result"]
+__all__ = ["RESOURCE_LINKS_SINCE", "accept_log_levels", "host_model", "notify", "sized_result"]
 
+RESOURCE_LINKS_SINCE = "2025-06-18"
+"""The first protocol version whose tool results may carry a `resource_link` block."""
+
+# The levels of log notifications, lowest first (the syslog severities).
+_LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+_LOG_LEVEL = "mcp_router.log_level"  # the key of the level a host set, in its connection's state
 
 
 def sized_result(result: ChatResult, pages: AnswerPages, config: Config,
-                 owner: str = "") -> CallToolResult:
+                 owner: str = "", protocol_version: str | None = None) -> CallToolResult:
     """The tool result, cut to what hosts accept; the whole answer stays readable in pages,
-    by `owner` only."""
+    by `owner` only. A host on a protocol older than 2025-06-18 (`protocol_version`, None for
+    the newest) gets no link block, which its schema lacks and its SDK would refuse the
+    whole result for: the JSON text names the pages all the same (`full_text`, `pages`)."""
     content: list[ContentBlock] = []
     head = truncate(result.content, content_budget_tokens(config.output.max_result_tokens))
     if head is not None:
@@ -45,10 +57,11 @@ def sized_result(result: ChatResult, pages: AnswerPages, config: Config,
         uri = ANSWER_URI.format(trace_id=result.trace_id, page=1)
         result = result.model_copy(update={"content": head, "truncated": True,
                                            "full_text": uri, "pages": count})
-        content.append(ResourceLink(type="resource_link", uri=uri, name="full answer",
-                                    description=f"page 1 of {count}; change the last part "
-                                                f"of the URI for the others",
-                                    mime_type="text/plain"))
+        if protocol_version is None or protocol_version >= RESOURCE_LINKS_SINCE:
+            content.append(ResourceLink(type="resource_link", uri=uri, name="full answer",
+                                        description=f"page 1 of {count}; change the last "
+                                                    f"part of the URI for the others",
+                                        mime_type="text/plain"))
     # Compact JSON for hosts that read only the text: a third of the pretty-printed bytes.
     structured, text = result.wire()
     content.insert(0, TextContent(type="text", text=text))
@@ -97,10 +110,38 @@ def _cannot_ask(reason: str) -> LastResort:
     return refuse
 
 
+def accept_log_levels(server: MCPServer[Any]) -> None:
+    """Answer `logging/setLevel`: a server that sends log notifications (`notify`) must
+    declare the `logging` capability, and the SDK declares it for a server with that handler.
+    The level a host sets holds for its connection."""
+
+    async def set_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParams
+                        ) -> EmptyResult:
+        _connection_state(ctx.session)[_LOG_LEVEL] = params.level
+        return EmptyResult()
+
+    # MCPServer has no public way to add a request handler; this is the low-level server's.
+    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams,
+                                                set_level)
+
+
 async def notify(ctx: Context[Any], message: str) -> None:
-    """A log notification to the host (the server's own log has it already)."""
+    """A warning as a log notification to the host (the server's own log has it already),
+    unless the host asked for a higher level only (`logging/setLevel`)."""
+    wanted = _connection_state(ctx.session).get(_LOG_LEVEL, "debug")
+    if _LOG_LEVELS.index("warning") < _LOG_LEVELS.index(wanted):
+        return
     # Log notifications are deprecated from protocol 2026-07-28 (SEP-2577), but the hosts in
     # use today still show them and nothing replaces them yet.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MCPDeprecationWarning)
         await ctx.warning(message)
+
+
+def _connection_state(session: ServerSession) -> dict[str, Any]:
+    """What lasts the connection `session` (new for each request) belongs to. The SDK keeps
+    it on the connection, which 2.x gives a request's session no public way to; should a
+    later 2.x move it, a level set is forgotten (every alert is sent) rather than an alert
+    failing the call."""
+    state = getattr(getattr(session, "_connection", None), "state", None)
+    return state if isinstance(state, dict) else {}

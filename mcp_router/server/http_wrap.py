@@ -19,11 +19,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_router import __version__
-from mcp_router.server.oversized import ID_SCAN_BYTES, refusal
+from mcp_router.server.oversized import ID_SCAN_BYTES, leading_members, refusal
 
 __all__ = ["BodyLimit", "HealthCheck", "limit_bodies", "within_lifetime"]
 
 log = logging.getLogger("mcp_router")
+
+DRAIN_BYTES = 64 * 1024 * 1024
+"""How much of a body over the limit is read (and dropped) for its end, where a TypeScript
+SDK client writes the request's id; past this its id is taken from its start alone."""
 
 SSE_PATH = "/sse"  # the SDK's sse_app defaults, which http_app keeps
 _ENDPOINT_SESSION = re.compile(rb"session_id=([0-9a-f]{32})")
@@ -91,22 +95,25 @@ class BodyLimit:
             await self._app(scope, receive, send)  # the server reads no more than declared
             return
         if declared is None:  # chunked: read it (as the SDK would) to know
-            body, whole = await _read(receive, self._limit)
-            if whole:
+            body, more = await _read(receive, self._limit)
+            if not more and len(body) <= self._limit:
                 await self._app(scope, _replay(body, receive), send)
                 return
         else:  # only the start, for the request's id
-            body, _ = await _read(receive, ID_SCAN_BYTES - 1)
-        await self._refuse(scope, receive, send, body[:ID_SCAN_BYTES], declared)
+            body, more = await _read(receive, ID_SCAN_BYTES - 1)
+        head, tail = body[:ID_SCAN_BYTES], b""
+        if "id" not in leading_members(head):  # written last, as the TypeScript SDK does
+            tail = await _tail(receive, body, more)
+        await self._refuse(scope, receive, send, head, tail, declared)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, head: bytes,
-                      declared: int | None) -> None:
+                      tail: bytes, declared: int | None) -> None:
         size = f" of {declared:,} bytes" if declared is not None else ""
         message = (f"request body{size} is over the limit of {self._limit:,} bytes "
                    "(server.max_body_bytes): not read; send less, or raise "
                    "server.max_body_bytes in the server's config")
         log.warning("refused a %s: %s", scope["method"], message)
-        error = refusal(head, message)
+        error = refusal(head, message, tail)
         stream = self._streams.find(scope) if self._streams is not None else None
         if stream is not None:
             if error is not None:
@@ -192,15 +199,34 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _read(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """Read the body until it ends or is past `limit` bytes: what was read, and whether that
-    is the whole body, within `limit`."""
+    """Read the body until it ends or is past `limit` bytes: what was read, and whether more
+    of it is still to come."""
     body, more = bytearray(), True
     while more and len(body) <= limit:
         message = await receive()
         body += message.get("body", b"")
-        # Anything but more of the body (a disconnect) says nothing more will come.
-        more = message["type"] == "http.request" and message.get("more_body", False)
-    return bytes(body), not more and len(body) <= limit
+        more = _more(message)
+    return bytes(body), more
+
+
+async def _tail(receive: Receive, body: bytes, more: bool) -> bytes:
+    """The last ID_SCAN_BYTES of a body that begins with `body`, dropping the rest of it as
+    it comes; empty when it goes on past DRAIN_BYTES, whose end is not waited for."""
+    tail, drained = body[-ID_SCAN_BYTES:], 0
+    while more:
+        if drained > DRAIN_BYTES:
+            return b""
+        message = await receive()
+        chunk = message.get("body", b"")
+        drained += len(chunk)
+        tail = (tail + chunk[-ID_SCAN_BYTES:])[-ID_SCAN_BYTES:]
+        more = _more(message)
+    return tail
+
+
+def _more(message: Message) -> bool:
+    # Anything but more of the body (a disconnect) says nothing more will come.
+    return message["type"] == "http.request" and bool(message.get("more_body", False))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -1,31 +1,73 @@
-"""The JSON-RPC error that answers a message too large to read, found from the bytes it starts
-with: over stdio a line past its limit, over HTTP a body past `server.max_body_bytes`."""
+"""The JSON-RPC error that answers a message the server cannot take: found from the bytes it
+starts and ends with when it is too large to read (over stdio a line past its limit, over
+HTTP a body past `server.max_body_bytes`), or from the whole line when it is no message."""
 
 from __future__ import annotations
 
 import json
 
-from mcp.types import INVALID_REQUEST, ErrorData, JSONRPCError
+from mcp.types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, JSONRPCRequest
+from pydantic import ValidationError
 
-__all__ = ["ID_SCAN_BYTES", "leading_members", "refusal"]
+__all__ = ["ID_SCAN_BYTES", "leading_members", "malformed", "refusal", "trailing_members"]
 
 ID_SCAN_BYTES = 4096
-"""How much of a dropped message is read for its id (clients write the id before the params)."""
+"""How much of each end of a dropped message is read for its id. Most clients write the id
+before the params; the TypeScript SDK (Claude Desktop, Claude Code, Cursor, VS Code, the
+Inspector) writes it last: `{...request, jsonrpc: "2.0", id}`."""
 
 _DECODER = json.JSONDecoder()
+_TRIES = 8  # nested "id" keys ending the tail that are passed over before giving up
 
 
-def refusal(head: bytes, message: str) -> JSONRPCError | None:
-    """The error `message` for the message `head` begins, with its id (null when the id cannot
-    be read from `head`); None when that message is a response, which gets no answer."""
+def refusal(head: bytes, message: str, tail: bytes = b"") -> JSONRPCError | None:
+    """The error `message` for the message that begins with `head` and ends with `tail`, with
+    its id (null when neither end shows a top-level id); None when that message is a
+    response, which gets no answer."""
     members = leading_members(head)
     if "result" in members or "error" in members:
         return None
-    request_id = members.get("id")
-    if not isinstance(request_id, int | str) or isinstance(request_id, bool):
-        request_id = None
+    request_id = _plain(members.get("id"))
+    if request_id is None and "id" not in members:
+        last = trailing_members(tail)
+        if "result" in last or "error" in last:
+            return None
+        request_id = _plain(last.get("id"))
     return JSONRPCError(jsonrpc="2.0", id=request_id,
                         error=ErrorData(code=INVALID_REQUEST, message=message))
+
+
+def malformed(line: bytes) -> JSONRPCError | None:
+    """The error that answers `line`, which is no JSON-RPC message: a parse error (id null)
+    when it is not JSON, else an invalid request with its id; None when it is a response or a
+    notification (no id), which get no answer. The error names what is wrong, never the
+    values sent."""
+    try:
+        message = json.loads(line)
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        where = f": {exc.msg} at character {exc.pos}" if isinstance(
+            exc, json.JSONDecodeError) else ""
+        return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(
+            code=PARSE_ERROR, message=f"Parse error: the line is not JSON{where}"))
+    if not isinstance(message, dict):
+        problem = "a message must be one JSON object"
+        request_id = None
+    elif "result" in message or "error" in message or "id" not in message:
+        return None
+    else:
+        problem = _request_problems(message)
+        request_id = _plain(message["id"])
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(
+        code=INVALID_REQUEST, message=f"Invalid request: {problem}"))
+
+
+def _request_problems(message: dict[str, object]) -> str:
+    try:
+        JSONRPCRequest.model_validate(message, by_name=False)
+    except ValidationError as exc:
+        return "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+                         for e in exc.errors(include_url=False, include_input=False))
+    return "not a JSON-RPC 2.0 request"
 
 
 def leading_members(head: bytes) -> dict[str, object]:
@@ -52,6 +94,52 @@ def leading_members(head: bytes) -> dict[str, object]:
             pos += 1
     except ValueError:  # JSONDecodeError: cut off, or not JSON
         return members
+
+
+def trailing_members(tail: bytes) -> dict[str, object]:
+    """The top-level members that end the JSON object `tail` ends, from its last top-level
+    "id" on; empty when `tail` shows none. An "id" counts only when the members after it
+    close the object and nothing but blanks follows, so a nested one (`"params": {"id": 5}}`)
+    never does."""
+    text = tail.decode("utf-8", errors="ignore").rstrip(" \t\r\n")
+    end = len(text)
+    for _ in range(_TRIES):
+        end = text.rfind('"id"', 0, end)
+        if end < 0:
+            break
+        # A key starts after "{" or ","; a quote inside a string is escaped, never after one.
+        before = text[:end].rstrip(" \t\r\n")
+        if before.endswith(("{", ",")) and (members := _closing(text, end)):
+            return members
+    return {}
+
+
+def _closing(text: str, pos: int) -> dict[str, object]:
+    """The members from `pos` to the "}" that ends `text`; empty unless they are exactly
+    that."""
+    members: dict[str, object] = {}
+    try:
+        while True:
+            key, pos = _DECODER.raw_decode(text, pos)
+            pos = _skip_blank(text, pos)
+            if not isinstance(key, str) or not text.startswith(":", pos):
+                return {}
+            members[key], pos = _DECODER.raw_decode(text, _skip_blank(text, pos + 1))
+            pos = _skip_blank(text, pos)
+            if text.startswith("}", pos):
+                return members if pos + 1 == len(text) else {}
+            if not text.startswith(",", pos):
+                return {}
+            pos = _skip_blank(text, pos + 1)
+    except ValueError:  # JSONDecodeError: not a member
+        return {}
+
+
+def _plain(request_id: object) -> int | str | None:
+    """A request id as JSON-RPC takes it (a string or a number that is no bool), else None."""
+    if isinstance(request_id, int | str) and not isinstance(request_id, bool):
+        return request_id
+    return None
 
 
 def _skip_blank(text: str, pos: int) -> int:

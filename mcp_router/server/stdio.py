@@ -35,9 +35,9 @@ import anyio.lowlevel
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from mcp.types import jsonrpc_message_adapter
+from mcp.types import JSONRPCError, jsonrpc_message_adapter
 
-from mcp_router.server.oversized import ID_SCAN_BYTES, refusal
+from mcp_router.server.oversized import ID_SCAN_BYTES, malformed, refusal
 from mcp_router.server.terminal import TerminalLines
 
 if sys.platform != "win32":
@@ -180,8 +180,9 @@ class PipeReader:
 
     A line that is not a message is handed on as its exception, as the SDK's transport
     does, and also said on stderr so whoever wired the host up can see it. A line over
-    MAX_LINE_BYTES is dropped, and `answer` (the writer's `send`) tells its sender so, rather
-    than leave a host waiting out its own timeout.
+    MAX_LINE_BYTES is dropped. Either way `answer` (the writer's `send`) tells a request's
+    sender so, as JSON-RPC asks (-32700 for a line that is not JSON, -32600 for one that is
+    no message), rather than leave a host waiting out its own timeout.
     """
 
     def __init__(self, reader: asyncio.StreamReader,
@@ -195,6 +196,7 @@ class PipeReader:
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             log.warning("stdin: a line that is not a JSON-RPC message was ignored: %s",
                         str(exc).splitlines()[0])
+            await self._tell(malformed(line))
             return exc
 
     async def _line(self) -> bytes:
@@ -207,32 +209,37 @@ class PipeReader:
                 if not line.strip():
                     raise anyio.EndOfStream from None
             except asyncio.LimitOverrunError as exc:
-                await self._refuse(await self._skip_line(exc.consumed))
+                await self._refuse(*await self._skip_line(exc.consumed))
                 continue
             if line.strip():
                 return line
 
-    async def _skip_line(self, consumed: int) -> bytes:
+    async def _skip_line(self, consumed: int) -> tuple[bytes, bytes]:
         """Drop a line over MAX_LINE_BYTES, up to and including its newline; returns its
-        first ID_SCAN_BYTES."""
+        first and its last ID_SCAN_BYTES, where its id may be."""
         log.warning("stdin: a message over %d MiB was dropped", MAX_LINE_BYTES >> 20)
-        head = b""
+        head = tail = b""
         while True:
             dropped = await self._reader.readexactly(consumed)
             head = head or dropped[:ID_SCAN_BYTES]
+            tail = (tail + dropped[-ID_SCAN_BYTES:])[-ID_SCAN_BYTES:]
             try:
-                await self._reader.readuntil(b"\n")
-                return head
-            except asyncio.IncompleteReadError:
-                return head
+                rest = await self._reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                rest = exc.partial
             except asyncio.LimitOverrunError as exc:
                 consumed = exc.consumed
+                continue
+            return head, (tail + rest[-ID_SCAN_BYTES - 2:].rstrip(b"\r\n"))[-ID_SCAN_BYTES:]
 
-    async def _refuse(self, head: bytes) -> None:
-        """Answer a dropped request with an error for its id (null when the id cannot be read
-        from `head`); a dropped response or notification gets none."""
-        error = refusal(head, f"message over the {MAX_LINE_BYTES >> 20} MiB limit of "
-                              "mcp-router's stdin: dropped, not read")
+    async def _refuse(self, head: bytes, tail: bytes) -> None:
+        """Answer a dropped message with an error for its id (null when neither end of it
+        shows the id); a dropped response gets none."""
+        await self._tell(refusal(head, f"message over the {MAX_LINE_BYTES >> 20} MiB limit "
+                                       "of mcp-router's stdin: dropped, not read", tail))
+
+    async def _tell(self, error: JSONRPCError | None) -> None:
+        """Send `error` to the host, if there is one to send and a way to send it."""
         if self._answer is None or error is None:
             return
         with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
