@@ -13,8 +13,14 @@ synchronous on the event loop: measured on one small answer, a lookup takes ~25 
 of it the transaction; `stage` writes the answer's JSON and holds it in memory (served by
 `get` at once), so an answer that cannot be written is refused there, and `flush` writes
 everything staged in one transaction (~45 µs an answer in batches of 16). A flush never
-raises: one entry that fails is dropped and the others are written, and a batch that fails
-loses only cache entries.
+raises: one entry that fails is dropped and the others are written.
+
+A batch or a delete that fails (another process holding the write lock past our timeout, a
+full disk) is kept in memory and retried at the next flush: losing a new entry would be
+harmless, but losing an overwrite or a delete would serve again an answer the caller
+replaced or removed. Until it lands, `get` serves the newer answer from memory, or misses on
+a key whose delete is pending. What waits is bounded (see `_bound`). Memory protects only
+this process: another process sharing the directory reads the old row until the write lands.
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ _READ_FAULTS = (*_STORE_FAULTS, ValueError)
 # (PydanticSerializationError and UnicodeEncodeError are ValueErrors), or text too long.
 _ENTRY_FAULTS = (ValueError, OverflowError, sqlite3.DataError)
 _WRITE_FAULTS = (*_STORE_FAULTS, *_ENTRY_FAULTS)
+# How much a failing disk may leave waiting in memory: answers (each holds its text), then
+# pending deletes (a key each); see `ResponseCache._bound`.
+_STAGED_MAX = 1024
+_DELETES_MAX = 16 * _STAGED_MAX
 
 
 class DamagedEntry(ValueError):
@@ -105,6 +115,8 @@ class ResponseCache:
         self._disk: diskcache.Cache | None = self._open() if config.enabled else None
         self._stores, self._stored_bytes = 0, 0  # since the last cull
         self._staged: dict[str, tuple[_Entry, str]] = {}  # each entry with its JSON text
+        self._deleting: dict[str, None] = {}  # keys whose delete failed: misses until it lands
+        self._blind = False  # a pending write was forgotten: the disk may hold stale answers
 
     @classmethod
     def in_home(cls, home: Path, config: CacheConfig, clock: Clock) -> ResponseCache:
@@ -117,6 +129,8 @@ class ResponseCache:
             return None
         entry = self._staged_entry(key)
         if entry is None:
+            if self._blind or key in self._deleting:
+                return None
             try:
                 text = self._disk.get(key)
                 entry = None if text is None else _Entry.model_validate_json(text)
@@ -149,16 +163,17 @@ class ResponseCache:
     def stage(self, key: str, answer: CachedAnswer, ttl_s: float | None = None) -> bool:
         """Hold `answer` in memory for `flush` to write; `get` serves it from now on.
 
-        A TTL of zero or less replaces what is under `key` with nothing: the entry is dropped.
-        An answer that cannot be written as JSON is not held (a cache problem, logged once).
-        Returns whether something now waits for `flush`.
+        A TTL of zero or less replaces what is under `key` with nothing: the entry is dropped
+        (a delete that fails waits for `flush`). An answer that cannot be written as JSON is
+        not held (a cache problem, logged once). Returns whether something now waits for
+        `flush`.
         """
         ttl = self.config.ttl_s if ttl_s is None else ttl_s
         if self._disk is None:
             return False
         if ttl <= 0:
             self.drop(key)
-            return False
+            return key in self._deleting
         entry = _Entry(response=answer.response, stored_at=answer.stored_at,
                        expires_at=answer.stored_at + ttl, cost_usd=answer.cost_usd)
         try:
@@ -168,11 +183,17 @@ class ResponseCache:
         except _ENTRY_FAULTS as exc:
             self.fault("write", exc)
             return False
+        self._deleting.pop(key, None)
+        self._staged.pop(key, None)  # to the back of the queue `_bound` sheds from
         self._staged[key] = (entry, text)
+        self._bound()
         return True
 
     def drop(self, key: str) -> None:
-        """Remove the answer under `key`, staged or on disk."""
+        """Remove the answer under `key`, staged or on disk.
+
+        A delete that fails leaves `key` missing for this process and is retried by `flush`.
+        """
         self._staged.pop(key, None)
         if self._disk is None:
             return
@@ -180,34 +201,82 @@ class ResponseCache:
             self._disk.delete(key)
         except _STORE_FAULTS as exc:
             self.fault("delete", exc)
+            self._deleting[key] = None
+            self._bound()
+        else:
+            self._deleting.pop(key, None)
 
     @property
     def staged(self) -> int:
-        """How many answers wait for `flush`."""
-        return len(self._staged)
+        """How many answers and deletes wait for `flush`."""
+        return len(self._staged) + len(self._deleting)
 
     def flush(self) -> None:
-        """Write every staged answer to disk, in one transaction; never raises.
+        """Write every staged answer and pending delete to disk, in one transaction; never
+        raises.
 
         An entry that cannot be written is dropped and the rest of the batch still goes to
-        disk; a batch that cannot be written at all loses only cache entries.
+        disk; a batch that cannot be written at all stays staged for the next flush.
         """
-        staged, self._staged = self._staged, {}
-        if self._disk is None or not staged:
+        staged, deleting = self._staged, self._deleting
+        self._staged, self._deleting = {}, {}
+        if self._disk is None or not (staged or deleting):
             return
-        now, stores, written = self.clock.wall(), 0, 0
         try:
-            with self._disk.transact():
-                for key, (entry, text) in staged.items():
-                    try:
-                        self._disk.set(key, text, expire=max(entry.expires_at - now, 0.001))
-                    except _ENTRY_FAULTS as exc:  # this entry's text: the others still go in
-                        self.fault("write", exc)
-                        continue
-                    stores, written = stores + 1, written + len(text)
-            self._cull_when_due(stores, written)
+            stores, written = self._write(self._disk, staged, deleting)
         except _WRITE_FAULTS as exc:
             self.fault("write", exc)
+            # Kept for the next flush, oldest first, unless staged or deleted again since.
+            since = self._staged.keys() | self._deleting.keys()
+            self._staged = {**{k: v for k, v in staged.items() if k not in since},
+                            **self._staged}
+            self._deleting = {**{k: None for k in deleting if k not in since},
+                              **self._deleting}
+            self._bound()
+            return
+        try:
+            self._cull_when_due(stores, written)
+        except _STORE_FAULTS as exc:  # the batch is on disk: only the cull waits
+            self.fault("cull", exc)
+
+    def _write(self, disk: diskcache.Cache, staged: dict[str, tuple[_Entry, str]],
+               deleting: dict[str, None]) -> tuple[int, int]:
+        now, stores, written = self.clock.wall(), 0, 0
+        with disk.transact():
+            for key in deleting:
+                disk.delete(key)
+            for key, (entry, text) in staged.items():
+                try:
+                    disk.set(key, text, expire=max(entry.expires_at - now, 0.001))
+                except _ENTRY_FAULTS as exc:  # this entry's text: the others still go in
+                    self.fault("write", exc)
+                    continue
+                stores, written = stores + 1, written + len(text)
+        return stores, written
+
+    def _bound(self) -> None:
+        """Keep what a failing disk leaves waiting within `_STAGED_MAX` answers and
+        `_DELETES_MAX` deletes, the oldest going first.
+
+        A surplus answer under a new key is forgotten (that loses only a cache entry); one
+        that overwrites a row on disk becomes a pending delete, so this process misses
+        rather than serving the row it replaced. Past the cap on deletes, this store stops
+        reading the disk for good: it can no longer tell which rows were replaced.
+        """
+        while len(self._staged) > _STAGED_MAX:
+            key = next(iter(self._staged))
+            del self._staged[key]
+            if self._on_disk(key):
+                self._deleting[key] = None
+        while len(self._deleting) > _DELETES_MAX:
+            del self._deleting[next(iter(self._deleting))]
+            self._blind = True
+
+    def _on_disk(self, key: str) -> bool:
+        try:
+            return self._disk is not None and key in self._disk
+        except _STORE_FAULTS:
+            return True  # unknown: assume it would bring an old answer back
 
     def _cull_when_due(self, stores: int, size: int) -> None:
         self._stores, self._stored_bytes = self._stores + stores, self._stored_bytes + size
