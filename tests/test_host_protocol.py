@@ -288,9 +288,9 @@ def test_a_host_writing_the_id_last_gets_the_error_for_its_request_over_stdio():
         assert proc.stdin is not None and proc.stdout is not None
         stdin, stdout = proc.stdin, proc.stdout
 
-        def write() -> None:
+        def write() -> None:  # stdin closes once the answers are in: a closed one ends calls
             stdin.write(lines + b"\n")
-            stdin.close()
+            stdin.flush()
 
         try:
             writer = threading.Thread(target=write)
@@ -300,6 +300,7 @@ def test_a_host_writing_the_id_last_gets_the_error_for_its_request_over_stdio():
                 answer = json.loads(stdout.readline())
                 answers[answer["id"]] = answer
             writer.join(timeout=30)
+            stdin.close()
             assert proc.wait(timeout=30) == 0
         finally:
             proc.kill()

@@ -218,14 +218,17 @@ def test_a_host_sending_a_request_over_the_limit_gets_an_error_for_it_and_servin
         assert proc.stdin is not None and proc.stdout is not None
         try:
             lines = [*opening, call(2, "x" * (MAX_LINE_BYTES + 1)), call(3, "after")]
+            # stdin stays open until the answers are in: a host that closes it has gone, and
+            # the server then ends the calls still running ("Connection closed").
             writer = threading.Thread(target=lambda: (proc.stdin.write(b"\n".join(lines) + b"\n"),
-                                                      proc.stdin.close()))
+                                                      proc.stdin.flush()))
             writer.start()
             answers = {}
             for _ in range(3):
                 answer = json.loads(proc.stdout.readline())
                 answers[answer["id"]] = answer
             writer.join(timeout=30)
+            proc.stdin.close()
             assert proc.wait(timeout=30) == 0
         finally:
             proc.kill()
