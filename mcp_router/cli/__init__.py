@@ -45,16 +45,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _run(argv: Sequence[str] | None) -> int:
-    args = parse_args(argv)
-    level, warning = log_level(os.environ)
-    if warning:
-        print(warning, file=sys.stderr)
+# Loggers that write whole protocol messages at DEBUG, the prompts and the answers in them
+# (the answers with their PII put back): the SDK's SSE transport. Stderr is the host's log,
+# so they stay at INFO whatever MCP_ROUTER_LOG says.
+MESSAGE_LOGGERS = ("mcp.server.sse",)
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at `level` (stdout may be the MCP protocol's), never a message's text."""
     logging.basicConfig(stream=sys.stderr, level=level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # httpx logs every request at INFO: a line per upstream call
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in MESSAGE_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = parse_args(argv)
+    level, warning = log_level(os.environ)
+    if warning:
+        print(warning, file=sys.stderr)
+    configure_logging(level)
     try:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
