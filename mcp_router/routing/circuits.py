@@ -69,6 +69,7 @@ class Ticket:
     allowed: bool
     trial: bool = False
     reason: str | None = None
+    last_resort: bool = False  # the trial is its group's last resort (every target open)
     seq: int = -1  # the admitted call's place in line at its target (`settle` reads it)
 
 
@@ -158,11 +159,14 @@ class BreakerBoard:
         return Circuit(key, state, reopens_at, self._iso(reopens_at),
                        self._reason(key, c, state))
 
-    def admit(self, key: str, group: Collection[str] = ()) -> Ticket:
+    def admit(self, key: str, group: Collection[str] = (), *,
+              last_resort: bool = True) -> Ticket:
         """May a call go to `key` now? A yes to a non-closed circuit is its one trial call.
 
         `group` is every target the current call may use; when none of them can be asked,
-        the one that reopens soonest is let through rather than failing without a try.
+        the one that reopens soonest is let through rather than failing without a try. A call
+        gets one such last resort (`last_resort` False once it has had it): after a failed
+        one, another open target would be the soonest, and the call would ask them all.
         """
         c = self._kept(key)
         state = self._state(key, c)
@@ -172,10 +176,11 @@ class BreakerBoard:
             c.trial = True
             return self._admitted(c, Ticket(True, trial=True,
                                             reason="circuit half-open: one trial call"))
-        if state == "open" and not c.trial and self._soonest_of_all_open(group) == key:
+        if state == "open" and not c.trial and last_resort \
+                and self._soonest_of_all_open(group) == key:
             c.trial = True
             return self._admitted(c, Ticket(
-                True, trial=True,
+                True, trial=True, last_resort=True,
                 reason="every target's circuit is open; this one reopens soonest, so it is tried"))
         return Ticket(False, reason=self._reason(key, c, state))
 
@@ -186,6 +191,7 @@ class BreakerBoard:
 
     def settle(self, key: str, ticket: Ticket, attempts: Iterable[Attempt]) -> None:
         """Take in the tries one admitted call made at `key`; a trial closes or reopens it.
+        Any call that answers after the reopen time, while no trial is in flight, closes it.
 
         Failures count "in a row" only for a call no earlier call at `key` is still running
         beside: in a burst, quick failures (a 503 comes back at once) finish before the
@@ -222,6 +228,10 @@ class BreakerBoard:
                 self._close(c)
             elif last_failure is not None:
                 self._open(c, f"trial call failed: {what(last_failure)}")
+        elif answered and self._state(key, c) == "half_open" and not c.trial:
+            # Admitted while closed, it answered after the circuit's reopen time (a call that
+            # waited out its own Retry-After and retried): what a trial would have learnt.
+            self._close(c)
 
     def hold_off(self, key: str, seconds: float, why: str) -> None:
         """The upstream asked not to be called for `seconds` (Retry-After): `key` opens until

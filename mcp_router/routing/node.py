@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
+from mcp_router.errors import ProviderError
 from mcp_router.messages import Attempt, Call, ChatProvider
 
 
@@ -13,6 +15,8 @@ class Node(ChatProvider, Protocol):
     A node may also offer `usable(call) -> bool`: False only when asking it under `call`
     would surely ask no upstream (every target under it is unconfigured, marked, open for
     longer than the call has, or done with in this call). A fallback plans its time by it.
+    A node that retries may offer `on_failed_try(listener)`: it calls `listener(error)` after
+    each failed try, as it happens.
     """
 
     @property
@@ -44,6 +48,16 @@ def usable(provider: ChatProvider, call: Call) -> bool:
     """Whether `provider` may ask an upstream under `call`; True unless its node knows not."""
     check = getattr(provider, "usable", None)
     return bool(check(call)) if callable(check) else True
+
+
+def hear_failed_tries(provider: ChatProvider,
+                      listener: Callable[[ProviderError], None]) -> bool:
+    """Have `provider` tell `listener` of each failed try; False when it offers no way to."""
+    listen = getattr(provider, "on_failed_try", None)
+    if not callable(listen):
+        return False
+    listen(listener)
+    return True
 
 
 def target_keys(provider: ChatProvider) -> tuple[str, ...]:

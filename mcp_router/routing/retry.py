@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from mcp_router.clock import Clock
 from mcp_router.config import RetryConfig
@@ -29,12 +30,17 @@ class Retrying:
     the target is given up and the fallback moves on. No wait starts unless it leaves
     `min_try_s` before the deadline; otherwise the error is re-raised so the next target
     gets the time.
+
+    Whoever needs to know of each failed try as it happens, not only of the error a whole
+    hop ends with, listens (`on_failed_try`): a Breaker learns of a Retry-After while this
+    call waits it out, so other calls are held off meanwhile.
     """
 
     def __init__(self, child: ChatProvider, retry: RetryConfig, clock: Clock,
                  rng: random.Random, *, min_try_s: float = MIN_TRY_S) -> None:
         self._child, self._retry, self._clock, self._rng = child, retry, clock, rng
         self._min_try_s = min_try_s
+        self._listeners: list[Callable[[ProviderError], None]] = []
 
     @property
     def label(self) -> str:
@@ -48,6 +54,10 @@ class Retrying:
         """Whether the wrapped target may be asked under `call` (see `node.usable`)."""
         return usable(self._child, call)
 
+    def on_failed_try(self, listener: Callable[[ProviderError], None]) -> None:
+        """Call `listener(error)` after every failed try, before any wait for the next."""
+        self._listeners.append(listener)
+
     async def complete(self, request: ChatRequest, call: Call) -> ChatResponse:
         """Ask the child, retrying transient failures; re-raise the last error when giving up."""
         tries = 0
@@ -57,6 +67,8 @@ class Retrying:
             try:
                 return await self._child.complete(request, call)
             except ProviderError as error:
+                for listener in self._listeners:
+                    listener(error)
                 wait = self._wait_before_retry(error, tries, call, first_attempt)
                 if wait is None:
                     raise
