@@ -102,6 +102,8 @@ class TreeBuilder:
             raise InvalidRequest(field, f"{spec!r} names a provider but no model: give "
                                  f"{provider}/<model>" + (f", one of: {', '.join(listed)}"
                                                           if listed else ""))
+        if provider not in self._config.providers and spec in self._config.routes:
+            raise InvalidRequest(field, _route_named(spec, field))
         if provider not in self._config.providers:
             raise InvalidRequest(field, f"{spec!r} is not provider/model with a known provider, "
                                  "nor a model a provider lists; providers are: "
@@ -161,3 +163,12 @@ class TreeBuilder:
         retried = Retrying(target, self._config.retry, self._clock, self._rng)
         return Breaker(retried, f"{provider}/{model}", self._board, trial=target,
                        respect_retry_after=self._config.retry.respect_retry_after)
+
+
+def _route_named(route: str, field: str) -> str:
+    """The refusal of a route's name where a model is taken: routes go in `route`, and a call's
+    `fallbacks` are provider/model only (a route's own targets already fall back in turn)."""
+    if field == "model":
+        return f"{route!r} is a route, not a model; pass it as route: {route}"
+    return (f"{route!r} is a route; fallbacks take provider/model, not routes "
+            f"(to use the route, pass it as route: {route})")
