@@ -69,11 +69,10 @@ class Breaker:
         open past the call's deadline. A fallback gives such a target no share of the time.
         (When every target of a call is open, the board still lets the soonest through; this
         does not foresee that, so such a target gets what time is left.)"""
-        circuit = self._board.circuit(self._key)
-        if circuit.state in ("unconfigured", "misconfigured", "missing"):
+        state, reopens_at = self._board.state(self._key)
+        if state in ("unconfigured", "misconfigured", "missing"):
             return False
-        if circuit.state == "open" and circuit.reopens_at is not None \
-                and circuit.reopens_at >= call.deadline:
+        if reopens_at is not None and reopens_at >= call.deadline:
             return False
         return usable(self._child, call)
 

@@ -159,6 +159,13 @@ class BreakerBoard:
         return Circuit(key, state, reopens_at, self._iso(reopens_at),
                        self._reason(key, c, state))
 
+    def state(self, key: str) -> tuple[CircuitState, float | None]:
+        """`key`'s state and, when open, when it reopens: what `circuit` says, without the
+        wall time and the reason it writes (routes ask this of every target on every call)."""
+        c = self._circuits.get(key) or _Circuit()
+        state = self._state(key, c)
+        return state, c.open_until if state == "open" else None
+
     def admit(self, key: str, group: Collection[str] = (), *,
               last_resort: bool = True) -> Ticket:
         """May a call go to `key` now? A yes to a non-closed circuit is its one trial call.
