@@ -76,18 +76,30 @@ class Pseudonyms:
         self._by_value: dict[tuple[str, str], str] = {}
         self._by_placeholder: dict[str, str] = {}
         self._counters: dict[str, int] = {}
+        self._written: set[str] = set()
 
     def placeholder(self, entity: str, value: str) -> str:
-        """The session's placeholder for `value`, numbering a new one on first sight."""
+        """The session's placeholder for `value`, numbering a new one on first sight; a
+        placeholder the inputs already held literally (see `reserve`) is skipped."""
         key = (entity, normal_form(entity, value))
         found = self._by_value.get(key)
         if found is None:
             label = tag(entity)
-            self._counters[label] = n = self._counters.get(label, 0) + 1
+            n = self._counters.get(label, 0) + 1
+            while f"<{label}_{n}>" in self._written:
+                n += 1
+            self._counters[label] = n
             found = f"<{label}_{n}>"
             self._by_value[key] = found
             self._by_placeholder[found] = value
         return found
+
+    def reserve(self, text: str) -> None:
+        """Never issue a placeholder that `text` holds literally (`login failed for <EMAIL_1>`
+        in a pasted log line, or one planted in fetched text): restoring it would put one of
+        the caller's values where the text meant something else."""
+        if "<" in text:
+            self._written.update(_label(m) for m in _PLACEHOLDER.finditer(text))
 
     def restore(self, text: str) -> str:
         """Replace this session's placeholders in `text` by the values they stand for."""
@@ -96,14 +108,18 @@ class Pseudonyms:
         return _PLACEHOLDER.sub(self._original, text)
 
     def _original(self, m: re.Match[str]) -> str:
-        key = f"<{m.group(1).upper()}_{int(m.group(2))}>"
-        return self._by_placeholder.get(key, m.group())
+        return self._by_placeholder.get(_label(m), m.group())
 
     def __len__(self) -> int:
         return len(self._by_placeholder)
 
     def __repr__(self) -> str:
         return f"<Pseudonyms: {len(self)} values>"
+
+
+def _label(m: re.Match[str]) -> str:
+    """The placeholder a `_PLACEHOLDER` match reads as: `<email_01>` is `<EMAIL_1>`."""
+    return f"<{m.group(1).upper()}_{int(m.group(2))}>"
 
 
 ActionFor = Callable[[str], Action]
@@ -114,6 +130,7 @@ def apply_actions(text: str, findings: Sequence[Finding], action_for: ActionFor,
     """`text` with each finding replaced as its entity's action says (block is decided earlier)."""
     if not findings:
         return text
+    pseudonyms.reserve(text)
     parts: list[str] = []
     pos = 0
     for f in findings:

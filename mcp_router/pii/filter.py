@@ -172,6 +172,8 @@ class PiiSession:
         raw = {i: self._filter.raw_findings(t) for i, t in enumerate(texts) if seen[i] is None}
         if self._filter.blocks_requests and raw:
             _refuse_blocked([f for fs in raw.values() for f in fs], policy.action_for, "request")
+        for i in raw:  # a placeholder typed in any message is never issued, here or later
+            self._pseudonyms.reserve(texts[i])
         out: list[str] = []
         counts: dict[str, int] = {}
         for i, text in enumerate(texts):

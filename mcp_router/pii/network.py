@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from mcp_router.pii.detectors import Finding, is_word_char, right_ok, word_before
@@ -24,8 +25,8 @@ _SPACELESS_ALNUM = rf"(?:(?=[{_SPACELESS}]){_ALNUM})"
 _OTHER_ALNUM = rf"[^\W_{_SPACELESS}]"
 _SCRIPT_CHANGE = re.compile(rf"{_OTHER_ALNUM}{_SPACELESS_ALNUM}|{_SPACELESS_ALNUM}{_OTHER_ALNUM}")
 # A TLD is letters of one side, and what follows must not continue it: `co.jp|です` ends there.
-_TLD = (rf"(?P<tld>[^\W\d_{_SPACELESS}]{{2,24}}(?!{_OTHER_ALNUM}|-)"
-        rf"|(?:(?=[{_SPACELESS}])[^\W\d_]){{2,24}}(?!{_SPACELESS_ALNUM}|-))")
+_TLD_SPACELESS = rf"(?:(?=[{_SPACELESS}])[^\W\d_]){{2,24}}(?!{_SPACELESS_ALNUM}|-)"
+_TLD = rf"(?P<tld>[^\W\d_{_SPACELESS}]{{2,24}}(?!{_OTHER_ALNUM}|-)|{_TLD_SPACELESS})"
 # Atomic: what may follow a label (a dot, a space, a bracket) can never be inside one, so a
 # shorter label cannot help a match, and not trying them spares `re` a lot of backtracking
 # at every `@` that starts no address (icon@2x, deploy@ci-runner-7). Inside a label `[\w-]`
@@ -43,6 +44,17 @@ _DOMAIN = re.compile(rf"\s*{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_TLD}")
 # scans of their own, because `re` finds a literal far faster than an alternation.
 _AT_SIGN = re.compile(rf"@(?<=[\w%+-]@)(?={_ALNUM})(?P<domain>(?>" + _DOMAIN.pattern
                       + r"))(?!:[^ \n\t])")
+# `json.dumps` (ensure_ascii, Python's default, which agents serialise tool arguments with)
+# writes `josé@münchen.de` as `jos\u00e9@m\u00fcnchen.de`, and JSON inside JSON doubles the
+# backslash: such an escape is a letter of the address. The scan that reads them is slower,
+# and runs only on a text with a `\u` in it. A TLD in escapes (`.\u0440\u0444`) is not read.
+_ESCAPE = r"\\\\?u[0-9A-Fa-f]{4}"
+_ESCAPE_REVERSED = re.compile(r"([0-9A-Fa-f]{4})u\\\\?")
+_ESCAPED_ALNUM = rf"(?:{_ALNUM}|{_ESCAPE})"
+_ESCAPED_LABEL = rf"(?>{_ESCAPED_ALNUM}(?:(?:[\w-]|{_ESCAPE}){{0,61}}{_ESCAPED_ALNUM})?)"
+_AT_SIGN_ESCAPED = re.compile(
+    rf"@(?<=[\w%+-]@)(?={_ESCAPED_ALNUM})(?P<domain>(?>\s*{_ESCAPED_LABEL}"
+    rf"(?:{_DOT}{_ESCAPED_LABEL})*{_DOT}{_TLD}))(?!:[^ \n\t])")
 # `john%40example.com`: an address URL-encoded in a query string, as access logs record it.
 # The look back comes after the literal, which `re` then finds fast.
 _AT_ENCODED = re.compile(r"%40(?<=[\w+.-]%40)(?P<domain>" + _DOMAIN.pattern + ")")
@@ -54,6 +66,9 @@ _AT_CLOSING = re.compile(r"at\s*[\])}>]")  # on lower-cased text: a cheap test b
 # What ends a URL's authority; searched in place between `://` and the address.
 _AUTHORITY_END = re.compile(r"[/ \t\n\"'<>]")
 _LOCAL_REVERSED = re.compile(r"[\w%+-](?:[\w.%+-]{0,62}[\w%+-])?")
+# Read backwards too: an escape is one character of the local part, tried before its digits.
+_LOCAL_ESCAPED_REVERSED = re.compile(
+    rf"(?:{_ESCAPE_REVERSED.pattern}|[\w%+-])(?:{_ESCAPE_REVERSED.pattern}|[\w.%+-])*")
 # Asset names like icon@2x.png look like addresses; these "TLDs" are file extensions.
 _FILE_EXTENSIONS = frozenset((
     "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "pdf", "js", "mjs", "cjs", "ts",
@@ -71,8 +86,9 @@ class EmailDetector:
     def find(self, text: str) -> list[Finding]:
         found: list[Finding | None] = []
         if "@" in text:
+            at_sign = _AT_SIGN_ESCAPED if "\\u" in text else _AT_SIGN
             found += [_address(text, m.start(), m.end(), m.group("tld"))
-                      for m in _AT_SIGN.finditer(text)]
+                      for m in at_sign.finditer(text)]
         # Starting with the literal "%40", the scan itself is the fastest test for one.
         found += [_address(text, m.start(), m.end(), m.group("tld"))
                   for m in _AT_ENCODED.finditer(text)]
@@ -118,14 +134,40 @@ def _local_start(text: str, end: int) -> int | None:
     m = _LOCAL_REVERSED.match(window)
     if m is None:
         return None
+    local, ends_at_escape = m.group(), False
+    if window[m.end():m.end() + 1] == "\\":  # `jos\u00e9@`: read its escapes as letters
+        local, ends_at_escape = _escaped_local(text, end)
+        if not local:
+            return None
     # Read back, the local part ends where the script changes (`邮箱是|zhang@`). Otherwise a dot
     # before it (`.zhang@`) or a word character (a local part longer than any) means none.
-    change = None if m.group().isascii() else _SCRIPT_CHANGE.search(m.group())
-    start = end - (change.start() + 1 if change else m.end())
+    change = None if local.isascii() else _SCRIPT_CHANGE.search(local)
+    start = end - (change.start() + 1 if change else len(local))
     before = text[start - 1:start] if start else ""
+    if ends_at_escape:
+        return start
     if before == "." or (is_word_char(before) and not _SCRIPT_CHANGE.match(text, start - 1)):
         return None
     return start
+
+
+def _escaped_local(text: str, end: int) -> tuple[str, bool]:
+    """The local part ending at `end`, escapes and all, reversed; and whether it ends (read
+    back) at the escape of something no address holds (a quote, an emoji), which bounds it."""
+    window = text[max(0, end - 7 * 64):end][::-1]  # 64 characters, each maybe an escape
+    m = _LOCAL_ESCAPED_REVERSED.match(window)
+    local = m.group().rstrip(".") if m else ""
+    for escape in _ESCAPE_REVERSED.finditer(local):
+        if not _address_char(chr(int(escape.group(1)[::-1], 16))):
+            return local[:escape.start()].rstrip("."), True
+    return local, False
+
+
+def _address_char(ch: str) -> bool:
+    """A letter, digit or mark (`é`, `e` + U+0301), or an invisible format character (U+200B)
+    that the visible reading would drop: what an escape in an address may stand for."""
+    category = unicodedata.category(ch)
+    return category[0] in "LMN" or category == "Cf"
 
 
 def _remote_or_url_user(text: str, start: int, end: int) -> bool:
