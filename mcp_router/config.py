@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -23,14 +24,17 @@ from pydantic import (
 
 from mcp_router.config_checks import (
     check_base_urls,
+    check_numbers,
     check_pii,
     check_references,
     config_error,
     near_a_secret,
 )
 from mcp_router.config_yaml import ENV_NAME, expand_env, nearest_line, read_yaml
-from mcp_router.errors import ConfigError
+from mcp_router.errors import ConfigError, DataError
 from mcp_router.shared_config import AuditConfig, ClientConfig, ServerConfig
+
+log = logging.getLogger("mcp_router")
 
 Kind = Literal["openai", "anthropic", "gemini"]
 Strategy = Literal["fallback", "loadbalance", "single"]
@@ -295,16 +299,17 @@ def parse_config(text: str, *, file: str = "<config>", env: Any = None) -> Confi
     """Validate YAML text as a `Config`; see `load_config`."""
     env = os.environ if env is None else env
     data, lines = read_yaml(text, file)
-    try:
-        config = Config.model_validate(expand_env(data, env, file, lines))
-    except ValidationError as exc:
-        raise config_error(exc, Config, file, lines) from (
-            None if near_a_secret(exc) else exc)
 
     def fail(message: str, path: tuple[str | int, ...]) -> NoReturn:
         raise ConfigError(message, file=file, line=nearest_line(path, lines),
                           key=".".join(map(str, path)))
 
+    check_numbers(data, Config, fail)
+    try:
+        config = Config.model_validate(expand_env(data, env, file, lines))
+    except ValidationError as exc:
+        raise config_error(exc, Config, file, lines) from (
+            None if near_a_secret(exc) else exc)
     check_references(config, fail, default_route_given=("default_route",) in lines)
     check_pii(config.pii, PII_ENTITIES, fail)
     check_base_urls(config, data, env, fail)
@@ -341,9 +346,17 @@ def make_private_file(path: Path) -> None:
 
 
 def data_home(env: Any) -> Path:
-    """Where the cache, ledger and audit log live: $MCP_ROUTER_HOME, else the user data dir."""
-    if env.get("MCP_ROUTER_HOME"):
-        return Path(env["MCP_ROUTER_HOME"])
+    """Where the cache, ledger and audit log live, as an absolute path: $MCP_ROUTER_HOME, else
+    the user data dir. A host's JSON `env` block passes the value on as written, so `~` and
+    `$NAME`/`${NAME}` (read from `env`) are expanded here, once, for every user of the path:
+    a literal `./~` would keep a ledger apart from the cache and from other servers'."""
+    if value := env.get("MCP_ROUTER_HOME"):
+        path = Path(_expand_home(value, env))
+        if not path.is_absolute():  # hosts start servers in a directory of their choosing
+            log.warning("MCP_ROUTER_HOME=%s is relative, taken as %s: a server started in "
+                        "another directory would keep another ledger; give an absolute path",
+                        value, path.absolute())
+        return Path(os.path.abspath(path))
     if sys.platform == "win32":
         base = Path(env.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
     elif sys.platform == "darwin":
@@ -351,3 +364,34 @@ def data_home(env: Any) -> Path:
     else:
         base = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "mcp-router"
+
+
+_HOME_REF = re.compile(rf"\$(?:\{{({ENV_NAME.pattern})\}}|({ENV_NAME.pattern}))")
+
+
+def _expand_home(value: str, env: Any) -> str:
+    """`value` with a leading `~` and its `$NAME`/`${NAME}`s expanded, as a shell would."""
+    absolute = "give the data directory as an absolute path"
+
+    def fail(problem: str) -> NoReturn:
+        raise DataError(f"MCP_ROUTER_HOME={value}: {problem}")
+
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if not env.get(name):
+            fail(f"{name} is {'empty' if name in env else 'not set'} in the server's "
+                 f"environment (a host's env block expands nothing): set {name} there, or "
+                 f"{absolute}")
+        return str(env[name])
+
+    if "${" in _HOME_REF.sub("", value):
+        fail(f"only $NAME and ${{NAME}} are expanded (no defaults or other shell forms): "
+             f"{absolute}")
+    user = re.split(r"[/\\]", value, maxsplit=1)[0]
+    if not user.startswith("~"):
+        return _HOME_REF.sub(variable, value)
+    if user == "~":
+        home = env.get("HOME") or env.get("USERPROFILE") or str(Path.home())
+    elif (home := os.path.expanduser(user)) == user:
+        fail(f"there is no user {user[1:]!r} whose home {user} could name: {absolute}")
+    return home + _HOME_REF.sub(variable, value[len(user):])

@@ -4,8 +4,10 @@ route cycles, PII type names, base URLs, and pydantic's errors said as config er
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from decimal import Decimal
 from difflib import get_close_matches
-from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_origin
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -16,8 +18,8 @@ from mcp_router.shared_config import valid_client_name
 if TYPE_CHECKING:
     from mcp_router.config import Config, PiiConfig
 
-__all__ = ["Fail", "check_base_urls", "check_pii", "check_references", "config_error",
-           "near_a_secret"]
+__all__ = ["Fail", "check_base_urls", "check_numbers", "check_pii", "check_references",
+           "config_error", "near_a_secret"]
 
 Fail = Callable[[str, tuple[str | int, ...]], NoReturn]
 """Raises the ConfigError for a message at a key path."""
@@ -76,6 +78,43 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def check_numbers(data: Any, model: type[BaseModel], fail: Fail,
+                  path: tuple[str | int, ...] = ()) -> None:
+    """No true or false where `model` wants a number, at any depth of `data` (the YAML as
+    read): pydantic would take it as 1, and YAML reads unquoted yes, no, on and off so."""
+    if not isinstance(data, dict):
+        return  # validation says what it must be
+    for key, value in data.items():
+        if key in model.model_fields:
+            _check_number(value, model.model_fields[key].annotation, fail, (*path, key))
+
+
+def _check_number(value: Any, annotation: Any, fail: Fail, path: tuple[str | int, ...]) -> None:
+    if isinstance(value, bool):
+        if _numeric(annotation):
+            fail("must be a number, not true or false", path)
+    elif get_origin(annotation) is dict:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_number(item, get_args(annotation)[-1], fail, (*path, key))
+    elif get_origin(annotation) is list:
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_number(item, get_args(annotation)[0], fail, (*path, i))
+    elif (model := _model_in(annotation)) is not None:
+        check_numbers(value, model, fail, path)
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether `annotation` (alone, annotated, or in a union) takes a number and no bool."""
+    if get_origin(annotation) is Annotated:
+        return _numeric(get_args(annotation)[0])
+    if annotation in (int, float, Decimal):
+        return True
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    return bool not in options and any(_numeric(a) for a in options)
+
+
 def check_references(config: Config, fail: Fail, *, default_route_given: bool) -> None:
     """Routes may only name known providers and routes, and may not form a cycle."""
     if config.default_route not in config.routes:
@@ -104,9 +143,15 @@ def check_references(config: Config, fail: Fail, *, default_route_given: bool) -
         cycle = _find_cycle(config, rname, [])
         if cycle:
             fail(f"route cycle: {' -> '.join(cycle)}", ("routes", rname))
+    holders: dict[str, str] = {}
     for cname, client in config.clients.items():
         if not valid_client_name(cname):
             fail("client names use letters, digits and _.@- (at most 64)", ("clients", cname))
+        # A block copied with only its name changed: the token would be served as one of the
+        # two, its routes, budgets and ledger rows those of the other.
+        if (first := holders.setdefault(client.token_sha256, cname)) != cname:
+            fail(f"the same token as clients.{first}: each client needs a token of its own "
+                 f"(mcp-router token new {cname})", ("clients", cname, "token_sha256"))
         for i, rname in enumerate(client.routes):
             if rname not in config.routes:
                 fail(f"unknown route {rname!r}; routes are: {', '.join(config.routes)}",

@@ -13,6 +13,7 @@ registered on the connection, so every sum is exact to the price table.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import uuid
@@ -143,7 +144,10 @@ class Ledger:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")  # another process may be writing
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:  # permissions, a lock: nothing is damaged
+            self._conn.close()
+            raise DataError(_unusable(self.path, exc)) from exc
+        except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
             self._conn.close()
             raise DataError(f"the ledger {self.path} cannot be used ({exc}); if it is damaged, "
                             "move it aside and a new one is started (the spend it holds then "
@@ -316,6 +320,23 @@ class Ledger:
                 return self._conn.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
                 raise DataError(f"cannot read the ledger {self.path}: {exc}") from exc
+
+
+def _unusable(path: Path, exc: sqlite3.OperationalError) -> str:
+    """Why SQLite could not open or write the ledger, when it is not damaged: which of the
+    file, its -wal and -shm files and its directory this user cannot write, and the fix
+    (never moving it aside, which would drop its spend from the budgets)."""
+    files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    closed = [str(f) for f in files if f.exists() and not os.access(f, os.W_OK)]
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        closed.append(str(path.parent))
+    if not closed:
+        return f"the ledger {path} cannot be used ({exc})"
+    return (f"the ledger {path} cannot be used ({exc}): this user cannot write "
+            f"{', '.join(closed)}. Keep the ledger (its spend counts against the budgets) and "
+            f"give this user write access (chmod u+w {' '.join(closed)}, or chown "
+            f"{'them' if len(closed) > 1 else 'it'} to this user), or set MCP_ROUTER_HOME to "
+            "a directory this user can write")
 
 
 def _text(amount: Decimal | None) -> str | None:

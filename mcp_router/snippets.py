@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from mcp_router.config import Config, load_config
+from mcp_router.config import Config, data_home, load_config
 from mcp_router.config_yaml import ENV_REF
 from mcp_router.server.http_auth import ENDPOINT_PATHS, is_loopback
 
@@ -145,13 +145,13 @@ def client_snippet(client: str, config: Config, config_path: Path,
 
 
 def _home(env: Mapping[str, str]) -> str | None:
-    """This shell's data directory as an absolute path, when $MCP_ROUTER_HOME names one.
+    """This shell's data directory as an absolute path (`~` and `$NAME` expanded, as the
+    server expands them), when $MCP_ROUTER_HOME names one.
 
     Hosts start stdio servers with a bare environment, in a directory of their choosing: a
     server they start without it would keep a ledger of its own, and its spend would escape
     the budgets the servers started from this shell count."""
-    value = env.get(HOME_VAR)
-    return str(Path(value).absolute()) if value else None
+    return str(data_home(env)) if env.get(HOME_VAR) else None
 
 
 def _vscode(command: str, args: list[str], needed: EnvVars, env: Mapping[str, str],

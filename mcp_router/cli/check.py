@@ -44,7 +44,8 @@ def _key_status(p: ProviderConfig, has_key: bool) -> str:
 
 def config_warnings(config: Config, keys: Mapping[str, str]) -> list[str]:
     """What a valid config will still refuse when served: routes none of whose providers has
-    its key, and, while a budget is set, targets without a price (they are not sent)."""
+    its key, and, while a budget is set, targets without a price and providers taking any
+    model with none priced for all (they are not sent)."""
     from mcp_router.prices import PriceBook
 
     def usable(provider: str) -> bool:
@@ -80,4 +81,13 @@ def config_warnings(config: Config, keys: Mapping[str, str]) -> list[str]:
                            if prices.lookup(p, m) is None})
         warnings += [f"{spec} has no price: while a budget is set it is not sent (add it "
                      f"under prices:)" for spec in unpriced]
+        # A provider no route names is there for calls naming its models; without a models
+        # list it takes any name, and one it has no price for is refused.
+        routed = {p for name in config.routes for p, _ in targets(name)}
+        warnings += [f"provider {name} has no models list and no {name}/* price: while a "
+                     "budget is set, a call to a model of it the price table lacks is refused "
+                     f"(add {name}/*: {{input_per_mtok: 0, output_per_mtok: 0}} under prices: "
+                     "for a free local or simulated server, or list its models and price each)"
+                     for name, p in config.providers.items()
+                     if name not in routed and not p.models and f"{name}/*" not in prices.table]
     return warnings
