@@ -122,6 +122,8 @@ def left_ok(text: str, start: int) -> bool:
         return False
     if ch == ":":
         return not (start > 1 and text[start - 2].isdigit())
+    if ch == "=":  # a version pin (`==1.200.200.1000`, `>=`, `~=`), not an assignment
+        return not (start > 1 and text[start - 2] in "=<>~!")
     return not ch.isalnum()
 
 

@@ -120,7 +120,8 @@ def test_a_four_part_version_is_never_flagged(text: str) -> None:
     assert found(text) == []
 
 
-@pytest.mark.parametrize("text", ["1.200.100.1000", "build 1.555.123.4567 is out"])
+@pytest.mark.parametrize("text", ["1.200.100.1000", "build 1.555.123.4567 is out",
+                                  "pkg==1.200.200.1000", "pkg>=1.800.555.0199"])
 def test_a_dotted_number_whose_exchange_cannot_be_dialled_is_no_phone(text: str) -> None:
     assert found(text) == []
 
