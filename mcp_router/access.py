@@ -132,6 +132,9 @@ class Access:
             limiter.check(client)
 
 
+_HAIR = 1e-9  # of a token: far below what a tenth of a second refills at any rate
+
+
 class RateLimiter:
     """A token bucket per client: bursts up to `per_min` calls, refilled at `per_min` a minute."""
 
@@ -147,9 +150,11 @@ class RateLimiter:
         now = self._clock.now()
         tokens, then = self._buckets.get(client, (float(self.per_min), now))
         tokens = min(float(self.per_min), tokens + (now - then) * self._rate)
-        if tokens < 1.0:
+        # Within a hair of a whole token is one: 2.4 s at 25 a minute refills 0.99999… in
+        # floating point, and a caller that waits the time it was told must get through.
+        if tokens < 1.0 - _HAIR:
             self._buckets[client] = (tokens, now)
             # Rounded up to a tenth so a caller that waits exactly this long gets through.
             wait = math.ceil((1.0 - tokens) / self._rate * 10) / 10
             raise RateLimited(client, wait, self.per_min)
-        self._buckets[client] = (tokens - 1.0, now)
+        self._buckets[client] = (max(tokens - 1.0, 0.0), now)

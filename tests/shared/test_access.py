@@ -144,6 +144,19 @@ def test_rate_limiter_allows_a_burst_then_says_when_to_retry():
     limiter.check("alice")
 
 
+@pytest.mark.parametrize("per_min", [7, 25, 45, 50, 60, 75, 600])
+def test_a_caller_that_waits_the_time_it_was_told_gets_through(per_min: int):
+    clock = FakeClock()
+    limiter = RateLimiter(clock, per_min=per_min)
+    for _ in range(per_min):
+        limiter.check("alice")
+    for _ in range(5):  # each refusal's wait, waited exactly, lets the next call through
+        with pytest.raises(RateLimited) as caught:
+            limiter.check("alice")
+        clock.advance(caught.value.retry_after_s)
+        limiter.check("alice")
+
+
 def test_rate_limiter_keeps_one_bucket_per_client_and_caps_the_burst():
     clock = FakeClock()
     limiter = RateLimiter(clock, per_min=1)
