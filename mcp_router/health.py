@@ -200,9 +200,10 @@ class HealthBook:
                 _window(self._targets, key).add(attempt, now, wall)
 
     def record_probe(self, result: ProbeResult) -> None:
-        """Keep the provider's last probe; a failed one is also its last error."""
+        """Keep the provider's last probe; a failed one is also its last error, unless it
+        found no list-models endpoint: that says nothing, and would hide what calls met."""
         self._probes[result.provider] = result
-        if not result.ok:
+        if not result.ok and result.status != NO_LIST_STATUS:
             window = _window(self._providers, result.provider)
             window.last_error = f"probe: {result.error}"
             window.last_error_at = self._clock.wall()

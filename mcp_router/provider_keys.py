@@ -10,7 +10,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 from mcp_router.errors import ConfigError
 
@@ -120,17 +120,42 @@ class SecretSource(Protocol):
 def provider_secrets(source: SecretSource) -> list[str]:
     """The credentials a provider's config carries besides its key: values of headers named
     like credentials (a gateway's virtual key, `${VAR}` or not), and its base URL's password
-    and credential-named query values. A token in a URL's path cannot be told from a path;
-    keep such tokens in a header."""
+    and credential-named query values, decoded and as written. A token in a URL's path cannot
+    be told from a path; keep such tokens in a header."""
     found = [v for name, v in source.headers.items() if SECRET_NAME.search(name)]
     url = urlsplit(source.base_url)
-    found += [url.password] if url.password else []
-    return found + [v for name, v in parse_qsl(url.query) if SECRET_NAME.search(name)]
+    if url.password:
+        found += _decoded_and_written(unquote(url.password), url.password)
+    for name, written in _query_pairs(url.query):
+        if SECRET_NAME.search(unquote_plus(name)):
+            found += _decoded_and_written(unquote_plus(written), written)
+    return found
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    """A query's names and values exactly as written: not decoded, so escapes keep their case."""
+    return [(name, value) for name, _, value in (p.partition("=") for p in query.split("&"))]
+
+
+def _decoded_and_written(decoded: str, written: str) -> list[str]:
+    # As written, `%2f` spells what `quote` would spell `%2F`; counted only when the value
+    # itself is long enough to scrub, so a short one is not masked through its escapes.
+    return [decoded, written] if len(decoded) >= MIN_SECRET_CHARS else [decoded]
 
 
 def shown_url(source: SecretSource) -> str:
-    """The base URL as it may be shown (list_providers, check-config): credentials masked."""
-    return Scrubber(provider_secrets(source)).scrub(source.base_url)
+    """The base URL as it may be shown (list_providers, check-config): credentials masked.
+
+    A credential-named query value is masked by its name, whatever its length or spelling;
+    the rest of the URL stays as written, with any other credential scrubbed."""
+    head, mark, rest = source.base_url.partition("?")
+    query, hash_mark, fragment = rest.partition("#")
+    if mark:
+        query = "&".join(f"{name}={MASK}" if value and SECRET_NAME.search(unquote_plus(name))
+                         else f"{name}{eq}{value}"
+                         for name, eq, value in (p.partition("=") for p in query.split("&")))
+    shown = f"{head}{mark}{query}{hash_mark}{fragment}"
+    return Scrubber(provider_secrets(source)).scrub(shown)
 
 
 def config_secrets(providers: Mapping[str, SecretSource], keys: Mapping[str, str]) -> list[str]:
@@ -144,14 +169,24 @@ def _forms(value: str) -> set[str]:
     return {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}
 
 
+_ESCAPE = re.compile(r"%([0-9A-Fa-f])([0-9A-Fa-f])")
+
+
+def _pattern(form: str) -> str:
+    """`form` as a regex in which each percent-escape matches in either case: `%2f` and
+    `%2F` are one character (RFC 3986), and an upstream may echo either."""
+    return _ESCAPE.sub(lambda m: "%" + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha()
+                                               else c for c in m.groups()), re.escape(form))
+
+
 class Scrubber:
-    """Replaces every known secret value, raw or encoded, with `***`."""
+    """Replaces every known secret value, raw or encoded (escapes in either case), with `***`."""
 
     def __init__(self, values: Iterable[str]) -> None:
         forms = {form for v in values if len(v) >= MIN_SECRET_CHARS for form in _forms(v)}
         # Longest first, so a key that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._pattern = re.compile("|".join(map(_pattern, ordered))) if ordered else None
 
     def scrub(self, text: str) -> str:
         """`text` with every secret masked."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,69 @@ def test_azure_function_keys_and_sas_signatures_in_the_base_url_are_masked(
                           f'"https://az.test/v1?{query}"}}\n'
                           "routes:\n  default: {targets: [{provider: az, model: m}]}\n", env={})
     assert f"https://az.test/v1?{shown}" in describe_config(config, {})
+
+
+SIG = "Zm9v/YmFy+cXV4="  # an Azure SAS signature: the base URL carries it percent-encoded
+SIG_CANARIES = ("Zm9v", "cXV4")
+LOWER_SIG_CONFIG = """\
+providers:
+  azure: {kind: openai, base_url: "https://az.test/openai/v1?api-version=2024&sig=%s",
+          stream: false}
+routes:
+  default: {targets: [{provider: azure, model: gpt-4o}]}
+"""
+
+
+@pytest.mark.parametrize("written", ["Zm9v%2fYmFy%2bcXV4%3d", "Zm9v%2FYmFy%2bcXV4%3D",
+                                     "Zm9v%2FYmFy%2BcXV4%3D"], ids=["lower", "mixed", "upper"])
+async def test_list_providers_masks_a_signature_whatever_the_case_of_its_escapes(
+        tmp_path: Path, written: str) -> None:
+    config = parse_config(LOWER_SIG_CONFIG % written, env={})
+    async with Client(create_server(config, home=tmp_path, env={})) as client:
+        result = await client.call_tool("list_providers", {})
+    assert result.structured_content is not None
+    shown = result.structured_content["providers"][0]["base_url"]
+    assert shown == "https://az.test/openai/v1?api-version=2024&sig=***"
+    assert not any(c in result.content[0].text for c in SIG_CANARIES)  # type: ignore[union-attr]
+
+
+def test_check_config_masks_a_signature_written_with_lowercase_escapes() -> None:
+    text = describe_config(parse_config(LOWER_SIG_CONFIG % "Zm9v%2fYmFy%2bcXV4%3d", env={}), {})
+    assert "https://az.test/openai/v1?api-version=2024&sig=***" in text
+    assert not any(c in text for c in SIG_CANARIES)
+
+
+def test_a_short_credential_named_query_value_is_still_masked_where_the_url_is_shown() -> None:
+    config = parse_config("providers:\n  g: {kind: openai, base_url: "
+                          '"https://g.test/v1?key=abcde&v=1"}\n'
+                          "routes:\n  default: {targets: [{provider: g, model: m}]}\n", env={})
+    assert "https://g.test/v1?key=***&v=1" in describe_config(config, {})
+
+
+def echo_url(spelling: str) -> Any:
+    """An upstream that refuses every call and echoes the URL it was asked, its query
+    re-spelled (`as-sent`, or with every escape upper- or lowercased)."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        if spelling != "as-sent":
+            url = re.sub(r"%[0-9a-fA-F]{2}", lambda m: getattr(m.group(), spelling)(), url)
+        return httpx.Response(500, json={"error": {"message": f"bad request to {url}"}})
+    return handle
+
+
+@pytest.mark.parametrize("spelling", ["as-sent", "upper", "lower"])
+async def test_an_error_echoing_a_lowercase_escaped_signature_is_scrubbed_everywhere(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, spelling: str) -> None:
+    config = parse_config(LOWER_SIG_CONFIG % "Zm9v%2fYmFy%2bcXV4%3d", env={})
+    server = create_server(config, home=tmp_path, env={},
+                           transport=httpx.MockTransport(echo_url(spelling)))
+    async with Client(server) as client:
+        failed = await client.call_tool("chat_completion", {"prompt": "hi"})
+        health = await client.call_tool("provider_health", {})
+    assert failed.is_error and health.structured_content is not None
+    last_error = health.structured_content["providers"][0]["last_error"]
+    assert "bad request to https://az.test/openai/v1/chat/completions?api-version=2024&sig=***" \
+        in last_error
+    everything = json.dumps([failed.content[0].model_dump(), health.structured_content,
+                             (tmp_path / "audit.jsonl").read_text(), caplog.text])
+    assert not any(c in everything for c in SIG_CANARIES)

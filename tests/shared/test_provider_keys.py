@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,6 +18,7 @@ from mcp_router.provider_keys import (
     install_log_scrubber,
     load_key_file,
     provider_keys,
+    provider_secrets,
 )
 
 KEY = "sk-live/abc+def=ghi 123"
@@ -148,3 +149,21 @@ def test_install_adds_one_filter_to_each_handler_of_the_named_loggers():
         assert sum(isinstance(f, ScrubFilter) for f in handler.filters) == 1
     finally:
         logger.removeHandler(handler)
+
+
+def test_scrubber_masks_percent_escapes_in_either_case():
+    scrub = Scrubber([KEY]).scrub
+    for written in ("sk-live%2fabc%2bdef%3dghi%20123", "sk-live%2Fabc%2bdef%3Dghi+123"):
+        assert scrub(f"?key={written}&v=1") == "?key=***&v=1"
+
+
+@dataclass
+class UrlSource:
+    base_url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def test_a_base_url_credential_counts_decoded_and_as_written():
+    secrets = provider_secrets(UrlSource("https://u:p%40ssword@h.test/v1?a=1&Sig=Zm9v%2fYmFy%3d"))
+    assert secrets == ["p@ssword", "p%40ssword", "Zm9v/YmFy=", "Zm9v%2fYmFy%3d"]
+    assert provider_secrets(UrlSource("https://h.test/v1?key=%2f%2f%2f%2f")) == ["////"]
