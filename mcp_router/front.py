@@ -8,7 +8,6 @@ from decimal import Decimal
 from functools import partial
 
 import anyio
-from anyio.abc import TaskGroup
 
 from mcp_router.access import Access
 from mcp_router.audit import AuditEntry, AuditLog
@@ -23,6 +22,7 @@ from mcp_router.errors import (
     RateLimited,
     RouterError,
 )
+from mcp_router.late import Keeper
 from mcp_router.limits import MAX_MODEL_CHARS, check_limits, check_model_names
 from mcp_router.messages import ChatCall, ChatResult, LastResort, ProgressFn
 from mcp_router.money import format_usd
@@ -50,7 +50,7 @@ class Front:
         self._config, self.access, self.audit, self.scrubber = config, access, audit, scrubber
 
     async def chat(self, router: Router, client: str, call: ChatCall,
-                   progress: ProgressFn, keeper: TaskGroup | None = None,
+                   progress: ProgressFn, keeper: Keeper | None = None,
                    pii: PiiSession | None = None,
                    last_resort: LastResort | None = None) -> ChatResult:
         """The routed answer, or the RouterError (scrub its message before showing it)."""
@@ -82,6 +82,10 @@ class Front:
                 on_kept=lambda response, cost: self.audit.write(entry(
                     outcome="kept", route=route, provider=response.provider,
                     model=response.model, cost_usd=cost)),
+                # ... or it ended without one: a `lost` line says what it cost, and why.
+                on_lost=lambda charged, error: self.audit.write(entry(
+                    outcome="lost", route=route, model=_model(call),
+                    cost_usd=_cost(charged), error=self._lost(error, trace_id))),
                 on_cancelled=given_up.append)
         except RouterError as exc:
             message = self.scrubber.scrub(str(exc))
@@ -119,6 +123,16 @@ class Front:
         said = (f"charged {format_usd(charged.cost_usd)} for attempts that reached a provider"
                 + (" (estimated)" if charged.estimated else ""))
         return f"{message}\n{said}" if "\n" in message else f"{message}; {said}"
+
+    def _lost(self, error: Exception | None, trace_id: str) -> str:
+        """Why an answer run on for a host that gave up ended without one."""
+        if error is None:
+            return "the server stopped before the answer the host gave up on was finished"
+        if isinstance(error, RouterError):
+            return self.scrubber.scrub(str(error))
+        log.error("finishing the answer a host gave up on failed (trace %s)", trace_id,
+                  exc_info=error)
+        return f"internal error: {type(error).__name__}"
 
     def _qualified(self, call: ChatCall) -> ChatCall:
         """The call with its models named as `provider/model`, before any access check."""

@@ -6,7 +6,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -16,6 +16,10 @@ from mcp_router.messages import ChatResponse
 
 T = TypeVar("T")
 KEEP_S = 600.0  # long enough for a host to retry after its 60 s tool timeout
+
+LostFn = Callable[[Exception | None], None]
+"""Told why an answer run on for a caller who gave up ended without one: the upstream's
+error, or None when it was cancelled (the server stopped)."""
 
 
 @dataclass(frozen=True)
@@ -50,39 +54,84 @@ class _Job(Generic[T]):
     """One upstream call run in the keeper's task group, so it can outlive its caller."""
 
     def __init__(self) -> None:
-        self.done = anyio.Event()
+        self.done = anyio.Event()  # its caller may take the value or the error
+        self.ended = False  # also when cancelled from outside, with nothing for its caller
         self.scope = anyio.CancelScope()
-        self.abandoned = False
+        self.ran_on = False  # its caller gave up while it was being paid for: it finishes
         self.value: T | None = None
         self.error: Exception | None = None
 
-    async def run(self, work: Callable[[], Awaitable[T]], on_late: Callable[[T], None]) -> None:
+    async def run(self, work: Callable[[], Awaitable[T]], on_late: Callable[[T], None],
+                  on_lost: LostFn) -> None:
         # A scope cancelled before the task first runs is cancelled when entered, so a caller
         # that gives up at once still aborts the work before it sends anything.
-        with self.scope:
+        try:
+            with self.scope:
+                try:
+                    self.value = await work()
+                except Exception as exc:  # a task boundary: the waiting caller re-raises it
+                    self.error = exc
+            self.done.set()
+        finally:  # also when the keeper's task group is cancelled: the server is stopping
+            self.ended = True
+            if self.ran_on and self.value is not None:
+                on_late(self.value)
+            elif self.ran_on:  # paid for, with no answer to keep: its cost is said still
+                on_lost(self.error)
+
+
+class Keeper:
+    """The task group that runs calls' upstream work, so an answer a host gave up on while it
+    was being paid for can be finished; it knows those jobs, so a stopping server can wait
+    for them (within its grace) and end the rest."""
+
+    def __init__(self, tasks: TaskGroup) -> None:
+        self.tasks = tasks
+        self.stopping = False
+        self._jobs: set[_Job[Any]] = set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether an upstream call is running here."""
+        return bool(self._jobs)
+
+    def stop(self) -> None:
+        """End every job, and let none run on after its caller from now on: the caller's
+        own audit line then says what its attempts cost."""
+        self.stopping = True
+        for job in self._jobs:
+            job.scope.cancel()
+
+    def start(self, job: _Job[T], work: Callable[[], Awaitable[T]],
+              on_late: Callable[[T], None], on_lost: LostFn) -> None:
+        async def run() -> None:
             try:
-                self.value = await work()
-            except Exception as exc:  # a task boundary: the waiting caller re-raises it
-                self.error = exc
-        self.done.set()
-        if self.abandoned and self.value is not None:
-            on_late(self.value)
+                await job.run(work, on_late, on_lost)
+            finally:
+                self._jobs.discard(job)
+
+        self.tasks.start_soon(run)  # not run before the next checkpoint: it is added first
+        self._jobs.add(job)
 
 
-async def finish_or_abort(work: Callable[[], Awaitable[T]], *, keeper: TaskGroup | None,
-                          paying: Callable[[], bool], on_late: Callable[[T], None]) -> T:
+async def finish_or_abort(work: Callable[[], Awaitable[T]], *, keeper: Keeper | None,
+                          paying: Callable[[], bool], on_late: Callable[[T], None],
+                          on_lost: LostFn) -> T:
     """Run `work`; if the caller is cancelled, abort it unless `paying()` says the answer is
-    already being generated, in which case it finishes and `on_late` keeps it."""
+    already being generated, in which case it finishes and `on_late` keeps it, or `on_lost`
+    hears why it ended without one (the upstream failed, or the server stopped)."""
     if keeper is None:
         return await work()
     job: _Job[T] = _Job()
-    keeper.start_soon(job.run, work, on_late)
+    keeper.start(job, work, on_late, on_lost)
     try:
         await job.done.wait()
     except anyio.get_cancelled_exc_class():
-        job.abandoned = True
-        if not paying():
+        # A job that has ended already, or a server past its grace, runs nothing on.
+        if keeper.stopping or job.ended or not paying():
             job.scope.cancel()
+        else:
+            job.ran_on = True
         raise
     if job.error is not None:
         raise job.error

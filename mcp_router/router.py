@@ -10,7 +10,6 @@ from dataclasses import replace
 from decimal import Decimal
 
 import anyio
-from anyio.abc import TaskGroup
 
 from mcp_router.cache import CacheStep, Fetched, Served, cache_key
 from mcp_router.clock import Clock
@@ -27,7 +26,7 @@ from mcp_router.errors import (
     RouterError,
 )
 from mcp_router.health import HealthBook
-from mcp_router.late import LateAnswers, finish_or_abort
+from mcp_router.late import Keeper, LateAnswers, finish_or_abort
 from mcp_router.messages import (
     Adapter,
     Attempt,
@@ -64,6 +63,9 @@ KeptFn = Callable[[ChatResponse, Decimal | None], None]
 """Told of an answer finished after its caller gave up: the response and what it cost."""
 ChargedFn = Callable[[Charge], None]
 """Told what a call's attempts were charged when its caller gave up."""
+LostFn = Callable[[Charge, Exception | None], None]
+"""Told of an answer run on after its caller gave up that ended without one: what the call's
+attempts were charged, and the upstream's error (None: cancelled, as the server stopped)."""
 
 
 class Router:
@@ -85,12 +87,13 @@ class Router:
 
     async def complete(self, call: ChatCall, *, client: str = "local",
                        progress: ProgressFn = no_progress,
-                       keeper: TaskGroup | None = None,
+                       keeper: Keeper | None = None,
                        pii: PiiSession | None = None,
                        last_resort: LastResort | None = None,
                        trace_id: str | None = None,
                        on_kept: KeptFn | None = None,
-                       on_cancelled: ChargedFn | None = None) -> ChatResult:
+                       on_cancelled: ChargedFn | None = None,
+                       on_lost: LostFn | None = None) -> ChatResult:
         """Answer `call` or raise a RouterError that says what went wrong and what was tried.
 
         With a `keeper` task group, an answer already streaming when the caller gives up is
@@ -103,7 +106,8 @@ class Router:
         A RouterError raised once targets were asked carries what their attempts were
         charged (`charged`); `on_cancelled` hears it when the caller gives up. An answer that
         runs on to be kept is charged whole when `on_kept` hears of it, so the given-up
-        call is told 0 and the call's cost is counted once.
+        call is told 0 and the call's cost is counted once; should it end without an answer
+        (the upstream failed, or the server stopped), `on_lost` hears what it was charged.
         """
         session = pii or self.pii.session()
         # Everything after this line, the cache key included, sees only the filtered request.
@@ -139,7 +143,12 @@ class Router:
             if on_kept is not None:
                 on_kept(late.response, late.cost_usd)
 
-        outlive = _Outlive(keeper, state, kept)
+        def lost(error: Exception | None) -> None:
+            """The answer run on for this call's caller ended without one: say its cost."""
+            if on_lost is not None:
+                on_lost(_charge(gate), error)
+
+        outlive = _Outlive(keeper, state, kept, lost)
         key = cache_key(request, self._scope(call), client)
         if call.dry_run:
             return self._dry_run(call, request, tree, route, key, trace_id, found, client)
@@ -157,7 +166,8 @@ class Router:
             with anyio.move_on_after(timeout_s + GRACE_S) as scope:
                 served = await self.cache.answer(key, request, call.cache, upstream,
                                                  call_opt_in=call.cache_sampled,
-                                                 ttl_s=call.cache_ttl_s, later=keeper,
+                                                 ttl_s=call.cache_ttl_s,
+                                                 later=None if keeper is None else keeper.tasks,
                                                  outlive=outlive, progress=progress)
             if scope.cancelled_caught:
                 raise DeadlineExceeded(f"no answer within the {timeout_s:g} s deadline")
@@ -252,9 +262,9 @@ class _Outlive:
     its attempts were charged is known before the caller's error or audit line is written.
     """
 
-    def __init__(self, keeper: TaskGroup | None, state: Call,
-                 kept: Callable[[Served], None]) -> None:
-        self._keeper, self._state, self._kept = keeper, state, kept
+    def __init__(self, keeper: Keeper | None, state: Call, kept: Callable[[Served], None],
+                 lost: Callable[[Exception | None], None]) -> None:
+        self._keeper, self._state, self._kept, self._lost = keeper, state, kept, lost
         self.ran_on = False
 
     async def __call__(self, work: Callable[[], Awaitable[Served]],
@@ -273,7 +283,7 @@ class _Outlive:
 
         try:
             return await finish_or_abort(run, keeper=self._keeper, paying=paying,
-                                         on_late=self._kept)
+                                         on_late=self._kept, on_lost=self._lost)
         except anyio.get_cancelled_exc_class():
             if not self.ran_on:  # aborted in the keeper's task: charged as it unwinds
                 with anyio.move_on_after(ABORT_WAIT_S, shield=True):
@@ -282,11 +292,15 @@ class _Outlive:
 
     def charged(self, gate: CallGate) -> Charge:
         """What the call's attempts were charged, for its error or its given-up caller; 0 for
-        an answer that runs on, whose kept line (`on_kept`) says what the whole call cost."""
-        if self.ran_on:
-            return Charge(Decimal(0))
-        cost, note = gate.total
-        return Charge(cost, note, estimated=bool(gate.estimates))
+        an answer that runs on, whose kept line (`on_kept`, or `on_lost` should it end without
+        an answer) says what the whole call cost."""
+        return Charge(Decimal(0)) if self.ran_on else _charge(gate)
+
+
+def _charge(gate: CallGate) -> Charge:
+    """What a call's attempts were charged so far, as the ledger has it for its trace."""
+    cost, note = gate.total
+    return Charge(cost, note, estimated=bool(gate.estimates))
 
 
 async def _every_target(tree: CircuitGroup, request: ChatRequest,

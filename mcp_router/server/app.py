@@ -88,7 +88,7 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
                         pii_sessions=PiiSessions(router.pii.session),
                         alerts=AlertDesk(router.spend.budgets))
 
-    shared = SharedState(open_state, config.health.probe_interval_s)
+    shared = SharedState(open_state, config.health.probe_interval_s, SHUTDOWN_GRACE_S)
 
     def lifespan(_: MCPServer[AppState]) -> AbstractAsyncContextManager[AppState]:
         return shared.connection()
@@ -96,8 +96,7 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
     verifier = ClientTokenVerifier(config.clients) if config.clients else None
     server = RouterServer(
         "mcp-router", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
-        token_verifier=verifier, auth=auth_settings() if verifier else None,
-        lifetime=shared.lifetime)
+        token_verifier=verifier, auth=auth_settings() if verifier else None, shared=shared)
     _add_tools(server, config)
     _add_resources(server)
     accept_log_levels(server)
@@ -107,31 +106,34 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
 class RouterServer(MCPServer[AppState]):
     """The SDK's server, with wrong arguments told as `field: problem`, one per field, and
     an argument the tool does not take refused rather than dropped. It knows its calls in
-    flight, so a stopping server lets them finish and ends the rest with a reason
-    (`http_auth.Stoppable`), and its state outlives connections over HTTP (`lifetime`)."""
+    flight and the answers its `shared` state finishes for hosts that gave up, so a stopping
+    server lets them finish and ends the rest with a reason (`http_auth.Stoppable`), and its
+    state outlives connections over HTTP (`lifetime`)."""
 
-    def __init__(self, *args: Any,
-                 lifetime: Callable[[], AbstractAsyncContextManager[None]] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, shared: SharedState | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.parameters: dict[str, frozenset[str]] = {}  # tool name -> its argument names
         self._calls: set[anyio.CancelScope] = set()
-        self._lifetime = lifetime
+        self._shared = shared
 
     def lifetime(self) -> AbstractAsyncContextManager[None]:
         """The router's state, held for as long as an HTTP server serves this one
         (`http_auth.Lasting`): its connections, however often they come and go, share it."""
-        return self._lifetime() if self._lifetime is not None else nullcontext()
+        return self._shared.lifetime() if self._shared is not None else nullcontext()
 
     @property
     def busy(self) -> bool:
-        """Whether a tool call is running."""
-        return bool(self._calls)
+        """Whether a tool call is running, or an answer a host gave up on is being finished
+        (it is paid for, and kept for the call made again)."""
+        return bool(self._calls) or (self._shared is not None and self._shared.keeping)
 
     def stop_calls(self) -> None:
-        """End every call in flight: each answers that the server is stopping."""
+        """End every call in flight (each answers that the server is stopping) and every
+        answer still being finished (its audit line says what it cost)."""
         for scope in self._calls:
             scope.cancel()
+        if self._shared is not None:
+            self._shared.stop_keeping()
 
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[AppState, Any] | None = None) -> Any:

@@ -8,9 +8,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 
 import anyio
-from anyio.abc import TaskGroup
 
 from mcp_router.front import Front
+from mcp_router.late import Keeper
 from mcp_router.outputs import AnswerPages
 from mcp_router.pii import PiiSession
 from mcp_router.router import Router
@@ -29,7 +29,7 @@ class AppState:
     front: Front
     pii_sessions: PiiSessions
     alerts: AlertDesk
-    keeper: TaskGroup | None = None  # finishes answers a host gave up on; runs the probe loop
+    keeper: Keeper | None = None  # finishes answers a host gave up on
     pii: PiiSession | None = None  # this connection's, over stdio or in process
 
 
@@ -45,18 +45,20 @@ class SharedState:
     """
 
     def __init__(self, open_state: Callable[[AsyncExitStack], Awaitable[AppState]],
-                 probe_interval_s: float) -> None:
-        self._open_state, self._interval = open_state, probe_interval_s
+                 probe_interval_s: float, grace_s: float = 0) -> None:
+        self._open_state, self._interval, self._grace_s = open_state, probe_interval_s, grace_s
         self._users = 0
         self._stack: AsyncExitStack | None = None
         self._state: AppState | None = None
         self._probing = False
         self._serving: AppState | None = None  # held by `lifetime`
+        self._keepers: set[Keeper] = set()  # one per holder
 
     @asynccontextmanager
     async def lifetime(self) -> AsyncIterator[None]:
         """Hold everything for as long as an HTTP server runs: kept answers are cancelled,
-        and the state closed, only when it stops (after its grace for calls in flight)."""
+        and the state closed, only when it stops (after its grace for calls in flight, which
+        answers still being finished for hosts that gave up get too)."""
         if self._serving is not None:  # another app of the same server holds it already
             yield
             return
@@ -66,6 +68,11 @@ class SharedState:
                 yield
             finally:
                 self._serving = None
+                # The server's connections are closed by now, but not the keeper's work:
+                # its drain ends what still runs when the grace runs out.
+                with anyio.move_on_after(self._grace_s):
+                    while self.keeping:
+                        await anyio.sleep(0.02)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AppState]:
@@ -77,6 +84,18 @@ class SharedState:
         async with self._held() as state:
             yield replace(state, pii=state.router.pii.session())
 
+    @property
+    def keeping(self) -> bool:
+        """Whether an upstream call runs in a keeper: an answer a host gave up on may be
+        being finished (a stopping server gives it the grace its calls get)."""
+        return any(keeper.busy for keeper in self._keepers)
+
+    def stop_keeping(self) -> None:
+        """End what the keepers run, at the end of a stopping server's grace: each answer
+        given up on and still unfinished has a `lost` audit line with its cost."""
+        for keeper in self._keepers:
+            keeper.stop()
+
     @asynccontextmanager
     async def _held(self) -> AsyncIterator[AppState]:
         state = await self._acquire()
@@ -87,7 +106,12 @@ class SharedState:
                 if probing:
                     self._probing = True
                     tasks.start_soon(state.router.prober.run_every, self._interval)
-                yield replace(state, keeper=tasks)
+                keeper = Keeper(tasks)
+                self._keepers.add(keeper)
+                try:
+                    yield replace(state, keeper=keeper)
+                finally:
+                    self._keepers.discard(keeper)
                 tasks.cancel_scope.cancel()
         finally:
             if probing:
