@@ -43,6 +43,13 @@ class LateAnswers:
         while len(self._kept) > self._limit:
             self._kept.popitem(last=False)
 
+    def peek(self, key: str) -> Kept | None:
+        """The answer `pop` would give for `key` now, left kept (a dry run reads it)."""
+        kept = self._kept.get(key)
+        if kept is None or self._clock.now() - kept.arrived > self._keep_s:
+            return None
+        return kept
+
     def pop(self, key: str) -> Kept | None:
         kept = self._kept.pop(key, None)
         if kept is None or self._clock.now() - kept.arrived > self._keep_s:

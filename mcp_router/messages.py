@@ -16,6 +16,8 @@ from pydantic import (
     field_validator,
 )
 
+from mcp_router.errors import ProviderNotConfigured
+
 
 def well_formed(text: str) -> str:
     """`text` as valid Unicode. An emoji's two UTF-16 halves that came apart are joined (a
@@ -396,6 +398,17 @@ class Adapter(Protocol):
 LastResort = Callable[[ChatRequest, ProgressFn], Awaitable[ChatResponse]]
 """Asks the host's own model, saying so through the progress function; raises
 ProviderNotConfigured at once when this host cannot be asked, ProviderError when it fails."""
+
+
+@dataclass(frozen=True)
+class HostUnreachable:
+    """The `LastResort` of a host that cannot be asked (no MCP sampling on its connection):
+    it says why at once, and the router keeps no time back from the targets for it."""
+
+    reason: str
+
+    async def __call__(self, request: ChatRequest, progress: ProgressFn) -> ChatResponse:
+        raise ProviderNotConfigured("host", "sampling", self.reason)
 
 CacheMode = Literal["use", "refresh", "skip"]
 

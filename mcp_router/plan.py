@@ -9,6 +9,8 @@ from mcp_router.messages import Adapter, ChatRequest, DryRun, PlannedTarget
 from mcp_router.routing.circuits import BreakerBoard
 from mcp_router.spend import QUOTE_MAX_TOKENS, Spend, estimate_input_tokens
 
+LAST_RESORT = "every target's circuit is open; this one reopens soonest, so it would be tried"
+
 
 class Planner:
     """Answers 'what would happen' from the same state the real call reads, changing none."""
@@ -23,31 +25,39 @@ class Planner:
         `worst_case_usd` is one attempt at the dearest target that would be asked; retries
         and fallbacks after a paid failure (a cut stream, a timeout) can add to it.
         """
-        targets = [self._target(key, request, client) for key in keys]
+        # As the real call: when every circuit is open, the soonest to reopen is still tried.
+        soonest = self._board.last_resort(keys)
+        targets = [self._target(key, request, client, key == soonest) for key in keys]
         asked = [t.worst_case_usd for t in targets if t.would == "ask"]
         # None: a target that would be asked has no price. Nothing asked spends nothing.
         worst = None if None in asked else max((c for c in asked if c is not None),
                                                default=Decimal(0))
         return DryRun(targets=targets, cache_hit=cache_hit, worst_case_usd=worst)
 
-    def _target(self, key: str, request: ChatRequest, client: str) -> PlannedTarget:
+    def _target(self, key: str, request: ChatRequest, client: str,
+                last_resort: bool) -> PlannedTarget:
         provider, _, model = key.partition("/")
         quote = self._spend.prices.quote_for(provider, model, estimate_input_tokens(request),
                                              request.max_tokens or QUOTE_MAX_TOKENS).cost
-        reason = self._skip_reason(key, provider, quote, client)
+        reason = self._skip_reason(key, provider, quote, client, last_resort)
+        if reason is None and last_resort:
+            return PlannedTarget(provider=provider, model=model, would="ask",
+                                 reason=f"{LAST_RESORT}: {self._board.circuit(key).reason}",
+                                 worst_case_usd=quote)
         return PlannedTarget(provider=provider, model=model, would="skip" if reason else "ask",
                              reason=reason, worst_case_usd=quote)
 
     def _skip_reason(self, key: str, provider: str, quote: Decimal | None,
-                     client: str) -> str | None:
+                     client: str, last_resort: bool) -> str | None:
         if not self._adapters[provider].configured:
             return "no API key configured"
         circuit = self._board.circuit(key)
-        if circuit.state in ("open", "misconfigured", "missing"):
+        if circuit.state in ("misconfigured", "missing") or (
+                circuit.state == "open" and not last_resort):
+            # The board's reason says the state already: "circuit open until T (…)",
+            # "model missing (HTTP 404 …)".
             until = f" until {circuit.open_until}" if circuit.open_until else ""
-            if circuit.state != "open" and circuit.reason:  # "model missing (HTTP 404 …)"
-                return circuit.reason
-            return f"circuit {circuit.state}{until}: {circuit.reason or ''}".rstrip(": ")
+            return circuit.reason or f"circuit {circuit.state}{until}"
         try:
             # In the order the real call holds them; reserving and releasing at once, with
             # no await between, leaves nothing held.

@@ -23,6 +23,7 @@ from mcp_router.errors import (
     ProviderError,
     ProviderNotConfigured,
     ProviderStatusError,
+    ProviderTimeout,
     RouterError,
 )
 from mcp_router.health import HealthBook
@@ -35,6 +36,7 @@ from mcp_router.messages import (
     ChatRequest,
     ChatResponse,
     ChatResult,
+    HostUnreachable,
     LastResort,
     Message,
     Outcome,
@@ -50,6 +52,7 @@ from mcp_router.plan import Planner
 from mcp_router.probes import Prober
 from mcp_router.routing.breaker import CircuitGroup
 from mcp_router.routing.build import TreeBuilder, did_you_mean
+from mcp_router.routing.deadline import MIN_TRY_S
 from mcp_router.routing.decisions import ends_route
 from mcp_router.routing.target import NOT_CONFIGURED
 from mcp_router.spend import BudgetRefusal, CallGate, Spend
@@ -58,6 +61,10 @@ from mcp_router.spend import BudgetRefusal, CallGate, Spend
 GRACE_S = 1.0
 # A caller that gives up waits this long at most for its aborted attempts to be charged.
 ABORT_WAIT_S = 1.0
+# With a last resort offered, the targets leave it a fifth of the deadline, at most this
+# much: a host's model needs seconds, and a hanging last target would leave it none.
+HOST_SHARE = 0.2
+HOST_RESERVE_S = 10.0
 
 KeptFn = Callable[[ChatResponse, Decimal | None], None]
 """Told of an answer finished after its caller gave up: the response and what it cost."""
@@ -124,15 +131,19 @@ class Router:
         async def upstream(report: ProgressFn) -> Fetched:
             # The cache step says where progress goes: to calls waiting on this one too.
             asking = replace(state, progress=report)
+            # The targets' time ends early enough for the host's model to be asked; an answer
+            # already streaming may still run on to the call's deadline (`Call.end`).
+            targets = asking if last_resort is None or isinstance(last_resort, HostUnreachable) \
+                else asking.within(state.deadline - host_reserve_s(timeout_s))
             try:
                 try:
-                    return Fetched(_redacted(await _every_target(tree, request, asking),
+                    return Fetched(_redacted(await _every_target(tree, request, targets),
                                              session), gate.total[0])
                 except AllTargetsFailed as exc:
                     refusal = _refusal(exc, gate.refusals, self.config, self._readings(call))
                     if last_resort is None:
                         raise refusal from exc
-                    host = await _ask_host(last_resort, request, asking, refusal)
+                    host = await _ask_host(last_resort, request, asking, refusal, self.clock)
                     return Fetched(_redacted(host, session), gate.total[0], last_resort=True)
             finally:
                 self.health.record(state.attempts)
@@ -188,13 +199,18 @@ class Router:
                  route: str | None, key: str, trace_id: str, found: PiiSummary,
                  client: str) -> ChatResult:
         """Everything the call would do, with no upstream call and nothing held or stored."""
-        hit = (call.cache == "use" and self.cache.store.may_cache(request,
-                                                                   call_opt_in=call.cache_sampled)
-               and self.cache.store.get(key) is not None)
+        # As `complete`: a kept answer first (whatever the cache may hold), then the cache.
+        kept = call.cache == "use" and self.late.peek(key) is not None
+        hit = kept or (call.cache == "use"
+                       and self.cache.store.may_cache(request, call_opt_in=call.cache_sampled)
+                       and self.cache.store.get(key) is not None)
         plan = self.planner.plan(tree.keys, request, cache_hit=hit, client=client)
         first = next((t for t in plan.targets if t.would == "ask"), None)
         note = "dry run: nothing was sent"
-        if first is None and not hit:
+        if kept:
+            note += ("; the call would get the answer kept after its caller gave up "
+                     "(late: true, cost 0), asking no target")
+        elif first is None and not hit:
             note += "; the call would fail: every target would be skipped (see dry_run.targets)"
         first = first or plan.targets[0]
         return ChatResult(
@@ -331,22 +347,47 @@ def _must_change(exc: ProviderStatusError, attempts: list[Attempt]) -> str:
             f"asked: change the request); {AllTargetsFailed(attempts, 'attempts of this call')}")
 
 
+def host_reserve_s(timeout_s: float) -> float:
+    """The time kept back from the targets for the host's model, of a `timeout_s` deadline."""
+    return min(HOST_RESERVE_S, timeout_s * HOST_SHARE)
+
+
 async def _ask_host(last_resort: LastResort, request: ChatRequest, state: Call,
-                    refusal: RouterError) -> ChatResponse:
-    """The host's own model as the last target; if it cannot answer, the original error,
-    whose list of attempts now ends with the host's and why."""
+                    refusal: RouterError, clock: Clock) -> ChatResponse:
+    """The host's own model as the last target, within what is left of the call's deadline;
+    if it cannot answer (or no time is left to ask it), the original error, whose list of
+    attempts now ends with the host's and why."""
+    started = clock.now()
+    left = state.end - started
+    if left < MIN_TRY_S and not isinstance(last_resort, HostUnreachable):
+        # Asking would spend the host's quota on an answer thrown away; one that cannot be
+        # asked still says why.
+        raise _ending_with(refusal, state, Attempt(
+            provider="host", model="sampling", outcome="skipped",
+            error="no time left before the deadline"))
     try:
-        response = await last_resort(request, state.progress)
+        try:
+            with anyio.fail_after(max(left, 0)):
+                response = await last_resort(request, state.progress)
+        except TimeoutError as exc:
+            raise ProviderTimeout("host", "sampling",
+                                  f"no answer within the deadline ({left:.1f} s left)") from exc
     except ProviderError as exc:
         outcome: Outcome = "skipped" if isinstance(exc, ProviderNotConfigured) else "error"
-        state.attempts.append(Attempt(provider=exc.provider, model=exc.model, outcome=outcome,
-                                      error=exc.detail))
-        if isinstance(refusal, AllTargetsFailed):
-            refusal = AllTargetsFailed(state.attempts, refusal.headline)
-        raise refusal from exc
+        raise _ending_with(refusal, state, Attempt(
+            provider=exc.provider, model=exc.model, outcome=outcome, error=exc.detail,
+            latency_ms=_ms(clock.now() - started))) from exc
     state.attempts.append(Attempt(provider=response.provider, model=response.model,
-                                  outcome="ok"))
+                                  outcome="ok", latency_ms=_ms(clock.now() - started)))
     return response
+
+
+def _ending_with(refusal: RouterError, state: Call, host: Attempt) -> RouterError:
+    """`refusal` once the host's attempt is among the call's (AllTargetsFailed lists it)."""
+    state.attempts.append(host)
+    if isinstance(refusal, AllTargetsFailed):
+        return AllTargetsFailed(state.attempts, refusal.headline)
+    return refusal
 
 
 def _redacted(response: ChatResponse, session: PiiSession) -> ChatResponse:

@@ -191,6 +191,12 @@ class BreakerBoard:
                 reason="every target's circuit is open; this one reopens soonest, so it is tried"))
         return Ticket(False, reason=self._reason(key, c, state))
 
+    def last_resort(self, group: Collection[str]) -> str | None:
+        """The key of `group` a call would still try as its last resort now (see `admit`):
+        the open one that reopens soonest, when no key of `group` can be asked; None when one
+        can, or none is open and idle. It only reads, so a dry run may ask it."""
+        return self._soonest_of_all_open(group)
+
     def _admitted(self, c: _Circuit, ticket: Ticket) -> Ticket:
         c.pending[c.admitted] = self._clock.now()
         c.admitted += 1

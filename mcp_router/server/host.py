@@ -23,12 +23,13 @@ from mcp.types import (
 )
 
 from mcp_router.config import Config
-from mcp_router.errors import ProviderNotConfigured, ProviderUnavailable
+from mcp_router.errors import ProviderUnavailable
 from mcp_router.messages import (
     ChatRequest,
     ChatResponse,
     ChatResult,
     Completion,
+    HostUnreachable,
     LastResort,
     ProgressFn,
 )
@@ -72,9 +73,9 @@ def host_model(ctx: Context[Any]) -> LastResort:
     """The host's own model through MCP sampling; if this connection cannot reach it, a last
     resort that says why instead of asking."""
     if not ctx.session.check_client_capability(ClientCapabilities(sampling=SamplingCapability())):
-        return _cannot_ask("the host does not offer MCP sampling")
+        return HostUnreachable("the host does not offer MCP sampling")
     if not ctx.session.can_send_request:
-        return _cannot_ask("this connection carries no request from the server to the host "
+        return HostUnreachable("this connection carries no request from the server to the host "
                            "(MCP sampling needs the initialize handshake, protocol 2025-11-25 "
                            "or older)")
 
@@ -103,11 +104,6 @@ def host_model(ctx: Context[Any]) -> LastResort:
     return ask
 
 
-def _cannot_ask(reason: str) -> LastResort:
-    async def refuse(request: ChatRequest, progress: ProgressFn) -> ChatResponse:
-        raise ProviderNotConfigured("host", "sampling", reason)
-
-    return refuse
 
 
 def accept_log_levels(server: MCPServer[Any]) -> None:
