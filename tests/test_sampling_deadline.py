@@ -25,6 +25,7 @@ from mcp_router.messages import (
     ChatResult,
     Completion,
     HostUnreachable,
+    LastResort,
     ProgressFn,
 )
 from mcp_router.router import host_reserve_s
@@ -84,7 +85,7 @@ class Host:
                             provider="host", model="host-model-1")
 
 
-async def call_with_host(handler: Callable[[httpx.Request], Any], host: Host,
+async def call_with_host(handler: Callable[[httpx.Request], Any], host: LastResort,
                          tmp_path: Path) -> ChatResult:
     config = parse_config(CONFIG, env={})
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
@@ -159,14 +160,10 @@ async def test_with_no_time_left_the_host_is_not_asked_and_the_error_says_so(
 async def test_a_host_that_cannot_be_asked_leaves_the_targets_the_whole_deadline(
         tmp_path: Path) -> None:
     started = anyio.current_time()
-    config = parse_config(CONFIG, env={})
     unreachable = HostUnreachable("the host does not offer MCP sampling")
-    async with httpx.AsyncClient(transport=httpx.MockTransport(hanging)) as http:
-        with open_router(config, http=http, keys={"openai": "k"}, home=tmp_path / "home",
-                         clock=LoopClock(), rng=random.Random(0)) as router:
-            with anyio.fail_after(300), pytest.raises(AllTargetsFailed) as info:
-                await router.complete(ChatCall(prompt="Capital of France?"),
-                                      last_resort=unreachable)
+
+    with pytest.raises(AllTargetsFailed) as info:
+        await call_with_host(hanging, unreachable, tmp_path)
 
     [target, host] = info.value.attempts
     assert (target.provider, target.latency_ms) == ("openai", pytest.approx(50000))
