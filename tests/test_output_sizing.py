@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 
 from mcp_router.config import parse_config
 from mcp_router.server import create_server
@@ -68,9 +70,10 @@ async def test_an_oversize_answer_is_truncated_with_a_link_to_its_pages(server: 
         whole = "".join(pages)
         assert whole.startswith(data["content"]) and len(whole) > len(data["content"])
         assert data["pages"] == -(-len(whole) // 2500)
-        with pytest.raises(Exception, match=f"no page 99 of answer .*: it has pages 1 to "
-                                            f"{data['pages']}$"):
+        with pytest.raises(MCPError, match=f"no page 99 of answer .*: it has pages 1 to "
+                                           f"{data['pages']}$") as missing:
             await client.read_resource(data["full_text"].rsplit("/", 1)[0] + "/99")
+        assert missing.value.error.code == INVALID_PARAMS  # not found, not a server crash
 
 
 LOCAL = """\

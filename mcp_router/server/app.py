@@ -14,7 +14,11 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import anyio
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedToolError,
+)
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
@@ -202,11 +206,13 @@ def _add_resources(server: MCPServer[AppState]) -> None:
         text = pages.page(owner, trace_id, int(page)) if page.isdigit() else None
         if text is not None:
             return text
+        # Not found (-32602), as hosts read it: an internal error (-32603) reads as a crash.
         if (count := pages.count(owner, trace_id)) is not None:
-            raise ResourceError(f"no page {page} of answer {trace_id}: it has pages 1 to {count}")
-        raise ResourceError(f"no page {page} of answer {trace_id}: answers are kept in memory "
-                            "for the newest calls of this server only, for the client that "
-                            "made them")
+            raise ResourceNotFoundError(
+                f"no page {page} of answer {trace_id}: it has pages 1 to {count}")
+        raise ResourceNotFoundError(
+            f"no page {page} of answer {trace_id}: answers are kept in memory for the newest "
+            "calls of this server only, for the client that made them")
 
 
 def _add_tools(server: RouterServer, config: Config) -> None:
