@@ -75,6 +75,11 @@ Without the explicit schema, an output schema made in validation mode (as the SD
 reads `number or string`, which every host then checks branch by branch on every result.
 """
 
+NUMBER_ZERO: dict[str, Any] = {"default": 0}
+"""The schema default of a `Usd` field that defaults to Decimal(0): pydantic writes a Decimal
+default as the string "0", which a number field's schema must not say."""
+
+
 Role = Literal["system", "user", "assistant"]
 Outcome = Literal["ok", "error", "skipped"]
 

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mcp_router.config import BudgetsConfig
-from mcp_router.messages import Usd
+from mcp_router.messages import NUMBER_ZERO, Usd
 from mcp_router.money import EXACT, exact_sum, format_usd
 
 __all__ = ["BudgetStatus", "Budgets", "CostReport", "CostRow", "Tally", "build_alerts"]
@@ -36,7 +36,7 @@ class BudgetStatus(BaseModel):
     limit_usd: Usd | None
     spent_usd: Usd
     remaining_usd: Usd | None
-    reserved_usd: Usd = Field(default=Decimal(0), description=(
+    reserved_usd: Usd = Field(default=Decimal(0), json_schema_extra=NUMBER_ZERO, description=(
         "Held by this server's calls in flight, their worst case until they settle: new calls "
         "fit in remaining_usd minus this"))
 
@@ -61,7 +61,8 @@ class CostReport(BaseModel):
     total_usd: Usd = Field(description="Sum of known costs in the period")
     requests: int
     cache_hits: int = 0
-    saved_usd: Usd = Field(default=Decimal(0), description="Cost the cache avoided")
+    saved_usd: Usd = Field(default=Decimal(0), json_schema_extra=NUMBER_ZERO,
+                           description="Cost the cache avoided")
     unpriced_requests: int = Field(default=0, description="Rows whose cost is unknown")
     rows: list[CostRow]
     budgets: Budgets

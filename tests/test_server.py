@@ -115,6 +115,35 @@ async def test_the_answer_schema_has_no_references_to_resolve(client: Client):
     assert set(schema["required"]) >= {"content", "provider", "model", "attempts", "trace_id"}
 
 
+def _defaults(schema: Any) -> list[tuple[Any, Any]]:
+    """Every (declared type, default) pair in a JSON schema, at any depth."""
+    found: list[tuple[Any, Any]] = []
+    if isinstance(schema, dict):
+        if "default" in schema and "type" in schema:
+            found.append((schema["type"], schema["default"]))
+        for value in schema.values():
+            found += _defaults(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found += _defaults(value)
+    return found
+
+
+async def test_every_schema_default_is_of_its_declared_type(client: Client):
+    """Clients generated from a schema take its defaults as they are: "0" on a number field
+    would be a string where a number is promised."""
+    json_types = {"number": (int, float), "integer": int, "string": str, "boolean": bool,
+                  "array": list, "object": dict, "null": type(None)}
+    tools = (await client.list_tools()).tools
+    pairs = [pair for t in tools for pair in _defaults([t.input_schema, t.output_schema])]
+    assert pairs
+    for declared, default in pairs:
+        names = declared if isinstance(declared, list) else [declared]
+        assert any(isinstance(default, json_types[n]) and not (
+            n in ("number", "integer") and isinstance(default, bool)) for n in names), (
+            declared, default)
+
+
 async def test_the_input_schema_admits_the_openai_style_forms_the_tool_takes(client: Client):
     from jsonschema import Draft202012Validator
 
