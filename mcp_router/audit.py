@@ -38,6 +38,7 @@ class AuditEntry:
     cost_usd: Decimal | None = None
     cached: bool = False  # answered from the cache: nothing was sent upstream
     late: bool = False  # a kept answer (its `kept` line has its cost): nothing sent either
+    dry_run: bool = False  # nothing sent: provider/model name the target it would ask first
     pii: Mapping[str, int] = field(default_factory=dict)
     error: str | None = None
     prompt: str | None = None
@@ -157,8 +158,10 @@ class AuditLog:
             "cached": entry.cached, "trace_id": entry.trace_id, "pii": dict(entry.pii),
             "error": None if entry.error is None else self._scrub(entry.error)[:ERROR_CHARS],
         }
-        if entry.late:  # only then: a key added later, so older lines read the same
+        if entry.late:  # only then: keys added later, so older lines read the same
             data["late"] = True
+        if entry.dry_run:
+            data["dry_run"] = True
         if self._config.include_content:
             data["prompt"] = None if entry.prompt is None else self._scrub(entry.prompt)
             data["answer"] = None if entry.answer is None else self._scrub(entry.answer)

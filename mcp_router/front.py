@@ -108,7 +108,8 @@ class Front:
         self.audit.write(entry(outcome="ok", route=result.route,
                                provider=result.provider, model=result.model,
                                cost_usd=result.cost_usd, cached=result.cached,
-                               late=result.late, pii=result.pii.counts,
+                               late=result.late, dry_run=result.dry_run is not None,
+                               pii=result.pii.counts,
                                answer=self._answer(result, pii)))
         return result
 

@@ -119,3 +119,17 @@ async def test_a_late_answers_audit_line_says_it_was_late_and_free(sim: Any, tmp
     assert (cancelled["cost_usd"], Decimal(kept["cost_usd"])) == (
         "0", costs[cancelled["trace_id"]])
     assert "late" not in cancelled and "late" not in kept
+
+
+async def test_a_dry_runs_audit_line_says_nothing_was_sent(sim: Any, tmp_path: Path):
+    """A dry run names the target it would ask first; without its flag the line would read as
+    that target answering for $0."""
+    home = tmp_path / "home"
+    async with Client(server(sim, home, "gpt-4o")) as client:
+        planned = await client.call_tool("chat_completion", {"prompt": "hi", "dry_run": True})
+        answered = await client.call_tool("chat_completion", {"prompt": "hi"})
+    assert not planned.is_error and not answered.is_error
+    dry, real = audit_lines(home)
+    assert (dry["dry_run"], dry["provider"], dry["cost_usd"]) == (True, "sim", "0")
+    assert "dry_run" not in real
+    assert dry["trace_id"] not in ledger_costs(home)  # nothing was charged, nothing sent
