@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,6 +28,22 @@ MAX_TEMPERATURE = 1.0
 """Anthropic accepts 0..1 where the neutral request allows 0..2; higher values are clamped,
 so a request that suits other providers in a fallback chain does not fail here with a 400."""
 
+CLOSING_USER_TURN = "Please continue."
+"""The user turn put after a history that ends with the assistant's, for models that refuse a
+prefill; the words the Gemini wire puts before one that opens with the model's."""
+
+# A Claude model id, as the API names it ("claude-opus-4-6", "claude-sonnet-4-5-20250929") or
+# a gateway does ("anthropic/claude-opus-4.6", Bedrock's "anthropic.claude-opus-4-7-v1:0"):
+# family, major and minor version. A date is no minor ("claude-opus-4-20250514" is 4.0).
+_CLAUDE = re.compile(r"(?<![a-z0-9])claude-(opus|sonnet|haiku)-(\d+)(?:[.-](\d{1,2}))?(?!\d)")
+_NO_PREFILL_SINCE = (4, 6)
+"""Claude 4.6 and later refuse a conversation that ends with an assistant turn: 400 "This
+model does not support assistant message prefill. The conversation must end with a user
+message." (Anthropic, What's new in Claude 4.6, prefill removal)."""
+_NO_SAMPLING_OPUS_SINCE = (4, 7)
+"""Opus 4.7 and later refuse `temperature`, `top_p` and `top_k` with a 400 ("temperature is
+deprecated for this model"); other families keep them until they are seen refused."""
+
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
            # the answer was cut where the context window ends: truncated, as by max_tokens
            "model_context_window_exceeded": "length", "refusal": REFUSAL}
@@ -42,35 +59,75 @@ def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]
     """System messages go to the top-level `system`; the rest must alternate roles.
 
     What Anthropic refuses with a 400 but other providers of a fallback chain take is
-    adapted here, so the request does not end the route: see `_alternating`, blank stop
-    sequences are left out, and `top_p` is left out when a temperature is set.
+    adapted here, so the request does not end the route: see `_alternating`; blank stop
+    sequences are left out and applied to the answer instead (`local_stops`); `top_p` is
+    left out when a temperature is set; and Opus 4.7 and later get neither (`_refuses_sampling`).
     """
     body: dict[str, Any] = {
         "model": model,
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
-        "messages": _alternating(m for m in request.messages if m.role != "system"),
+        "messages": _alternating((m for m in request.messages if m.role != "system"),
+                                 prefill=not _refuses_prefill(model)),
     }
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-    temperature = None if request.temperature is None else min(request.temperature,
-                                                                 MAX_TEMPERATURE)
+    sampling = not _refuses_sampling(model)
+    temperature = None if request.temperature is None or not sampling else min(
+        request.temperature, MAX_TEMPERATURE)
     # "You should either alter temperature or top_p, but not both" (the Messages API docs),
     # and newer models (Sonnet 4.5, Opus 4.1) refuse both; the temperature is the one kept.
-    top_p = request.top_p if temperature is None else None
-    stop = [s for s in request.stop or () if s.strip()]  # "each ... must contain non-whitespace"
+    top_p = request.top_p if temperature is None and sampling else None
+    sent, _ = _split_stops(request)
     options = {"system": system or None, "temperature": temperature, "top_p": top_p,
-               "stop_sequences": stop or None}
+               "stop_sequences": list(sent) or None}
     body.update({k: v for k, v in options.items() if v is not None})
     if stream:
         body["stream"] = True
     return body
 
 
-def _alternating(messages: Iterable[Message]) -> list[dict[str, str]]:
+def local_stops(request: ChatRequest, model: str) -> tuple[str, ...]:
+    """The stop strings `build_body` leaves out, for the adapter to apply."""
+    return _split_stops(request)[1]
+
+
+def _split_stops(request: ChatRequest) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The request's stop strings as (sent upstream, applied locally): a whitespace-only one
+    ("\n", the commonest) is refused with 400 "each stop sequence must contain
+    non-whitespace", so it is applied to the answer instead. An empty one is no stop."""
+    stop = request.stop or ()
+    return (tuple(s for s in stop if s.strip()),
+            tuple(s for s in stop if s and not s.strip()))
+
+
+def _claude_version(model: str) -> tuple[str, tuple[int, int]] | None:
+    """The family ("opus", "sonnet", "haiku") and (major, minor) version a model id names,
+    or None for ids that name none (older "claude-3-5-sonnet", an alias of a gateway's)."""
+    found = _CLAUDE.search(model)
+    if found is None:
+        return None
+    family, major, minor = found.groups()
+    return family, (int(major), int(minor or 0))
+
+
+def _refuses_prefill(model: str) -> bool:
+    """Whether `model` refuses a conversation that ends with the assistant (`_NO_PREFILL_SINCE`)."""
+    named = _claude_version(model)
+    return named is not None and named[1] >= _NO_PREFILL_SINCE
+
+
+def _refuses_sampling(model: str) -> bool:
+    """Whether `model` refuses `temperature` and `top_p` (`_NO_SAMPLING_OPUS_SINCE`)."""
+    named = _claude_version(model)
+    return named is not None and named[0] == "opus" and named[1] >= _NO_SAMPLING_OPUS_SINCE
+
+
+def _alternating(messages: Iterable[Message], *, prefill: bool) -> list[dict[str, str]]:
     """Consecutive messages of one role merged into one, as the API demands alternation.
 
     Blank messages are left out before merging (the API takes empty content only in a final
-    assistant turn, where it adds nothing), and a final assistant turn, a prefill, loses its
-    trailing whitespace, which the API refuses.
+    assistant turn, where it adds nothing). A final assistant turn is sent as a prefill,
+    less its trailing whitespace, which the API refuses; for a model that refuses prefills
+    it is followed by `CLOSING_USER_TURN`, as OpenAI-compatible APIs read such a history.
     """
     out: list[dict[str, str]] = []
     for message in messages:
@@ -81,7 +138,10 @@ def _alternating(messages: Iterable[Message]) -> list[dict[str, str]]:
         else:
             out.append({"role": message.role, "content": message.content})
     if out and out[-1]["role"] == "assistant":
-        out[-1]["content"] = out[-1]["content"].rstrip()
+        if prefill:
+            out[-1]["content"] = out[-1]["content"].rstrip()
+        else:
+            out.append({"role": "user", "content": CLOSING_USER_TURN})
     return out
 
 
@@ -102,6 +162,7 @@ class AnthropicStream:
     def __init__(self) -> None:
         self._parts: list[str] = []
         self._usage: dict[str, Any] = {}
+        self._counted = False  # message_delta's usage came: the output tokens are counted
         self._stop_reason: str | None = None
         self._model: str | None = None
         self._stopped = False
@@ -121,6 +182,7 @@ class AnthropicStream:
         elif kind == "message_delta":
             self._stop_reason = (data.get("delta") or {}).get("stop_reason") or self._stop_reason
             self._merge_usage(data.get("usage"))
+            self._counted = self._counted or bool(data.get("usage"))
         elif kind == "message_stop":
             self._stopped = True
         elif kind == "error":
@@ -135,10 +197,19 @@ class AnthropicStream:
     def finish(self) -> Completion:
         if not self._stopped:
             raise WireError("stream cut: it ended before message_stop")
+        return self._answer(usage_reported=bool(self._usage))
+
+    def so_far(self) -> Completion:
+        """The answer as read so far. message_start's usage counts the input but only the
+        first output tokens, so before message_delta's count it is no usage report: the
+        cost is then estimated from all the text read, as for a stream that reports none."""
+        return self._answer(usage_reported=self._counted)
+
+    def _answer(self, *, usage_reported: bool) -> Completion:
         return Completion(content="".join(self._parts),
                           finish_reason=_finish_reason(self._stop_reason),
-                          usage=_usage(self._usage), usage_reported=bool(self._usage),
-                          upstream_model=self._model)
+                          usage=_usage(self._usage) if usage_reported else Usage(),
+                          usage_reported=usage_reported, upstream_model=self._model)
 
 
 def parse_error(status: int, body: str) -> str:
@@ -195,7 +266,7 @@ class AnthropicAdapter(HttpAdapter):
     """
 
     wire = Wire(build_body, parse_completion, AnthropicStream, parse_error, parse_models,
-                reclassify)
+                reclassify, local_stops=local_stops)
     default_headers = {"anthropic-version": API_VERSION}
 
     def url(self, model: str) -> str:
