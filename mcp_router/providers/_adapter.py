@@ -148,7 +148,7 @@ class HttpAdapter:
     variable wins, as the key variable is the declared source of the credential.
     """
 
-    wire: ClassVar[Wire]
+    wire: Wire  # a class's own, or one an instance picks for the vendor it talks to
     default_headers: ClassVar[dict[str, str]] = {}
     streams_by_default: ClassVar[bool] = True  # when the config says nothing of `stream`
 

@@ -3,14 +3,21 @@
 A stream counts as complete at `data: [DONE]` or, for servers that omit it, at a clean end
 after a chunk that carried a `finish_reason`. A stream that ends without either is cut.
 Perplexity's `citations` are appended to the answer (`sources`): its text cites them as [1].
+Perplexity, which refuses some role orders the others take, gets them in its shape
+(`perplexity_body`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
+
+from mcp_router.config import ProviderConfig
 from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
 from mcp_router.providers._adapter import (
     CONTENT_FILTER,
@@ -25,11 +32,22 @@ from mcp_router.providers._adapter import (
 )
 from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
+from mcp_router.providers.gemini import OPENING_USER_TURN
 
 # OpenAI's reasoning models, called by their own ids ("o3-mini", "gpt-5.1"), refuse
 # `max_tokens` with a 400 ("Use 'max_completion_tokens' instead"). A vendor prefix
 # ("openai/o3") means a gateway such as OpenRouter, which takes `max_tokens` and translates.
 _COMPLETION_TOKENS_MODEL = re.compile(r"(?:o1|o3|o4|gpt-5)(?![0-9a-z])")
+
+# xAI's reasoning models refuse `stop` with a 400 (docs.x.ai, Guides › Reasoning: "presencePenalty,
+# frequencyPenalty and stop parameters are not supported by reasoning models"); they take
+# `max_tokens` and `temperature` as the others do. "grok-4-fast-non-reasoning" is not one.
+_NO_STOP_MODEL = re.compile(r"grok-(?:4(?![0-9])|3-mini|code-fast)(?!.*-non-reasoning)")
+
+PERPLEXITY_HOST = "api.perplexity.ai"
+CLOSING_USER_TURN = OPENING_USER_TURN
+"""The user turn put after a history that ends with the assistant's, for Perplexity, which
+refuses one whose last turn is not the user's."""
 
 MAX_STOP = 4
 """Chat Completions takes at most this many stop strings and refuses more with a 400."""
@@ -46,9 +64,10 @@ def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]
     What one vendor refuses with a 400 but the other targets of a fallback chain take is
     adapted, so the request does not end the route. OpenAI's reasoning models get the
     output cap as `max_completion_tokens`, and no temperature or top_p (they take only the
-    default, 1) and no stop (they take none). Only the first `MAX_STOP` stop strings are
-    sent; the rest, and a reasoning model's, are applied to the answer (`local_stops`).
-    Consecutive messages of one role are merged (`_alternating`).
+    default, 1) and no stop (they take none), nor do xAI's reasoning models get a stop. Only
+    the first `MAX_STOP` stop strings are sent; the rest, and those of a model that takes
+    none, are applied to the answer (`local_stops`). Consecutive messages of one role are
+    merged (`_alternating`).
     """
     body: dict[str, Any] = {"model": model, "messages": _alternating(request.messages)}
     reasoning = _is_reasoning(model)
@@ -73,10 +92,14 @@ def _is_reasoning(model: str) -> bool:
     return _COMPLETION_TOKENS_MODEL.match(model) is not None
 
 
+def _takes_no_stop(model: str) -> bool:
+    return _is_reasoning(model) or _NO_STOP_MODEL.match(model) is not None
+
+
 def _split_stops(request: ChatRequest, model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The request's stop strings as (sent upstream, applied locally)."""
     stop = request.stop or ()
-    if _is_reasoning(model):
+    if _takes_no_stop(model):
         return (), stop
     return stop[:MAX_STOP], stop[MAX_STOP:]
 
@@ -95,6 +118,48 @@ def _alternating(messages: Iterable[Message]) -> list[dict[str, str]]:
         else:
             out.append({"role": message.role, "content": message.content})
     return out
+
+
+def perplexity_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+    """`build_body` with the conversation in the shape Perplexity takes, which refuses with a
+    400 what the other vendors take: system messages after the conversation began ("After the
+    (optional) system message(s), user and assistant roles should be alternating.") and a
+    first or last turn that is not the user's ("Last message must have role `user`.").
+
+    Later system messages are folded into the last leading one (or a new one at the front),
+    joined by a blank line in order; the turns they stood between are then merged as any
+    consecutive turns of one role are. A history that opens with the assistant gets
+    `OPENING_USER_TURN` before it, one that ends with the assistant `CLOSING_USER_TURN` after.
+    """
+    body = build_body(request.model_copy(update={"messages": _systems_first(request.messages)}),
+                      model, stream)
+    turns = body["messages"]
+    start = next((i for i, m in enumerate(turns) if m["role"] != "system"), len(turns))
+    if start < len(turns) and turns[start]["role"] == "assistant":
+        turns.insert(start, {"role": "user", "content": OPENING_USER_TURN})
+    if turns and turns[-1]["role"] == "assistant":
+        turns.append({"role": "user", "content": CLOSING_USER_TURN})
+    return body
+
+
+def _systems_first(messages: Iterable[Message]) -> tuple[Message, ...]:
+    """`messages` with each system message after the first other one appended to the last
+    leading system message (a new one at the front when there is none)."""
+    leading: list[Message] = []
+    rest: list[Message] = []
+    late: list[str] = []
+    for message in messages:
+        if message.role != "system":
+            rest.append(message)
+        elif rest:
+            late.append(message.content)
+        else:
+            leading.append(message)
+    if not late:
+        return (*leading, *rest)
+    head = leading.pop() if leading else Message(role="system", content="")
+    text = "\n\n".join(t for t in (head.content, *late) if t.strip())
+    return (*leading, head.model_copy(update={"content": text}), *rest)
 
 
 def parse_completion(data: dict[str, Any]) -> Completion:
@@ -307,14 +372,31 @@ def _finish_reason(value: str | None) -> str | None:
     return value.lower() if value else None
 
 
+WIRE = Wire(build_body, parse_completion, OpenAIStream, parse_error, parse_models,
+            reclassify, local_stops=local_stops, blocked_prompt=blocked_prompt)
+PERPLEXITY_WIRE = replace(WIRE, build_body=perplexity_body)
+
+
+def is_perplexity(provider: str, base_url: str) -> bool:
+    """Whether a provider is Perplexity: its own host, or a provider named "perplexity" (as
+    every shipped config names it) whose base URL is a proxy's or a test's."""
+    return urlsplit(base_url).hostname == PERPLEXITY_HOST or provider == "perplexity"
+
+
 class OpenAIAdapter(HttpAdapter):
     """POST {base_url}/chat/completions with `Authorization: Bearer <key>` when there is a key.
 
-    Probes GET {base_url}/models.
+    Probes GET {base_url}/models. Perplexity (`is_perplexity`) gets its conversations in the
+    shape it takes (`PERPLEXITY_WIRE`); every other vendor the bodies of `WIRE`.
     """
 
-    wire = Wire(build_body, parse_completion, OpenAIStream, parse_error, parse_models,
-                reclassify, local_stops=local_stops, blocked_prompt=blocked_prompt)
+    wire = WIRE
+
+    def __init__(self, provider: str, cfg: ProviderConfig, http: httpx.AsyncClient,
+                 api_key: str | None) -> None:
+        super().__init__(provider, cfg, http, api_key)
+        if is_perplexity(provider, self.base_url):
+            self.wire = PERPLEXITY_WIRE
 
     def url(self, model: str) -> str:
         return f"{self.base_url}/chat/completions"
