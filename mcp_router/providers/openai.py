@@ -2,9 +2,8 @@
 
 A stream counts as complete at `data: [DONE]` or, for servers that omit it, at a clean end
 after a chunk that carried a `finish_reason`. A stream that ends without either is cut.
-Perplexity's `citations` are appended to the answer (`sources`): its text cites them as [1].
-Perplexity, which refuses some role orders the others take, gets them in its shape
-(`perplexity_body`).
+Perplexity's sources are appended to the answer, and it gets conversations in the shape it
+takes (`perplexity_body`; the rules are in `providers/perplexity.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -32,7 +30,7 @@ from mcp_router.providers._adapter import (
 )
 from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
-from mcp_router.providers.gemini import OPENING_USER_TURN
+from mcp_router.providers.perplexity import edged, is_perplexity, sources, systems_first
 
 # OpenAI's reasoning models, called by their own ids ("o3-mini", "gpt-5.1"), refuse
 # `max_tokens` with a 400 ("Use 'max_completion_tokens' instead"). A vendor prefix
@@ -43,11 +41,6 @@ _COMPLETION_TOKENS_MODEL = re.compile(r"(?:o1|o3|o4|gpt-5)(?![0-9a-z])")
 # frequencyPenalty and stop parameters are not supported by reasoning models"); they take
 # `max_tokens` and `temperature` as the others do. "grok-4-fast-non-reasoning" is not one.
 _NO_STOP_MODEL = re.compile(r"grok-(?:4(?![0-9])|3-mini|code-fast)(?!.*-non-reasoning)")
-
-PERPLEXITY_HOST = "api.perplexity.ai"
-CLOSING_USER_TURN = OPENING_USER_TURN
-"""The user turn put after a history that ends with the assistant's, for Perplexity, which
-refuses one whose last turn is not the user's."""
 
 MAX_STOP = 4
 """Chat Completions takes at most this many stop strings and refuses more with a 400."""
@@ -122,44 +115,11 @@ def _alternating(messages: Iterable[Message]) -> list[dict[str, str]]:
 
 def perplexity_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
     """`build_body` with the conversation in the shape Perplexity takes, which refuses with a
-    400 what the other vendors take: system messages after the conversation began ("After the
-    (optional) system message(s), user and assistant roles should be alternating.") and a
-    first or last turn that is not the user's ("Last message must have role `user`.").
-
-    Later system messages are folded into the last leading one (or a new one at the front),
-    joined by a blank line in order; the turns they stood between are then merged as any
-    consecutive turns of one role are. A history that opens with the assistant gets
-    `OPENING_USER_TURN` before it, one that ends with the assistant `CLOSING_USER_TURN` after.
-    """
-    body = build_body(request.model_copy(update={"messages": _systems_first(request.messages)}),
+    400 what the other vendors take (see `perplexity.systems_first` and `perplexity.edged`)."""
+    body = build_body(request.model_copy(update={"messages": systems_first(request.messages)}),
                       model, stream)
-    turns = body["messages"]
-    start = next((i for i, m in enumerate(turns) if m["role"] != "system"), len(turns))
-    if start < len(turns) and turns[start]["role"] == "assistant":
-        turns.insert(start, {"role": "user", "content": OPENING_USER_TURN})
-    if turns and turns[-1]["role"] == "assistant":
-        turns.append({"role": "user", "content": CLOSING_USER_TURN})
+    body["messages"] = edged(body["messages"])
     return body
-
-
-def _systems_first(messages: Iterable[Message]) -> tuple[Message, ...]:
-    """`messages` with each system message after the first other one appended to the last
-    leading system message (a new one at the front when there is none)."""
-    leading: list[Message] = []
-    rest: list[Message] = []
-    late: list[str] = []
-    for message in messages:
-        if message.role != "system":
-            rest.append(message)
-        elif rest:
-            late.append(message.content)
-        else:
-            leading.append(message)
-    if not late:
-        return (*leading, *rest)
-    head = leading.pop() if leading else Message(role="system", content="")
-    text = "\n\n".join(t for t in (head.content, *late) if t.strip())
-    return (*leading, head.model_copy(update={"content": text}), *rest)
 
 
 def parse_completion(data: dict[str, Any]) -> Completion:
@@ -307,20 +267,6 @@ def _error_message(data: dict[str, Any]) -> str:
     return message if isinstance(message, str) else ""
 
 
-def sources(data: dict[str, Any]) -> str:
-    """Perplexity's sources, as a numbered list to append to the answer that cites them as
-    [1], [2]: its `citations` (URLs), else the `url` of each of its `search_results`. "" for
-    a body that names none, as every other vendor's does."""
-    urls = data.get("citations")
-    if urls is None:
-        results = data.get("search_results")
-        urls = [r.get("url") for r in results if isinstance(r, dict)] \
-            if isinstance(results, list) else []
-    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
-        return ""
-    return "\n\nSources:\n" + "\n".join(f"[{n}] {url}" for n, url in enumerate(urls, 1))
-
-
 def _raise_failed(finish_reason: object, partial: str) -> None:
     """An answer that ended with a finish reason in `_FAILED` is that failure, raised with
     the text that came before it."""
@@ -375,12 +321,6 @@ def _finish_reason(value: str | None) -> str | None:
 WIRE = Wire(build_body, parse_completion, OpenAIStream, parse_error, parse_models,
             reclassify, local_stops=local_stops, blocked_prompt=blocked_prompt)
 PERPLEXITY_WIRE = replace(WIRE, build_body=perplexity_body)
-
-
-def is_perplexity(provider: str, base_url: str) -> bool:
-    """Whether a provider is Perplexity: its own host, or a provider named "perplexity" (as
-    every shipped config names it) whose base URL is a proxy's or a test's."""
-    return urlsplit(base_url).hostname == PERPLEXITY_HOST or provider == "perplexity"
 
 
 class OpenAIAdapter(HttpAdapter):
