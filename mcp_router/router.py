@@ -21,12 +21,11 @@ from mcp_router.errors import (
     DeadlineExceeded,
     InvalidRequest,
     ProviderError,
-    ProviderNotConfigured,
     ProviderStatusError,
-    ProviderTimeout,
     RouterError,
 )
 from mcp_router.health import HealthBook
+from mcp_router.last_resort import ask_host, host_reserve_s
 from mcp_router.late import Keeper, LateAnswers, finish_or_abort
 from mcp_router.messages import (
     Adapter,
@@ -39,7 +38,6 @@ from mcp_router.messages import (
     HostUnreachable,
     LastResort,
     Message,
-    Outcome,
     PiiSummary,
     ProgressFn,
     Usage,
@@ -52,7 +50,6 @@ from mcp_router.plan import Planner
 from mcp_router.probes import Prober
 from mcp_router.routing.breaker import CircuitGroup
 from mcp_router.routing.build import TreeBuilder, did_you_mean
-from mcp_router.routing.deadline import MIN_TRY_S
 from mcp_router.routing.decisions import ends_route
 from mcp_router.routing.target import NOT_CONFIGURED
 from mcp_router.spend import BudgetRefusal, CallGate, Spend
@@ -61,10 +58,6 @@ from mcp_router.spend import BudgetRefusal, CallGate, Spend
 GRACE_S = 1.0
 # A caller that gives up waits this long at most for its aborted attempts to be charged.
 ABORT_WAIT_S = 1.0
-# With a last resort offered, the targets leave it a fifth of the deadline, at most this
-# much: a host's model needs seconds, and a hanging last target would leave it none.
-HOST_SHARE = 0.2
-HOST_RESERVE_S = 10.0
 
 KeptFn = Callable[[ChatResponse, Decimal | None], None]
 """Told of an answer finished after its caller gave up: the response and what it cost."""
@@ -143,7 +136,7 @@ class Router:
                     refusal = _refusal(exc, gate.refusals, self.config, self._readings(call))
                     if last_resort is None:
                         raise refusal from exc
-                    host = await _ask_host(last_resort, request, asking, refusal, self.clock)
+                    host = await ask_host(last_resort, request, asking, refusal, self.clock)
                     return Fetched(_redacted(host, session), gate.total[0], last_resort=True)
             finally:
                 self.health.record(state.attempts)
@@ -345,49 +338,6 @@ def _must_change(exc: ProviderStatusError, attempts: list[Attempt]) -> str:
                 f"was asked: change the request)")
     return (f"{exc.reason} (the provider refused the request itself, so no further target was "
             f"asked: change the request); {AllTargetsFailed(attempts, 'attempts of this call')}")
-
-
-def host_reserve_s(timeout_s: float) -> float:
-    """The time kept back from the targets for the host's model, of a `timeout_s` deadline."""
-    return min(HOST_RESERVE_S, timeout_s * HOST_SHARE)
-
-
-async def _ask_host(last_resort: LastResort, request: ChatRequest, state: Call,
-                    refusal: RouterError, clock: Clock) -> ChatResponse:
-    """The host's own model as the last target, within what is left of the call's deadline;
-    if it cannot answer (or no time is left to ask it), the original error, whose list of
-    attempts now ends with the host's and why."""
-    started = clock.now()
-    left = state.end - started
-    if left < MIN_TRY_S and not isinstance(last_resort, HostUnreachable):
-        # Asking would spend the host's quota on an answer thrown away; one that cannot be
-        # asked still says why.
-        raise _ending_with(refusal, state, Attempt(
-            provider="host", model="sampling", outcome="skipped",
-            error="no time left before the deadline"))
-    try:
-        try:
-            with anyio.fail_after(max(left, 0)):
-                response = await last_resort(request, state.progress)
-        except TimeoutError as exc:
-            raise ProviderTimeout("host", "sampling",
-                                  f"no answer within the deadline ({left:.1f} s left)") from exc
-    except ProviderError as exc:
-        outcome: Outcome = "skipped" if isinstance(exc, ProviderNotConfigured) else "error"
-        raise _ending_with(refusal, state, Attempt(
-            provider=exc.provider, model=exc.model, outcome=outcome, error=exc.detail,
-            latency_ms=_ms(clock.now() - started))) from exc
-    state.attempts.append(Attempt(provider=response.provider, model=response.model,
-                                  outcome="ok", latency_ms=_ms(clock.now() - started)))
-    return response
-
-
-def _ending_with(refusal: RouterError, state: Call, host: Attempt) -> RouterError:
-    """`refusal` once the host's attempt is among the call's (AllTargetsFailed lists it)."""
-    state.attempts.append(host)
-    if isinstance(refusal, AllTargetsFailed):
-        return AllTargetsFailed(state.attempts, refusal.headline)
-    return refusal
 
 
 def _redacted(response: ChatResponse, session: PiiSession) -> ChatResponse:

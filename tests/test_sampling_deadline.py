@@ -18,6 +18,7 @@ import pytest
 from mcp_router.clock import LoopClock
 from mcp_router.config import parse_config
 from mcp_router.errors import AllTargetsFailed, ProviderUnavailable
+from mcp_router.last_resort import host_reserve_s
 from mcp_router.messages import (
     ChatCall,
     ChatRequest,
@@ -28,7 +29,6 @@ from mcp_router.messages import (
     LastResort,
     ProgressFn,
 )
-from mcp_router.router import host_reserve_s
 from mcp_router.wiring import open_router
 from tests.providers.fakes import HTTPX_ON_TRIO
 
