@@ -93,13 +93,13 @@ class SimState:
 
 
 class _FrameResponse(StreamingResponse):
-    """Streams prepared frames and reports a client that leaves before the last one."""
+    """Streams prepared frames, each after its wait, and reports a client that leaves before
+    the last one."""
 
-    def __init__(self, frames: tuple[bytes, ...], media_type: str,
-                 on_disconnect: Callable[[], None], drip_s: float = 0.0) -> None:
+    def __init__(self, frames: tuple[tuple[float, bytes], ...], media_type: str,
+                 on_disconnect: Callable[[], None]) -> None:
         super().__init__((), media_type=media_type, headers={"cache-control": "no-cache"})
         self._frames, self._on_disconnect, self._complete = frames, on_disconnect, False
-        self._drip_s = drip_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code,
@@ -112,11 +112,20 @@ class _FrameResponse(StreamingResponse):
             self._on_disconnect()
 
     async def _write(self, send: Send) -> None:
-        for frame in self._frames:
+        for wait, frame in self._frames:
+            await anyio.sleep(wait)  # also a checkpoint, so a client that left is noticed
             await send({"type": "http.response.body", "body": frame, "more_body": True})
-            await anyio.sleep(self._drip_s)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self._complete = True
+
+
+def _paced(head: tuple[bytes, ...], rest: tuple[bytes, ...], pieces: int,
+           drip_s: float) -> tuple[tuple[float, bytes], ...]:
+    """Each frame with the wait before it. `drip` falls only between the answer's text pieces,
+    the first `pieces` frames after the head (Gemini's last piece travels in the tail, with
+    its finishReason), so every wire has the same timing; the other frames go at once."""
+    return (*((0.0, frame) for frame in head),
+            *((drip_s if 0 < index < pieces else 0.0, frame) for index, frame in enumerate(rest)))
 
 
 async def _then_cancel(scope: anyio.CancelScope, wait: Callable[[], Awaitable[object]]) -> None:
@@ -232,12 +241,13 @@ def _respond(wire: Wire, prompt: Prompt, knobs: Knobs, answer_id: str,
         return _whole(wire.answer(answer), knobs)
     frames = wire.frames(answer, prompt)
     if knobs.malformed:
-        parts = (*frames.head, *frames.deltas[:1], wire.malformed_frame)
+        rest = (*frames.deltas[:1], wire.malformed_frame)  # the broken frame is the 2nd piece
     elif knobs.cut:
-        parts = (*frames.head, *frames.deltas[:2])
+        rest = frames.deltas[:2]
     else:
-        parts = (*frames.head, *frames.deltas, *frames.tail)
-    return _FrameResponse(parts, frames.media_type, on_disconnect, knobs.drip_ms / 1000)
+        rest = (*frames.deltas, *frames.tail)
+    paced = _paced(frames.head, rest, len(answer.chunks), knobs.drip_ms / 1000)
+    return _FrameResponse(paced, frames.media_type, on_disconnect)
 
 
 async def _gemini_call(request: Request) -> Response:
@@ -275,13 +285,26 @@ async def _reset(request: Request) -> Response:
     return JSONResponse({"reset": True})
 
 
+def _milliseconds(value: object) -> float | None:
+    """A latency setting as float: a finite number, 0 or more; None for anything else (JSON
+    as Python reads it also has NaN, Infinity, and integers too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        ms = float(value)
+    except OverflowError:
+        return None
+    return ms if math.isfinite(ms) and ms >= 0 else None
+
+
 async def _latency(request: Request) -> Response:
     body = _json_or_none(await request.body())
-    ms = body.get("ms") if isinstance(body, dict) else None
-    if isinstance(ms, bool) or not isinstance(ms, int | float) or ms < 0:
-        return JSONResponse({"error": 'expected {"ms": <non-negative number>}'}, status_code=400)
-    request.app.state.sim.latency_ms = float(ms)
-    return JSONResponse({"latency_ms": float(ms)})
+    ms = _milliseconds(body.get("ms") if isinstance(body, dict) else None)
+    if ms is None:
+        return JSONResponse({"error": 'expected {"ms": <finite number, 0 or more>}'},
+                            status_code=400)
+    request.app.state.sim.latency_ms = ms
+    return JSONResponse({"latency_ms": ms})
 
 
 def create_app(state: SimState | None = None) -> Starlette:

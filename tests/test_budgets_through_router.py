@@ -120,7 +120,7 @@ async def test_an_answer_cut_off_by_the_timeout_is_charged_for_the_text_it_strea
         sim: Any, tmp_path: Path):
     async def body(router: Router) -> None:
         with pytest.raises(AllTargetsFailed, match="still streaming"):
-            await router.complete(ChatCall(prompt="hi", model="deepseek/deepseek-chat+drip-50",
+            await router.complete(ChatCall(prompt="hi", model="deepseek/deepseek-chat+drip-200",
                                            timeout_s=0.4, max_tokens=100))
         rows = router.spend.ledger.recent()
         assert rows and all(r.outcome == "error" and r.usage.output_tokens > 0 for r in rows)
@@ -129,7 +129,7 @@ async def test_an_answer_cut_off_by_the_timeout_is_charged_for_the_text_it_strea
         assert router.spend.budgets.reserved == 0
         assert router.spend.ledger.spent("today") == charged
         alerts = router.spend.ledger.report().alerts
-        assert any(a.startswith(f"{len(rows)} attempt(s) to deepseek/deepseek-chat+drip-50 "
+        assert any(a.startswith(f"{len(rows)} attempt(s) to deepseek/deepseek-chat+drip-200 "
                                 "ended mid-answer") for a in alerts), alerts
 
     await with_router(sim, tmp_path, "100", body)

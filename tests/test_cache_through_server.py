@@ -40,7 +40,7 @@ routes:
   failing:
     targets: [{{provider: deepseek, model: deepseek-chat+slow-300+fail-503}}]
   dripping:
-    targets: [{{provider: deepseek, model: deepseek-chat+drip-100}}]
+    targets: [{{provider: deepseek, model: deepseek-chat+drip-150}}]
 retry: {{attempts: 1}}
 """
 
@@ -224,7 +224,7 @@ async def test_a_call_waiting_on_an_identical_call_hears_progress(server: Any, s
     async with anyio.create_task_group() as tg:
         tg.start_soon(one, "first", 0)
         tg.start_soon(one, "second", 0.1)
-    assert sim.state.hits["deepseek-chat+drip-100"] == 1
+    assert sim.state.hits["deepseek-chat+drip-150"] == 1
     assert results["second"]["cached"] is True
     streamed = [m for m in heard["first"] if "tokens received" in m]
     assert streamed and heard["second"] == ["waiting for an identical call in flight",

@@ -30,7 +30,9 @@ routes:
 retry: {{attempts: 1}}
 cache: {{enabled: false}}
 """
-STREAMING = "deepseek-chat+drip-150"  # six deltas: about a second of streaming
+# Five text pieces, a drip apart: the answer is still streaming (about 1.2 s) when the
+# dropped connection is noticed.
+STREAMING = "deepseek-chat+drip-300"
 KEPT = """\
 providers:
   deepseek: {{kind: openai, base_url: "{url}/v1"}}

@@ -24,10 +24,11 @@ from mcp_router.server import create_server
 from mcp_router.server.http_auth import SHUTDOWN_GRACE_S
 from tests.fixtures.serve import serving
 
-# The simulator streams an answer in 6 pieces, `drip` ms apart.
-STREAM = "a+drip-300"  # about 2 s of streaming: done within the grace
-LONG = "a+drip-1500"  # about 9 s: still streaming when the grace ends
-CUT = "a+drip-600+cut"  # paid for (two pieces), then cut before its end
+# The simulator streams the answer to "story" in 5 pieces, `drip` ms apart; the router
+# reports progress on the first piece at least 0.5 s into the call.
+STREAM = "a+drip-300"  # about 1.2 s of streaming: done within the grace
+LONG = "a+drip-2500"  # about 10 s: still streaming when the grace ends
+CUT = "a+slow-600+drip-600+cut"  # progress on its first piece, a second, then cut
 CONFIG = """\
 providers:
   sim: {{kind: openai, base_url: "{url}/v1"}}

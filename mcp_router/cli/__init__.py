@@ -16,7 +16,7 @@ import anyio
 
 from mcp_router import __version__
 from mcp_router.cli.check import config_warnings, describe_config
-from mcp_router.cli.options import check_options, log_level, port, serve_options
+from mcp_router.cli.options import check_options, log_level, milliseconds, port, serve_options
 from mcp_router.config import data_home, load_config, shipped_config
 from mcp_router.errors import ConfigError, DataError, ListenError
 
@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="run the simulated upstream (loopback)")
     simulate.add_argument("--port", type=port, default=8787,
                           help="port on 127.0.0.1 (default: 8787; 0 picks a free one)")
-    simulate.add_argument("--latency-ms", type=float, default=0.0,
+    simulate.add_argument("--latency-ms", type=milliseconds, default=0.0,
                           help="added before every answer (default: 0)")
     simulate.set_defaults(handler=_simulate)
 

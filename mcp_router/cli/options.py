@@ -1,17 +1,18 @@
-"""What argparse cannot check alone: ports and hosts, options given to a command that does not
-read them, and the log level from the environment."""
+"""What argparse cannot check alone: ports, hosts and durations, options given to a command
+that does not read them, and the log level from the environment."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import logging
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["DEFAULT_LOG_LEVEL", "SERVING", "check_options", "host", "log_level", "port",
-           "serve_options"]
+__all__ = ["DEFAULT_LOG_LEVEL", "SERVING", "check_options", "host", "log_level", "milliseconds",
+           "port", "serve_options"]
 
 SERVING = ("config", "transport", "host", "port")
 """The serving options, which the root parser takes too: `mcp-router --config X` serves."""
@@ -30,6 +31,18 @@ def port(text: str) -> int:
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"{number} is not a port number: use 0 to 65535 (0 "
                                          "picks a free port)")
+    return number
+
+
+def milliseconds(text: str) -> float:
+    """A duration in milliseconds for argparse: a finite number, 0 or more."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a usable number of milliseconds: "
+                                         "use a finite number, 0 or more")
     return number
 
 

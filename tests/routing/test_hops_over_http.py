@@ -24,8 +24,8 @@ from mcp_router.wiring import open_router
 
 pytestmark = pytest.mark.anyio
 
-# ~10 deltas 80 ms apart: the whole answer takes ~0.8 s, over half of a 1.2 s deadline.
-DRIPPING = "gpt-3.5-turbo+drip-80+tokens-100"
+# 6 deltas 150 ms apart: the whole answer takes ~0.75 s, over half of a 1.2 s deadline.
+DRIPPING = "gpt-3.5-turbo+drip-150+tokens-100"
 SLOW = "slow-500"  # answers after 0.5 s, over half of a 0.8 s deadline
 # Breaker.usable (routing/breaker.py) asks the circuit board whether a target can be asked;
 # until it is there, a keyless or marked fallback cannot be seen through the Breaker.
