@@ -39,6 +39,11 @@ PROBE = "models"
 CONTENT_FILTER = "content_filter"
 REFUSAL = "refusal"
 
+OVER_OUTPUT_CAP = Reclassified(413, "max_tokens over this model's limit")
+"""A 400 refusing a `max_tokens` above the model's own output cap, as a wire's `reclassify`
+reads it: the next target may take the request, and this one is not at fault, so the status
+is one the fallback table moves on from without retrying or marking the target."""
+
 
 class WireError(ValueError):
     """A pure wire function met a body it cannot read; `send` adds the provider and model."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
 from mcp_router.providers._adapter import (
+    OVER_OUTPUT_CAP,
     REFUSAL,
     HttpAdapter,
     UpstreamError,
@@ -48,6 +49,10 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
            # the answer was cut where the context window ends: truncated, as by max_tokens
            "model_context_window_exceeded": "length", "refusal": REFUSAL}
 _NO_CREDIT = "credit balance is too low"
+# "max_tokens: 16000 > 4096, which is the maximum allowed number of output tokens for
+# claude-3-haiku-20240307"
+_OVER_OUTPUT_CAP = re.compile(r"max_tokens: \d+ > \d+, which is the maximum allowed number of "
+                              r"output tokens")
 _STATUS_BY_ERROR_TYPE = {
     "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
     "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
@@ -222,14 +227,19 @@ def parse_error(status: int, body: str) -> str:
 
 
 def reclassify(status: int, body: str) -> Reclassified | None:
-    """An empty credit balance, sent as 400 invalid_request_error, as 401.
+    """An empty credit balance, sent as 400 invalid_request_error, as 401; a `max_tokens` over
+    the model's output cap, sent as 400 too, as `OVER_OUTPUT_CAP`.
 
     401 rather than 403: a 401 marks the whole provider misconfigured and a 403 only the one
-    target, and no model of the account can be used until credit is bought.
+    target, and no model of the account can be used until credit is bought. A cap this model
+    cannot give is no fault of the request, which another target may take.
     """
-    if status == 400 and _NO_CREDIT in parse_error(status, body).lower():
+    if status != 400:
+        return None
+    message = parse_error(status, body)
+    if _NO_CREDIT in message.lower():
         return Reclassified(401, "credit balance too low")
-    return None
+    return OVER_OUTPUT_CAP if _OVER_OUTPUT_CAP.search(message) else None
 
 
 def parse_models(body: object) -> ModelList | None:

@@ -14,6 +14,8 @@ from typing import Any
 from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
 from mcp_router.providers._adapter import (
     CONTENT_FILTER,
+    OVER_OUTPUT_CAP,
+    REFUSAL,
     HttpAdapter,
     UpstreamError,
     Wire,
@@ -23,13 +25,24 @@ from mcp_router.providers._adapter import (
 )
 from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
+from mcp_router.providers._turns import OPENING_USER_TURN
 
+# Candidate.FinishReason (ai.google.dev API reference). Those not named here (OTHER,
+# FINISH_REASON_UNSPECIFIED, MALFORMED_FUNCTION_CALL, IMAGE_OTHER, NO_IMAGE, the tool-call
+# ones, any added later) give no reason: an answer with text ended as "stop", one without
+# failed (`_finish_reason`).
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length",
-           **dict.fromkeys(["SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION"],
+           # "the response candidate content was flagged for using an unsupported language"
+           "LANGUAGE": REFUSAL,
+           **dict.fromkeys(["SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION",
+                            "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"],
                            CONTENT_FILTER)}
-OPENING_USER_TURN = "Please continue."
-"""The user turn put before a history that opens with the model's: generateContent refuses
-one whose first turn is not the user's (a history trimmed to fit, a greeting kept first)."""
+# Gemma refuses `systemInstruction` (400 "Developer instruction is not enabled for
+# models/gemma-3-27b-it"; google/adk-python#3900), so its system text opens the first user turn.
+_NO_SYSTEM_INSTRUCTION_MODEL = "gemma-"
+# "Unable to submit request because it has a maxOutputTokens value of 655360 but the supported
+# range is from 1 (inclusive) to 8193 (exclusive)." (stackblitz-labs/bolt.diy#955)
+_OVER_OUTPUT_CAP = re.compile(r"maxOutputTokens value of \d+ but the supported range is")
 MAX_STOP = 5
 """generateContent takes at most this many `stopSequences`; the rest are applied locally."""
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -42,17 +55,19 @@ def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]
     The model and `stream` are not part of the body: both live in the URL. Blank messages
     are left out, as the Anthropic wire leaves them out: generateContent refuses an empty
     text part with a 400 (which would end a fallback chain others could answer), and a
-    `systemInstruction` with nothing left in it is not sent. Only the first `MAX_STOP` stop
-    strings are sent, as more are refused with a 400; the rest are applied to the answer
+    `systemInstruction` with nothing left in it is not sent; Gemma, which refuses one, gets its
+    text at the start of the first user turn, joined by a blank line. Only the first `MAX_STOP`
+    stop strings are sent, as more are refused with a 400; the rest are applied to the answer
     (`local_stops`).
     """
     body: dict[str, Any] = {
         "contents": _contents(m for m in request.messages if m.role != "system"),
     }
-    system = [{"text": m.content} for m in request.messages
-              if m.role == "system" and m.content.strip()]
-    if system:
-        body["systemInstruction"] = {"parts": system}
+    system = [m.content for m in request.messages if m.role == "system" and m.content.strip()]
+    if system and model.removeprefix("models/").startswith(_NO_SYSTEM_INSTRUCTION_MODEL):
+        _open_with(body["contents"], "\n\n".join(system))
+    elif system:
+        body["systemInstruction"] = {"parts": [{"text": text} for text in system]}
     sent = (request.stop or ())[:MAX_STOP]
     config = {"maxOutputTokens": request.max_tokens, "temperature": request.temperature,
               "topP": request.top_p, "stopSequences": list(sent) or None}
@@ -87,6 +102,16 @@ def _contents(messages: Iterable[Message]) -> list[dict[str, Any]]:
     return out
 
 
+def _open_with(contents: list[dict[str, Any]], text: str) -> None:
+    """`text` put at the start of `contents`' first turn (a user turn, see `_contents`), joined
+    to its first part by a blank line; a user turn of its own when there is none."""
+    if not contents:
+        contents.append({"role": "user", "parts": [{"text": text}]})
+        return
+    first = contents[0]["parts"][0]
+    first["text"] = f"{text}\n\n{first['text']}"
+
+
 def parse_completion(data: dict[str, Any]) -> Completion:
     """A GenerateContentResponse; the first candidate is the answer."""
     _raise_in_band(data)
@@ -109,7 +134,7 @@ class GeminiStream:
     def feed(self, event: SseEvent) -> str:
         chunk = loads_object(event.data)
         _raise_in_band(chunk)
-        text, finish_reason = _read_chunk(chunk)
+        text, finish_reason = _read_chunk(chunk, answered=any(p.strip() for p in self._parts))
         self._finish_reason = finish_reason or self._finish_reason
         self._usage = chunk.get("usageMetadata") or self._usage
         self._model = chunk.get("modelVersion") or self._model
@@ -127,8 +152,9 @@ class GeminiStream:
                           upstream_model=self._model)
 
 
-def _read_chunk(data: dict[str, Any]) -> tuple[str, str | None]:
-    """The text (thought parts left out) and neutral finish reason of the first candidate."""
+def _read_chunk(data: dict[str, Any], answered: bool = False) -> tuple[str, str | None]:
+    """The text (thought parts left out) and neutral finish reason of the first candidate;
+    `answered` says earlier chunks of a stream carried text (see `_finish_reason`)."""
     candidates = data.get("candidates") or []
     if not candidates:
         # a refused prompt: no candidate at all, and a blockReason (of any kind) says why
@@ -137,7 +163,7 @@ def _read_chunk(data: dict[str, Any]) -> tuple[str, str | None]:
     candidate = candidates[0]
     parts = (candidate.get("content") or {}).get("parts") or []
     text = "".join(part.get("text") or "" for part in parts if not part.get("thought"))
-    return text, _finish_reason(candidate.get("finishReason"))
+    return text, _finish_reason(candidate.get("finishReason"), text, answered)
 
 
 def parse_error(status: int, body: str) -> str:
@@ -149,7 +175,8 @@ def parse_error(status: int, body: str) -> str:
 
 
 def reclassify(status: int, body: str) -> Reclassified | None:
-    """Gemini's 400s that are about the account, not the request, as 401.
+    """Gemini's 400s that are about the account, not the request, as 401; a `maxOutputTokens`
+    over the model's range as `OVER_OUTPUT_CAP`, which another target may take.
 
     An invalid key is `INVALID_ARGUMENT` with reason `API_KEY_INVALID`; billing or region
     ("free tier not available in your country") is `FAILED_PRECONDITION`. Both get 401, not
@@ -166,6 +193,9 @@ def reclassify(status: int, body: str) -> Reclassified | None:
         return Reclassified(401, "API_KEY_INVALID")
     if error.get("status") == "FAILED_PRECONDITION":
         return Reclassified(401, "FAILED_PRECONDITION")
+    message = error.get("message")
+    if isinstance(message, str) and _OVER_OUTPUT_CAP.search(message):
+        return OVER_OUTPUT_CAP
     return None
 
 
@@ -214,8 +244,19 @@ def _usage(raw: dict[str, Any]) -> Usage:
                  cached_input_tokens=raw.get("cachedContentTokenCount") or 0)
 
 
-def _finish_reason(value: str | None) -> str | None:
-    return _FINISH.get(value, value.lower()) if value else None
+def _finish_reason(value: str | None, text: str, answered: bool) -> str | None:
+    """The neutral word for a `finishReason`. One that names no reason (`_FINISH` lacks it)
+    ended an answer with text as "stop"; an answer with none failed, as an upstream error
+    (a 502: retried, then the next target) rather than an empty success no
+    `retry.fallback_on_finish` could move on from."""
+    if not value:
+        return None
+    if value in _FINISH:
+        return _FINISH[value]
+    if answered or text.strip():
+        return "stop"
+    raise UpstreamError(502, f"no answer: generation ended for no reason it names "
+                        f"(finishReason {value})", text)
 
 
 def parse_models(body: object) -> ModelList | None:

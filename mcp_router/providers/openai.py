@@ -3,7 +3,8 @@
 A stream counts as complete at `data: [DONE]` or, for servers that omit it, at a clean end
 after a chunk that carried a `finish_reason`. A stream that ends without either is cut.
 Perplexity's sources are appended to the answer, and it gets conversations in the shape it
-takes (`perplexity_body`; the rules are in `providers/perplexity.py`).
+takes (`perplexity_body`; the rules are in `providers/perplexity.py`); deepseek-reasoner gets
+the user's turn first and last (`_turns.edged`), as Perplexity does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mcp_router.config import ProviderConfig
 from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
 from mcp_router.providers._adapter import (
     CONTENT_FILTER,
+    OVER_OUTPUT_CAP,
     REFUSAL,
     HttpAdapter,
     UpstreamError,
@@ -30,7 +32,8 @@ from mcp_router.providers._adapter import (
 )
 from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
-from mcp_router.providers.perplexity import edged, is_perplexity, sources, systems_first
+from mcp_router.providers._turns import edged
+from mcp_router.providers.perplexity import is_perplexity, sources, systems_first
 
 # OpenAI's reasoning models, called by their own ids ("o3-mini", "gpt-5.1"), refuse
 # `max_tokens` with a 400 ("Use 'max_completion_tokens' instead"). A vendor prefix
@@ -41,6 +44,22 @@ _COMPLETION_TOKENS_MODEL = re.compile(r"(?:o1|o3|o4|gpt-5)(?![0-9a-z])")
 # frequencyPenalty and stop parameters are not supported by reasoning models"); they take
 # `max_tokens` and `temperature` as the others do. "grok-4-fast-non-reasoning" is not one.
 _NO_STOP_MODEL = re.compile(r"grok-(?:4(?![0-9])|3-mini|code-fast)(?!.*-non-reasoning)")
+
+# DeepSeek's reasoner refuses a history whose first turn after the system messages, or whose
+# last, is the assistant's (400 "The first message (except the system message) of
+# deepseek-reasoner must be a user message…", "The last message of deepseek-reasoner must be a
+# user message…"). Only DeepSeek's own API takes this id; gateways name the model otherwise
+# (OpenRouter's "deepseek/deepseek-r1", Together's "deepseek-ai/DeepSeek-R1") and their rules
+# are not DeepSeek's, so those ids are sent the history as given.
+_USER_EDGED_MODEL = "deepseek-reasoner"
+
+# A cap on output tokens the model cannot give, which another target may take: DeepSeek's
+# "Invalid max_tokens value, the valid range of max_tokens is [1, 8192]", OpenAI's "max_tokens
+# is too large: 16000. This model supports at most 4096 completion tokens…" (also for
+# max_completion_tokens). vLLM's "… is too large: … maximum context length" is not matched.
+_OVER_OUTPUT_CAP = re.compile(
+    r"invalid max_tokens value, the valid range of max_tokens is \[|"
+    r"max_(?:completion_)?tokens is too large: \d+\. this model supports at most \d+")
 
 MAX_STOP = 4
 """Chat Completions takes at most this many stop strings and refuses more with a 400."""
@@ -60,9 +79,12 @@ def build_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]
     default, 1) and no stop (they take none), nor do xAI's reasoning models get a stop. Only
     the first `MAX_STOP` stop strings are sent; the rest, and those of a model that takes
     none, are applied to the answer (`local_stops`). Consecutive messages of one role are
-    merged (`_alternating`).
+    merged (`_alternating`), and deepseek-reasoner gets the user's turn first and last
+    (`_turns.edged`).
     """
-    body: dict[str, Any] = {"model": model, "messages": _alternating(request.messages)}
+    turns = _alternating(request.messages)
+    body: dict[str, Any] = {"model": model,
+                            "messages": edged(turns) if model == _USER_EDGED_MODEL else turns}
     reasoning = _is_reasoning(model)
     sent, _ = _split_stops(request, model)
     options = {"max_completion_tokens" if reasoning else "max_tokens": request.max_tokens,
@@ -115,7 +137,7 @@ def _alternating(messages: Iterable[Message]) -> list[dict[str, str]]:
 
 def perplexity_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
     """`build_body` with the conversation in the shape Perplexity takes, which refuses with a
-    400 what the other vendors take (see `perplexity.systems_first` and `perplexity.edged`)."""
+    400 what the other vendors take (see `perplexity.systems_first` and `_turns.edged`)."""
     body = build_body(request.model_copy(update={"messages": systems_first(request.messages)}),
                       model, stream)
     body["messages"] = edged(body["messages"])
@@ -219,11 +241,16 @@ def parse_error(status: int, body: str) -> str:
 
 
 def reclassify(status: int, body: str) -> Reclassified | None:
-    """An exhausted balance, sent as 429 `insufficient_quota`, as 401.
+    """An exhausted balance, sent as 429 `insufficient_quota`, as 401; a `max_tokens` over the
+    model's output cap, sent as 400, as `OVER_OUTPUT_CAP`.
 
-    Waiting does not clear it, so it is no rate limit to retry; as Anthropic's "credit
-    balance is too low" is, it is read as 401, which marks the whole provider misconfigured.
+    Waiting does not clear an exhausted balance, so it is no rate limit to retry; as
+    Anthropic's "credit balance is too low" is, it is read as 401, which marks the whole
+    provider misconfigured. A cap this model cannot give is no fault of the request, which
+    another target may take: a 400 would end the route.
     """
+    if status == 400 and _OVER_OUTPUT_CAP.search(parse_error(status, body).lower()):
+        return OVER_OUTPUT_CAP
     if status != 429:
         return None
     data = error_body(body)
@@ -234,20 +261,38 @@ def reclassify(status: int, body: str) -> Reclassified | None:
 
 
 def blocked_prompt(status: int, body: str) -> Completion | None:
-    """Azure OpenAI's blocked prompt, a 400 whose `error.code` is "content_filter", as the
-    empty "content_filter" answer a Gemini blocked prompt is.
+    """A prompt a provider's filter blocked, sent as an error, as the empty "content_filter"
+    answer a Gemini blocked prompt is: Azure OpenAI's 400 whose `error.code` is
+    "content_filter", and OpenRouter's moderation 403 (`_flagged_by_moderation`).
 
-    A 400 would tell the fallback table the request is wrong, and end the route; this is a
-    provider's filter refusing it, which `retry.fallback_on_finish` decides on. Azure bills
-    the prompt it judged, but reports no usage, so the input is charged as an estimate.
+    A 400 would tell the fallback table the request is wrong, and end the route; a 403 would
+    mark the target misconfigured for every later caller. Both are a filter refusing one
+    prompt, which `retry.fallback_on_finish` decides on. Neither reports usage, so the input
+    is charged as an estimate (Azure bills the prompt it judged).
     """
-    if status != 400:
+    if status not in (400, 403):
         return None
     data = error_body(body)
     error = data.get("error") if data else None
-    if not (isinstance(error, dict) and error.get("code") == CONTENT_FILTER):
+    if not isinstance(error, dict):
+        return None
+    blocked = error.get("code") == CONTENT_FILTER if status == 400 \
+        else _flagged_by_moderation(error)
+    if not blocked:
         return None
     return Completion(content="", finish_reason=CONTENT_FILTER, usage_reported=False)
+
+
+def _flagged_by_moderation(error: dict[str, Any]) -> bool:
+    """OpenRouter's 403 "Your chosen model requires moderation and your input was flagged"
+    (openrouter.ai/docs/api/reference/errors-and-debugging): its `metadata` names the
+    `reasons` and the `flagged_input`, and its message says the model "requires moderation".
+    Any other 403 is about the key or the model."""
+    metadata = error.get("metadata")
+    if isinstance(metadata, dict) and ("flagged_input" in metadata or "reasons" in metadata):
+        return True
+    message = error.get("message")
+    return isinstance(message, str) and "requires moderation" in message.lower()
 
 
 def parse_models(body: object) -> ModelList | None:

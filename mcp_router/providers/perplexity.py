@@ -8,12 +8,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mcp_router.messages import Message
-from mcp_router.providers.gemini import OPENING_USER_TURN
 
 PERPLEXITY_HOST = "api.perplexity.ai"
-CLOSING_USER_TURN = OPENING_USER_TURN
-"""The user turn put after a history that ends with the assistant's: Perplexity refuses one
-whose last turn is not the user's ("Last message must have role `user`.")."""
 
 
 def is_perplexity(provider: str, base_url: str) -> bool:
@@ -42,17 +38,6 @@ def systems_first(messages: Iterable[Message]) -> tuple[Message, ...]:
     head = leading.pop() if leading else Message(role="system", content="")
     text = "\n\n".join(t for t in (head.content, *late) if t.strip())
     return (*leading, head.model_copy(update={"content": text}), *rest)
-
-
-def edged(turns: list[dict[str, str]]) -> list[dict[str, str]]:
-    """A body's turns with the user's first and last: `OPENING_USER_TURN` before a history that
-    opens with the assistant, `CLOSING_USER_TURN` after one that ends with it."""
-    start = next((i for i, m in enumerate(turns) if m["role"] != "system"), len(turns))
-    if start < len(turns) and turns[start]["role"] == "assistant":
-        turns.insert(start, {"role": "user", "content": OPENING_USER_TURN})
-    if turns and turns[-1]["role"] == "assistant":
-        turns.append({"role": "user", "content": CLOSING_USER_TURN})
-    return turns
 
 
 def sources(data: dict[str, Any]) -> str:

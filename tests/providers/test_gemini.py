@@ -148,13 +148,15 @@ async def test_an_answer_stopped_by_a_filter_finishes_as_content_filter(
     assert (completion.content, completion.finish_reason) == ("Once upon", "content_filter")
 
 
-async def test_other_finish_reasons_are_lowercased(
+async def test_an_empty_answer_ended_for_no_named_reason_is_an_upstream_failure(
         http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     upstream.answer(json_response({"candidates": [candidate("", "MALFORMED_FUNCTION_CALL")]}))
 
-    completion = await gemini(http, stream=False).send(HI, "gemini-pro")
+    with pytest.raises(ProviderStatusError) as caught:
+        await gemini(http, stream=False).send(HI, "gemini-pro")
 
-    assert completion.finish_reason == "malformed_function_call"
+    assert (caught.value.provider, caught.value.model, caught.value.status) == (
+        "google", "gemini-pro", 502)
 
 
 def google_error(status: str, message: str, reason: str | None = None) -> dict:
