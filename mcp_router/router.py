@@ -278,13 +278,17 @@ class _Outlive:
 
     async def __call__(self, work: Callable[[], Awaitable[Served]],
                        awaited: Callable[[], bool]) -> Served:
-        ended = anyio.Event()
+        running = True
+        ended: anyio.Event | None = None  # made only when a caller gives up: most never do
 
         async def run() -> Served:
+            nonlocal running
             try:
                 return await work()
             finally:
-                ended.set()
+                running = False
+                if ended is not None:
+                    ended.set()
 
         def paying() -> bool:  # asked once, as the caller gives up
             self.ran_on = self._state.stream.started or awaited()
@@ -294,7 +298,8 @@ class _Outlive:
             return await finish_or_abort(run, keeper=self._keeper, paying=paying,
                                          on_late=self._kept, on_lost=self._lost)
         except anyio.get_cancelled_exc_class():
-            if not self.ran_on:  # aborted in the keeper's task: charged as it unwinds
+            if not self.ran_on and running:  # aborted in the keeper's task: charged as it
+                ended = anyio.Event()  # unwinds
                 with anyio.move_on_after(ABORT_WAIT_S, shield=True):
                     await ended.wait()
             raise

@@ -203,10 +203,11 @@ class OpenAIStream:
             refusal = delta.get("refusal") or ""
             self._refused = self._refused or bool(refusal)
             text += (delta.get("content") or "") + refusal
-            _raise_failed(choice.get("finish_reason"), text)
-            if choice.get("finish_reason"):
-                self._finish_reason = _finish_reason(choice["finish_reason"])
-        text += self._sources_due(chunk, text)
+            if finish_reason := choice.get("finish_reason"):
+                _raise_failed(finish_reason, text)
+                self._finish_reason = _finish_reason(finish_reason)
+        if self._sources or "citations" in chunk or "search_results" in chunk:  # Perplexity
+            text += self._sources_due(chunk, text)
         self._parts.append(text)
         return text
 

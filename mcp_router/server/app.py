@@ -307,7 +307,9 @@ def _add_tools(server: RouterServer, config: Config) -> None:
             # notification, and the alert is given once a day.
             result = result.model_copy(update={"budget_alert": alert})
             await notify(ctx, alert)
-        return sized_result(result, state.pages, config, page_owner(), ctx.protocol_version)
+        # The version is read only for an answer that is cut: the SDK's lookup is not free.
+        return sized_result(result, state.pages, config, page_owner(),
+                            lambda: ctx.protocol_version)
 
     @_tool(server, "Providers and routes", read_only)
     async def list_providers(ctx: Context) -> ProvidersReport:

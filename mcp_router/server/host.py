@@ -4,6 +4,7 @@ by sampling, and log notifications."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.context import ServerRequestContext
@@ -45,12 +46,13 @@ _LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert
 _LOG_LEVEL = "mcp_router.log_level"  # the key of the level a host set, in its connection's state
 
 
-def sized_result(result: ChatResult, pages: AnswerPages, config: Config,
-                 owner: str = "", protocol_version: str | None = None) -> CallToolResult:
+def sized_result(result: ChatResult, pages: AnswerPages, config: Config, owner: str = "",
+                 protocol_version: Callable[[], str | None] = lambda: None) -> CallToolResult:
     """The tool result, cut to what hosts accept; the whole answer stays readable in pages,
-    by `owner` only. A host on a protocol older than 2025-06-18 (`protocol_version`, None for
-    the newest) gets no link block, which its schema lacks and its SDK would refuse the
-    whole result for: the JSON text names the pages all the same (`full_text`, `pages`)."""
+    by `owner` only. A host on a protocol older than 2025-06-18 (`protocol_version()`, None
+    for the newest, read only for an answer that is cut) gets no link block, which its schema
+    lacks and its SDK would refuse the whole result for: the JSON text names the pages all the
+    same (`full_text`, `pages`)."""
     content: list[ContentBlock] = []
     head = truncate(result.content, content_budget_tokens(config.output.max_result_tokens))
     if head is not None:
@@ -58,7 +60,8 @@ def sized_result(result: ChatResult, pages: AnswerPages, config: Config,
         uri = ANSWER_URI.format(trace_id=result.trace_id, page=1)
         result = result.model_copy(update={"content": head, "truncated": True,
                                            "full_text": uri, "pages": count})
-        if protocol_version is None or protocol_version >= RESOURCE_LINKS_SINCE:
+        version = protocol_version()
+        if version is None or version >= RESOURCE_LINKS_SINCE:
             content.append(ResourceLink(type="resource_link", uri=uri, name="full answer",
                                         description=f"page 1 of {count}; change the last "
                                                     f"part of the URI for the others",
