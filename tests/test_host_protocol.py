@@ -358,3 +358,31 @@ async def test_a_line_that_is_no_message_is_answered_and_reading_goes_on(
 async def test_a_notification_or_response_that_is_no_message_gets_no_answer(line: bytes):
     handed, answered = await answers(line + b"\n", limit=1 << 16)
     assert (handed, answered) == (["ValidationError"], [])
+
+
+async def test_a_line_nested_past_reading_is_answered_and_reading_goes_on():
+    """`[[[…]]]` deeper than Python's recursion limit: answered as not JSON, not a reader that
+    raises and ends the stdio server."""
+    handed, answered = await answers(b"[" * 100_000 + b"]" * 100_000 + b"\n"
+                                     + b'{"jsonrpc": "2.0", "id": 8, "method": "ping"}\n',
+                                     limit=2**24)
+    assert handed[-1]["id"] == 8
+    assert [(a["id"], a["error"]["code"]) for a in answered] == [(None, -32700)]
+
+
+async def test_a_request_with_arguments_nested_past_reading_is_answered_for_its_id():
+    nested = b"[" * 5_000 + b"]" * 5_000
+    line = (b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": '
+            b'"chat_completion", "arguments": {"prompt": ' + nested + b"}}}\n")
+    handed, answered = await answers(line + b'{"jsonrpc": "2.0", "id": 8, "method": "ping"}\n',
+                                     limit=2**24)
+    assert handed[-1]["id"] == 8
+    assert [(a["id"], a["error"]["code"], a["error"]["message"]) for a in answered] == [
+        (None, -32700, "Parse error: the line is not JSON: nested too deeply to read")]
+
+
+def test_an_oversized_message_whose_tail_nests_past_reading_is_refused_without_an_id():
+    head = b'{"jsonrpc": "2.0", "method": "tools/call", "params": {"a": "'
+    tail = b'", "x": 1}, "id": ' + b"[" * 1900 + b"]" * 1900 + b"}"
+    error = refusal(head, "too large", tail)
+    assert error is not None and error.id is None

@@ -44,9 +44,10 @@ def malformed(line: bytes) -> JSONRPCError | None:
     values sent."""
     try:
         message = json.loads(line)
-    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested past reading
         where = f": {exc.msg} at character {exc.pos}" if isinstance(
-            exc, json.JSONDecodeError) else ""
+            exc, json.JSONDecodeError) else ": nested too deeply to read" if isinstance(
+            exc, RecursionError) else ""
         return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(
             code=PARSE_ERROR, message=f"Parse error: the line is not JSON{where}"))
     if not isinstance(message, dict):
@@ -64,6 +65,8 @@ def malformed(line: bytes) -> JSONRPCError | None:
 def _request_problems(message: dict[str, object]) -> str:
     try:
         JSONRPCRequest.model_validate(message, by_name=False)
+    except RecursionError:
+        return "nested too deeply to read"
     except ValidationError as exc:
         return "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
                          for e in exc.errors(include_url=False, include_input=False))
@@ -92,7 +95,7 @@ def leading_members(head: bytes) -> dict[str, object]:
                 return members
             members[key] = value
             pos += 1
-    except ValueError:  # JSONDecodeError: cut off, or not JSON
+    except (ValueError, RecursionError):  # cut off, not JSON, or nested past reading
         return members
 
 
@@ -131,7 +134,7 @@ def _closing(text: str, pos: int) -> dict[str, object]:
             if not text.startswith(",", pos):
                 return {}
             pos = _skip_blank(text, pos + 1)
-    except ValueError:  # JSONDecodeError: not a member
+    except (ValueError, RecursionError):  # not a member, or nested past reading
         return {}
 
 
