@@ -334,15 +334,16 @@ def make_data_dir(path: Path) -> None:
 def make_private_file(path: Path) -> None:
     """Make `path` a file readable by this user only (0600): the ledger and the cache's
     database are created so whatever the process's umask, and one an older release made with
-    the umask (0644) is tightened, with the `-wal` and `-shm` files SQLite left beside it
+    the umask (0644) is tightened (to 0600: group and others lose access, a read-only file
+    stays read-only), with the `-wal` and `-shm` files SQLite left beside it
     (SQLite gives new ones the database's mode)."""
     with suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         return
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with suppress(FileNotFoundError):
-            if file.stat().st_mode & 0o077:
-                file.chmod(0o600)
+            if (mode := file.stat().st_mode) & 0o077:
+                file.chmod(mode & 0o700)  # others lose access; the owner gains none
 
 
 def data_home(env: Any) -> Path:

@@ -69,6 +69,16 @@ def test_a_ledger_an_older_release_left_readable_by_all_is_made_private(
             f.name: "0o600" for f in tmp_path.iterdir() if f.name.startswith(path.name)}
 
 
+def test_tightening_a_read_only_ledger_does_not_make_it_writable(tmp_path: Path) -> None:
+    from mcp_router.config import make_private_file
+
+    path = tmp_path / "ledger.sqlite3"
+    path.write_bytes(b"")
+    path.chmod(0o444)  # read-only for everyone, its owner included
+    make_private_file(path)
+    assert oct(path.stat().st_mode & 0o777) == "0o400"
+
+
 def test_a_ledger_with_the_earlier_month_index_keeps_its_sums(tmp_path: Path,
                                                               clock: FakeClock) -> None:
     """Ledgers made before the month index was dropped (and older releases that make it
