@@ -18,21 +18,10 @@ from mcp_router.routing.circuits import BreakerBoard
 from tests.fixtures.scripted import ScriptedAdapter, Step, completion, request, status_error
 from tests.health.support import CLOCK, at, guarded
 from tests.routing.support import call_for, without_latency
+from tests.routing.test_retry_after_switched_off import CONFIG
 
 pytestmark = [pytest.mark.virtual_time, pytest.mark.anyio]
 HELD_OFF = "(HTTP 429 with Retry-After 2 s)"
-CONFIG = """\
-providers:
-  cloud: {{kind: openai, base_url: "http://127.0.0.1:9/v1"}}
-  local: {{kind: openai, base_url: "http://127.0.0.1:9/v1"}}
-routes:
-  default:
-    targets:
-      - {{provider: cloud, model: primary}}
-      - {{provider: local, model: backup}}
-retry: {{attempts: 3, backoff_initial_s: 0.5, backoff_max_s: 8,
-        respect_retry_after: {respect}}}
-"""
 
 
 class Answers:
@@ -99,7 +88,7 @@ async def test_each_retry_after_of_a_waiting_call_holds_the_target_off_again() -
 
 
 def routed(respect: bool) -> tuple[ChatProvider, ScriptedAdapter]:
-    config = parse_config(CONFIG.format(respect=str(respect).lower()), env={})
+    config = parse_config(CONFIG.format(cap=8, respect=str(respect).lower()), env={})
     primary = ScriptedAdapter("cloud", [status_error("cloud", 429, retry_after=2,
                                                      model="primary"),
                                         completion("from primary")])

@@ -25,15 +25,16 @@ routes:
     targets:
       - {{provider: cloud, model: primary}}
       - {{provider: local, model: backup}}
-retry: {{attempts: 3, backoff_initial_s: 0.5, backoff_max_s: 1,
+retry: {{attempts: 3, backoff_initial_s: 0.5, backoff_max_s: {cap},
         respect_retry_after: {respect}}}
 """
+"""A primary and a backup, with the retry settings a test chooses (`cap`, `respect`)."""
 THREE_429S_THEN_ANSWERS = [status_error("cloud", 429, retry_after=120, model="primary")] * 3 + [
     completion("from primary")]
 
 
 def routed(respect: bool, primary: ScriptedAdapter) -> TreeBuilder:
-    config = parse_config(CONFIG.format(respect=str(respect).lower()), env={})
+    config = parse_config(CONFIG.format(cap=1, respect=str(respect).lower()), env={})
     adapters = {"cloud": primary, "local": ScriptedAdapter("local", [completion("from backup")])}
     return TreeBuilder(config, adapters, CLOCK, random.Random(3), BreakerBoard(CLOCK))
 
