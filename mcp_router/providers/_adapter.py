@@ -16,7 +16,9 @@ from mcp_router.errors import ProviderNotConfigured, ProviderProtocolError, Prov
 from mcp_router.messages import ChatRequest, Completion, ModelList, TextFn
 from mcp_router.provider_keys import Scrubber, provider_secrets
 from mcp_router.providers._http import (
+    AnswerReader,
     DelayReader,
+    ErrorAnswer,
     ErrorParser,
     JsonReply,
     Reclassified,
@@ -24,6 +26,7 @@ from mcp_router.providers._http import (
     Upstream,
     as_sent,
     get_json,
+    no_answer,
     no_body_delay,
     post,
 )
@@ -86,11 +89,6 @@ def sends_every_stop(request: ChatRequest, model: str) -> tuple[str, ...]:
     return ()
 
 
-def answers_no_error(status: int, body: str) -> Completion | None:
-    """The `blocked_prompt` of wires whose error statuses are all failures."""
-    return None
-
-
 @dataclass(frozen=True)
 class Wire:
     """The pure half of one wire protocol: neutral ↔ JSON, stream accumulation, error bodies.
@@ -111,7 +109,7 @@ class Wire:
     reclassify: StatusReader = as_sent
     body_delay: DelayReader = no_body_delay
     local_stops: Callable[[ChatRequest, str], tuple[str, ...]] = sends_every_stop
-    blocked_prompt: Callable[[int, str], Completion | None] = answers_no_error
+    blocked_prompt: AnswerReader = no_answer
 
 
 def loads_object(text: str) -> dict[str, Any]:
@@ -234,20 +232,17 @@ class HttpAdapter:
         body = self.wire.build_body(request, model, self.stream)
         stops = LocalStops(self.wire.local_stops(request, model))
         reading = _Reading(upstream)
-        blocked = _BlockedPrompt(self.wire)
-        try:
-            async with post(self.http, self._located(self.url(model)), headers=self._headers(),
-                            body=body, timeout_s=self.timeout_s, upstream=upstream,
-                            parse_error=self.wire.parse_error, reclassify=blocked.reclassify,
-                            body_delay=self.wire.body_delay) as reply:
-                if isinstance(reply, JsonReply):
-                    completion = await self._parse(reply.data, reading, on_text, stops)
-                else:
-                    completion = await self._drain(reply.events, reading, on_text, stops)
-        except ProviderStatusError:
-            if blocked.answer is None:
-                raise
-            return blocked.answer
+        async with post(self.http, self._located(self.url(model)), headers=self._headers(),
+                        body=body, timeout_s=self.timeout_s, upstream=upstream,
+                        parse_error=self.wire.parse_error, reclassify=self.wire.reclassify,
+                        body_delay=self.wire.body_delay,
+                        answer_error=self.wire.blocked_prompt) as reply:
+            if isinstance(reply, ErrorAnswer):
+                return reply.answer  # a blocked prompt (`Wire.blocked_prompt`)
+            if isinstance(reply, JsonReply):
+                completion = await self._parse(reply.data, reading, on_text, stops)
+            else:
+                completion = await self._drain(reply.events, reading, on_text, stops)
         completion.ttfb_ms = reply.ttfb_ms  # a new object of this call's own: no copy needed
         return completion
 
@@ -297,22 +292,6 @@ class HttpAdapter:
         if held is not None:
             await held.flush()
         return completion
-
-
-class _BlockedPrompt:
-    """The wire's `reclassify`, noting on the way the answer an error body may be instead
-    (`Wire.blocked_prompt`): `post` raises for every error status, and `send` then answers
-    with the noted one."""
-
-    __slots__ = ("_wire", "answer")
-
-    def __init__(self, wire: Wire) -> None:
-        self._wire = wire
-        self.answer: Completion | None = None
-
-    def reclassify(self, status: int, body: str) -> Reclassified | None:
-        self.answer = self._wire.blocked_prompt(status, body)
-        return self._wire.reclassify(status, body)
 
 
 def _partial(error: ProviderStatusError) -> str:

@@ -22,6 +22,7 @@ from mcp_router.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from mcp_router.messages import Completion
 from mcp_router.provider_keys import Scrubber
 from mcp_router.providers._sse import SseEvent, SseParser
 
@@ -94,19 +95,38 @@ class SseReply:
     ttfb_ms: float
 
 
-Reply = JsonReply | SseReply
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """An error status whose body is an answer after all (`post`'s `answer_error`): a prompt a
+    vendor's filter blocked, which others answer as an empty "content_filter" completion."""
+
+    answer: Completion
+    ttfb_ms: float
+
+
+Reply = JsonReply | SseReply | ErrorAnswer
+
+AnswerReader = Callable[[int, str], Completion | None]
+"""Reads an error body as the answer it stands for: `(status, body) -> answer`, or None."""
+
+
+def no_answer(status: int, body: str) -> Completion | None:
+    """The `AnswerReader` of wires whose error statuses are all failures."""
+    return None
 
 
 @asynccontextmanager
 async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
                body: dict[str, Any], timeout_s: float, upstream: Upstream,
                parse_error: ErrorParser, reclassify: StatusReader = as_sent,
-               body_delay: DelayReader = no_body_delay) -> AsyncIterator[Reply]:
+               body_delay: DelayReader = no_body_delay,
+               answer_error: AnswerReader = no_answer) -> AsyncIterator[Reply]:
     """POST `body` as JSON and yield the reply, chosen by the response's content type.
 
     The content type decides, not what was asked for, so a server that answers a stream
     request with plain JSON still works. `ttfb_ms` is the time until the response headers
-    arrived. Raises only `ProviderError` subclasses, also while `events` is iterated.
+    arrived. An error status is raised, unless `answer_error` reads its body as an answer
+    (`ErrorAnswer`). Raises only `ProviderError` subclasses, also while `events` is iterated.
     """
     start = anyio.current_time()
     response = await _send(http, "POST", url, headers, body, timeout_s, upstream)
@@ -114,7 +134,12 @@ async def post(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str],
     events: AsyncGenerator[SseEvent, None] | None = None
     try:
         if response.status_code >= 400:
-            raise await _status_error(response, upstream, parse_error, reclassify, body_delay)
+            text = await _error_body(response)
+            answer = answer_error(response.status_code, text)
+            if answer is not None:
+                yield ErrorAnswer(answer, ttfb_ms)
+                return
+            raise _status_error(response, text, upstream, parse_error, reclassify, body_delay)
         if _is_event_stream(response):
             events = _events(response, upstream)
             yield SseReply(events, ttfb_ms)
@@ -135,7 +160,8 @@ async def get_json(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, s
     response = await _send(http, "GET", url, headers, None, timeout_s, upstream)
     try:
         if response.status_code >= 400:
-            raise await _status_error(response, upstream, parse_error, reclassify, body_delay)
+            raise _status_error(response, await _error_body(response), upstream, parse_error,
+                                reclassify, body_delay)
         return await _read_any_json(response, upstream)
     finally:
         await response.aclose()
@@ -177,17 +203,23 @@ def _is_event_stream(response: httpx.Response) -> bool:
     return media_type == "text/event-stream"
 
 
-async def _status_error(response: httpx.Response, upstream: Upstream, parse_error: ErrorParser,
-                        reclassify: StatusReader,
-                        body_delay: DelayReader) -> ProviderStatusError:
-    """The error for a response with an error status; the status is the one its body means,
-    and the message keeps the one sent (`HTTP 401: sent as HTTP 400 (API_KEY_INVALID): …`).
-    The wait is the headers' Retry-After, else the one the body gives."""
-    status = response.status_code
+async def _error_body(response: httpx.Response) -> str:
+    """An error response's body as text; "" when it is lost on the way (the status alone is
+    the answer then, and a lost body adds nothing)."""
     try:
-        text = (await response.aread()).decode("utf-8", errors="replace")
+        return (await response.aread()).decode("utf-8", errors="replace")
     except (httpx.TransportError, httpx.DecodingError):
-        text = ""  # the status alone is the answer; a body lost on the way adds nothing
+        return ""
+
+
+def _status_error(response: httpx.Response, text: str, upstream: Upstream,
+                  parse_error: ErrorParser, reclassify: StatusReader,
+                  body_delay: DelayReader) -> ProviderStatusError:
+    """The error for a response with an error status and body `text`; the status is the one
+    its body means, and the message keeps the one sent (`HTTP 401: sent as HTTP 400
+    (API_KEY_INVALID): …`). The wait is the headers' Retry-After, else the one the body
+    gives."""
+    status = response.status_code
     message = parse_error(status, text).strip() or _reason(status)
     retry_after = parse_retry_after(response.headers, time.time())
     if retry_after is None:
