@@ -20,6 +20,7 @@ from mcp_router.providers._adapter import (
 )
 from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
+from mcp_router.providers._turns import CLOSING_USER_TURN
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -28,10 +29,6 @@ DEFAULT_MAX_TOKENS = 1024
 MAX_TEMPERATURE = 1.0
 """Anthropic accepts 0..1 where the neutral request allows 0..2; higher values are clamped,
 so a request that suits other providers in a fallback chain does not fail here with a 400."""
-
-CLOSING_USER_TURN = "Please continue."
-"""The user turn put after a history that ends with the assistant's, for models that refuse a
-prefill; the words the Gemini wire puts before one that opens with the model's."""
 
 # A Claude model id, as the API names it ("claude-opus-4-6", "claude-sonnet-4-5-20250929") or
 # a gateway does ("anthropic/claude-opus-4.6", Bedrock's "anthropic.claude-opus-4-7-v1:0"):
