@@ -127,10 +127,10 @@ ActionFor = Callable[[str], Action]
 
 def apply_actions(text: str, findings: Sequence[Finding], action_for: ActionFor,
                   pseudonyms: Pseudonyms) -> str:
-    """`text` with each finding replaced as its entity's action says (block is decided earlier)."""
+    """`text` with each finding replaced as its entity's action says (block is decided earlier).
+    The placeholders `text` itself holds must be reserved first (`Pseudonyms.reserve`)."""
     if not findings:
         return text
-    pseudonyms.reserve(text)
     parts: list[str] = []
     pos = 0
     for f in findings:

@@ -143,6 +143,7 @@ class PiiSession:
         if findings:
             counts.update(f.entity for f in findings)
             acts = self._policy.answer_actions
+            self._pseudonyms.reserve(text)
             filtered = apply_actions(text, findings, acts.__getitem__, self._pseudonyms)
         return self._pseudonyms.restore(filtered) if restore else filtered
 
