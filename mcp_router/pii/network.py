@@ -146,6 +146,10 @@ def _local_start(text: str, end: int) -> int | None:
     before = text[start - 1:start] if start else ""
     if ends_at_escape:
         return start
+    if before == "\\" and text[start] in "ntr" and end - start > 1:
+        # `"x\njane@example.com"`: the `n` is the JSON escape of a line break, not a letter
+        # of the address (redacting it would leave `\<EMAIL>`, an escape no JSON reader takes).
+        return start + 1
     if before == "." or (is_word_char(before) and not _SCRIPT_CHANGE.match(text, start - 1)):
         return None
     return start

@@ -217,3 +217,21 @@ async def test_a_typed_placeholder_is_kept_apart_through_the_server(sim: Any,
     # the simulated model echoes the prompt: the typed placeholder stays, the address comes back
     assert "login failed for <EMAIL_1>" in result["content"]
     assert f"My address is {EMAIL}." in result["content"]
+
+
+@pytest.mark.parametrize(("text", "address"), [
+    (json.dumps({"log": "sent to\njane@example.com"}), "jane@example.com"),
+    (json.dumps({"log": "to:\tjane@example.com"}), "jane@example.com"),
+    (json.dumps(json.dumps({"log": "x\r\njane@example.com"})), "jane@example.com"),
+    (r"C:\tmp\notes\jane@example.com", "jane@example.com"),
+])
+def test_a_line_break_escape_before_an_address_is_no_letter_of_it(text: str,
+                                                                  address: str) -> None:
+    assert found(text) == [("email", address)]
+
+
+def test_an_address_after_an_escaped_line_break_leaves_json_a_reader_takes(
+        redacting: PiiFilter) -> None:
+    text = json.dumps({"log": "sent to\njane@example.com"})
+    sent, _ = redacting.session().filter_text(text)
+    assert json.loads(sent) == {"log": "sent to\n<EMAIL>"}
