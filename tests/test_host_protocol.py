@@ -378,7 +378,33 @@ async def test_a_request_with_arguments_nested_past_reading_is_answered_for_its_
                                      limit=2**24)
     assert handed[-1]["id"] == 8
     assert [(a["id"], a["error"]["code"], a["error"]["message"]) for a in answered] == [
-        (None, -32700, "Parse error: the line is not JSON: nested too deeply to read")]
+        (7, -32600, "Invalid request: params.arguments.prompt: nested too deeply to read")]
+
+
+async def test_a_request_nested_past_reading_with_its_id_last_is_answered_for_that_id():
+    nested = b'{"a": ' * 5_000 + b"1" + b"}" * 5_000
+    line = (b'{"method": "tools/call", "params": {"name": "chat_completion", "arguments": '
+            b'{"prompt": "hi", "metadata": ' + nested + b'}}, "jsonrpc": "2.0", "id": 7}\n')
+    handed, answered = await answers(line, limit=2**24)
+    assert handed == ["ValidationError"]
+    assert answered == [{"jsonrpc": "2.0", "id": 7, "error": {
+        "code": -32600,
+        "message": "Invalid request: params.arguments.metadata: nested too deeply to read"}}]
+
+
+async def test_a_request_pydantic_cannot_read_but_python_can_is_taken_as_sent():
+    """Valid JSON that pydantic's reader refuses (a lone UTF-16 surrogate escape, what a
+    JavaScript host sends after cutting an emoji in two; nesting past 200 levels) reaches
+    the tools as the in-memory transport hands it, not an invalid request."""
+    deep = b'{"a": ' * 300 + b"1" + b"}" * 300
+    lines = [b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "c", '
+             b'"arguments": {"prompt": "smile \\ud83d"}}}',
+             b'{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "c", '
+             b'"arguments": {"metadata": ' + deep + b"}}}"]
+    handed, answered = await answers(b"\n".join(lines) + b"\n", limit=1 << 16)
+    assert answered == []
+    assert handed[0]["params"]["arguments"] == {"prompt": "smile \ud83d"}
+    assert handed[1]["params"]["arguments"]["metadata"] == json.loads(deep)
 
 
 def test_an_oversized_message_whose_tail_nests_past_reading_is_refused_without_an_id():

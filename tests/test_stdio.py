@@ -251,3 +251,45 @@ def test_off_the_main_thread_signals_are_left_alone_and_serving_goes_on():
     worker.start()
     worker.join(timeout=10)
     assert outcome == ["left alone"]
+
+
+ROUTER_CONFIG = """\
+providers:
+  up: {kind: openai, base_url: "http://127.0.0.1:9/v1"}
+routes:
+  d: {targets: [{provider: up, model: m}]}
+default_route: d
+"""
+
+
+@pytest.mark.slow
+def test_half_an_emoji_or_deep_labels_from_a_javascript_host_get_a_tool_answer(tmp_path: Path):
+    """JSON.stringify of a string cut between an emoji's halves writes a lone `\\ud83d`:
+    valid JSON that pydantic's reader refuses. Such calls are answered, and an error that
+    echoes the half (an unknown argument's name) still reaches the host."""
+    config = tmp_path / "c.yaml"
+    config.write_text(ROUTER_CONFIG)
+
+    def call(n: int, arguments: str) -> str:
+        return (f'{{"jsonrpc": "2.0", "id": {n}, "method": "tools/call", "params": '
+                f'{{"name": "chat_completion", "arguments": {arguments}}}}}')
+
+    lines = [json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}}),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        call(2, r'{"prompt": "smile \ud83d", "dry_run": true}'),
+        call(3, r'{"prompt": "hi", "\ud83d": 1}'),
+        call(4, '{"prompt": "hi", "metadata": ' + '{"a": ' * 300 + "1" + "}" * 300 + "}")]
+    proc = subprocess.run([sys.executable, "-m", "mcp_router", "--config", str(config)],
+                          input="\n".join(lines) + "\n", capture_output=True, text=True,
+                          env=dict(os.environ, MCP_ROUTER_HOME=str(tmp_path / "home")),
+                          timeout=60)
+    answers = {a["id"]: a for a in map(json.loads, proc.stdout.splitlines())}
+    assert "error" not in answers[2] and not answers[2]["result"]["isError"]
+    assert answers[2]["result"]["structuredContent"]["cost_note"] == "dry run: nothing was sent"
+    assert answers[3]["result"]["isError"]
+    assert "\ufffd: unknown argument" in answers[3]["result"]["content"][0]["text"]
+    assert answers[4]["result"]["isError"]
+    assert "metadata.a: must be a string or a number" in answers[4]["result"]["content"][0][
+        "text"]

@@ -18,6 +18,7 @@ Inspector) writes it last: `{...request, jsonrpc: "2.0", id}`."""
 
 _DECODER = json.JSONDecoder()
 _TRIES = 8  # nested "id" keys ending the tail that are passed over before giving up
+_PATH_LEVELS = 3  # how far down a member nested past reading is named: params.arguments.<name>
 
 
 def refusal(head: bytes, message: str, tail: bytes = b"") -> JSONRPCError | None:
@@ -44,10 +45,11 @@ def malformed(line: bytes) -> JSONRPCError | None:
     values sent."""
     try:
         message = json.loads(line)
-    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested past reading
+    except RecursionError:
+        return _too_deep(line)
+    except ValueError as exc:  # not JSON, or not UTF-8
         where = f": {exc.msg} at character {exc.pos}" if isinstance(
-            exc, json.JSONDecodeError) else ": nested too deeply to read" if isinstance(
-            exc, RecursionError) else ""
+            exc, json.JSONDecodeError) else ""
         return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(
             code=PARSE_ERROR, message=f"Parse error: the line is not JSON{where}"))
     if not isinstance(message, dict):
@@ -60,6 +62,58 @@ def malformed(line: bytes) -> JSONRPCError | None:
         request_id = _plain(message["id"])
     return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(
         code=INVALID_REQUEST, message=f"Invalid request: {problem}"))
+
+
+def _too_deep(line: bytes) -> JSONRPCError | None:
+    """The error for `line`, valid JSON nested past what Python reads: an invalid request
+    naming the member too deep (`params.arguments.metadata`), with its id when either end
+    of the line shows it (as for a message too large); a parse error (id null) when the
+    line is no object."""
+    text = line.decode("utf-8", errors="replace")
+    path = _path_past_reading(text)
+    if not path:
+        return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(
+            code=PARSE_ERROR, message="Parse error: the line is not JSON: nested too deeply "
+                                      "to read"))
+    return refusal(line, f"Invalid request: {path}: nested too deeply to read",
+                   line[-ID_SCAN_BYTES:])
+
+
+def _path_past_reading(text: str) -> str:
+    """The dotted path, at most _PATH_LEVELS members down, to the member of the JSON object
+    `text` that nests too deeply to read; empty when `text` is no object."""
+    path: list[str] = []
+    pos = _skip_blank(text, 0)
+    while len(path) < _PATH_LEVELS and text.startswith("{", pos):
+        found = _member_past_reading(text, pos + 1)
+        if found is None:
+            break
+        key, pos = found
+        path.append(key)
+    return ".".join(path)
+
+
+def _member_past_reading(text: str, pos: int) -> tuple[str, int] | None:
+    """The name and the start of the value of the first member, in the object whose members
+    start at `pos`, that nests too deeply to read; None when none does or a member is no
+    JSON."""
+    try:
+        while True:
+            key, pos = _DECODER.raw_decode(text, _skip_blank(text, pos))
+            pos = _skip_blank(text, pos)
+            if not isinstance(key, str) or not text.startswith(":", pos):
+                return None
+            start = _skip_blank(text, pos + 1)
+            try:
+                _, pos = _DECODER.raw_decode(text, start)
+            except RecursionError:
+                return key, start
+            pos = _skip_blank(text, pos)
+            if not text.startswith(",", pos):
+                return None
+            pos += 1
+    except ValueError:
+        return None
 
 
 def _request_problems(message: dict[str, object]) -> str:

@@ -20,6 +20,7 @@ cancelled, and answers staged for the cache reach the disk before the process ex
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -35,8 +36,10 @@ import anyio.lowlevel
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from mcp.types import JSONRPCError, jsonrpc_message_adapter
+from mcp.types import JSONRPCError, JSONRPCMessage, jsonrpc_message_adapter
+from pydantic_core import PydanticSerializationError
 
+from mcp_router.messages import well_formed
 from mcp_router.server.oversized import ID_SCAN_BYTES, malformed, refusal
 from mcp_router.server.terminal import TerminalLines
 
@@ -194,6 +197,8 @@ class PipeReader:
         try:
             return SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            if (message := _reread(line)) is not None:
+                return SessionMessage(message)
             log.warning("stdin: a line that is not a JSON-RPC message was ignored: %s",
                         str(exc).splitlines()[0])
             await self._tell(malformed(line))
@@ -265,6 +270,18 @@ class PipeReader:
         await self.aclose()
 
 
+def _reread(line: bytes) -> JSONRPCMessage | None:
+    """The message in `line` as the standard library reads it, for the valid JSON that
+    pydantic's reader refuses: a lone UTF-16 surrogate escape (`"\\ud83d"`, half an emoji a
+    JavaScript host cut) and nesting past 200 levels. The tools take such text as the
+    in-memory transport hands it to them, and refuse or mend it naming the argument. None
+    when the line is still no message."""
+    try:
+        return jsonrpc_message_adapter.validate_python(json.loads(line), by_name=False)
+    except (ValueError, RecursionError):  # not JSON, no message, or nested past reading
+        return None
+
+
 class _WriteFlow(asyncio.Protocol):
     """Flow control for the stdout pipe: a sender waits while the pipe's buffer is full."""
 
@@ -301,7 +318,12 @@ class PipeWriter:
     async def send(self, item: SessionMessage, /) -> None:
         if self._flow.lost or self._transport.is_closing():
             raise anyio.BrokenResourceError("stdout is closed: the host has gone")
-        data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        try:
+            data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        except PydanticSerializationError:  # a lone surrogate (a host's half emoji, echoed)
+            data = well_formed(json.dumps(item.message.model_dump(
+                mode="json", by_alias=True, exclude_unset=True),
+                ensure_ascii=False, separators=(",", ":")))
         self._transport.write(data.encode() + b"\n")
         await self._flow.drained()
 
