@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mcp_router.messages import Attempt
+    from mcp_router.messages import Attempt, Usage
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,13 @@ class ProviderError(RouterError):
 
 
 class ProviderStatusError(ProviderError):
-    """The upstream answered with an HTTP error status."""
+    """The upstream answered with an HTTP error status, or reported one inside a 200 answer;
+    `billed` is the usage such an answer reported, when it was billed whole."""
 
     def __init__(self, provider: str, model: str, status: int, message: str,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, *, billed: Usage | None = None) -> None:
         self.status, self.retry_after, self.reason = status, retry_after, message
+        self.billed = billed
         super().__init__(provider, model, f"HTTP {status}: {message}")
 
 

@@ -194,7 +194,7 @@ class Ledger:
     def record(self, row: LedgerRow) -> None:
         """Append one row; it is durable against a process kill when this returns. Raises
         DataError, naming the file, when SQLite cannot take it (disk full, a lock held past
-        the busy timeout)."""
+        the busy timeout, a number no SQLite integer holds)."""
         ts = self._clock.wall() if row.ts is None else row.ts
         day, month = utc_day_month(ts)
         u = row.usage
@@ -206,7 +206,7 @@ class Ledger:
         with self._lock:
             try:
                 self._conn.execute(_INSERT, values)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OverflowError, ValueError) as exc:
                 raise DataError(f"cannot write to the ledger {self.path}: {exc}") from exc
 
     def recent(self, limit: int = 100) -> list[LedgerRow]:

@@ -143,13 +143,17 @@ class ChatRequest(BaseModel):
     stop: tuple[str, ...] | None = None
 
 
+TokenCount = Annotated[int, Field(ge=0, strict=True)]
+"""A count of tokens: never negative (it would price as a refund), never a bool."""
+
+
 class Usage(ResultModel):
     """Token counts as the provider reported them (estimated, as `cost_note` then says, when it
     reported none); cached input tokens are a subset of input."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
+    cached_input_tokens: TokenCount = 0
 
 
 class PiiSummary(ResultModel):

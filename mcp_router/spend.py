@@ -177,9 +177,14 @@ class AttemptHold:
         return usage
 
     def fail(self, error: Exception, latency_ms: float, seen: StreamState) -> None:
-        """A failed attempt. One that ended after text arrived, or that may have been
-        billed before any did (`MAY_HAVE_COST`), is charged; a refusal is released."""
-        if seen.started or isinstance(error, MAY_HAVE_COST):
+        """A failed attempt. One whose answer failed with the usage it was billed for (an
+        empty 200 that reported usage) is charged that; one that ended after text arrived, or
+        that may have been billed before any did (`MAY_HAVE_COST`), is charged an estimate;
+        a refusal is released."""
+        billed = error.billed if isinstance(error, ProviderStatusError) else None
+        if billed is not None:
+            self._record("error", billed, self._charge(billed, None), latency_ms)
+        elif seen.started or isinstance(error, MAY_HAVE_COST):
             self._unfinished("error", latency_ms, seen, _how_it_ended(error))
         else:
             self.release()

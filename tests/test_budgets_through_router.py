@@ -193,3 +193,52 @@ async def test_once_the_budget_is_used_up_the_route_steps_down_to_a_free_local_t
         assert router.spend.budgets.reserved == 0
 
     await with_router(sim, tmp_path, "1", body)
+
+
+# --- usage reports that are no token counts --------------------------------------------------
+
+REPORTING = """\
+providers:
+  up: {kind: openai, base_url: "https://up.test/v1", stream: false}
+routes:
+  default: {targets: [{provider: up, model: m}]}
+cache: {enabled: false}
+budgets: {daily_usd: 1}
+prices:
+  up/*: {input_per_mtok: 1, output_per_mtok: 1}
+"""
+
+
+async def with_reports(home: Path, prompt_tokens: list[int], body: Any) -> None:
+    """A router over one upstream that answers "Hello" reporting `prompt_tokens` in turn."""
+    reported = iter(prompt_tokens)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": next(reported), "completion_tokens": 3}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        with open_router(parse_config(REPORTING, env={}), http=http, keys={}, home=home,
+                         clock=LoopClock(), rng=random.Random(0)) as router:
+            await body(router)
+
+
+@pytest.mark.parametrize("reported", [-10**12, 2**63], ids=["negative", "past 2**63"])
+async def test_a_usage_report_that_is_no_token_count_is_charged_an_estimate_not_believed(
+        tmp_path: Path, reported: int):
+    async def body(router: Router) -> None:
+        first = await router.complete(ChatCall(prompt="hi"))
+        assert first.content == "Hello"
+        assert first.cost_usd is not None and first.cost_usd > 0  # never a refund
+        assert first.cost_note is not None and first.cost_note.startswith("estimated: up/m ")
+        # the budget and the ledger agree: $1 then fits once, not again
+        spent = router.spend.ledger.spent("today")
+        assert router.spend.budgets.spent_today == spent == first.cost_usd
+        second = await router.complete(ChatCall(prompt="a $1 answer"))
+        assert second.cost_usd is not None and second.cost_usd > 1
+        with pytest.raises(BudgetExceeded):
+            await router.complete(ChatCall(prompt="and another"))
+
+    await with_reports(tmp_path, [reported, 10**6, 10**6], body)

@@ -19,7 +19,7 @@ import pytest
 
 from mcp_router.clock import LoopClock
 from mcp_router.config import parse_config
-from mcp_router.messages import Attempt, ChatCall, ChatResult
+from mcp_router.messages import Attempt, ChatCall, ChatResult, Usage
 from mcp_router.router import Router
 from mcp_router.token_estimate import estimate_tokens
 from mcp_router.wiring import open_router
@@ -252,6 +252,35 @@ async def test_a_finish_reason_that_reports_a_failure_is_retried_then_falls_back
     assert [(r.outcome, r.estimated) for r in failed] == [("error", True)] * 2
     assert all(r.usage.output_tokens == estimate_tokens(len(PARTIAL), len(PARTIAL))
                and (r.cost_usd or 0) > 0 for r in failed)
+    assert result.cost_usd == sum(r.cost_usd or 0 for r in rows)
+
+
+EMPTY_USAGE = {"prompt_tokens": 7, "completion_tokens": 0}
+
+
+@pytest.mark.parametrize(("model", "host", "answer", "stream", "billed"), [
+    ("deepseek/deepseek-chat", "deepseek.test", streamed(), True, None),
+    ("deepseek/deepseek-chat", "deepseek.test",
+     answering(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": ""}}],
+                     "usage": EMPTY_USAGE}), False, Usage(input_tokens=7)),
+    ("google/gemini-2.0-flash", "gemini.test", answering(200, {}), False, None),
+    ("google/gemini-2.0-flash", "gemini.test",
+     answering(200, {"candidates": [], "usageMetadata": {"promptTokenCount": 7}}), False,
+     Usage(input_tokens=7)),
+], ids=["[DONE] only", "json with usage", "gemini {}", "gemini no candidates with usage"])
+async def test_an_answer_with_no_text_and_no_finish_reason_is_retried_then_falls_back(
+        tmp_path: Path, model: str, host: str, answer: Callable[[], httpx.Response],
+        stream: bool, billed: Usage | None) -> None:
+    result, upstreams, rows = await ask_more({host: answer}, tmp_path, model, stream=stream)
+
+    provider = model.split("/")[0]
+    assert (result.provider, result.content, result.finish_reason) == ("openai", "Paris.", "stop")
+    assert tried(result.attempts) == [(provider, "error", 502)] * 2 + [("openai", "ok", None)]
+    error = result.attempts[0].error
+    assert error is not None and error.startswith("HTTP 502: no answer: ")
+    # the usage such an answer reported was billed, and is charged as reported
+    failed = [(r.outcome, r.usage, r.estimated) for r in rows if r.provider == provider]
+    assert failed == ([] if billed is None else [("error", billed, False)] * 2)
     assert result.cost_usd == sum(r.cost_usd or 0 for r in rows)
 
 

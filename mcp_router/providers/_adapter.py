@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -13,7 +13,7 @@ import httpx
 
 from mcp_router.config import ProviderConfig
 from mcp_router.errors import ProviderNotConfigured, ProviderProtocolError, ProviderStatusError
-from mcp_router.messages import ChatRequest, Completion, ModelList, TextFn
+from mcp_router.messages import ChatRequest, Completion, ModelList, TextFn, Usage
 from mcp_router.provider_keys import Scrubber, provider_secrets
 from mcp_router.providers._http import (
     AnswerReader,
@@ -42,6 +42,11 @@ PROBE = "models"
 CONTENT_FILTER = "content_filter"
 REFUSAL = "refusal"
 
+MAX_TOKEN_COUNT = 10**9
+"""The most tokens one field of a usage report may count. No model reads or writes a billion
+tokens in one call; a larger count is a gateway's garbage, which would price as a fortune (and
+SQLite stores no integer past 2**63)."""
+
 OVER_OUTPUT_CAP = Reclassified(413, "max_tokens over this model's limit")
 """A 400 refusing a `max_tokens` above the model's own output cap, as a wire's `reclassify`
 reads it: the next target may take the request, and this one is not at fault, so the status
@@ -55,11 +60,51 @@ class WireError(ValueError):
 class UpstreamError(Exception):
     """An error the upstream reported inside a successful answer (an error event in a stream,
     a finish_reason that says it failed partway). `partial` is the text that came with the
-    report: generated, and billed, though the answer failed."""
+    report: generated, and billed, though the answer failed; `billed` the usage the answer
+    reported, when it is known to have been billed whole."""
 
-    def __init__(self, status: int, message: str, partial: str = "") -> None:
-        self.status, self.partial = status, partial
+    def __init__(self, status: int, message: str, partial: str = "",
+                 billed: Usage | None = None) -> None:
+        self.status, self.partial, self.billed = status, partial, billed
         super().__init__(message)
+
+
+class UnreadableUsage(ValueError):
+    """A usage report holds a count that is no token count (`token_count`)."""
+
+
+def token_count(raw: Mapping[str, Any], *path: str) -> int:
+    """The token count at `path` in a usage report (0 when it is absent or null).
+
+    Raises `UnreadableUsage` for anything else than an integer from 0 to `MAX_TOKEN_COUNT`:
+    a negative count would price as a refund and give a budget headroom, a bool is JSON's
+    true or false, and a larger count no model gives."""
+    value: object = raw
+    for key in path:
+        if value is None:
+            return 0
+        if not isinstance(value, Mapping):
+            raise UnreadableUsage(f"{'.'.join(path)}: {value!r} is no object")
+        value = value.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            not 0 <= value <= MAX_TOKEN_COUNT:
+        raise UnreadableUsage(f"{'.'.join(path)}: {value!r} is no token count")
+    return value
+
+
+def read_usage(raw: object, read: Callable[[Mapping[str, Any]], Usage]) -> Usage | None:
+    """The usage `read` makes of the report `raw` with `token_count`; None when there is no
+    report, or one that is no object or holds a count that is no token count. Such an answer
+    is then charged at an estimate, as one that reports none is: its text did arrive, and a
+    bad count must neither fail it nor be believed."""
+    if not raw or not isinstance(raw, Mapping):
+        return None
+    try:
+        return read(raw)
+    except UnreadableUsage:
+        return None
 
 
 class StreamAccumulator(Protocol):
@@ -243,6 +288,8 @@ class HttpAdapter:
                 completion = await self._parse(reply.data, reading, on_text, stops)
             else:
                 completion = await self._drain(reply.events, reading, on_text, stops)
+        with reading:
+            _answered(completion)
         completion.ttfb_ms = reply.ttfb_ms  # a new object of this call's own: no copy needed
         return completion
 
@@ -292,6 +339,19 @@ class HttpAdapter:
         if held is not None:
             await held.flush()
         return completion
+
+
+def _answered(completion: Completion) -> None:
+    """Raises the upstream failure an answer with no text and no finish reason is: a 200 that
+    ended (a Gemini body with no candidate, a stream of only [DONE], or only message_start and
+    message_stop) without answering or saying why. A 502, retried and then the next target, as
+    `gemini._finish_reason` makes an empty answer ended for a reason it does not name; an empty
+    answer that says why it ended ("stop", "content_filter") is an answer. The usage it
+    reported, if any, was billed."""
+    if completion.finish_reason is None and not completion.content.strip():
+        raise UpstreamError(502, "no answer: the upstream's answer had no text and no finish "
+                            "reason", billed=completion.usage if completion.usage_reported
+                            else None)
 
 
 def _partial(error: ProviderStatusError) -> str:
@@ -348,7 +408,7 @@ class _Reading:
         upstream = self._upstream
         if isinstance(exc, UpstreamError):
             raise ProviderStatusError(upstream.provider, upstream.model, exc.status,
-                                      upstream.clean(str(exc))) from exc
+                                      upstream.clean(str(exc)), billed=exc.billed) from exc
         if isinstance(exc, WireError):
             raise ProviderProtocolError(upstream.provider, upstream.model,
                                         upstream.clean(str(exc))) from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
@@ -17,6 +17,8 @@ from mcp_router.providers._adapter import (
     error_body,
     loads_object,
     model_ids,
+    read_usage,
+    token_count,
 )
 from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
@@ -153,9 +155,10 @@ def parse_completion(data: dict[str, Any]) -> Completion:
         raise _upstream_error(data)
     text = "".join(block.get("text") or "" for block in data["content"]
                    if block.get("type") == "text")
+    usage = read_usage(data.get("usage"), _usage)
     return Completion(content=text, finish_reason=_finish_reason(data.get("stop_reason")),
-                      usage=_usage(data.get("usage") or {}),
-                      usage_reported=bool(data.get("usage")), upstream_model=data.get("model"))
+                      usage=usage or Usage(), usage_reported=usage is not None,
+                      upstream_model=data.get("model"))
 
 
 class AnthropicStream:
@@ -208,10 +211,11 @@ class AnthropicStream:
         return self._answer(usage_reported=self._counted)
 
     def _answer(self, *, usage_reported: bool) -> Completion:
+        usage = read_usage(self._usage, _usage) if usage_reported else None
         return Completion(content="".join(self._parts),
                           finish_reason=_finish_reason(self._stop_reason),
-                          usage=_usage(self._usage) if usage_reported else Usage(),
-                          usage_reported=usage_reported, upstream_model=self._model)
+                          usage=usage or Usage(), usage_reported=usage is not None,
+                          upstream_model=self._model)
 
 
 def parse_error(status: int, body: str) -> str:
@@ -253,13 +257,14 @@ def _upstream_error(data: dict[str, Any]) -> UpstreamError:
     return UpstreamError(status, error.get("message") or error.get("type") or "stream error")
 
 
-def _usage(raw: dict[str, Any]) -> Usage:
+def _usage(raw: Mapping[str, Any]) -> Usage:
+    """The `usage` object (`read_usage` reads it: a bad count makes it no report)."""
     # Anthropic's input_tokens EXCLUDES cache reads and cache writes; the neutral
     # input_tokens is every prompt token, with the cache reads as its cached subset
-    cache_read = raw.get("cache_read_input_tokens") or 0
-    cache_write = raw.get("cache_creation_input_tokens") or 0
-    return Usage(input_tokens=(raw.get("input_tokens") or 0) + cache_read + cache_write,
-                 output_tokens=raw.get("output_tokens") or 0, cached_input_tokens=cache_read)
+    cache_read = token_count(raw, "cache_read_input_tokens")
+    cache_write = token_count(raw, "cache_creation_input_tokens")
+    return Usage(input_tokens=token_count(raw, "input_tokens") + cache_read + cache_write,
+                 output_tokens=token_count(raw, "output_tokens"), cached_input_tokens=cache_read)
 
 
 def _finish_reason(value: str | None) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mcp_router.messages import ChatRequest, Completion, Message, ModelList, Usage
@@ -22,6 +22,8 @@ from mcp_router.providers._adapter import (
     WireError,
     loads_object,
     model_ids,
+    read_usage,
+    token_count,
 )
 from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
@@ -116,10 +118,9 @@ def parse_completion(data: dict[str, Any]) -> Completion:
     """A GenerateContentResponse; the first candidate is the answer."""
     _raise_in_band(data)
     text, finish_reason = _read_chunk(data)
-    return Completion(content=text, finish_reason=finish_reason,
-                      usage=_usage(data.get("usageMetadata") or {}),
-                      usage_reported=bool(data.get("usageMetadata")),
-                      upstream_model=data.get("modelVersion"))
+    usage = read_usage(data.get("usageMetadata"), _usage)
+    return Completion(content=text, finish_reason=finish_reason, usage=usage or Usage(),
+                      usage_reported=usage is not None, upstream_model=data.get("modelVersion"))
 
 
 class GeminiStream:
@@ -147,8 +148,9 @@ class GeminiStream:
         return self.so_far()
 
     def so_far(self) -> Completion:
+        usage = read_usage(self._usage, _usage)
         return Completion(content="".join(self._parts), finish_reason=self._finish_reason,
-                          usage=_usage(self._usage), usage_reported=bool(self._usage),
+                          usage=usage or Usage(), usage_reported=usage is not None,
                           upstream_model=self._model)
 
 
@@ -236,12 +238,13 @@ def _raise_in_band(data: dict[str, Any]) -> None:
     raise UpstreamError(status, message or "error reported in the response")
 
 
-def _usage(raw: dict[str, Any]) -> Usage:
+def _usage(raw: Mapping[str, Any]) -> Usage:
+    """The `usageMetadata` object (`read_usage` reads it: a bad count makes it no report)."""
     # promptTokenCount already includes the cached tokens; thinking models bill
     # thoughtsTokenCount as output, reported apart from candidatesTokenCount
-    output = (raw.get("candidatesTokenCount") or 0) + (raw.get("thoughtsTokenCount") or 0)
-    return Usage(input_tokens=raw.get("promptTokenCount") or 0, output_tokens=output,
-                 cached_input_tokens=raw.get("cachedContentTokenCount") or 0)
+    output = token_count(raw, "candidatesTokenCount") + token_count(raw, "thoughtsTokenCount")
+    return Usage(input_tokens=token_count(raw, "promptTokenCount"), output_tokens=output,
+                 cached_input_tokens=token_count(raw, "cachedContentTokenCount"))
 
 
 def _finish_reason(value: str | None, text: str, answered: bool) -> str | None:

@@ -10,7 +10,7 @@ the user's turn first and last (`_turns.edged`), as Perplexity does.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +29,8 @@ from mcp_router.providers._adapter import (
     error_body,
     loads_object,
     model_ids,
+    read_usage,
+    token_count,
 )
 from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
@@ -160,9 +162,9 @@ def parse_completion(data: dict[str, Any]) -> Completion:
     finish_reason = REFUSAL if refusal else _finish_reason(choice.get("finish_reason"))
     if content.strip():  # an empty answer stays empty: nothing cites them, nothing is cached
         content += sources(data)
-    return Completion(content=content, finish_reason=finish_reason,
-                      usage=_usage(data.get("usage")), usage_reported=bool(data.get("usage")),
-                      upstream_model=data.get("model"))
+    usage = read_usage(data.get("usage"), _usage)
+    return Completion(content=content, finish_reason=finish_reason, usage=usage or Usage(),
+                      usage_reported=usage is not None, upstream_model=data.get("model"))
 
 
 class OpenAIStream:
@@ -194,7 +196,7 @@ class OpenAIStream:
         _raise_in_band(chunk)
         self._model = chunk.get("model") or self._model
         if chunk.get("usage"):  # the include_usage chunk, after the finish_reason one
-            self._usage = _usage(chunk["usage"])
+            self._usage = read_usage(chunk["usage"], _usage)
         text = ""
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
@@ -334,25 +336,24 @@ def _raise_in_band(data: dict[str, Any]) -> None:
     raise UpstreamError(status, _error_message(data) or "error reported in the response")
 
 
-def _usage(raw: dict[str, Any] | None) -> Usage:
-    if not raw:
-        return Usage()
-    details = raw.get("prompt_tokens_details") or {}
+def _usage(raw: Mapping[str, Any]) -> Usage:
+    """The `usage` object (`read_usage` reads it: a bad count makes it no report)."""
     # DeepSeek reports cache hits as prompt_cache_hit_tokens instead of the details object
-    cached = details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
-    prompt = raw.get("prompt_tokens") or 0
+    cached = token_count(raw, "prompt_tokens_details", "cached_tokens") or \
+        token_count(raw, "prompt_cache_hit_tokens")
+    prompt = token_count(raw, "prompt_tokens")
     return Usage(input_tokens=prompt, output_tokens=_output_tokens(raw, prompt),
                  cached_input_tokens=cached)
 
 
-def _output_tokens(raw: dict[str, Any], prompt: int) -> int:
+def _output_tokens(raw: Mapping[str, Any], prompt: int) -> int:
     """Completion tokens with the reasoning tokens billed as output.
 
     OpenAI counts reasoning inside `completion_tokens`; xAI reports it beside them, so its
     `total_tokens` is prompt + completion + reasoning. The total tells which one was sent.
     """
-    completion = raw.get("completion_tokens") or 0
-    reasoning = (raw.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    completion = token_count(raw, "completion_tokens")
+    reasoning = token_count(raw, "completion_tokens_details", "reasoning_tokens")
     if reasoning > 0 and raw.get("total_tokens") == prompt + completion + reasoning:
         return completion + reasoning
     return completion

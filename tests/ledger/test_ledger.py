@@ -133,6 +133,17 @@ def test_a_row_sqlite_cannot_take_is_refused_naming_the_ledger(ledger: Ledger) -
                                "is full")
 
 
+def test_a_token_count_no_sqlite_integer_holds_is_refused_naming_the_ledger(
+        ledger: Ledger) -> None:
+    row = LedgerRow(provider="openai", model="gpt-4o", outcome="ok",
+                    usage=Usage(input_tokens=2**63))
+
+    with pytest.raises(DataError, match=re.escape(f"cannot write to the ledger {ledger.path}: "
+                                                  "Python int too large")):
+        ledger.record(row)
+    assert ledger.recent() == []
+
+
 def test_a_ledger_that_cannot_be_read_is_named_in_the_error(ledger: Ledger) -> None:
     with closing(sqlite3.connect(ledger.path)) as conn:
         conn.execute("DROP TABLE calls")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from mcp_router.budgets import BudgetGuard
 from mcp_router.clock import LoopClock
 from mcp_router.config import BudgetsConfig
-from mcp_router.errors import ProviderError
+from mcp_router.errors import ProviderError, ProviderStatusError
 from mcp_router.ledger import Ledger
 from mcp_router.messages import Call, ChatRequest, ChatResponse, Completion, Message, Usage
 from mcp_router.prices import PriceBook
@@ -97,6 +97,20 @@ async def test_a_refusal_before_any_text_costs_nothing_and_leaves_no_row(
     assert charged(spend) == []
     assert (spend.budgets.spent_today, spend.budgets.reserved) == (0, 0)
     assert gate.total == (0, None)
+
+
+async def test_an_answer_that_failed_with_the_usage_it_was_billed_is_charged_that_usage(
+        spend: Spend) -> None:
+    # an empty 200 that reported usage but neither text nor why it ended: a 502 (moves on)
+    empty = ProviderStatusError("openai", "gpt-4o", 502, "no answer: …",
+                                billed=Usage(input_tokens=7, output_tokens=1))
+
+    gate = await ask(spend, [empty])
+
+    cost = gpt_4o(7, 1)
+    assert charged(spend) == [("error", Usage(input_tokens=7, output_tokens=1), cost, False)]
+    assert (spend.budgets.spent_today, spend.budgets.reserved) == (cost, 0)
+    assert gate.total == (cost, None)
 
 
 async def test_a_streamed_answer_that_times_out_before_any_text_is_charged_its_input(

@@ -1,11 +1,13 @@
 """What the adapters make of vendor answers that are not what they look like: a finish_reason
 that reports a failure, a blocked prompt sent as a 400, more stop strings than a wire takes,
-and Perplexity's sources beside the text that cites them."""
+Perplexity's sources beside the text that cites them, usage reports whose counts are no token
+counts, and a 200 that carries neither text nor a finish reason."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from mcp_router.config import ProviderConfig
 from mcp_router.errors import ProviderStatusError
@@ -35,6 +37,12 @@ def gemini(http: httpx.AsyncClient, *, stream: bool) -> Adapter:
     cfg = ProviderConfig(kind="gemini", base_url="https://gemini.test/v1beta",
                          api_key_env="GEMINI_API_KEY", stream=stream)
     return make_provider("google", cfg, http, KEY)
+
+
+def claude(http: httpx.AsyncClient, *, stream: bool) -> Adapter:
+    cfg = ProviderConfig(kind="anthropic", base_url="https://anthropic.test",
+                         api_key_env="ANTHROPIC_API_KEY", stream=stream)
+    return make_provider("anthropic", cfg, http, KEY)
 
 
 def answer(content: str, finish: str, **extra: object) -> dict:
@@ -265,3 +273,129 @@ async def test_no_sources_follow_an_answer_a_local_stop_string_ended(
 
     assert (completion.content, completion.finish_reason) == ("Paris [1] and ", "stop")
     assert "".join(sink.deltas) == "Paris [1] and "
+
+
+# 5. Usage reports whose counts are no token counts
+
+BAD_COUNTS = [-1_000_000_000_000, -1, True, 2**63, 10**9 + 1, 1.5, "12"]
+
+
+def hello_with_usage(wire: str, stream: bool, count: object) -> httpx.Response:
+    """A whole "Hello" answer of `wire` whose usage report holds `count` as one of its counts
+    (Gemini's in `thoughtsTokenCount`, which is added to the output)."""
+    if wire == "openai":
+        usage = {"prompt_tokens": count, "completion_tokens": 3}
+        if stream:
+            return sse_response(chunk("Hello", "stop"), chunk(usage=usage), "[DONE]")
+        return json_response(answer("Hello", "stop", usage=usage))
+    if wire == "anthropic":
+        usage = {"input_tokens": 5, "output_tokens": count}
+        if stream:
+            return sse_response(
+                ("message_start", {"type": "message_start", "message": {"usage": {}}}),
+                ("content_block_delta", {"type": "content_block_delta",
+                                         "delta": {"type": "text_delta", "text": "Hello"}}),
+                ("message_delta", {"type": "message_delta",
+                                   "delta": {"stop_reason": "end_turn"}, "usage": usage}),
+                ("message_stop", {"type": "message_stop"}))
+        return json_response({"type": "message", "stop_reason": "end_turn", "usage": usage,
+                              "content": [{"type": "text", "text": "Hello"}]})
+    body = {"candidates": [{"content": {"parts": [{"text": "Hello"}]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3,
+                              "thoughtsTokenCount": count}}
+    return sse_response(body) if stream else json_response(body)
+
+
+def adapter_of(wire: str, http: httpx.AsyncClient, *, stream: bool) -> Adapter:
+    if wire == "openai":
+        return compatible(http, "deepseek", stream=stream)
+    return claude(http, stream=stream) if wire == "anthropic" else gemini(http, stream=stream)
+
+
+@pytest.mark.parametrize("count", BAD_COUNTS, ids=repr)
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("wire", ["openai", "anthropic", "gemini"])
+async def test_a_usage_report_with_a_count_that_is_no_token_count_counts_as_no_report(
+        http: httpx.AsyncClient, upstream: FakeUpstream, wire: str, stream: bool,
+        count: object) -> None:
+    upstream.answer(hello_with_usage(wire, stream, count))
+
+    completion = await adapter_of(wire, http, stream=stream).send(HI, "m")
+
+    # answered, and charged at an estimate as an answer reporting no usage is: a negative
+    # count would price as a refund, and 2**63 as a fortune no ledger row can hold
+    assert (completion.content, completion.usage_reported, completion.usage) == (
+        "Hello", False, Usage())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("wire", "usage"), [
+    ("openai", Usage(input_tokens=10**9, output_tokens=3)),
+    ("anthropic", Usage(input_tokens=5, output_tokens=10**9)),
+    ("gemini", Usage(input_tokens=5, output_tokens=3 + 10**9))])
+async def test_the_largest_token_count_is_read_as_sent(
+        http: httpx.AsyncClient, upstream: FakeUpstream, wire: str, usage: Usage,
+        stream: bool) -> None:
+    upstream.answer(hello_with_usage(wire, stream, 10**9))
+
+    completion = await adapter_of(wire, http, stream=stream).send(HI, "m")
+
+    assert (completion.usage_reported, completion.usage) == (True, usage)
+
+
+@pytest.mark.parametrize("count", [-1, True])
+def test_a_usage_with_a_negative_or_boolean_count_cannot_be_made(count: object) -> None:
+    with pytest.raises(ValidationError):
+        Usage(input_tokens=count)  # type: ignore[arg-type]
+
+
+# 6. A 200 that carries neither text nor a finish reason
+
+MESSAGE_START = ("message_start", {"type": "message_start",
+                                   "message": {"usage": {"input_tokens": 5, "output_tokens": 1}}})
+NO_ANSWERS = {
+    "gemini {}": (lambda http: gemini(http, stream=False), json_response({}), None),
+    "gemini no candidates": (lambda http: gemini(http, stream=False),
+                             json_response({"candidates": [],
+                                            "usageMetadata": {"promptTokenCount": 7}}),
+                             Usage(input_tokens=7)),
+    "openai [DONE] only": (lambda http: compatible(http, "deepseek", stream=True),
+                           sse_response("[DONE]"), None),
+    "openai only another choice": (
+        lambda http: compatible(http, "deepseek", stream=True),
+        sse_response({"choices": [{"index": 1, "delta": {"content": "Hi"},
+                                   "finish_reason": "stop"}]}, "[DONE]"), None),
+    "openai json": (lambda http: compatible(http, "deepseek", stream=False),
+                    json_response({"choices": [{"index": 0, "message": {"content": None}}],
+                                   "usage": {"prompt_tokens": 9, "completion_tokens": 0}}),
+                    Usage(input_tokens=9)),
+    "anthropic start and stop": (lambda http: claude(http, stream=True),
+                                 sse_response(MESSAGE_START,
+                                              ("message_stop", {"type": "message_stop"})),
+                                 Usage(input_tokens=5, output_tokens=1)),
+}
+
+
+@pytest.mark.parametrize("case", list(NO_ANSWERS))
+async def test_an_answer_with_no_text_and_no_finish_reason_is_an_upstream_502(
+        http: httpx.AsyncClient, upstream: FakeUpstream, case: str) -> None:
+    make, reply, billed = NO_ANSWERS[case]
+    upstream.answer(reply)
+
+    with pytest.raises(ProviderStatusError) as caught:
+        await make(http).send(HI, "m")
+
+    # a 502 is retried, then the next target is asked; the usage it reported was billed
+    assert (caught.value.status, caught.value.billed) == (502, billed)
+    assert str(caught.value).startswith(f"{caught.value.provider}/m: HTTP 502: no answer: ")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_empty_answer_that_says_why_it_ended_is_an_answer(
+        http: httpx.AsyncClient, upstream: FakeUpstream, stream: bool) -> None:
+    upstream.answer(sse_response(chunk(finish="stop"), "[DONE]") if stream
+                    else json_response(answer("", "stop")))
+
+    completion = await compatible(http, "deepseek", stream=stream).send(HI, "m")
+
+    assert (completion.content, completion.finish_reason) == ("", "stop")
