@@ -16,8 +16,8 @@ import yaml
 
 from mcp_router.errors import ConfigError
 
-__all__ = ["ENV_NAME", "ENV_REF", "MAX_DEPTH", "Lines", "describe", "expand_env",
-           "nearest_line", "read_yaml", "url_problem"]
+__all__ = ["ENV_NAME", "ENV_REF", "MAX_DEPTH", "PLACEHOLDER", "Lines", "describe",
+           "expand_env", "nearest_line", "read_yaml", "url_problem"]
 
 Lines = dict[tuple[str | int, ...], int]
 """The line of each key path in the file: `("providers", "openai", "base_url") -> 12`."""
@@ -25,6 +25,9 @@ Lines = dict[tuple[str | int, ...], int]
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 """An environment variable's name, as `${NAME}` and `api_key_env` take it."""
 ENV_REF = re.compile(rf"\$\{{({ENV_NAME.pattern})\}}")
+PLACEHOLDER = re.compile(r"<[^<>]*>")
+"""What a variable holds when a host snippet's `<your VAR>` was left in place; the same rule
+`provider_keys` applies to key variables (a sibling layer, so written twice, not imported)."""
 
 MAX_DEPTH = 32
 """How deep lists and mappings may nest. The policy needs seven levels; PyYAML composes
@@ -252,7 +255,8 @@ def nearest_line(loc: tuple[Any, ...], lines: Lines) -> int | None:
 
 def expand_env(data: dict[str, Any], env: Any, file: str, lines: Lines) -> dict[str, Any]:
     """Replace ${VAR} in providers' base_url and headers, and nowhere else. `data` is left as
-    it is: a mapping two aliases share is expanded for each, never twice."""
+    it is: a mapping two aliases share is expanded for each, never twice. A variable unset, or
+    holding a `PLACEHOLDER`, is a `ConfigError` naming it and the key that refers to it."""
     providers = data.get("providers")
     if not isinstance(providers, dict):
         return data  # validation says what it must be
@@ -267,16 +271,21 @@ def expand_env(data: dict[str, Any], env: Any, file: str, lines: Lines) -> dict[
 def _expand_provider(provider: dict[str, Any], env: Any, file: str, lines: Lines,
                      path: tuple[str | int, ...]) -> dict[str, Any]:
     out = dict(provider)
+    key_var = provider.get("api_key_env")
     if isinstance(url := provider.get("base_url"), str):
-        out["base_url"] = _substitute(url, env, file, lines, (*path, "base_url"))
+        out["base_url"] = _substitute(url, env, file, lines, (*path, "base_url"), key_var)
     if isinstance(headers := provider.get("headers"), dict):
-        out["headers"] = {k: _substitute(v, env, file, lines, (*path, "headers", k))
+        out["headers"] = {k: _substitute(v, env, file, lines, (*path, "headers", k), key_var)
                           if isinstance(v, str) else v for k, v in headers.items()}
     return out
 
 
 def _substitute(value: str, env: Any, file: str, lines: Lines,
-                path: tuple[str | int, ...]) -> str:
+                path: tuple[str | int, ...], key_var: Any) -> str:
+    """`value` with its ${VAR}s expanded. A variable holding a placeholder counts as unset
+    (sent as written, a gateway would answer with a 401 the user cannot trace to it), except
+    the provider's own key variable: `provider_keys` then counts the provider unconfigured,
+    so nothing is sent, as for a key variable used nowhere else."""
     def fail(message: str) -> ConfigError:
         return ConfigError(message, file=file, line=nearest_line(path, lines),
                            key=".".join(map(str, path)))
@@ -285,7 +294,12 @@ def _substitute(value: str, env: Any, file: str, lines: Lines,
         var = match.group(1)
         if var not in env:
             raise fail(f"environment variable {var} is not set")
-        return str(env[var])
+        got = str(env[var])
+        if var != key_var and PLACEHOLDER.fullmatch(got.strip()):
+            raise fail(f"environment variable {var} holds a placeholder in angle brackets, not "
+                       "a value: put the value in its place (in the host config's env block, "
+                       "if `mcp-router config` printed it)")
+        return got
 
     if "${" in ENV_REF.sub("", value):  # `${A:-x}` or `${A` would be sent as written
         raise fail("only ${NAME} is expanded (no defaults or other shell forms)")

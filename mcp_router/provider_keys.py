@@ -21,7 +21,8 @@ __all__ = ["MIN_SECRET_CHARS", "KeySource", "ScrubFilter", "Scrubber", "config_s
 log = logging.getLogger("mcp_router")
 
 PLACEHOLDER = re.compile(r"<[^<>]*>")
-"""What a key variable holds when a config snippet's `<your ..._API_KEY>` was left in place."""
+"""What a key variable holds when a config snippet's `<your ..._API_KEY>` was left in place
+(`config_yaml.PLACEHOLDER`, the same rule, refuses one in a `${VAR}` of base_url or headers)."""
 
 MASK = "***"
 MIN_SECRET_CHARS = 6

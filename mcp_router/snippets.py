@@ -109,6 +109,13 @@ def env_vars(config: Config) -> EnvVars:
     return EnvVars(sorted(secret), sorted(plain - secret))
 
 
+def _header_variables(config: Config) -> list[str]:
+    """The variables in providers' headers that are not the provider's own key variable: a
+    placeholder left in one is refused at start-up (`config_yaml.expand_env`), not skipped."""
+    return sorted({var for p in config.providers.values() for value in p.headers.values()
+                   for var in ENV_REF.findall(value) if var != p.api_key_env})
+
+
 def client_snippet(client: str, config: Config, config_path: Path,
                    env: Mapping[str, str]) -> tuple[str, str]:
     """The text to paste (or run) for `client`, and a hint saying where it goes; `env` is this
@@ -125,6 +132,9 @@ def client_snippet(client: str, config: Config, config_path: Path,
     if unset:
         hint = (f"The config refers to {', '.join(unset)}, not set in this shell: "
                 f"{UNSET_HINT[client]}.\n{hint}")
+    if client in ("claude-desktop", "cursor") and (in_headers := _header_variables(config)):
+        hint += (f"\nA placeholder left in place for {', '.join(in_headers)} (used in a "
+                 "provider's headers, not a key) stops the server with an error naming it.")
     if client == "claude-code":
         words = {k: f"{k}=\"${k}\"" for k in [*needed.secret, *needed.plain]}
         if home:

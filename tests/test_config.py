@@ -10,6 +10,7 @@ import pytest
 
 from mcp_router.config import load_config, parse_config, shipped_config
 from mcp_router.errors import ConfigError
+from mcp_router.provider_keys import provider_keys
 
 GOOD = """\
 providers:
@@ -151,6 +152,34 @@ def test_unset_env_ref_is_named():
     err = broken(GOOD.replace("base_url: http://127.0.0.1:9/v1", "base_url: ${SIM_URL}/v1"))
     assert err.key == "providers.sim.base_url"
     assert "environment variable SIM_URL is not set" in str(err)
+
+
+@pytest.mark.parametrize(("written", "line", "key"), [
+    ("base_url: http://127.0.0.1:9/v1\n    headers: {x-portkey-virtual-key: '${PK_VKEY}'}", 5,
+     "providers.sim.headers.x-portkey-virtual-key"),
+    ("base_url: https://${PK_VKEY}/v1", 4, "providers.sim.base_url"),
+], ids=["header", "base_url"])
+def test_a_snippet_placeholder_left_in_a_variable_is_refused_like_an_unset_one(
+        written: str, line: int, key: str):
+    text = GOOD.replace("base_url: http://127.0.0.1:9/v1", written)
+    for value in ("<your PK_VKEY>", " <paste here>\n"):
+        with pytest.raises(ConfigError) as info:
+            parse_config(text, file="team.yaml", env={"PK_VKEY": value})
+        assert (info.value.file, info.value.line, info.value.key) == ("team.yaml", line, key)
+        assert "environment variable PK_VKEY holds a placeholder in angle brackets, not a " \
+               "value: put the value in its place" in str(info.value)
+        assert value.strip() not in str(info.value)
+
+
+def test_a_placeholder_in_the_providers_own_key_variable_leaves_it_unconfigured(
+        caplog: pytest.LogCaptureFixture):
+    text = GOOD.replace("base_url: http://127.0.0.1:9/v1", "base_url: http://127.0.0.1:9/v1\n"
+                        "    api_key_env: PK_KEY\n    headers: {x-portkey-api-key: '${PK_KEY}'}")
+    env = {"PK_KEY": "<your PK_KEY>", "OTHER_KEY": "other-key"}
+    config = parse_config(text, env=env)
+    assert provider_keys(config.providers, env, base=Path.cwd()) == {"other": "other-key"}
+    assert "PK_KEY holds a placeholder in angle brackets, not a key: provider sim counts as " \
+           "unconfigured" in caplog.text
 
 
 def test_malformed_price_override_names_the_key():

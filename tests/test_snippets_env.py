@@ -107,6 +107,30 @@ def test_a_variable_in_a_header_is_passed_as_a_secret(tmp_path: Path):
                                                       "GW_URL": "http://gw.internal:9000"}
 
 
+@pytest.mark.parametrize("host", ["claude-desktop", "cursor"])
+def test_a_header_placeholder_left_in_a_snippet_stops_the_server_naming_it(host: str,
+                                                                          tmp_path: Path):
+    config = tmp_path / "gateway.yaml"
+    config.write_text("providers:\n"
+                      "  gw: {kind: openai, base_url: 'http://127.0.0.1:9/v1',\n"
+                      "       api_key_env: GW_KEY, headers: {X-Virtual-Key: '${GW_VKEY}'}}\n"
+                      "routes:\n  default:\n    targets: [{provider: gw, model: m}]\n")
+    done = run_cli("config", host, "--config", str(config))
+    assert done.stderr.strip().endswith(
+        "A placeholder left in place for GW_VKEY (used in a provider's headers, not a key) "
+        "stops the server with an error naming it.")
+    env = json.loads(done.stdout)["mcpServers"]["mcp-router"]["env"]
+    assert env == {"GW_KEY": "<your GW_KEY>", "GW_VKEY": "<your GW_VKEY>"}
+    served = run_cli("serve", "--config", str(config),
+                     env={**env, "GW_KEY": "gw-key-123", "MCP_ROUTER_HOME": str(tmp_path)})
+    assert served.returncode == 1
+    assert served.stderr.strip().splitlines()[-1] == (
+        f"mcp-router: config error: {config}:3: providers.gw.headers.X-Virtual-Key: "
+        "environment variable GW_VKEY holds a placeholder in angle brackets, not a value: "
+        "put the value in its place (in the host config's env block, if `mcp-router config` "
+        "printed it)")
+
+
 @pytest.mark.parametrize("command", ["serve", "check-config"])
 def test_serving_still_refuses_a_config_whose_variable_is_unset(command: str):
     done = run_cli(command, "--config", DEMO)
