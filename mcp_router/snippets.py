@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mcp_router.config import Config, data_home, load_config
 from mcp_router.config_yaml import ENV_REF
-from mcp_router.server.http_auth import ENDPOINT_PATHS, is_loopback
+from mcp_router.server.http_bind import ENDPOINT_PATHS, is_loopback
 
 WHERE = {
     "claude-desktop": "Add to claude_desktop_config.json (Settings > Developer > Edit Config), "

@@ -18,7 +18,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_router.access import hash_token, new_token
 from mcp_router.config import parse_config
 from mcp_router.server import create_server
-from mcp_router.server.http_auth import ENDPOINT_PATHS, http_app
+from mcp_router.server.http_auth import http_app
+from mcp_router.server.http_bind import ENDPOINT_PATHS
 from tests.shared.served import serving_app
 
 pytestmark = pytest.mark.anyio

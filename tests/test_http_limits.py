@@ -1,10 +1,12 @@
 """What an HTTP server accepts: the loopback address it binds, and request bodies up to
-`server.max_body_bytes`, past which the host is told so in a JSON-RPC error it can show."""
+`server.max_body_bytes`, past which the host is told so in a JSON-RPC error it can show (as
+it is for an SSE message that is no JSON-RPC message, which the log does not quote)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import JSONRPCRequest
 
 from mcp_router.config import parse_config
-from mcp_router.server.http_auth import http_app, transport_security
+from mcp_router.server.http_auth import http_app
+from mcp_router.server.http_bind import transport_security
 from mcp_router.shared_config import ServerConfig
 from tests.fixtures.configs import ONE_MODEL
 from tests.shared.served import connected, served, serving_app
@@ -144,3 +147,58 @@ def test_at_the_defaults_escaped_text_fits_too_and_a_limit_set_is_kept():
     assert sent_by_a_client({"prompt": "文" * limits.max_chars},
                             ascii_only=True) <= limits.max_body_bytes
     assert ServerConfig(max_chars=1_000_000, max_body_bytes=5000).max_body_bytes == 5000
+
+
+PROMPT = "PATIENT-Jane-Roe diagnosis: stage 2 carcinoma"
+
+
+async def sse_data(lines: AsyncIterator[str], event: str) -> str:
+    """The data of the next `event` on an SSE stream read as `lines`."""
+    kind = None
+    async for line in lines:
+        if line.startswith("event:"):
+            kind = line.partition(":")[2].strip()
+        elif line.startswith("data:") and kind == event:
+            return line.partition(":")[2].strip()
+    raise AssertionError(f"the stream ended before a {event} event")
+
+
+@pytest.mark.anyio
+async def test_an_sse_message_that_is_no_json_rpc_gets_an_error_for_its_id_and_is_not_logged(
+        caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO, logger="mcp.server.sse")  # as MESSAGE_LOGGERS pins it
+    app = http_app(tiny_server(), "sse", host="127.0.0.1", config=ServerConfig())
+    listed = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": [{"prompt": PROMPT}]}
+    cut = ('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami",'
+           '"arguments":{"prompt":"' + PROMPT)
+    whoami = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+              "params": {"name": "whoami", "arguments": {}}}
+    with serving_app(app) as port, anyio.fail_after(15):
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ALICE}"},
+                                     timeout=10) as http, \
+                http.stream("GET", f"{base}/sse") as stream:
+            lines = stream.aiter_lines()
+            endpoint = base + await sse_data(lines, "endpoint")
+
+            async def send(content: str) -> int:
+                posted = await http.post(endpoint, content=content,
+                                         headers={"Content-Type": "application/json"})
+                return posted.status_code
+
+            await send(json.dumps(INIT))
+            await sse_data(lines, "message")
+            await send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            # A 400 would make the SDK's SSE client stop posting on the session.
+            assert [await send(json.dumps(listed)), await send(cut)] == [202, 202]
+            refused = [json.loads(await sse_data(lines, "message")) for _ in range(2)]
+            assert await send(json.dumps(whoami)) == 202
+            after = json.loads(await sse_data(lines, "message"))
+    assert [(r["id"], r["error"]["code"]) for r in refused] == [(1, -32600), (2, -32700)]
+    assert "params" in refused[0]["error"]["message"]
+    assert "not JSON" in refused[1]["error"]["message"]
+    assert (after["id"], after["result"]["content"][0]["text"]) == (3, "alice")
+    assert "refused a message on an SSE session" in caplog.text
+    assert "PATIENT" not in caplog.text and "carcinoma" not in caplog.text
+    assert "Traceback" not in caplog.text

@@ -24,6 +24,9 @@ from tests.fixtures.serve import serving
 pytestmark = pytest.mark.slow
 SECRET = "sk-sim-THE-PROVIDER-KEY-0123456789abcdef"
 ALICE, BOB = new_token(), new_token()
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "probe", "version": "0"}}}
 
 CONFIG = """\
 providers:
@@ -98,6 +101,32 @@ def test_no_token_or_a_wrong_one_is_401_and_a_foreign_origin_is_403(server: Any)
 def test_the_log_names_the_endpoint_to_give_hosts(server: Any):
     url, _, stderr = server
     assert f"serving MCP at {url}; `mcp-router config <host> --url {url}`" in stderr.read_text()
+
+
+def test_on_a_wildcard_bind_the_log_gives_a_url_that_is_served_and_healthz_answers_locally(
+        sim: Any, tmp_path: Path):
+    config = tmp_path / "team.yaml"
+    config.write_text(CONFIG.format(url=sim.url, alice=hash_token(ALICE), bob=hash_token(BOB))
+                      + 'server: {allowed_hosts: ["router.internal:*"]}\n')
+    env = {"SIM_KEY": SECRET, "MCP_ROUTER_HOME": str(tmp_path / "home"),
+           "MCP_ROUTER_LOG": "INFO"}
+    stderr = tmp_path / "stderr.log"
+    with serving(config, "streamable-http", env, stderr, ["--host", "0.0.0.0"]) as served:
+        port = served.url.split(":")[2].split("/")[0]
+        said = stderr.read_text()
+        local = f"http://127.0.0.1:{port}/mcp"
+        assert f"`mcp-router config <host> --url {local}` prints a host's entry on this " \
+               "machine" in said, said
+        assert f"on another machine, a name server.allowed_hosts lists: " \
+               f"http://router.internal:{port}/mcp" in said
+        def opened(host: str) -> int:
+            return httpx.post(local, json=INIT, timeout=10, headers={
+                "Accept": "application/json, text/event-stream", "Host": f"{host}:{port}",
+                "Authorization": f"Bearer {ALICE}"}).status_code
+
+        assert [opened(h) for h in ("127.0.0.1", "localhost", "router.internal")] == [200] * 3
+        assert opened("evil.example") == 421
+        assert httpx.get(f"http://localhost:{port}/healthz", timeout=10).status_code == 200
 
 
 def test_the_health_check_answers_without_a_token_but_not_to_a_foreign_page(server: Any):
@@ -207,6 +236,28 @@ async def test_a_long_answer_s_pages_are_read_by_its_own_client_only(server: Any
     async with connected(url, ALICE) as alice:
         with pytest.raises(Exception, match="no page 1 of answer"):
             await alice.read_resource(uri)
+
+
+@pytest.mark.anyio
+async def test_a_client_kept_to_its_own_calls_is_refused_by_the_team_budget_without_its_figures(
+        sim: Any, tmp_path: Path):
+    config = tmp_path / "team.yaml"
+    config.write_text(CONFIG.format(url=sim.url, alice=hash_token(ALICE), bob=hash_token(BOB))
+                      + "budgets: {daily_usd: 0.00001}\n")
+    env = {"SIM_KEY": SECRET, "MCP_ROUTER_HOME": str(tmp_path / "home")}
+    with serving(config, "streamable-http", env, tmp_path / "stderr.log") as served:
+        # A dry run costs nothing, so it must not be a free way to read the team's spend.
+        plan = await call(served.url, ALICE, route="coding", max_tokens=4000, dry_run=True)
+        refused = await call(served.url, ALICE, route="coding", max_tokens=4000)
+        bobs = await call(served.url, BOB, route="coding", max_tokens=4000)
+    (target,) = plan.structured_content["dry_run"]["targets"]
+    told = [target["reason"], refused.content[0].text]
+    assert refused.is_error and all("the team's daily budget would be exceeded by this call, "
+                                    "which may cost up to $" in said for said in told), told
+    assert not any(figure in said for said in told
+                   for figure in ("spent", "reserved", "left", "$0.00001 ")), told
+    assert bobs.is_error and "daily budget of $0.00001 would be exceeded: spent $0 (+ $0 " \
+        "reserved by calls in flight)" in bobs.content[0].text  # cost_report: all sees them
 
 
 def test_binding_beyond_loopback_without_tokens_is_refused(tmp_path: Path, sim: Any):

@@ -95,8 +95,9 @@ def test_sigterm_over_stdio_records_the_call_in_flight_and_keeps_the_staged_answ
     assert anyio.run(ask_again)["cached"] is True
 
 
-def stopped_during(served: Any, sim: Any, route: str, model: str) -> tuple[Any, float]:
-    """A call on `route` with SIGTERM sent once `model` was asked: what the host got (a
+def stopped_during(served: Any, sim: Any, route: str, model: str,
+                   signum: signal.Signals = signal.SIGTERM) -> tuple[Any, float]:
+    """A call on `route` with `signum` sent once `model` was asked: what the host got (a
     result, or the exception), and how long the server took to exit after the signal."""
     outcome: list[Any] = []
 
@@ -116,7 +117,7 @@ def stopped_during(served: Any, sim: Any, route: str, model: str) -> tuple[Any, 
                 tasks.start_soon(call)
                 while sim.state.hits[model] == 0:
                     await anyio.sleep(0.02)
-                served.process.send_signal(signal.SIGTERM)
+                served.process.send_signal(signum)
                 started = time.monotonic()
                 while served.process.poll() is None:
                     await anyio.sleep(0.05)
@@ -129,17 +130,28 @@ def stopped_during(served: Any, sim: Any, route: str, model: str) -> tuple[Any, 
     return outcome[0], took
 
 
+# SIGHUP as well: it comes when the terminal or SSH session running the server closes.
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
 @pytest.mark.parametrize("transport", ["streamable-http", "sse"])
-def test_sigterm_over_http_lets_a_call_in_flight_finish_within_the_grace(
-        sim: Any, config: Path, tmp_path: Path, transport: str):
-    with serving(config, transport, home_env(tmp_path), tmp_path / "stderr.log") as served:
-        result, took = stopped_during(served, sim, "slow", "deepseek-chat+slow-1500")
+def test_sigterm_or_sighup_over_http_lets_a_call_in_flight_finish_within_the_grace(
+        sim: Any, config: Path, tmp_path: Path, transport: str, name: str):
+    if not hasattr(signal, name):
+        pytest.skip(f"no {name} here")
+    signum = signal.Signals[name]
+    log = tmp_path / "stderr.log"
+    with serving(config, transport, home_env(tmp_path), log) as served:
+        result, took = stopped_during(served, sim, "slow", "deepseek-chat+slow-1500", signum)
+        code = served.process.poll()
 
     assert isinstance(result, CallToolResult) and not result.is_error, result
     assert result.structured_content is not None
     assert result.structured_content["model"] == "deepseek-chat+slow-1500"
     assert took < SHUTDOWN_GRACE_S
+    assert code == 0
     assert ledger(tmp_path) == [("ok", "deepseek-chat+slow-1500")]
+    # Some send SIGHUP meaning "reload": the log says it is not one.
+    assert ("SIGHUP: stopping as on SIGTERM, not reloading" in log.read_text()) \
+        is (name == "SIGHUP")
 
 
 @pytest.mark.parametrize("transport", ["streamable-http", "sse"])

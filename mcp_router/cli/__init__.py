@@ -178,7 +178,8 @@ def _serve(args: argparse.Namespace) -> int:
         provider_keys,
     )
     from mcp_router.server import create_server
-    from mcp_router.server.http_auth import bind_refusal, serve_http
+    from mcp_router.server.http_auth import serve_http
+    from mcp_router.server.http_bind import bind_refusal
     from mcp_router.server.stdio import serve_stdio
 
     path = config_path(args.config)

@@ -1,16 +1,14 @@
-"""SDK wiring for a shared HTTP server: client tokens, Host/Origin checks, bind policy, serving."""
+"""SDK wiring for a shared HTTP server: client tokens, Host/Origin checks, serving, stopping."""
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import logging
 import signal
-import socket
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
-from typing import Any, Literal, Protocol, runtime_checkable
+from types import FrameType
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import uvicorn
@@ -25,23 +23,23 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_router.access import find_client
-from mcp_router.errors import ListenError
 from mcp_router.provider_keys import Scrubber, install_log_scrubber
+from mcp_router.server.http_bind import (
+    HttpTransport,
+    listen,
+    serving_at,
+    transport_security,
+)
 from mcp_router.server.http_wrap import HealthCheck, limit_bodies, within_lifetime
 from mcp_router.shared_config import ServerConfig
 
-__all__ = ["ENDPOINT_PATHS", "SCOPE", "SHUTDOWN_GRACE_S", "ClientTokenVerifier", "HealthCheck",
-           "HostOriginGuard", "Lasting", "auth_settings", "authenticated_client", "bind_refusal",
-           "http_app", "is_loopback", "serve_http", "transport_security"]
+__all__ = ["SCOPE", "SHUTDOWN_GRACE_S", "ClientTokenVerifier", "HealthCheck",
+           "HostOriginGuard", "Lasting", "auth_settings", "authenticated_client", "http_app",
+           "serve_http"]
 
 log = logging.getLogger("mcp_router")
 
 SCOPE = "mcp-router"
-HttpTransport = Literal["sse", "streamable-http"]
-ENDPOINT_PATHS: Mapping[HttpTransport, str] = {"sse": "/sse", "streamable-http": "/mcp"}
-"""Where the SDK's apps take MCP requests."""
-LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 SHUTDOWN_GRACE_S = 5
 STOP_MARGIN_S = 0.5
 """Calls still running this long before the grace ends are stopped by the server itself, so
@@ -63,9 +61,9 @@ class Stoppable(Protocol):
     def busy(self) -> bool: ...
 
     def stop_calls(self) -> None: ...
-"""On SIGTERM or Ctrl-C, how long calls in flight may still finish before they are cancelled
-(and written to the ledger as cancelled): well inside the 10 s a container stop waits before
-SIGKILL, which would lose their rows."""
+"""On SIGTERM, SIGHUP or Ctrl-C, how long calls in flight may still finish before they are
+cancelled (and written to the ledger as cancelled): well inside the 10 s a container stop
+waits before SIGKILL, which would lose their rows."""
 
 
 class _Hashed(Protocol):
@@ -107,44 +105,6 @@ def authenticated_client() -> str | None:
     """The client name of the HTTP request being served, if it carried a valid token."""
     token = get_access_token()
     return token.client_id if token is not None else None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding `host` keeps the server on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def bind_refusal(host: str, has_clients: bool, server: ServerConfig) -> str | None:
-    """Why an HTTP transport may not bind `host`, or None when it may."""
-    if is_loopback(host):
-        return None
-    if not has_clients:
-        return (f"refusing to bind {host}: beyond loopback every client needs a token; add "
-                "`clients:` to the config (mcp-router token new NAME prints the lines)")
-    if not server.allowed_hosts:
-        return (f"refusing to bind {host}: list the Host values clients use under "
-                "server.allowed_hosts (e.g. 'router.example.lan:*'); Host and Origin stay "
-                "checked on every bind")
-    return None
-
-
-def transport_security(host: str, server: ServerConfig) -> TransportSecuritySettings:
-    """Host/Origin checks, always on: loopback names and the address bound on loopback, plus
-    the config's lists."""
-    hosts, origins = list(server.allowed_hosts), list(server.allowed_origins)
-    if is_loopback(host):
-        # The address bound is how hosts reach it: 127.0.0.2 or a spelling of ::1 too.
-        bound = f"{_url_host(host)}:*"
-        extra = [] if bound in LOOPBACK_HOSTS else [bound]
-        hosts = LOOPBACK_HOSTS + extra + hosts
-        origins = LOOPBACK_ORIGINS + [f"http://{h}" for h in extra] + origins
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True,
-                                     allowed_hosts=hosts, allowed_origins=origins)
 
 
 class HostOriginGuard:
@@ -205,11 +165,8 @@ async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: 
     if scrubber:
         # uvicorn.Config has just installed its own log handlers; filter those too.
         install_log_scrubber(scrubber)
-    listening = _listen(host, port)
-    # uvicorn names the address; hosts need the endpoint's path too (and port 0's real port).
-    url = f"http://{_url_host(host)}:{listening.getsockname()[1]}{ENDPOINT_PATHS[transport]}"
-    log.info("serving MCP at %s; `mcp-router config <host> --url %s` prints a host's entry",
-             url, url)
+    listening = listen(host, port)
+    log.info("%s", serving_at(host, listening.getsockname()[1], transport, config))
     uv_server = _Server(uv_config)
     # SSE streams would otherwise close at the signal, cancelling every call in flight at
     # once; `_drain` closes them when the calls are done (or stopped at the grace's end).
@@ -238,31 +195,47 @@ async def _until_idle(server: Stoppable, seconds: float) -> None:
             await anyio.sleep(0.02)
 
 
+_SIGHUP = getattr(signal, "SIGHUP", None)  # not on Windows
+_STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((_SIGHUP,) if _SIGHUP else ())
+"""SIGHUP too: it comes when the terminal or SSH session running the server closes, and
+uvicorn leaves it at its default, which ends the process before the calls in flight reach
+the ledger."""
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, but the process is left to end on its own after a signal: uvicorn
     raises the signal again once it has stopped, which kills the process before the calls a
     forced quit (a second Ctrl-C) left running are stopped and written to the ledger."""
+
+    hung_up = False
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield  # only the main thread can take signals, as uvicorn's own does
             return
-        previous = {sig: signal.signal(sig, self.handle_exit)
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOPPING_SIGNALS}
         try:
             yield
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Noted for `_drain` to log: a signal handler may interrupt a logging call.
+        self.hung_up = self.hung_up or (not self.should_exit and sig == _SIGHUP)
+        super().handle_exit(sig, frame)
 
-async def _drain(uv_server: uvicorn.Server, server: MCPServer[Any]) -> None:
-    """From SIGTERM or Ctrl-C: let the calls in flight finish within the grace, stop those
-    still running just before it ends (each host gets an error saying so), then close the
-    SSE streams. Streamable HTTP requests end with their calls; uvicorn waits for them."""
+
+async def _drain(uv_server: _Server, server: MCPServer[Any]) -> None:
+    """From SIGTERM, SIGHUP or Ctrl-C: let the calls in flight finish within the grace, stop
+    those still running just before it ends (each host gets an error saying so), then close
+    the SSE streams. Streamable HTTP requests end with their calls; uvicorn waits for them."""
     while not uv_server.should_exit:
         await anyio.sleep(0.1)
+    if uv_server.hung_up:  # an admin may have meant "reload", as many daemons take it
+        log.warning("SIGHUP: stopping as on SIGTERM, not reloading: start mcp-router again "
+                    "to read a changed config")
     if isinstance(server, Stoppable):
         await _until_idle(server, SHUTDOWN_GRACE_S - STOP_MARGIN_S)
         if server.busy:
@@ -270,32 +243,3 @@ async def _drain(uv_server: uvicorn.Server, server: MCPServer[Any]) -> None:
             server.stop_calls()
             await _until_idle(server, STOP_MARGIN_S / 2)  # their errors reach the hosts
     AppStatus.should_exit = True
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A socket bound to `host:port`. Bound here rather than by uvicorn, which logs a bind
-    failure and then its own shutdown, so the reason was not the last thing said."""
-    address = _bare(host)
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((address, port))
-    except (OSError, OverflowError) as exc:  # OverflowError: a port beyond 0-65535
-        sock.close()
-        hint = ("another process is listening there (another mcp-router?); choose another "
-                "--port" if getattr(exc, "errno", None) == errno.EADDRINUSE else
-                "check --host names an address of this machine and --port is 0 to 65535")
-        raise ListenError(f"cannot listen on {_url_host(host)}:{port}: "
-                          f"{getattr(exc, 'strerror', None) or exc}; {hint}") from exc
-    return sock
-
-
-def _bare(host: str) -> str:
-    """`host` without the brackets an IPv6 address takes in a URL (`[::1]`)."""
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
-
-
-def _url_host(host: str) -> str:
-    address = _bare(host)
-    return f"[{address}]" if ":" in address else address

@@ -1,5 +1,6 @@
 """What the router adds around the SDK's HTTP apps: the health check, bodies over the limit
-refused with a JSON-RPC error, SSE streams that end once, and the server's own lifetime."""
+(and SSE messages the SDK cannot parse) refused with a JSON-RPC error, SSE streams that end
+once, and the server's own lifetime."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
-from mcp.types import INVALID_REQUEST, ErrorData, JSONRPCError
+from mcp.types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, jsonrpc_message_adapter
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.authentication import UnauthenticatedUser
 from starlette.datastructures import Headers, QueryParams
@@ -19,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_router import __version__
-from mcp_router.server.oversized import ID_SCAN_BYTES, leading_members, refusal
+from mcp_router.server.oversized import ID_SCAN_BYTES, leading_members, malformed, refusal
 
 __all__ = ["BodyLimit", "HealthCheck", "limit_bodies", "within_lifetime"]
 
@@ -76,7 +78,8 @@ class BodyLimit:
 
     Over streamable HTTP the error is the 413's body. An SSE client takes any status but 2xx
     for a dead connection, so there the POST is accepted and the error goes on the session's
-    event stream, as the answer to the request would have.
+    event stream, as the answer to the request would have. So does a message posted to an
+    SSE session that the SDK could not parse (`_refused_message`).
     """
 
     def __init__(self, app: ASGIApp, limit: int, sse: bool) -> None:
@@ -91,13 +94,18 @@ class BodyLimit:
             await self._streams.serve(self._app, scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared is not None and declared <= self._limit:
+        stream = self._streams.find(scope) if self._streams is not None \
+            and scope["method"] == "POST" else None
+        if declared is not None and declared <= self._limit and stream is None:
             await self._app(scope, receive, send)  # the server reads no more than declared
             return
-        if declared is None:  # chunked: read it (as the SDK would) to know
+        if declared is None or declared <= self._limit:  # read it (as the SDK would) to know
             body, more = await _read(receive, self._limit)
             if not more and len(body) <= self._limit:
-                await self._app(scope, _replay(body, receive), send)
+                if stream is not None and await _refused_message(stream, body):
+                    await Response("Accepted", status_code=202)(scope, receive, send)
+                else:
+                    await self._app(scope, _replay(body, receive), send)
                 return
         else:  # only the start, for the request's id
             body, more = await _read(receive, ID_SCAN_BYTES - 1)
@@ -124,6 +132,35 @@ class BodyLimit:
                                       error=ErrorData(code=INVALID_REQUEST, message=message))
         await Response(error.model_dump_json(by_alias=True, exclude_unset=True), status_code=413,
                        media_type="application/json")(scope, receive, send)
+
+
+async def _refused_message(stream: _EventStream, body: bytes) -> bool:
+    """Whether `body`, posted to an SSE session, is no message the SDK takes, and so has been
+    answered on the session's stream with an error for its id.
+
+    The SDK's SSE transport would log its validation error with a traceback at ERROR, and at
+    DEBUG its dispatcher the error's repr: both quote the body, a prompt. It would then
+    answer 400, which an SSE client takes for a dead connection (the SDK's stops posting).
+    Here the log says what is wrong without a value sent, and the request alone fails."""
+    try:
+        jsonrpc_message_adapter.validate_json(body, by_name=False)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+    else:
+        return False
+    if first["type"] == "json_invalid":  # its message gives the position, not the text
+        problem = f"Parse error: the message is not JSON: {first['ctx']['error']}"
+        error = refusal(body[:ID_SCAN_BYTES], problem, body[-ID_SCAN_BYTES:])
+        if error is not None:
+            error.error.code = PARSE_ERROR
+    else:  # JSON, so what is wrong is its shape
+        error = malformed(body)
+        problem = error.error.message if error is not None else \
+            "Invalid message: no JSON-RPC 2.0 request, notification or response"
+    log.warning("refused a message on an SSE session: %s", problem)
+    if error is not None:
+        await stream.put(error)
+    return True
 
 
 class _EventStreams:

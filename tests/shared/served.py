@@ -21,7 +21,8 @@ from mcp.types import Implementation
 from mcp_router.clock import Clock
 from mcp_router.config import parse_config
 from mcp_router.server import create_server
-from mcp_router.server.http_auth import ENDPOINT_PATHS, HttpTransport, http_app
+from mcp_router.server.http_auth import http_app
+from mcp_router.server.http_bind import ENDPOINT_PATHS, HttpTransport
 
 
 @contextmanager

@@ -25,10 +25,13 @@ from mcp_router.server.http_auth import (
     ClientTokenVerifier,
     auth_settings,
     authenticated_client,
-    bind_refusal,
     http_app,
-    is_loopback,
     serve_http,
+)
+from mcp_router.server.http_bind import (
+    bind_refusal,
+    is_loopback,
+    serving_at,
     transport_security,
 )
 from mcp_router.shared_config import ClientConfig, ServerConfig
@@ -182,7 +185,45 @@ def test_host_and_origin_checks_are_on_for_every_bind():
     assert loop.allowed_hosts == ["127.0.0.1:*", "localhost:*", "[::1]:*", "router.lan:*"]
     wide = transport_security("0.0.0.0", lan)
     assert wide.enable_dns_rebinding_protection
-    assert (wide.allowed_hosts, wide.allowed_origins) == (["router.lan:*"], ["https://app.lan"])
+    # Loopback names on every bind, for a container's own health check: a rebinding page
+    # presents its own name, never these.
+    assert wide.allowed_hosts == ["127.0.0.1:*", "localhost:*", "[::1]:*", "router.lan:*"]
+    assert wide.allowed_origins == ["http://127.0.0.1:*", "http://localhost:*",
+                                    "http://[::1]:*", "https://app.lan"]
+
+
+def test_on_a_wildcard_bind_loopback_and_the_listed_names_are_served_and_others_refused():
+    app = http_app(tiny_server(), "streamable-http", host="0.0.0.0",
+                   config=ServerConfig(allowed_hosts=["router.lan:*"]))
+    with ServerThread(app) as running:
+        base = f"http://127.0.0.1:{running.port}"
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        for name in ("127.0.0.1", "localhost", "router.lan"):
+            answer = post(f"{base}/mcp", ALICE, Host=f"{name}:{running.port}")
+            assert answer.status_code == 200, (name, answer.text)
+        assert post(f"{base}/mcp", ALICE, Host=f"evil.example:{running.port}").status_code == 421
+
+
+@pytest.mark.parametrize(("host", "allowed", "said"), [
+    ("127.0.0.1", [], "serving MCP at http://127.0.0.1:8000/mcp; `mcp-router config <host> "
+                      "--url http://127.0.0.1:8000/mcp` prints a host's entry"),
+    ("0.0.0.0", ["router.lan:*", "10.0.0.5:8000"],
+     "serving MCP on every address of this machine, port 8000: `mcp-router config <host> "
+     "--url http://127.0.0.1:8000/mcp` prints a host's entry on this machine; on another "
+     "machine, a name server.allowed_hosts lists: http://router.lan:8000/mcp"),
+    ("::", ["router.lan:8443"],
+     "serving MCP on every address of this machine, port 8000: `mcp-router config <host> "
+     "--url http://[::1]:8000/mcp` prints a host's entry on this machine; on another "
+     "machine, a name server.allowed_hosts lists: http://router.lan:8443/mcp"),
+    ("10.0.0.5", ["router.lan:*"], "serving MCP at http://10.0.0.5:8000/mcp; `mcp-router "
+                                   "config <host> --url http://router.lan:8000/mcp` prints"),
+    ("10.0.0.5", ["router.lan:*", "10.0.0.5:*"], "`mcp-router config <host> --url "
+                                                 "http://10.0.0.5:8000/mcp` prints"),
+])
+def test_the_log_gives_hosts_a_url_whose_host_the_server_takes(host: str, allowed: list[str],
+                                                                said: str):
+    line = serving_at(host, 8000, "streamable-http", ServerConfig(allowed_hosts=allowed))
+    assert said in line
 
 
 def test_the_sse_app_refuses_missing_tokens_and_foreign_origins_too():
