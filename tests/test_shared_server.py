@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -98,9 +100,20 @@ def test_no_token_or_a_wrong_one_is_401_and_a_foreign_origin_is_403(server: Any)
     assert post(url, ALICE).status_code not in (401, 403)
 
 
-def test_the_log_names_the_endpoint_to_give_hosts(server: Any):
+def test_the_command_the_log_gives_prints_an_entry_that_sends_the_token(server: Any,
+                                                                         tmp_path: Path):
     url, _, stderr = server
-    assert f"serving MCP at {url}; `mcp-router config <host> --url {url}`" in stderr.read_text()
+    said = stderr.read_text()
+    assert f"serving MCP at {url}; `mcp-router config <host> --config " in said
+    command = re.search(r"`mcp-router (config <host> .*?)` prints a host's entry", said)
+    assert command is not None, said
+    # run as logged, from another directory, where the shipped config (no clients) is found
+    argv = shlex.split(command.group(1).replace("<host>", "cursor"))
+    printed = subprocess.run([sys.executable, "-m", "mcp_router", *argv], cwd=tmp_path / "home",
+                             capture_output=True, text=True, check=True).stdout
+    entry = json.loads(printed)["mcpServers"]["mcp-router"]
+    assert entry["url"] == url
+    assert entry["headers"]["Authorization"].startswith("Bearer ")
 
 
 def test_on_a_wildcard_bind_the_log_gives_a_url_that_is_served_and_healthz_answers_locally(
@@ -115,8 +128,7 @@ def test_on_a_wildcard_bind_the_log_gives_a_url_that_is_served_and_healthz_answe
         port = served.url.split(":")[2].split("/")[0]
         said = stderr.read_text()
         local = f"http://127.0.0.1:{port}/mcp"
-        assert f"`mcp-router config <host> --url {local}` prints a host's entry on this " \
-               "machine" in said, said
+        assert f"--url {local}` prints a host's entry on this machine" in said, said
         assert f"on another machine, a name server.allowed_hosts lists: " \
                f"http://router.internal:{port}/mcp" in said
         def opened(host: str) -> int:

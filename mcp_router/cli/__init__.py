@@ -210,7 +210,8 @@ def _serve(args: argparse.Namespace) -> int:
         # it logs per request), as for ours.
         level, _ = log_level(os.environ)  # a bad value was warned of at startup
         anyio.run(partial(serve_http, server, args.transport, host=args.host, port=args.port,
-                          config=config.server, scrubber=scrubber, log_level=level))
+                          config=config.server, scrubber=scrubber, log_level=level,
+                          tokens_from=path.resolve() if config.clients else None))
     return 0
 
 

@@ -7,6 +7,7 @@ import signal
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, runtime_checkable
 
@@ -151,10 +152,11 @@ def http_app(server: MCPServer[Any], transport: HttpTransport, *, host: str,
 
 async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: str, port: int,
                      config: ServerConfig, scrubber: Scrubber | None = None,
-                     log_level: str | int = "INFO") -> None:
+                     log_level: str | int = "INFO", tokens_from: Path | None = None) -> None:
     """Serve `http_app` with uvicorn until interrupted, as `MCPServer.run` would, giving the
     calls in flight `SHUTDOWN_GRACE_S` to finish. `log_level` (a `logging` level or its
-    name, as MCP_ROUTER_LOG gives it) is uvicorn's too: WARNING drops its line per request."""
+    name, as MCP_ROUTER_LOG gives it) is uvicorn's too: WARNING drops its line per request.
+    `tokens_from`: the config file, when its `clients:` need tokens (`serving_at`)."""
     if isinstance(log_level, str):  # uvicorn knows fewer names than logging (no WARN, FATAL)
         log_level = logging.getLevelNamesMapping()[log_level.upper()]
     # log_config=None: uvicorn's records go through our logging, to stderr, not its stdout
@@ -166,7 +168,8 @@ async def serve_http(server: MCPServer[Any], transport: HttpTransport, *, host: 
         # uvicorn.Config has just installed its own log handlers; filter those too.
         install_log_scrubber(scrubber)
     listening = listen(host, port)
-    log.info("%s", serving_at(host, listening.getsockname()[1], transport, config))
+    log.info("%s", serving_at(host, listening.getsockname()[1], transport, config,
+                                 tokens_from))
     uv_server = _Server(uv_config)
     # SSE streams would otherwise close at the signal, cancelling every call in flight at
     # once; `_drain` closes them when the calls are done (or stopped at the grace's end).

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import shlex
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
 from mcp.server.transport_security import TransportSecuritySettings
@@ -65,14 +67,18 @@ def transport_security(host: str, server: ServerConfig) -> TransportSecuritySett
                                      allowed_hosts=hosts, allowed_origins=origins)
 
 
-def serving_at(host: str, port: int, transport: HttpTransport, server: ServerConfig) -> str:
+def serving_at(host: str, port: int, transport: HttpTransport, server: ServerConfig,
+               tokens_from: Path | None = None) -> str:
     """The log line saying where the server listens and a URL to give hosts, one whose Host
     the server takes: uvicorn names the address alone, without the endpoint's path or port
     0's real port, and beyond loopback the address bound may be no name allowed_hosts lists
-    (0.0.0.0 never is)."""
+    (0.0.0.0 never is). `tokens_from` is the config file whose `clients:` make the server ask
+    for a token: the command it gives names it, as `mcp-router config` reads another config
+    (the shipped one, without clients) and would print an entry without the token header."""
     path = ENDPOINT_PATHS[transport]
     named = [f"http://{_with_port(entry, port)}{path}" for entry in server.allowed_hosts]
-    advice = "`mcp-router config <host> --url {}` prints a host's entry"
+    config = f" --config {shlex.quote(str(tokens_from))}" if tokens_from is not None else ""
+    advice = f"`mcp-router config <host>{config} --url {{}}` prints a host's entry"
     if _is_unspecified(host):
         local = f"http://{'[::1]' if ':' in _bare(host) else '127.0.0.1'}:{port}{path}"
         elsewhere = (f"; on another machine, a name server.allowed_hosts lists: {named[0]}"

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -258,3 +259,10 @@ async def test_a_wrong_token_is_logged_without_the_token(caplog: pytest.LogCaptu
         assert await verifier.verify_token(BOB[:-1]) is None
     assert "bearer token is not one the config's clients have" in caplog.text
     assert BOB[:-1] not in caplog.text
+
+
+def test_the_command_the_log_gives_names_the_config_whose_clients_need_a_token():
+    line = serving_at("127.0.0.1", 8000, "sse", ServerConfig(),
+                      tokens_from=Path("/srv/team policy.yaml"))
+    assert ("`mcp-router config <host> --config '/srv/team policy.yaml' --url "
+            "http://127.0.0.1:8000/sse` prints a host's entry") in line
