@@ -115,13 +115,19 @@ class BudgetGuard:
         """Held by calls in flight."""
         return self._reserved
 
-    def reserve(self, quote: Decimal | None) -> Reservation:
-        """Hold `quote` (an attempt's worst case) or raise BudgetExceeded; None = unpriced."""
+    def reserve(self, quote: Decimal | None, *, withhold: bool = False) -> Reservation:
+        """Hold `quote` (an attempt's worst case) or raise BudgetExceeded; None = unpriced.
+
+        `withhold`: the caller may not see this budget's figures (a client kept to its own
+        calls, refused by the team's budget), so the refusal names the budget, not its limit,
+        spend or what is left.
+        """
         if self._limited:
             self._refresh()
         amount = Decimal(0) if quote is None else quote
-        self._check("daily", self._config.daily_usd, self._spent_day, amount, quote)
-        self._check("monthly", self._config.monthly_usd, self._spent_month, amount, quote)
+        self._check("daily", self._config.daily_usd, self._spent_day, amount, quote, withhold)
+        self._check("monthly", self._config.monthly_usd, self._spent_month, amount, quote,
+                    withhold)
         self._reserved = EXACT.add(self._reserved, amount)
         return Reservation(self, amount)
 
@@ -138,12 +144,14 @@ class BudgetGuard:
                 f"threshold of {format_usd(threshold)}")
 
     def _check(self, name: str, limit: Decimal | None, spent: Decimal, amount: Decimal,
-               quote: Decimal | None) -> None:
+               quote: Decimal | None, withhold: bool) -> None:
         if limit is None:
             return
+        whose = self._owner or ("the team's " if withhold else "")
+        budget = f"{whose}{name} budget" + ("" if withhold else f" of {format_usd(limit)}")
         if quote is None:
             raise BudgetExceeded(
-                f"{self._owner or 'the '}{name} budget of {format_usd(limit)} cannot be kept: "
+                f"{'' if whose else 'the '}{budget} cannot be kept: "
                 f"this model has no price, so its cost cannot be held against the budget; "
                 f"give it one under "
                 f"`prices:` in the config (`provider/*: {{...}}` prices all of a provider's "
@@ -151,12 +159,18 @@ class BudgetGuard:
         if amount == 0:  # a free target (a local model) spends nothing, whatever is left
             return
         committed = EXACT.add(spent, self._reserved)
-        if EXACT.add(committed, amount) > limit:
+        if EXACT.add(committed, amount) <= limit:
+            return
+        if withhold:
             raise BudgetExceeded(
-                f"{self._owner}{name} budget of {format_usd(limit)} would be exceeded: spent "
-                f"{format_usd(spent)} (+ {format_usd(self._reserved)} reserved by calls in "
-                f"flight), and this call may cost up to {format_usd(amount)}; "
-                f"{format_usd(max(EXACT.subtract(limit, committed), Decimal(0)))} is left")
+                f"{budget} would be exceeded by this call, which may cost up to "
+                f"{format_usd(amount)} (its spend is shown only to clients with "
+                f"`cost_report: all`)")
+        raise BudgetExceeded(
+            f"{budget} would be exceeded: spent "
+            f"{format_usd(spent)} (+ {format_usd(self._reserved)} reserved by calls in "
+            f"flight), and this call may cost up to {format_usd(amount)}; "
+            f"{format_usd(max(EXACT.subtract(limit, committed), Decimal(0)))} is left")
 
     def _finish(self, held: Decimal, actual: Decimal) -> None:
         # Released first: a ledger that cannot be read must not keep the money held for good.

@@ -52,8 +52,13 @@ class Front:
     async def chat(self, router: Router, client: str, call: ChatCall,
                    progress: ProgressFn, keeper: Keeper | None = None,
                    pii: PiiSession | None = None,
-                   last_resort: LastResort | None = None) -> ChatResult:
-        """The routed answer, or the RouterError (scrub its message before showing it)."""
+                   last_resort: LastResort | None = None, *,
+                   sees_team: bool = True) -> ChatResult:
+        """The routed answer, or the RouterError (scrub its message before showing it).
+
+        `sees_team`: the caller may see the team's spend (not a client kept to its own calls),
+        also in the team budget's refusals; the audit line keeps what the caller was told.
+        """
         default = self.access.default_route(client, self._config.default_route)
         if call.model is None and call.route is None and default != self._config.default_route:
             call = call.model_copy(update={"route": default})  # the client's own default
@@ -75,8 +80,8 @@ class Front:
                                    fallbacks=call.fallbacks)
             self.access.admit(client)
             result = await router.complete(
-                call, client=client, progress=progress, keeper=keeper, pii=pii,
-                last_resort=last_resort, trace_id=trace_id,
+                call, client=client, sees_team=sees_team, progress=progress, keeper=keeper,
+                pii=pii, last_resort=last_resort, trace_id=trace_id,
                 # The host gave up while the answer was being paid for; it was finished and
                 # kept: a second line under the same trace id says what it cost.
                 on_kept=lambda response, cost: self.audit.write(entry(

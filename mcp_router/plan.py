@@ -19,27 +19,29 @@ class Planner:
         self._adapters, self._board, self._spend = adapters, board, spend
 
     def plan(self, keys: tuple[str, ...], request: ChatRequest, cache_hit: bool,
-             client: str = "local") -> DryRun:
-        """The plan of `client`'s call: its budgets are the team's and its own, as for real.
+             client: str = "local", sees_team: bool = True) -> DryRun:
+        """The plan of `client`'s call: its budgets are the team's and its own, as for real
+        (and said as to the real call: without the team's figures unless `sees_team`).
 
         `worst_case_usd` is one attempt at the dearest target that would be asked; retries
         and fallbacks after a paid failure (a cut stream, a timeout) can add to it.
         """
         # As the real call: when every circuit is open, the soonest to reopen is still tried.
         soonest = self._board.last_resort(keys)
-        targets = [self._target(key, request, client, key == soonest) for key in keys]
+        targets = [self._target(key, request, client, sees_team, key == soonest)
+                   for key in keys]
         asked = [t.worst_case_usd for t in targets if t.would == "ask"]
         # None: a target that would be asked has no price. Nothing asked spends nothing.
         worst = None if None in asked else max((c for c in asked if c is not None),
                                                default=Decimal(0))
         return DryRun(targets=targets, cache_hit=cache_hit, worst_case_usd=worst)
 
-    def _target(self, key: str, request: ChatRequest, client: str,
+    def _target(self, key: str, request: ChatRequest, client: str, sees_team: bool,
                 last_resort: bool) -> PlannedTarget:
         provider, _, model = key.partition("/")
         quote = self._spend.prices.quote_for(provider, model, estimate_input_tokens(request),
                                              request.max_tokens or QUOTE_MAX_TOKENS).cost
-        reason = self._skip_reason(key, provider, quote, client, last_resort)
+        reason = self._skip_reason(key, provider, quote, client, sees_team, last_resort)
         if reason is None and last_resort:
             return PlannedTarget(provider=provider, model=model, would="ask",
                                  reason=f"{LAST_RESORT}: {self._board.circuit(key).reason}",
@@ -48,7 +50,7 @@ class Planner:
                              reason=reason, worst_case_usd=quote)
 
     def _skip_reason(self, key: str, provider: str, quote: Decimal | None,
-                     client: str, last_resort: bool) -> str | None:
+                     client: str, sees_team: bool, last_resort: bool) -> str | None:
         if not self._adapters[provider].configured:
             return "no API key configured"
         circuit = self._board.circuit(key)
@@ -61,8 +63,8 @@ class Planner:
         try:
             # In the order the real call holds them; reserving and releasing at once, with
             # no await between, leaves nothing held.
-            for guard in self._spend.guards(client):
-                guard.reserve(quote).release()
+            for held in self._spend.hold(client, quote, sees_team=sees_team):
+                held.release()
         except BudgetExceeded as exc:
             return f"over budget: {exc}"
         return None

@@ -85,7 +85,7 @@ class Router:
         self._max_tokens = min(output.default_max_tokens,
                                content_budget_tokens(output.max_result_tokens))
 
-    async def complete(self, call: ChatCall, *, client: str = "local",
+    async def complete(self, call: ChatCall, *, client: str = "local", sees_team: bool = True,
                        progress: ProgressFn = no_progress,
                        keeper: Keeper | None = None,
                        pii: PiiSession | None = None,
@@ -102,6 +102,8 @@ class Router:
         is asked when every target failed or is over budget (the host's model, by sampling).
         `trace_id` names the call in the ledger (a new one by default). `on_kept` hears of an
         answer finished after its caller gave up (its cost is in the ledger by then).
+        Without `sees_team` (a client kept to its own calls) a refusal by the team's budget,
+        in the error, the attempts or a dry run's plan, does not give the team's figures.
 
         A RouterError raised once targets were asked carries what their attempts were
         charged (`charged`); `on_cancelled` hears it when the caller gives up. An answer that
@@ -118,7 +120,7 @@ class Router:
         started = self.clock.now()
         timeout_s = call.timeout_s or self.config.timeouts.deadline_s
         gate = self.spend.gate(trace_id=trace_id, client=client, route=route,
-                               metadata=labels)
+                               metadata=labels, sees_team=sees_team)
         state = Call(deadline=started + timeout_s, progress=progress, gate=gate)
 
         async def upstream(report: ProgressFn) -> Fetched:
@@ -155,7 +157,7 @@ class Router:
         outlive = _Outlive(keeper, state, kept, lost)
         key = cache_key(request, self._scope(call), client)
         if call.dry_run:
-            return self._dry_run(call, request, tree, route, key, trace_id, found, client)
+            return self._dry_run(call, request, tree, route, key, trace_id, found, gate)
         # A kept answer is for the same call made again; `refresh` asked for a new answer
         # (so the kept one goes), `skip` for one that is neither read nor written.
         late = None if call.cache == "skip" else self.late.pop(key)
@@ -190,14 +192,15 @@ class Router:
 
     def _dry_run(self, call: ChatCall, request: ChatRequest, tree: CircuitGroup,
                  route: str | None, key: str, trace_id: str, found: PiiSummary,
-                 client: str) -> ChatResult:
+                 gate: CallGate) -> ChatResult:
         """Everything the call would do, with no upstream call and nothing held or stored."""
         # As `complete`: a kept answer first (whatever the cache may hold), then the cache.
         kept = call.cache == "use" and self.late.peek(key) is not None
         hit = kept or (call.cache == "use"
                        and self.cache.store.may_cache(request, call_opt_in=call.cache_sampled)
                        and self.cache.store.get(key) is not None)
-        plan = self.planner.plan(tree.keys, request, cache_hit=hit, client=client)
+        plan = self.planner.plan(tree.keys, request, cache_hit=hit, client=gate.client,
+                                 sees_team=gate.sees_team)
         first = next((t for t in plan.targets if t.would == "ask"), None)
         note = "dry run: nothing was sent"
         if kept:

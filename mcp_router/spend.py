@@ -69,6 +69,24 @@ class Spend:
         own = self.client_budgets.get(client)
         return (self.budgets,) if own is None else (self.budgets, own)
 
+    def hold(self, client: str, quote: Decimal | None, *, sees_team: bool = True
+             ) -> tuple[Reservation, ...]:
+        """Hold `quote` against every budget a call of `client` must fit, or raise (holding
+        nothing) BudgetExceeded, or DataError when a guard cannot read the ledger.
+
+        A caller who may not see the team's spend (`cost_report: own`) is told only that the
+        team's budget would be exceeded; its own budget's figures are its own.
+        """
+        held: list[Reservation] = []
+        try:
+            for guard in self.guards(client):
+                held.append(guard.reserve(quote, withhold=guard is self.budgets
+                                          and not sees_team))
+        except (BudgetExceeded, DataError):
+            _finish_each(tuple(held), Reservation.release)
+            raise
+        return tuple(held)
+
     def record_hit(self, response: ChatResponse, saved: Decimal | None, *, trace_id: str,
                    client: str, route: str | None, metadata: Mapping[str, str]) -> None:
         """A cache hit costs nothing and is recorded with the cost it avoided; a ledger that
@@ -82,10 +100,11 @@ class Spend:
             log.error("a cache hit (trace %s) is not in the ledger: %s", trace_id, exc)
 
     def gate(self, *, trace_id: str, client: str, route: str | None,
-             metadata: Mapping[str, str]) -> CallGate:
-        """A gate for one call; it remembers the call's labels for every ledger row."""
+             metadata: Mapping[str, str], sees_team: bool = True) -> CallGate:
+        """A gate for one call; it remembers the call's labels for every ledger row, and
+        whether its caller may see the team's spend (in the team budget's refusals)."""
         return CallGate(self, trace_id=trace_id, client=client, route=route,
-                        metadata=dict(metadata))
+                        metadata=dict(metadata), sees_team=sees_team)
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,7 @@ class CallGate:
     client: str
     route: str | None
     metadata: dict[str, str]
+    sees_team: bool = True
     costs: list[Decimal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # why the cost is unknown
     estimates: list[str] = field(default_factory=list)  # which costs are our estimate
@@ -116,16 +136,12 @@ class CallGate:
         quoted_input = estimate_input_tokens(request)
         quoted_output = request.max_tokens or QUOTE_MAX_TOKENS
         quoted = self.spend.prices.quote_for(provider, model, quoted_input, quoted_output)
-        held: list[Reservation] = []
         try:
-            for guard in self.spend.guards(self.client):
-                held.append(guard.reserve(quoted.cost))
-        except (BudgetExceeded, DataError) as exc:  # DataError: a guard cannot read the ledger
-            _finish_each(tuple(held), Reservation.release)
-            if isinstance(exc, BudgetExceeded):
-                self.refusals.append(BudgetRefusal(f"{provider}/{model}", quoted.cost, str(exc)))
+            held = self.spend.hold(self.client, quoted.cost, sees_team=self.sees_team)
+        except BudgetExceeded as exc:
+            self.refusals.append(BudgetRefusal(f"{provider}/{model}", quoted.cost, str(exc)))
             raise
-        return AttemptHold(self, provider, model, tuple(held),
+        return AttemptHold(self, provider, model, held,
                            Usage(input_tokens=quoted_input, output_tokens=quoted_output))
 
     @property

@@ -242,3 +242,53 @@ async def test_a_usage_report_that_is_no_token_count_is_charged_an_estimate_not_
             await router.complete(ChatCall(prompt="and another"))
 
     await with_reports(tmp_path, [reported, 10**6, 10**6], body)
+
+
+# --- what a client kept to its own calls is told -------------------------------------------
+
+SHARED = """\
+providers:
+  deepseek: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets: [{{provider: deepseek, model: deepseek-chat}}]
+cache: {{enabled: false}}
+budgets: {{{period}_usd: 1}}
+clients:
+  alice: {{token_sha256: {hash}, budgets: {{daily_usd: 0.000001}}}}
+"""
+
+
+@pytest.mark.parametrize("period", ["daily", "monthly"])
+async def test_a_team_budget_refusal_gives_a_client_kept_to_its_own_calls_no_team_figures(
+        sim: Any, tmp_path: Path, period: str):
+    # Another client spent all but $0.00001 of the team's $1: alice must not learn the figures.
+    with Ledger.in_home(tmp_path, LoopClock()) as earlier:
+        earlier.record(LedgerRow(provider="deepseek", model="deepseek-chat", outcome="ok",
+                                 client="bob", cost_usd=Decimal("0.99999")))
+    config = parse_config(SHARED.format(url=sim.url, period=period, hash="a" * 64), env={})
+    call = ChatCall(prompt="hi", max_tokens=100)
+    withheld = (f"the team's {period} budget would be exceeded by this call, which may cost up "
+                "to $0.0000434 (its spend is shown only to clients with `cost_report: all`)")
+
+    async with httpx.AsyncClient() as http:
+        with open_router(config, http=http, keys={}, home=tmp_path, clock=LoopClock(),
+                         rng=random.Random(0)) as router:
+            with pytest.raises(BudgetExceeded) as info:
+                await router.complete(call, client="alice", sees_team=False)
+            assert str(info.value) == (f"deepseek/deepseek-chat: {withheld}; a smaller "
+                                       "max_tokens lowers the quote")
+            plan = await router.complete(call.model_copy(update={"dry_run": True}),
+                                         client="alice", sees_team=False)
+            assert plan.dry_run is not None
+            assert plan.dry_run.targets[0].reason == f"over budget: {withheld}"
+            # The same call by a client who may see the team's spend is told the figures.
+            with pytest.raises(BudgetExceeded, match=rf"{period} budget of \$1 would be "
+                                                     r"exceeded: spent \$0\.99999"):
+                await router.complete(call, client="bob")
+            # Alice's own budget's figures are her own: a refusal by it keeps them.
+            small = ChatCall(prompt="hi", max_tokens=1)
+            with pytest.raises(BudgetExceeded, match=r"client alice's daily budget of "
+                                                     r"\$0\.000001 would be exceeded: spent \$0 "):
+                await router.complete(small, client="alice", sees_team=False)
+    assert sim.state.hits.get("deepseek-chat", 0) == 0

@@ -288,21 +288,22 @@ def _add_tools(server: RouterServer, config: Config) -> None:
 
         state = _state(ctx)
         router = state.router
+        sees_team = sees_own_only() is None
         try:
             result = await state.front.chat(router, client_name(ctx), call, progress,
                                             state.keeper, state.pii_sessions.of(ctx, state.pii),
                                             host_model(ctx) if config.sampling.fallback
-                                            else None)
+                                            else None, sees_team=sees_team)
         except RouterError as exc:
             refusal = state.front.told(exc)
             # A failed attempt may have been charged, and crossed the threshold.
-            if alert := state.alerts.due(sees_team=sees_own_only() is None):
+            if alert := state.alerts.due(sees_team=sees_team):
                 await notify(ctx, alert)
                 refusal += f" (budget alert: {alert})"
             raise ToolError(refusal) from exc
         finally:
             live = False
-        if alert := state.alerts.due(sees_team=sees_own_only() is None):
+        if alert := state.alerts.due(sees_team=sees_team):
             # Also in the result: a connection on the 2026-07-28 protocol gets no log
             # notification, and the alert is given once a day.
             result = result.model_copy(update={"budget_alert": alert})

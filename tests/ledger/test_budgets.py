@@ -116,6 +116,21 @@ def test_an_unpriced_target_is_refused_while_a_budget_is_set(
     assert _guard(ledger, clock).reserve(None).amount == D(0)  # no budget: runs unreserved
 
 
+def test_a_refusal_withheld_from_the_caller_names_the_budget_without_its_figures(
+        ledger: Ledger, clock: FakeClock) -> None:
+    guard = _guard(ledger, clock, daily_usd="150", monthly_usd="3000")
+    _spend(guard, ledger, "149.5")
+    with pytest.raises(BudgetExceeded) as info:
+        guard.reserve(D("0.75"), withhold=True)
+    assert str(info.value) == (
+        "the team's daily budget would be exceeded by this call, which may cost up to $0.75 "
+        "(its spend is shown only to clients with `cost_report: all`)")
+    with pytest.raises(BudgetExceeded, match=r"^the team's daily budget cannot be kept: this "
+                                             r"model has no price"):
+        guard.reserve(None, withhold=True)
+    assert guard.reserved == D(0)
+
+
 def test_no_limits_means_nothing_is_refused(ledger: Ledger, clock: FakeClock) -> None:
     guard = _guard(ledger, clock)
     guard.reserve(D("1000000")).settle(D("1000000"))
