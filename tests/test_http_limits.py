@@ -202,3 +202,79 @@ async def test_an_sse_message_that_is_no_json_rpc_gets_an_error_for_its_id_and_i
     assert "refused a message on an SSE session" in caplog.text
     assert "PATIENT" not in caplog.text and "carcinoma" not in caplog.text
     assert "Traceback" not in caplog.text
+
+
+def echoing_server() -> Any:
+    server = tiny_server()
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """`text` as the server read it."""
+        return text
+
+    return server
+
+
+# Valid JSON that pydantic's reader refuses: lone halves of an emoji (either case), beside
+# a whole one, an escaped backslash that is no escape, and a lone half as an argument's name.
+HALVES = ('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":'
+          '{"text":"hi \\ud83d \\uDE00 \\ud83d\\ude00 \\\\ud83d"}}}')
+HALF_A_NAME = ('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"whoami",'
+               '"arguments":{"\\ud800":1}}}')
+MENDED = "hi \ufffd \ufffd 😀 \\ud83d"
+
+
+def test_half_an_emoji_over_streamable_http_arrives_as_u_fffd_and_is_answered_for_its_id():
+    app = http_app(echoing_server(), "streamable-http", host="127.0.0.1", config=ServerConfig())
+    headers = {**MCP_HEADERS, "Content-Type": "application/json",
+               "Authorization": f"Bearer {ALICE}"}
+    with serving_app(app) as port, httpx.Client(headers=headers, timeout=10) as http:
+        url = f"http://127.0.0.1:{port}/mcp"
+        session = http.post(url, json=INIT).headers["mcp-session-id"]
+        http.headers.update({"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
+        http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        answers = [http.post(url, content=HALVES % 2), http.post(url, content=HALF_A_NAME % 3)]
+        cut = http.post(url, content=(HALVES % 4)[:-3])
+    assert [a.status_code for a in answers] == [200, 200]
+    echoed, named = (json.loads(a.text.partition("data: ")[2]) for a in answers)
+    assert (echoed["id"], echoed["result"]["content"][0]["text"]) == (2, MENDED)
+    assert (named["id"], named["result"]["content"][0]["text"]) == (3, "alice")
+    # A body that is not JSON for another reason gets the SDK's answer, as before.
+    assert (cut.status_code, cut.json()["error"]["code"]) == (400, -32700)
+
+
+@pytest.mark.anyio
+async def test_half_an_emoji_over_sse_arrives_as_u_fffd_and_is_answered_for_its_id():
+    app = http_app(echoing_server(), "sse", host="127.0.0.1", config=ServerConfig())
+    with serving_app(app) as port, anyio.fail_after(15):
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ALICE}"},
+                                     timeout=10) as http, \
+                http.stream("GET", f"{base}/sse") as stream:
+            lines = stream.aiter_lines()
+            endpoint = base + await sse_data(lines, "endpoint")
+
+            async def send(content: str) -> int:
+                posted = await http.post(endpoint, content=content,
+                                         headers={"Content-Type": "application/json"})
+                return posted.status_code
+
+            await send(json.dumps(INIT))
+            await sse_data(lines, "message")
+            await send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            assert [await send(HALVES % 2), await send(HALF_A_NAME % 3)] == [202, 202]
+            echoed, named = [json.loads(await sse_data(lines, "message")) for _ in range(2)]
+    assert (echoed["id"], echoed["result"]["content"][0]["text"]) == (2, MENDED)
+    assert (named["id"], named["result"]["content"][0]["text"]) == (3, "alice")
+
+
+def test_a_body_over_the_limit_whose_id_is_half_an_emoji_is_refused_with_u_fffd_for_it():
+    app = http_app(tiny_server(), "streamable-http", host="127.0.0.1",
+                   config=ServerConfig(max_body_bytes=10_000))
+    body = json.dumps({**TOOL_CALL, "id": "\ud83d"}).encode()  # ASCII: the id as "\ud83d"
+    with serving_app(app) as port:
+        refused = httpx.post(f"http://127.0.0.1:{port}/mcp", content=body, timeout=10,
+                             headers={**MCP_HEADERS, "Content-Type": "application/json",
+                                      "Authorization": f"Bearer {ALICE}"})
+    assert refused.status_code == 413  # not a 500 from failing to write the id
+    assert (refused.json()["id"], refused.json()["error"]["code"]) == ("\ufffd", -32600)

@@ -1,9 +1,10 @@
 """What the router adds around the SDK's HTTP apps: the health check, bodies over the limit
-(and SSE messages the SDK cannot parse) refused with a JSON-RPC error, SSE streams that end
-once, and the server's own lifetime."""
+(and SSE messages the SDK cannot parse) refused with a JSON-RPC error, half an emoji in a
+body mended as over stdio, SSE streams that end once, and the server's own lifetime."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 from mcp.types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, jsonrpc_message_adapter
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 from starlette.applications import Starlette
 from starlette.authentication import UnauthenticatedUser
 from starlette.datastructures import Headers, QueryParams
@@ -21,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_router import __version__
+from mcp_router.messages import well_formed
 from mcp_router.server.oversized import ID_SCAN_BYTES, leading_members, malformed, refusal
 
 __all__ = ["BodyLimit", "HealthCheck", "limit_bodies", "within_lifetime"]
@@ -79,7 +82,8 @@ class BodyLimit:
     Over streamable HTTP the error is the 413's body. An SSE client takes any status but 2xx
     for a dead connection, so there the POST is accepted and the error goes on the session's
     event stream, as the answer to the request would have. So does a message posted to an
-    SSE session that the SDK could not parse (`_refused_message`).
+    SSE session that the SDK could not parse (`_refused_message`). A body within the limit
+    is read whole, to mend the half emoji the SDK would refuse (`_mended`).
     """
 
     def __init__(self, app: ASGIApp, limit: int, sse: bool) -> None:
@@ -94,14 +98,15 @@ class BodyLimit:
             await self._streams.serve(self._app, scope, receive, send)
             return
         declared = _content_length(scope)
-        stream = self._streams.find(scope) if self._streams is not None \
-            and scope["method"] == "POST" else None
-        if declared is not None and declared <= self._limit and stream is None:
+        post = scope["method"] == "POST"
+        stream = self._streams.find(scope) if self._streams is not None and post else None
+        if declared is not None and declared <= self._limit and not post:
             await self._app(scope, receive, send)  # the server reads no more than declared
             return
         if declared is None or declared <= self._limit:  # read it (as the SDK would) to know
             body, more = await _read(receive, self._limit)
             if not more and len(body) <= self._limit:
+                body = _mended(body)
                 if stream is not None and await _refused_message(stream, body):
                     await Response("Accepted", status_code=202)(scope, receive, send)
                 else:
@@ -130,8 +135,8 @@ class BodyLimit:
             return
         error = error or JSONRPCError(jsonrpc="2.0", id=None,
                                       error=ErrorData(code=INVALID_REQUEST, message=message))
-        await Response(error.model_dump_json(by_alias=True, exclude_unset=True), status_code=413,
-                       media_type="application/json")(scope, receive, send)
+        await Response(_dumped(error), status_code=413, media_type="application/json")(
+            scope, receive, send)
 
 
 async def _refused_message(stream: _EventStream, body: bytes) -> bool:
@@ -161,6 +166,42 @@ async def _refused_message(stream: _EventStream, body: bytes) -> bool:
     if error is not None:
         await stream.put(error)
     return True
+
+
+def _dumped(error: JSONRPCError) -> str:
+    """`error` as JSON. An id with a lone surrogate, echoed from a body not mended (over the
+    limit, or not JSON), is written with U+FFFD as over stdio: pydantic cannot write it."""
+    try:
+        return error.model_dump_json(by_alias=True, exclude_unset=True)
+    except PydanticSerializationError:
+        return well_formed(json.dumps(error.model_dump(
+            mode="json", by_alias=True, exclude_unset=True), ensure_ascii=False))
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_ESCAPE = re.compile(rb"(\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                     rb"|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})|\\.", re.DOTALL)
+
+
+def _mended(body: bytes) -> bytes:
+    """`body` with each lone UTF-16 surrogate escape (`"\\ud83d"`, half an emoji a
+    JavaScript host cut) written `"\\ufffd"`, when it is otherwise valid JSON.
+
+    The SDK's reader refuses such a body as -32700 with no id, so the host cannot tell which
+    call failed and waits for it until its timeout; over stdio the text arrives as U+FFFD
+    (`messages.well_formed`), and so here. The escape's replacement is as long, so the
+    Content-Length the SDK checks still holds, and every other byte is the host's."""
+    if _SURROGATE.search(body) is None:  # the common case: no escape of a surrogate
+        return body
+    # Outside strings valid JSON has no backslash, so the escapes match from the start.
+    mended = _ESCAPE.sub(lambda m: m[0] if m[2] is None else rb"\ufffd", body)
+    if mended == body:  # whole emoji only, which the SDK reads
+        return body
+    try:
+        json.loads(body)  # takes a lone surrogate, as pydantic's reader does not
+    except (ValueError, RecursionError):  # the SDK's own error says what is wrong
+        return body
+    return mended
 
 
 class _EventStreams:
@@ -205,7 +246,7 @@ class _EventStream:
 
     async def put(self, error: JSONRPCError) -> None:
         """Send `error` to the client as a message event."""
-        data = error.model_dump_json(by_alias=True, exclude_unset=True).encode()
+        data = _dumped(error).encode()
         async with self._lock:
             if self._started and not self._ended:
                 await self._send({"type": "http.response.body", "more_body": True,
