@@ -360,6 +360,34 @@ async def test_a_notification_or_response_that_is_no_message_gets_no_answer(line
     assert (handed, answered) == (["ValidationError"], [])
 
 
+@pytest.mark.parametrize("line", [
+    b'{"jsonrpc": "2.0", "id": 1.5, "method": "ping"}',
+    b'{"jsonrpc": "2.0", "id": 1.0, "method": "tools/list"}',
+    b'{"jsonrpc": "2.0", "id": null, "method": "ping"}',
+    b'{"jsonrpc": "2.0", "id": true, "method": "ping"}',
+    b'{"jsonrpc": "2.0", "method": "ping", "\\u0069d": [7]}',
+    b'{"jsonrpc": "2.0", "id": 2.5, "method": "ping", "params": {"note": "\\ud83d"}}',
+])
+async def test_a_request_whose_id_is_no_string_or_integer_is_answered_not_dropped(line: bytes):
+    """The SDK's parser takes such a line for a notification (it ignores the id), so without
+    an answer the host would wait for one until its own timeout. MCP ids are strings or
+    integers, never null; one that cannot be echoed is answered with id null."""
+    handed, answered = await answers(
+        line + b"\n" + b'{"jsonrpc": "2.0", "id": 8, "method": "ping"}\n', limit=1 << 16)
+    assert handed == [{"jsonrpc": "2.0", "id": 8, "method": "ping"}]
+    assert answered == [{"jsonrpc": "2.0", "id": None, "error": {
+        "code": -32600, "message": "Invalid request: id: must be a string or an integer"}}]
+
+
+async def test_a_notification_naming_an_id_in_its_params_is_taken_without_an_answer():
+    line = (b'{"jsonrpc": "2.0", "method": "notifications/cancelled", "params": '
+            b'{"requestId": "id", "reason": "caf\\u00e9", "extra": {"id": 1.5}}}\n')
+    handed, answered = await answers(line, limit=1 << 16)
+    assert answered == []
+    assert handed == [{"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {
+        "requestId": "id", "reason": "café", "extra": {"id": 1.5}}}]
+
+
 async def test_a_line_nested_past_reading_is_answered_and_reading_goes_on():
     """`[[[…]]]` deeper than Python's recursion limit: answered as not JSON, not a reader that
     raises and ends the stdio server."""

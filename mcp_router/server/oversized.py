@@ -9,7 +9,8 @@ import json
 from mcp.types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, JSONRPCRequest
 from pydantic import ValidationError
 
-__all__ = ["ID_SCAN_BYTES", "leading_members", "malformed", "refusal", "trailing_members"]
+__all__ = ["ID_SCAN_BYTES", "leading_members", "malformed", "refusal", "stray_id",
+           "trailing_members"]
 
 ID_SCAN_BYTES = 4096
 """How much of each end of a dropped message is read for its id. Most clients write the id
@@ -18,6 +19,7 @@ Inspector) writes it last: `{...request, jsonrpc: "2.0", id}`."""
 
 _DECODER = json.JSONDecoder()
 _TRIES = 8  # nested "id" keys ending the tail that are passed over before giving up
+_ID_PROBLEM = "id: must be a string or an integer"
 _PATH_LEVELS = 3  # how far down a member nested past reading is named: params.arguments.<name>
 
 
@@ -62,6 +64,21 @@ def malformed(line: bytes) -> JSONRPCError | None:
         request_id = _plain(message["id"])
     return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(
         code=INVALID_REQUEST, message=f"Invalid request: {problem}"))
+
+
+def stray_id(line: bytes) -> JSONRPCError | None:
+    """The error that answers `line`, which the SDK's parser took for a notification, when
+    it has an `id` after all: a request whose id is no string or integer (`1.5`, `null`,
+    `true`), which the parser's union lets fall through to a notification, its `id` ignored.
+    MCP requests take a string or an integer id, and notifications none. None for a true
+    notification.
+
+    For lines read as notifications, which are few; and only one showing `"id"` or a `\\u`
+    escape (`"\\u0069d"`) is read again, so a plain notification costs two substring
+    searches."""
+    if b'"id"' not in line and b"\\u" not in line:
+        return None
+    return malformed(line)
 
 
 def _too_deep(line: bytes) -> JSONRPCError | None:
@@ -122,8 +139,12 @@ def _request_problems(message: dict[str, object]) -> str:
     except RecursionError:
         return "nested too deeply to read"
     except ValidationError as exc:
-        return "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
-                         for e in exc.errors(include_url=False, include_input=False))
+        # pydantic names each arm of the id's union (id.int, id.str): one line says it all
+        problems = dict.fromkeys(
+            _ID_PROBLEM if e["loc"][:1] == ("id",)
+            else f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False))
+        return "; ".join(problems)
     return "not a JSON-RPC 2.0 request"
 
 

@@ -36,11 +36,11 @@ import anyio.lowlevel
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from mcp.types import JSONRPCError, JSONRPCMessage, jsonrpc_message_adapter
+from mcp.types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, jsonrpc_message_adapter
 from pydantic_core import PydanticSerializationError
 
 from mcp_router.messages import well_formed
-from mcp_router.server.oversized import ID_SCAN_BYTES, malformed, refusal
+from mcp_router.server.oversized import ID_SCAN_BYTES, malformed, refusal, stray_id
 from mcp_router.server.terminal import TerminalLines
 
 if sys.platform != "win32":
@@ -183,9 +183,10 @@ class PipeReader:
 
     A line that is not a message is handed on as its exception, as the SDK's transport
     does, and also said on stderr so whoever wired the host up can see it. A line over
-    MAX_LINE_BYTES is dropped. Either way `answer` (the writer's `send`) tells a request's
-    sender so, as JSON-RPC asks (-32700 for a line that is not JSON, -32600 for one that is
-    no message), rather than leave a host waiting out its own timeout.
+    MAX_LINE_BYTES is dropped, and so is a request whose id is no string or integer, which
+    the SDK's parser takes for a notification. Either way `answer` (the writer's `send`)
+    tells a request's sender so, as JSON-RPC asks (-32700 for a line that is not JSON,
+    -32600 for one that is no message), rather than leave a host waiting out its own timeout.
     """
 
     def __init__(self, reader: asyncio.StreamReader,
@@ -193,16 +194,23 @@ class PipeReader:
         self._reader, self._answer = reader, answer
 
     async def receive(self) -> SessionMessage | Exception:
-        line = await self._line()
-        try:
-            return SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            if (message := _reread(line)) is not None:
-                return SessionMessage(message)
-            log.warning("stdin: a line that is not a JSON-RPC message was ignored: %s",
-                        str(exc).splitlines()[0])
-            await self._tell(malformed(line))
-            return exc
+        while True:
+            line = await self._line()
+            try:
+                message = jsonrpc_message_adapter.validate_json(line, by_name=False)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                if (reread := _reread(line)) is None:
+                    log.warning("stdin: a line that is not a JSON-RPC message was ignored: %s",
+                                str(exc).splitlines()[0])
+                    await self._tell(malformed(line))
+                    return exc
+                message = reread
+            if isinstance(message, JSONRPCNotification) and (
+                    error := stray_id(line)) is not None:
+                log.warning("stdin: a request was refused: %s", error.error.message)
+                await self._tell(error)
+                continue
+            return SessionMessage(message)
 
     async def _line(self) -> bytes:
         """The next non-empty line; EndOfStream when stdin is closed."""
