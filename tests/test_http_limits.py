@@ -278,3 +278,53 @@ def test_a_body_over_the_limit_whose_id_is_half_an_emoji_is_refused_with_u_fffd_
                                       "Authorization": f"Bearer {ALICE}"})
     assert refused.status_code == 413  # not a 500 from failing to write the id
     assert (refused.json()["id"], refused.json()["error"]["code"]) == ("\ufffd", -32600)
+
+
+ODD_IDS = ["1.5", "1.0", "null", "true", "1e3"]
+
+
+def test_a_request_whose_id_is_no_string_or_integer_is_answered_over_streamable_http():
+    app = http_app(tiny_server(), "streamable-http", host="127.0.0.1", config=ServerConfig())
+    headers = {**MCP_HEADERS, "Content-Type": "application/json",
+               "Authorization": f"Bearer {ALICE}"}
+    with serving_app(app) as port, httpx.Client(headers=headers, timeout=10) as http:
+        url = f"http://127.0.0.1:{port}/mcp"
+        session = http.post(url, json=INIT).headers["mcp-session-id"]
+        http.headers.update({"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
+        http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        refused = [http.post(url, content=f'{{"jsonrpc":"2.0","id":{odd},"method":"ping"}}')
+                   for odd in ODD_IDS]
+        # an "id" among a notification's params is no id of its own: taken, no answer
+        taken = http.post(url, json={"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                     "params": {"requestId": 9, "id": 1.5}})
+    assert [(r.status_code, r.json()["id"], r.json()["error"]["code"]) for r in refused] == \
+        [(400, None, -32600)] * len(ODD_IDS)
+    assert "id: must be a string or an integer" in refused[0].json()["error"]["message"]
+    assert taken.status_code == 202
+
+
+@pytest.mark.anyio
+async def test_a_request_whose_id_is_no_string_or_integer_is_answered_over_sse():
+    app = http_app(tiny_server(), "sse", host="127.0.0.1", config=ServerConfig())
+    with serving_app(app) as port, anyio.fail_after(15):
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ALICE}"},
+                                     timeout=10) as http, \
+                http.stream("GET", f"{base}/sse") as stream:
+            lines = stream.aiter_lines()
+            endpoint = base + await sse_data(lines, "endpoint")
+
+            async def send(content: str) -> int:
+                posted = await http.post(endpoint, content=content,
+                                         headers={"Content-Type": "application/json"})
+                return posted.status_code
+
+            await send(json.dumps(INIT))
+            await sse_data(lines, "message")
+            await send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            assert await send('{"jsonrpc":"2.0","id":1.5,"method":"ping"}') == 202
+            refused = json.loads(await sse_data(lines, "message"))
+            assert await send('{"jsonrpc":"2.0","id":4,"method":"ping"}') == 202
+            after = json.loads(await sse_data(lines, "message"))
+    assert (refused["id"], refused["error"]["code"]) == (None, -32600)
+    assert after == {"jsonrpc": "2.0", "id": 4, "result": {}}

@@ -12,7 +12,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
-from mcp.types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, jsonrpc_message_adapter
+from mcp.types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    jsonrpc_message_adapter,
+)
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 from starlette.applications import Starlette
@@ -24,7 +31,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_router import __version__
 from mcp_router.messages import well_formed
-from mcp_router.server.oversized import ID_SCAN_BYTES, leading_members, malformed, refusal
+from mcp_router.server.oversized import (
+    ID_SCAN_BYTES,
+    leading_members,
+    malformed,
+    refusal,
+    stray_id,
+)
 
 __all__ = ["BodyLimit", "HealthCheck", "limit_bodies", "within_lifetime"]
 
@@ -109,6 +122,9 @@ class BodyLimit:
                 body = _mended(body)
                 if stream is not None and await _refused_message(stream, body):
                     await Response("Accepted", status_code=202)(scope, receive, send)
+                elif stream is None and (error := _stray_id(body)) is not None:
+                    await Response(_dumped(error), status_code=400,
+                                   media_type="application/json")(scope, receive, send)
                 else:
                     await self._app(scope, _replay(body, receive), send)
                 return
@@ -140,8 +156,9 @@ class BodyLimit:
 
 
 async def _refused_message(stream: _EventStream, body: bytes) -> bool:
-    """Whether `body`, posted to an SSE session, is no message the SDK takes, and so has been
-    answered on the session's stream with an error for its id.
+    """Whether `body`, posted to an SSE session, is no message the SDK takes (or a request
+    whose id it would drop, `_stray_id`), and so has been answered on the session's stream
+    with an error for its id.
 
     The SDK's SSE transport would log its validation error with a traceback at ERROR, and at
     DEBUG its dispatcher the error's repr: both quote the body, a prompt. It would then
@@ -152,6 +169,9 @@ async def _refused_message(stream: _EventStream, body: bytes) -> bool:
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
     else:
+        if (stray := _stray_id(body)) is not None:
+            await stream.put(stray)
+            return True
         return False
     if first["type"] == "json_invalid":  # its message gives the position, not the text
         problem = f"Parse error: the message is not JSON: {first['ctx']['error']}"
@@ -166,6 +186,23 @@ async def _refused_message(stream: _EventStream, body: bytes) -> bool:
     if error is not None:
         await stream.put(error)
     return True
+
+
+_ODD_ID = re.compile(rb'"id"\s*:\s*(?:[^"\d\s-]|-?\d+[.eE])')
+"""An `"id"` member whose value is no string or integer: `null`, `true`, `1.5`, `1e3`, `{`."""
+
+
+def _stray_id(body: bytes) -> JSONRPCError | None:
+    """The -32600 for a request whose id is no string or integer, which the SDK's parser
+    takes for a notification and so never answers (the host waits for its timeout); None
+    otherwise. A body is read again only when an `"id"` member of such a value shows in it."""
+    if _ODD_ID.search(body) is None:
+        return None
+    try:
+        message = jsonrpc_message_adapter.validate_json(body, by_name=False)
+    except ValidationError:
+        return None  # the SDK says what is wrong
+    return stray_id(body) if isinstance(message, JSONRPCNotification) else None
 
 
 def _dumped(error: JSONRPCError) -> str:
