@@ -60,8 +60,9 @@ class _RotatingFile:
     """An append-only file rotated by size: `name`, `name.1` … `name.<backups>`, oldest dropped.
 
     Each line is one `write()` on an O_APPEND descriptor: on disk (in the operating system's
-    hands) when `append` returns, and never interleaved with another process's lines. With
-    no backups the file starts again empty when it is full.
+    hands) when `append` returns, and never interleaved with another process's lines. A line
+    is whole or absent: one the disk had room for only part of is cut off again, and
+    `append` raises OSError. With no backups the file starts again empty when it is full.
 
     Every server a host starts appends to the same file, so the size is the file's own, and
     a file another process has rotated away is left for the new one at `path`.
@@ -79,7 +80,18 @@ class _RotatingFile:
             here = os.fstat(self._fd)
         if here.st_size and here.st_size + len(data) > self._max_bytes:
             self._rotate()
-        os.write(self._fd, data)
+        written = os.write(self._fd, data)
+        if written < len(data):
+            self._cut(written)
+            raise OSError(f"only {written} of a line's {len(data)} bytes could be written "
+                          "(the disk is full, or the file at its size limit)")
+
+    def _cut(self, written: int) -> None:
+        """Remove the start of a line a short write left (the disk filled mid-line): the
+        next line would be glued onto it, and neither could be read. Best effort: with
+        O_APPEND the fragment is at the end, unless another process appended since."""
+        with suppress(OSError):
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
 
     def _still_at_path(self, here: os.stat_result) -> bool:
         try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
+import textwrap
 from decimal import Decimal
 from pathlib import Path
 
@@ -151,3 +154,30 @@ def test_writing_resumes_once_the_file_can_be_written_again(tmp_path: Path):
         (tmp_path / "audit.jsonl").rmdir()
         log.write(AuditEntry(client="kept", tool="chat_completion", outcome="ok"))
     assert [e["client"] for e in lines(tmp_path / "audit.jsonl")] == ["kept"]
+
+
+FULL_DISK = textwrap.dedent("""
+    import resource, sys
+    from pathlib import Path
+    from mcp_router.audit import AuditEntry, AuditLog
+    from mcp_router.clock import LoopClock
+    from mcp_router.shared_config import AuditConfig
+
+    home = Path(sys.argv[1])
+    with AuditLog(home, AuditConfig(), LoopClock()) as log:
+        log.write(AuditEntry(client="before", tool="chat_completion", outcome="ok"))
+        size = (home / "audit.jsonl").stat().st_size
+        # the disk fills 40 bytes into the next line (Python ignores SIGXFSZ: a short write)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 40, resource.RLIM_INFINITY))
+        log.write(AuditEntry(client="torn", tool="chat_completion", outcome="ok"))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        log.write(AuditEntry(client="after", tool="chat_completion", outcome="ok"))
+""")
+
+
+def test_a_line_the_disk_fills_up_in_is_dropped_whole_and_warned_of(tmp_path: Path):
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [e["client"] for e in lines(tmp_path / "audit.jsonl")] == ["before", "after"]
+    assert done.stderr.count("cannot be written") == 1, done.stderr
