@@ -13,11 +13,14 @@ registered on the connection, so every sum is exact to the price table.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -47,6 +50,8 @@ from mcp_router.money import EXACT, utc_day_month
 from mcp_router.reports import Budgets, BudgetStatus, CostReport, Tally, build_alerts
 
 __all__ = ["LEDGER_FILE", "CostReport", "GroupBy", "Ledger", "LedgerRow", "Period"]
+
+log = logging.getLogger("mcp_router.ledger")
 
 LEDGER_FILE = "ledger.sqlite3"
 SCHEMA_VERSION = 1
@@ -86,6 +91,14 @@ DROP INDEX IF EXISTS calls_month;
 _COLUMNS = ("ts, day, month, trace_id, client, route, provider, model, outcome, input_tokens, "
             "output_tokens, cached_input_tokens, cost_usd, saved_usd, latency_ms, metadata")
 _INSERT = f"INSERT INTO calls ({_COLUMNS}, writer, estimated) VALUES ({', '.join('?' * 18)})"
+# Another process's write lock: a row waits for it on the event loop at most _ON_LOOP_BUSY_MS
+# (another mcp-router holds it for microseconds per row), then in the background writer
+# (a `sqlite3` shell's open BEGIN, a VACUUM, a stopped process hold it for seconds or more).
+_ON_LOOP_BUSY_MS = 30
+_WAITING_BUSY_S = 0.25  # the background writer's busy timeout: how soon it sees `close`
+_CLOSE_WAIT_S = 2.0  # how long `close` waits for the background writer to finish
+_CHECK_PATH_S = 1.0  # how often `record` checks that the file at the path is the one open
+_REOPENING = (-1, -1)  # no file's identity: the ledger was moved and is not open again yet
 
 @dataclass(frozen=True)
 class LedgerRow:
@@ -126,6 +139,12 @@ class Ledger:
         self._reports = anyio.CapacityLimiter(1)
         self._month_lock = threading.Lock()
         self._month_but_today: dict[str | None, MonthButToday] = {}
+        # Rows that met another process's write lock, oldest first, and the one thread that
+        # writes them (`_wait_for_lock`); `_waiting_lock` guards both.
+        self._waiting: deque[tuple[Any, ...]] = deque()
+        self._waiting_lock = threading.Lock()
+        self._waiter: threading.Thread | None = None
+        self._closing = threading.Event()
         try:
             make_data_dir(self.path.parent)
             make_private_file(self.path)  # SQLite gives its -wal and -shm files this mode
@@ -135,6 +154,10 @@ class Ledger:
             self._conn = sqlite3.connect(self.path, isolation_level=None,
                                          check_same_thread=False)
         except (OSError, sqlite3.OperationalError) as exc:
+            if self.path.exists() and not self.path.is_file():  # a stray mkdir, a sync folder
+                kind = "a directory" if self.path.is_dir() else "not a regular file"
+                raise DataError(f"the ledger {self.path} is {kind}, so it cannot be used; "
+                                "move it out of the way, and a new ledger is started") from exc
             raise DataError(f"cannot use the data directory {self.path.parent} ({exc}); set "
                             "MCP_ROUTER_HOME to a directory this user can write") from exc
         try:
@@ -144,14 +167,15 @@ class Ledger:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")  # another process may be writing
             self._migrate()
+            self._conn.execute(f"PRAGMA busy_timeout={_ON_LOOP_BUSY_MS}")  # see record
+            self._opened, self._checked_at = _identity(self.path), clock.wall()
         except sqlite3.OperationalError as exc:  # permissions, a lock: nothing is damaged
             self._conn.close()
             raise DataError(_unusable(self.path, exc)) from exc
         except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
             self._conn.close()
-            raise DataError(f"the ledger {self.path} cannot be used ({exc}); if it is damaged, "
-                            "move it aside and a new one is started (the spend it holds then "
-                            "no longer counts against the budgets)") from exc
+            raise DataError(f"the ledger {self.path} cannot be used ({exc}); "
+                            f"{_MOVE_ASIDE}") from exc
 
     @classmethod
     def in_home(cls, home: Path, clock: Clock) -> Ledger:
@@ -182,7 +206,21 @@ class Ledger:
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
+        """Close, after waiting (up to a bound) for rows that wait for another process's
+        write lock; any still unwritten are logged by trace id, naming the file."""
+        self._closing.set()
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.join(_CLOSE_WAIT_S)
+        with self._waiting_lock:
+            left = [values[3] for values in self._waiting]
+        if left:
+            log.error("%d rows are not in the ledger %s: another process held its write lock "
+                      "until mcp-router stopped (traces %s)", len(left), self.path,
+                      ", ".join(left))
         with self._lock:
+            if self._opened != _REOPENING and _identity(self.path) != self._opened:
+                self._keep_in_moved_file()  # the rows of the last second before a move
             self._conn.close()
 
     def __enter__(self) -> Ledger:
@@ -192,10 +230,17 @@ class Ledger:
         self.close()
 
     def record(self, row: LedgerRow) -> None:
-        """Append one row; it is durable against a process kill when this returns. Raises
-        DataError, naming the file, when SQLite cannot take it (disk full, a lock held past
-        the busy timeout, a number no SQLite integer holds)."""
-        ts = self._clock.wall() if row.ts is None else row.ts
+        """Append one row; it is durable against a process kill when this returns, unless it
+        waits for a lock (below). Raises DataError, naming the file, when SQLite cannot take
+        it (disk full, a number no SQLite integer holds).
+
+        While another process holds the write lock for longer than another mcp-router's
+        commits (a `sqlite3` shell's BEGIN, a VACUUM), the row, and every row after it, waits
+        for the lock in a background thread instead of stalling the event loop, and this
+        returns at once. Until they are written, reads (`spent`, `position`, reports) do not
+        see them; the budgets have counted them already. `close` logs any that never are."""
+        now = self._clock.wall()
+        ts = now if row.ts is None else row.ts
         day, month = utc_day_month(ts)
         u = row.usage
         values = (ts, day, month, row.trace_id, row.client, row.route, row.provider, row.model,
@@ -204,10 +249,113 @@ class Ledger:
                   json.dumps(dict(row.metadata), sort_keys=True, ensure_ascii=False),
                   self._writer, int(row.estimated))
         with self._lock:
+            if abs(now - self._checked_at) >= _CHECK_PATH_S:
+                self._follow_path(now)
+            if self._waiting:  # rows wait for the lock already: this one goes behind them
+                self._wait_for_lock(values, None)
+                return
             try:
                 self._conn.execute(_INSERT, values)
             except (sqlite3.Error, OverflowError, ValueError) as exc:
-                raise DataError(f"cannot write to the ledger {self.path}: {exc}") from exc
+                if _locked(exc):
+                    self._wait_for_lock(values, exc)
+                    return
+                raise DataError(f"cannot write to the ledger {self.path}: "
+                                f"{exc}{_advice(exc)}") from exc
+
+    def _follow_path(self, now: float) -> None:
+        """Reopen at the path if the file there is no longer the one open (moved aside or
+        replaced while running): SQLite would go on writing into the -wal left under the old
+        name, which belongs to no database, and those rows would be lost. The rows written so
+        far are put into the moved file, then a ledger is opened (or made) at the path as at
+        start-up. Checked once a second rather than per row (a stat is ~5% of an INSERT),
+        which loses nothing: a row of that second is put into the moved file too."""
+        if _identity(self.path) == self._opened:
+            self._checked_at = now
+            return
+        if self._opened != _REOPENING:  # not when a reopen failed: the next row retries it
+            kept = self._keep_in_moved_file()
+            self._conn.close()
+            self._opened = _REOPENING
+            log.warning("the ledger %s was moved or replaced while mcp-router ran; %sthe next "
+                        "rows go to the ledger at that path", self.path,
+                        "the rows written until now are in the moved file; " if kept else "")
+        fresh = Ledger(self.path, self._clock)  # DataError: this row is not in the ledger
+        self._conn, self._opened, self._checked_at = fresh._conn, fresh._opened, now
+
+    def _keep_in_moved_file(self) -> bool:
+        """Copy the rows in the -wal into the moved database file itself (SQLite does not on
+        closing a moved database, and opening a new ledger at the path deletes that -wal);
+        False, and logged, when some could not be."""
+        try:
+            busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            why = "another process is reading it" if busy or copied < frames else ""
+        except sqlite3.Error as exc:
+            why = str(exc)
+        if why:
+            log.error("the ledger %s was moved or replaced while mcp-router ran, and its latest "
+                      "rows could not be put into the moved file (%s); they may be lost, but "
+                      "count against the budgets until the server restarts", self.path, why)
+        return not why
+
+    def _wait_for_lock(self, values: tuple[Any, ...], exc: BaseException | None) -> None:
+        """Queue a row for the background writer, starting it if none runs; `exc` is the lock
+        error this row met, None when it queued behind rows that did."""
+        with self._waiting_lock:
+            self._waiting.append(values)
+            if self._waiter is not None:
+                return
+            self._waiter = threading.Thread(target=self._write_waiting, args=(exc is not None,),
+                                            name="ledger-writer", daemon=True)
+            self._waiter.start()
+        if exc is not None:
+            log.warning("another process holds the write lock of the ledger %s (%s); rows wait "
+                        "for it in the background", self.path, exc)
+
+    def _write_waiting(self, announced: bool) -> None:
+        """The background writer: writes waiting rows in order on a connection of its own,
+        retrying a held lock until written or the ledger is closed."""
+        written = 0
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_WAITING_BUSY_S)
+        except sqlite3.Error as exc:
+            self._give_up(exc)
+            return
+        with closing(conn):
+            while (values := self._next_waiting()) is not None:
+                try:
+                    conn.execute(_INSERT, values)
+                    written += 1
+                except (sqlite3.Error, OverflowError, ValueError) as exc:
+                    if not _locked(exc):
+                        log.error("the row of trace %s is not in the ledger %s: %s; it counts "
+                                  "against the budgets until the server restarts", values[3],
+                                  self.path, exc)
+                    elif self._closing.is_set():
+                        return  # `close` logs the rows left
+                    else:
+                        continue
+                with self._waiting_lock:
+                    self._waiting.popleft()
+        if announced:
+            log.warning("the ledger %s is writable again; %d rows that waited are written",
+                        self.path, written)
+
+    def _next_waiting(self) -> tuple[Any, ...] | None:
+        """The oldest waiting row, or None when there is none, and then the writer ends."""
+        with self._waiting_lock:
+            if self._waiting:
+                return self._waiting[0]
+            self._waiter = None
+            return None
+
+    def _give_up(self, exc: sqlite3.Error) -> None:
+        """Drop every waiting row, by trace id in the log: the writer cannot open the file."""
+        with self._waiting_lock:
+            left, self._waiter = [values[3] for values in self._waiting], None
+            self._waiting.clear()
+        log.error("%d rows are not in the ledger %s: %s (traces %s); they count against the "
+                  "budgets until the server restarts", len(left), self.path, exc, ", ".join(left))
 
     def recent(self, limit: int = 100) -> list[LedgerRow]:
         """The last `limit` rows, newest first."""
@@ -319,7 +467,21 @@ class Ledger:
             try:
                 return self._conn.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise DataError(f"cannot read the ledger {self.path}: {exc}") from exc
+                raise DataError(f"cannot read the ledger {self.path}: {exc}{_advice(exc)}") from exc
+
+
+_MOVE_ASIDE = ("if it is damaged, stop the servers that use it and move it aside: they start "
+               "a new one (the spend it holds then no longer counts against the budgets)")
+
+
+def _advice(exc: BaseException) -> str:
+    """The fix, after an error's text, when SQLite says the ledger is damaged (a malformed
+    page, or not a database at all); nothing for a lock, permissions or a full disk, as
+    moving the ledger aside would drop its spend from the budgets for no reason."""
+    code = getattr(exc, "sqlite_errorcode", None)  # absent on errors not from SQLite itself
+    if code is None or (code & 0xFF) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return ""
+    return f"; {_MOVE_ASIDE}"
 
 
 def _unusable(path: Path, exc: sqlite3.OperationalError) -> str:
@@ -337,6 +499,21 @@ def _unusable(path: Path, exc: sqlite3.OperationalError) -> str:
             f"give this user write access (chmod u+w {' '.join(closed)}, or chown "
             f"{'them' if len(closed) > 1 else 'it'} to this user), or set MCP_ROUTER_HOME to "
             "a directory this user can write")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Device and inode of the file at `path`, None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _locked(exc: BaseException) -> bool:
+    """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY, _LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _text(amount: Decimal | None) -> str | None:

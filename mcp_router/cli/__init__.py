@@ -193,8 +193,12 @@ def _serve(args: argparse.Namespace) -> int:
     # that may already exist with wider permissions; so is every file the server creates.
     os.umask(0o077)
     # Opened once here, so a data directory or ledger that cannot be used is said in one line
-    # before a host connects, not as a traceback from the first session.
-    Ledger.in_home(home, LoopClock()).close()
+    # before a host connects, not as a traceback from the first session. The budget guards'
+    # start-up sums are read too: a ledger damaged past its header and schema fails only
+    # there. (They read this month's rows; `PRAGMA quick_check` would read every month's.)
+    with Ledger.in_home(home, LoopClock()) as ledger:
+        ledger.position()
+        ledger.spent("month")
     keys = provider_keys(config.providers, os.environ, base=path.parent)
     server = create_server(config, home=home, keys=keys)
     scrubber = Scrubber(config_secrets(config.providers, keys))

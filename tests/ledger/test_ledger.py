@@ -115,6 +115,41 @@ def test_a_damaged_ledger_is_refused_by_name_and_left_as_it_is(tmp_path: Path,
     assert path.read_bytes() == damaged  # spend records are never replaced behind the user
 
 
+def damage_row_pages(path: Path, clock: FakeClock) -> None:
+    """A ledger of a few calls whose header and schema (page 1) are whole but every other page
+    is zeros (a bad sector, a torn copy): it opens, and fails when its rows are read."""
+    with Ledger(path, clock) as first:
+        for _ in range(50):
+            first.record(_row(metadata={"pad": "x" * 200}))
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.seek(4096)
+        f.write(bytes(size - 4096))
+
+
+def test_a_ledger_damaged_past_its_schema_is_refused_with_the_advice_when_read(
+        tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    damage_row_pages(path, clock)
+    with Ledger(path, clock) as damaged:
+        for use in (damaged.position, lambda: damaged.spent("month"),
+                    lambda: damaged.record(_row())):
+            with pytest.raises(DataError, match=re.escape(
+                    f"the ledger {path}: database disk image is malformed; if it is damaged, "
+                    "stop the servers that use it and move it aside")):
+                use()
+
+
+def test_a_directory_in_the_ledgers_place_is_named_not_the_data_directory(
+        tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    path.mkdir()
+    with pytest.raises(DataError) as info:
+        Ledger(path, clock)
+    assert str(info.value) == (f"the ledger {path} is a directory, so it cannot be used; move "
+                               "it out of the way, and a new ledger is started")
+
+
 def test_a_home_that_cannot_be_a_directory_is_refused_by_name(tmp_path: Path,
                                                              clock: FakeClock) -> None:
     home = tmp_path / "home"
@@ -149,9 +184,10 @@ def test_a_ledger_that_cannot_be_read_is_named_in_the_error(ledger: Ledger) -> N
         conn.execute("DROP TABLE calls")
     for read in (ledger.recent, ledger.report, ledger.position, lambda: ledger.spent("today"),
                  lambda: ledger.spent_elsewhere(0)):
-        with pytest.raises(DataError, match=re.escape(f"cannot read the ledger {ledger.path}: "
-                                                      "no such table: calls")):
+        with pytest.raises(DataError) as info:
             read()
+        # not damaged: no advice to move it aside, which would drop its spend from the budgets
+        assert str(info.value) == f"cannot read the ledger {ledger.path}: no such table: calls"
 
 
 CHILD = textwrap.dedent("""
@@ -177,6 +213,100 @@ def test_a_row_survives_the_process_being_killed_right_after(tmp_path: Path,
     with Ledger(path, clock) as reopened:
         [row] = reopened.recent()
     assert (row.trace_id, row.cost_usd) == ("answered", Decimal("0.0125"))
+
+
+def _trace_ids(path: Path) -> list[str]:
+    with closing(sqlite3.connect(path)) as conn:
+        return [t for (t,) in conn.execute("SELECT trace_id FROM calls ORDER BY id")]
+
+
+def _written(ledger: Ledger, count: int) -> list[str]:
+    """The ledger's trace ids once it holds `count` rows (waits at most 2 s)."""
+    deadline = time.monotonic() + 2
+    while len(rows := ledger.recent()) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [row.trace_id for row in reversed(rows)]
+
+
+def test_a_write_lock_another_process_holds_does_not_stall_recording(
+        ledger: Ledger, caplog: pytest.LogCaptureFixture) -> None:
+    ledger.record(_row(trace_id="before"))
+    holder = sqlite3.connect(ledger.path, isolation_level=None)  # a sqlite3 shell's BEGIN
+    holder.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    for trace in ("held-1", "held-2", "held-3"):
+        ledger.record(_row(trace_id=trace))
+    waited = time.monotonic() - started
+    assert _written(ledger, 1) == ["before"]  # the others wait for the lock, off the loop
+    holder.execute("COMMIT")
+    holder.close()
+
+    assert waited < 0.5, f"recording waited {waited:.2f} s for another process's lock"
+    assert _written(ledger, 4) == ["before", "held-1", "held-2", "held-3"]
+    said = [r.getMessage() for r in caplog.records if r.name == "mcp_router.ledger"]
+    assert said == [f"another process holds the write lock of the ledger {ledger.path} "
+                    "(database is locked); rows wait for it in the background",
+                    f"the ledger {ledger.path} is writable again; 3 rows that waited are "
+                    "written"]
+
+
+def test_rows_still_waiting_for_a_lock_at_close_are_named(
+        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    ledger = Ledger.in_home(tmp_path, clock)
+    with closing(sqlite3.connect(ledger.path, isolation_level=None)) as holder:
+        holder.execute("BEGIN IMMEDIATE")
+        ledger.record(_row(trace_id="t-waits"))
+        started = time.monotonic()
+        ledger.close()
+        assert time.monotonic() - started < 1.5
+    [said] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert said.getMessage() == (f"1 rows are not in the ledger {ledger.path}: another process "
+                                 "held its write lock until mcp-router stopped (traces t-waits)")
+
+
+def test_a_ledger_moved_aside_while_open_keeps_every_row(
+        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    path, aside = tmp_path / "ledger.sqlite3", tmp_path / "aside.sqlite3"
+    with Ledger(path, clock) as ledger:
+        ledger.record(_row(trace_id="before"))
+        path.rename(aside)  # what the damaged-ledger message says to do
+        ledger.record(_row(trace_id="same second"))  # the path is checked once a second
+        clock.advance(1)
+        ledger.record(_row(trace_id="after"))
+        ledger.record(_row(trace_id="later"))
+        assert [r.trace_id for r in ledger.recent()] == ["later", "after"]
+
+    assert _trace_ids(aside) == ["before", "same second"]
+    assert _trace_ids(path) == ["after", "later"]
+    [said] = [r.getMessage() for r in caplog.records if r.name == "mcp_router.ledger"]
+    assert said == (f"the ledger {path} was moved or replaced while mcp-router ran; the rows "
+                    "written until now are in the moved file; the next rows go to the ledger at "
+                    "that path")
+
+
+def test_a_ledger_that_cannot_be_made_again_after_a_move_refuses_rows_until_it_can(
+        tmp_path: Path, clock: FakeClock) -> None:
+    path, aside = tmp_path / "ledger.sqlite3", tmp_path / "aside.sqlite3"
+    with Ledger(path, clock) as ledger:
+        ledger.record(_row(trace_id="before"))
+        path.rename(aside)
+        path.mkdir()  # a stray mkdir where the ledger was
+        clock.advance(1)
+        with pytest.raises(DataError):  # the cost_note says "not in the ledger"
+            ledger.record(_row(trace_id="refused"))
+        path.rmdir()
+        ledger.record(_row(trace_id="after"))
+    assert (_trace_ids(aside), _trace_ids(path)) == (["before"], ["after"])
+
+
+def test_rows_of_the_last_second_before_a_move_reach_the_moved_file_at_close(
+        tmp_path: Path, clock: FakeClock) -> None:
+    path, aside = tmp_path / "ledger.sqlite3", tmp_path / "aside.sqlite3"
+    with Ledger(path, clock) as ledger:
+        ledger.record(_row(trace_id="before"))
+        path.rename(aside)
+        ledger.record(_row(trace_id="same second"))
+    assert _trace_ids(aside) == ["before", "same second"]
 
 
 def test_sums_are_exact_where_floats_would_drift(ledger: Ledger) -> None:
