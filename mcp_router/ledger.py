@@ -18,9 +18,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections import deque
 from collections.abc import Mapping
-from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +43,7 @@ from mcp_router.ledger_sql import (
     listed,
     period_where,
 )
+from mcp_router.ledger_wait import LockWaiter, locked
 from mcp_router.messages import Usage
 from mcp_router.money import EXACT, utc_day_month
 from mcp_router.reports import Budgets, BudgetStatus, CostReport, Tally, build_alerts
@@ -95,8 +94,6 @@ _INSERT = f"INSERT INTO calls ({_COLUMNS}, writer, estimated) VALUES ({', '.join
 # (another mcp-router holds it for microseconds per row), then in the background writer
 # (a `sqlite3` shell's open BEGIN, a VACUUM, a stopped process hold it for seconds or more).
 _ON_LOOP_BUSY_MS = 30
-_WAITING_BUSY_S = 0.25  # the background writer's busy timeout: how soon it sees `close`
-_CLOSE_WAIT_S = 2.0  # how long `close` waits for the background writer to finish
 _CHECK_PATH_S = 1.0  # how often `record` checks that the file at the path is the one open
 _REOPENING = (-1, -1)  # no file's identity: the ledger was moved and is not open again yet
 
@@ -139,12 +136,7 @@ class Ledger:
         self._reports = anyio.CapacityLimiter(1)
         self._month_lock = threading.Lock()
         self._month_but_today: dict[str | None, MonthButToday] = {}
-        # Rows that met another process's write lock, oldest first, and the one thread that
-        # writes them (`_wait_for_lock`); `_waiting_lock` guards both.
-        self._waiting: deque[tuple[Any, ...]] = deque()
-        self._waiting_lock = threading.Lock()
-        self._waiter: threading.Thread | None = None
-        self._closing = threading.Event()
+        self._waiting = LockWaiter(self.path, _INSERT)  # rows that met another's write lock
         try:
             make_data_dir(self.path.parent)
             make_private_file(self.path)  # SQLite gives its -wal and -shm files this mode
@@ -208,16 +200,7 @@ class Ledger:
     def close(self) -> None:
         """Close, after waiting (up to a bound) for rows that wait for another process's
         write lock; any still unwritten are logged by trace id, naming the file."""
-        self._closing.set()
-        waiter = self._waiter
-        if waiter is not None:
-            waiter.join(_CLOSE_WAIT_S)
-        with self._waiting_lock:
-            left = [values[3] for values in self._waiting]
-        if left:
-            log.error("%d rows are not in the ledger %s: another process held its write lock "
-                      "until mcp-router stopped (traces %s)", len(left), self.path,
-                      ", ".join(left))
+        self._waiting.close()
         with self._lock:
             if self._opened != _REOPENING and _identity(self.path) != self._opened:
                 self._keep_in_moved_file()  # the rows of the last second before a move
@@ -252,13 +235,13 @@ class Ledger:
             if abs(now - self._checked_at) >= _CHECK_PATH_S:
                 self._follow_path(now)
             if self._waiting:  # rows wait for the lock already: this one goes behind them
-                self._wait_for_lock(values, None)
+                self._waiting.add(values, None)
                 return
             try:
                 self._conn.execute(_INSERT, values)
             except (sqlite3.Error, OverflowError, ValueError) as exc:
-                if _locked(exc):
-                    self._wait_for_lock(values, exc)
+                if locked(exc):
+                    self._waiting.add(values, exc)
                     return
                 raise DataError(f"cannot write to the ledger {self.path}: "
                                 f"{exc}{_advice(exc)}") from exc
@@ -297,65 +280,6 @@ class Ledger:
                       "rows could not be put into the moved file (%s); they may be lost, but "
                       "count against the budgets until the server restarts", self.path, why)
         return not why
-
-    def _wait_for_lock(self, values: tuple[Any, ...], exc: BaseException | None) -> None:
-        """Queue a row for the background writer, starting it if none runs; `exc` is the lock
-        error this row met, None when it queued behind rows that did."""
-        with self._waiting_lock:
-            self._waiting.append(values)
-            if self._waiter is not None:
-                return
-            self._waiter = threading.Thread(target=self._write_waiting, args=(exc is not None,),
-                                            name="ledger-writer", daemon=True)
-            self._waiter.start()
-        if exc is not None:
-            log.warning("another process holds the write lock of the ledger %s (%s); rows wait "
-                        "for it in the background", self.path, exc)
-
-    def _write_waiting(self, announced: bool) -> None:
-        """The background writer: writes waiting rows in order on a connection of its own,
-        retrying a held lock until written or the ledger is closed."""
-        written = 0
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_WAITING_BUSY_S)
-        except sqlite3.Error as exc:
-            self._give_up(exc)
-            return
-        with closing(conn):
-            while (values := self._next_waiting()) is not None:
-                try:
-                    conn.execute(_INSERT, values)
-                    written += 1
-                except (sqlite3.Error, OverflowError, ValueError) as exc:
-                    if not _locked(exc):
-                        log.error("the row of trace %s is not in the ledger %s: %s; it counts "
-                                  "against the budgets until the server restarts", values[3],
-                                  self.path, exc)
-                    elif self._closing.is_set():
-                        return  # `close` logs the rows left
-                    else:
-                        continue
-                with self._waiting_lock:
-                    self._waiting.popleft()
-        if announced:
-            log.warning("the ledger %s is writable again; %d rows that waited are written",
-                        self.path, written)
-
-    def _next_waiting(self) -> tuple[Any, ...] | None:
-        """The oldest waiting row, or None when there is none, and then the writer ends."""
-        with self._waiting_lock:
-            if self._waiting:
-                return self._waiting[0]
-            self._waiter = None
-            return None
-
-    def _give_up(self, exc: sqlite3.Error) -> None:
-        """Drop every waiting row, by trace id in the log: the writer cannot open the file."""
-        with self._waiting_lock:
-            left, self._waiter = [values[3] for values in self._waiting], None
-            self._waiting.clear()
-        log.error("%d rows are not in the ledger %s: %s (traces %s); they count against the "
-                  "budgets until the server restarts", len(left), self.path, exc, ", ".join(left))
 
     def recent(self, limit: int = 100) -> list[LedgerRow]:
         """The last `limit` rows, newest first."""
@@ -508,12 +432,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _locked(exc: BaseException) -> bool:
-    """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY, _LOCKED)."""
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _text(amount: Decimal | None) -> str | None:
