@@ -7,9 +7,9 @@ import string
 from collections.abc import Callable, Sequence
 from itertools import accumulate
 
-from mcp_router.pii.detectors import Finding, left_ok, right_ok, word_before
+from mcp_router.pii.detectors import Finding, is_word_char, left_ok, right_ok, word_before
 from mcp_router.pii.phones import national_length, phone_alone, slashed_phones
-from mcp_router.pii.validators import card_ok, international_ok, nanp_ok, ssn_ok
+from mcp_router.pii.validators import card_brand, card_ok, international_ok, nanp_ok, ssn_ok
 
 # Runs of digits and separators: every card, SSN and phone shape, found in one scan so the
 # per-format logic only runs on the few runs that qualify. A run starts at the first digit
@@ -24,11 +24,16 @@ _CLUSTER_CLASSES = bytes(ord("0" if c in string.digits else c if c in _SEPARATOR
                          for c in map(chr, range(256)))
 _CLUSTER_SKELETON = re.compile(rb"0(?<!00)(?!000-00-00(?!0))[0 \-.()]{8,}")
 _MIN_DIGITS = 8
+# How issuers print a card: what follows one of these in a run of groups may be its expiry
+# or CVV (fours with a shorter last group are only a card when nothing follows).
+_CARD_LAYOUTS = ([4, 4, 4, 4, 3], [4, 4, 4, 4], [4, 6, 5], [4, 6, 4])
 # A cluster with separators must contain one of these shapes to hold a card (groups of 4
-# then more), an SSN, a North American number, a trunk-zero national number, a Spanish or a
-# Chinese mobile; the rest (zip+4, ISBNs, dotted versions and addresses…) are dropped before
-# any per-group work.
-_SHAPES = re.compile(r"(?<!\d)\d{4}[ .-]\d{2,6}[ .-]\d|(?<!\d)\d{3}[-. ]\d\d[-. ]\d{4}"
+# then more, or 12 to 19 digits in a row, whatever digits are around it: `4111… 12/26`), an
+# SSN, a North American number, a trunk-zero national number, a Spanish or a Chinese mobile;
+# the rest (zip+4, ISBNs, dotted versions and addresses…) are dropped before any per-group
+# work.
+_SHAPES = re.compile(r"(?<!\d)\d{4}[ .-]\d{2,6}[ .-]\d|(?<!\d)\d{12,19}(?!\d)"
+                     r"|(?<!\d)\d{3}[-. ]\d\d[-. ]\d{4}"
                      r"|\d{3}\)?[-. )]{1,2}\d{3}[-. ]\d{4}|(?<!\d)0[1-9]\d{0,4}\)?[ -]\d\d"
                      r"|(?<!\d)[67]\d\d \d\d \d\d \d\d|(?<!\d)1[3-9]\d[ -]\d{4}[ -]\d{4}")
 _SEPARATORS = re.compile(r"(\D+)")
@@ -145,7 +150,7 @@ class _Run:
 
     def findings(self) -> list[Finding]:
         found: list[Finding] = []
-        text, i, n = self.text, 0, len(self.starts)
+        text, i, n, resumed = self.text, 0, len(self.starts), 0
         while i < n:
             start, size = self.starts[i], self.sizes[i]
             before = text[start - 1:start]
@@ -154,7 +159,7 @@ class _Run:
                     and (left_ok(text, start) or before in "+("):
                 # Only the formats whose first group can have this size and first digit.
                 if 12 <= size <= 19 or size == 4:
-                    hit = self.card(i)
+                    hit = self.card(i, after_finding=i == resumed)
                 if hit is None and size in (3, 9):
                     hit = self.ssn(i)
                 if hit is None and (before == "+" or 4 <= size <= 5 and text[start] == "0"):
@@ -170,6 +175,7 @@ class _Run:
                 continue
             entity, s, e, i = hit
             found.append(Finding(entity, s, e))
+            resumed = i
         return found
 
     @classmethod
@@ -197,44 +203,76 @@ class _Run:
     def joined(self, i: int, j: int) -> str:
         return "".join(self.digits[i:j + 1])
 
-    def card(self, i: int) -> Hit | None:
+    def card(self, i: int, after_finding: bool = False) -> Hit | None:
+        """A card whose first group is group i: 12 to 19 digits in a row, or printed in groups
+        (4-4-4-4, 4-6-5…), whatever digits follow it in the run (an expiry, a CVV, an IP).
+
+        `after_finding`: group i follows a phone or SSN found in the same run, so the groups
+        before it are no part of the card (`555-123-4567 4111 1111 1111 1111`).
+        """
         text, start, size, sep = self.text, self.starts[i], self.sizes[i], self.seps[i]
         if not left_ok(text, start):
             return None
         if 12 <= size <= 19:
             end = self.ends[i]
             return ("credit_card", start, end, i + 1) if _card_alone(text, start, end) else None
-        if size != 4 or sep not in (" ", "-", ".") or not self.starts_run(i, sep):
+        if size != 4 or sep not in (" ", "-", ".") \
+                or not (after_finding or self.opens_card(i, sep)):
             return None
         j, last = i, len(self.starts) - 1
         while j < last and self.seps[j] == sep:
-            # Groups of 2-6 digits; only the last may be shorter (4000 0000 0000 6).
-            if not (2 if j + 1 < last and self.seps[j + 1] == sep else 1) <= self.sizes[j + 1] <= 6:
-                return None
             j += 1
-        end = self.ends[j]
-        if sep == "." and not _dotted_card(self.sizes[i:j + 1]):
-            return None
-        if j > i and card_ok(self.joined(i, j)) and right_ok(text, end):
-            return ("credit_card", start, end, j + 1)
-        k = self._card_layout_end(i, j)
-        if k is not None and card_ok(self.joined(i, k)):
-            return ("credit_card", start, self.ends[k], k + 1)
+        # The run as a whole first: a 19-digit card is not a 16-digit one and three more.
+        sizes = self.sizes[i:j + 1]
+        if j > i and _card_groups(sizes) and (sep != "." or _dotted_card(sizes)) \
+                and card_ok(self.joined(i, j)) and right_ok(text, self.ends[j]):
+            return ("credit_card", start, self.ends[j], j + 1)
+        for k in self._card_layout_ends(i, j):
+            if card_ok(self.joined(i, k)):
+                return ("credit_card", start, self.ends[k], k + 1)
         return None
 
-    def _card_layout_end(self, i: int, j: int) -> int | None:
-        """The last group of a printed card layout (4-4-4-4, 4-6-5, 4-6-4) followed only by an
-        expiry month (`4111 1111 1111 1111 12/26`).
+    def opens_card(self, i: int, sep: str) -> bool:
+        """Group i can be the first of a grouped card: it starts its run of groups joined by
+        `sep`, or the group before it is no group of four (`cvv 123 4111 1111 1111 1111`,
+        `12/26 4111 1111 1111 1111`). A group of four before it makes it the middle of a
+        longer grouped number, and so does a run glued to a word (`DE12 3456 7890…`, an IBAN)."""
+        first = self.starts[0]
+        return self.starts_run(i, sep) or self.sizes[i - 1] != 4 and not (
+            first > 0 and is_word_char(self.text[first - 1]))
 
-        Otherwise the run as a whole decides: a valid prefix of a longer grouped number (a
-        19-digit card, an account number) is not a card.
+    def _card_layout_ends(self, i: int, j: int) -> list[int]:
+        """The last groups, longest first, of the printed card layouts (4-4-4-4-3, 4-4-4-4,
+        4-6-5, 4-6-4) that begin at group i and end before group j, the last joined to it,
+        where a card can end: see `_card_stops_at`, or before an expiry month
+        (`5555-5555-5555-4444-11/2027`)."""
+        sizes, text = self.sizes, self.text
+        ends = [i + len(layout) - 1 for layout in _CARD_LAYOUTS
+                if i + len(layout) - 1 < j and sizes[i:i + len(layout)] == layout]
+        return [k for k in ends if self._card_stops_at(i, k, j) or k + 1 == j and sizes[j] == 2
+                and text[self.ends[j]:self.ends[j] + 1] == "/"]
+
+    def _card_stops_at(self, i: int, k: int, j: int) -> bool:
+        """Group k, the last of a card layout from group i, ends a card though more groups
+        follow it up to group j: an expiry, a CVV, an address (`4111 1111 1111 1111 12 26`).
+
+        Not where a "-" or "." joins the next group to it, nor where another group of four
+        that is no expiry (MMYY) follows four fours: the fours go on, and a valid prefix of a
+        longer grouped number (an account number) is not a card. Nor where one short group
+        ends the run and makes it as long as a card of its network: a mistyped longer card
+        (`6271 2803 9079 5067 375`), unless those are three digits, a CVV, and the network
+        issues most of its cards with fewer than 19 digits.
         """
-        k = i + 3 if self.sizes[i:i + 4] == [4, 4, 4, 4] else \
-            i + 2 if self.sizes[i:i + 3] in ([4, 6, 5], [4, 6, 4]) else None
-        if k is None or j != k + 1 or self.sizes[j] != 2 \
-                or self.text[self.ends[j]:self.ends[j] + 1] != "/":
-            return None
-        return k
+        if not right_ok(self.text, self.ends[k]):
+            return False
+        nxt = self.digits[k + 1]
+        if self.sizes[k] == 4 and len(nxt) == 4:
+            return "01" <= nxt[:2] <= "12"
+        whole = self.joined(i, j)
+        if k + 1 < j or len(nxt) > 3 or card_brand(whole) is None \
+                or not right_ok(self.text, self.ends[j]):  # `… 1111 0.0.0.0`: no card's end
+            return True
+        return len(nxt) == 3 and not _mostly_nineteen(whole)
 
     def ssn(self, i: int) -> Hit | None:
         text, start = self.text, self.starts[i]
@@ -345,6 +383,18 @@ class _Run:
                 or not right_ok(text, self.ends[k]):
             return None
         return ("phone", start, self.ends[k], k + 1)
+
+
+def _card_groups(sizes: list[int]) -> bool:
+    """Groups a card can be printed in: 2 to 6 digits each, only the last may be shorter
+    (4000 0000 0000 6)."""
+    return all(2 <= size <= 6 for size in sizes[:-1]) and 1 <= sizes[-1] <= 6
+
+
+def _mostly_nineteen(digits: str) -> bool:
+    """19 digits of a network that issues most of its cards with 19 digits: UnionPay (62…,
+    also where Discover shares its range) and Maestro (Chinese and European debit cards)."""
+    return digits.startswith("62") or card_brand(digits) == "maestro"
 
 
 def _dotted_card(sizes: list[int]) -> bool:

@@ -134,13 +134,45 @@ def test_phone_like_decoys_are_not_phones(text: str) -> None:
     ("4111 1111 1111 1111 12/26 cvv 123", "4111 1111 1111 1111"),
     ("3782 822463 10005 04/27", "3782 822463 10005"),
     ("5555-5555-5555-4444-11/2027", "5555-5555-5555-4444"),
+    # Written without spaces, then the expiry, the CVV or an address in the same run.
+    ("charge card 4111111111111111 12/26 cvv 123", "4111111111111111"),
+    ("card 4111111111111111 1226", "4111111111111111"),
+    ("card 4111111111111111 123", "4111111111111111"),
+    ("card 4111111111111111 192.168.1.20", "4111111111111111"),
+    ("amex 378282246310005 12/26", "378282246310005"),
+    ("4111111111111111 5555555555554444 12 26", "5555555555554444"),
+    # In groups, then the CVV, an expiry without its slash or an address.
+    ("4111 1111 1111 1111 123", "4111 1111 1111 1111"),
+    ("4111 1111 1111 1111 1226", "4111 1111 1111 1111"),
+    ("4111 1111 1111 1111 12 26", "4111 1111 1111 1111"),
+    ("4111 1111 1111 1111 192.168.1.20", "4111 1111 1111 1111"),
+    ("3782 822463 10005 1234", "3782 822463 10005"),
+    ("5555 5555 5555 4444 4111111111111111", "5555 5555 5555 4444"),
 ])
 def test_a_card_followed_by_more_digits_is_still_found(text: str, card: str) -> None:
     assert ("credit_card", card) in found(text)
 
 
-def test_a_valid_prefix_of_a_longer_grouped_number_is_not_a_card() -> None:
-    assert "credit_card" not in entities("6212 3456 7890 1234 560")  # 19 digits, bad check
+@pytest.mark.parametrize(("text", "card"), [
+    ("call 555 123 4567 card 4111111111111111", "4111111111111111"),
+    ("555-123-4567 4111 1111 1111 1111", "4111 1111 1111 1111"),
+    ("ssn 123-45-6789 4111 1111 1111 1111", "4111 1111 1111 1111"),
+    ("cvv 123 4111 1111 1111 1111", "4111 1111 1111 1111"),
+    ("exp 12/26 4111 1111 1111 1111", "4111 1111 1111 1111"),
+    ("exp 12/26 4111111111111111", "4111111111111111"),
+    ("2026 4111111111111111 123", "4111111111111111"),
+])
+def test_a_card_after_other_digits_in_the_same_run_is_found(text: str, card: str) -> None:
+    assert ("credit_card", card) in found(text)
+
+
+@pytest.mark.parametrize("text", [
+    "6212 3456 7890 1234 560",  # 19 digits, bad check
+    "ref=6271 2803 9079 5067 375",  # a mistyped 19-digit UnionPay card, not one and its CVV
+    "ref 4012 8888 8888 1881 2026",  # a fifth group of four that is no expiry
+])
+def test_a_valid_prefix_of_a_longer_grouped_number_is_not_a_card(text: str) -> None:
+    assert "credit_card" not in entities(text)
 
 
 def test_several_numbers_in_one_run_of_digits_are_told_apart() -> None:
