@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -95,7 +96,6 @@ _INSERT = f"INSERT INTO calls ({_COLUMNS}, writer, estimated) VALUES ({', '.join
 # (a `sqlite3` shell's open BEGIN, a VACUUM, a stopped process hold it for seconds or more).
 _ON_LOOP_BUSY_MS = 30
 _CHECK_PATH_S = 1.0  # how often `record` checks that the file at the path is the one open
-_REOPENING = (-1, -1)  # no file's identity: the ledger was moved and is not open again yet
 
 @dataclass(frozen=True)
 class LedgerRow:
@@ -160,7 +160,9 @@ class Ledger:
             self._conn.execute("PRAGMA busy_timeout=5000")  # another process may be writing
             self._migrate()
             self._conn.execute(f"PRAGMA busy_timeout={_ON_LOOP_BUSY_MS}")  # see record
-            self._opened, self._checked_at = _identity(self.path), clock.wall()
+            # What `_check_path` compares: the file open, and the -wal it writes into.
+            self._opened, self._wal = _identity(self.path), _identity(self._wal_path)
+            self._checked_at, self._moved = -math.inf, False
         except sqlite3.OperationalError as exc:  # permissions, a lock: nothing is damaged
             self._conn.close()
             raise DataError(_unusable(self.path, exc)) from exc
@@ -202,8 +204,8 @@ class Ledger:
         write lock; any still unwritten are logged by trace id, naming the file."""
         self._waiting.close()
         with self._lock:
-            if self._opened != _REOPENING and _identity(self.path) != self._opened:
-                self._keep_in_moved_file()  # the rows of the last second before a move
+            if not self._moved:
+                self._check_path(self._checked_at)  # a move in the last second
             self._conn.close()
 
     def __enter__(self) -> Ledger:
@@ -233,7 +235,11 @@ class Ledger:
                   self._writer, int(row.estimated))
         with self._lock:
             if abs(now - self._checked_at) >= _CHECK_PATH_S:
-                self._follow_path(now)
+                self._check_path(now)
+            if self._moved:
+                raise DataError(f"the ledger {self.path} was moved or replaced while mcp-router "
+                                "ran: restart mcp-router (every server using this data "
+                                "directory) to write to the ledger at that path")
             if self._waiting:  # rows wait for the lock already: this one goes behind them
                 self._waiting.add(values, None)
                 return
@@ -246,40 +252,44 @@ class Ledger:
                 raise DataError(f"cannot write to the ledger {self.path}: "
                                 f"{exc}{_advice(exc)}") from exc
 
-    def _follow_path(self, now: float) -> None:
-        """Reopen at the path if the file there is no longer the one open (moved aside or
-        replaced while running): SQLite would go on writing into the -wal left under the old
-        name, which belongs to no database, and those rows would be lost. The rows written so
-        far are put into the moved file, then a ledger is opened (or made) at the path as at
-        start-up. Checked once a second rather than per row (a stat is ~5% of an INSERT),
-        which loses nothing: a row of that second is put into the moved file too."""
+    @property
+    def _wal_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
+    def _check_path(self, now: float) -> None:
+        """Whether the file at the path is still the one open; if it was moved aside or
+        replaced, put the rows written so far into the moved file and refuse the next ones.
+
+        SQLite names the -wal after the path, not the file: after a move it goes on writing
+        into a -wal that belongs to no database, which a ledger opened at the path (by a
+        server starting) then takes over or deletes. So rows are checkpointed into the moved
+        file only while that -wal is still the one this connection opened, and nothing is
+        reopened at the path while running: the other servers sharing the ledger may still
+        write into the old -wal, and a new file's row ids start again, which the budgets'
+        reading of other servers' spend goes by. A restart (of every server using it) opens
+        the ledger at the path. Checked once a second rather than per row (a stat is ~5% of
+        an INSERT); the rows of that second are in the -wal, and checkpointed with the rest."""
+        self._checked_at = now
         if _identity(self.path) == self._opened:
-            self._checked_at = now
+            self._wal = _identity(self._wal_path) or self._wal
             return
-        if self._opened != _REOPENING:  # not when a reopen failed: the next row retries it
-            kept = self._keep_in_moved_file()
-            self._conn.close()
-            self._opened = _REOPENING
-            log.warning("the ledger %s was moved or replaced while mcp-router ran; %sthe next "
-                        "rows go to the ledger at that path", self.path,
-                        "the rows written until now are in the moved file; " if kept else "")
-        fresh = Ledger(self.path, self._clock)  # DataError: this row is not in the ledger
-        self._conn, self._opened, self._checked_at = fresh._conn, fresh._opened, now
+        self._moved = True
+        ours = self._wal is not None and _identity(self._wal_path) == self._wal
+        kept = ours and self._keep_in_moved_file()
+        log.error("the ledger %s was moved or replaced while mcp-router ran; %s; restart "
+                  "mcp-router (every server using this data directory) to write to the "
+                  "ledger at that path", self.path,
+                  "the rows written until now are in the moved file" if kept else
+                  "its latest rows may not be in the moved file")
 
     def _keep_in_moved_file(self) -> bool:
-        """Copy the rows in the -wal into the moved database file itself (SQLite does not on
-        closing a moved database, and opening a new ledger at the path deletes that -wal);
-        False, and logged, when some could not be."""
+        """Copy the rows in this connection's -wal into the moved database file itself
+        (SQLite does not on closing a moved database); False when some could not be."""
         try:
             busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            why = "another process is reading it" if busy or copied < frames else ""
-        except sqlite3.Error as exc:
-            why = str(exc)
-        if why:
-            log.error("the ledger %s was moved or replaced while mcp-router ran, and its latest "
-                      "rows could not be put into the moved file (%s); they may be lost, but "
-                      "count against the budgets until the server restarts", self.path, why)
-        return not why
+        except sqlite3.Error:
+            return False
+        return not busy and copied >= frames
 
     def recent(self, limit: int = 100) -> list[LedgerRow]:
         """The last `limit` rows, newest first."""

@@ -264,39 +264,41 @@ def test_rows_still_waiting_for_a_lock_at_close_are_named(
                                  "held its write lock until mcp-router stopped (traces t-waits)")
 
 
-def test_a_ledger_moved_aside_while_open_keeps_every_row(
+def test_a_ledger_moved_aside_while_open_keeps_its_rows_and_refuses_the_next_ones(
         tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     path, aside = tmp_path / "ledger.sqlite3", tmp_path / "aside.sqlite3"
     with Ledger(path, clock) as ledger:
         ledger.record(_row(trace_id="before"))
-        path.rename(aside)  # what the damaged-ledger message says to do
+        path.rename(aside)  # what the damaged-ledger message says to do (servers stopped)
         ledger.record(_row(trace_id="same second"))  # the path is checked once a second
         clock.advance(1)
-        ledger.record(_row(trace_id="after"))
-        ledger.record(_row(trace_id="later"))
-        assert [r.trace_id for r in ledger.recent()] == ["later", "after"]
-
+        with pytest.raises(DataError, match="was moved or replaced while mcp-router ran: "
+                                            "restart mcp-router"):  # "not in the ledger"
+            ledger.record(_row(trace_id="after"))
     assert _trace_ids(aside) == ["before", "same second"]
-    assert _trace_ids(path) == ["after", "later"]
     [said] = [r.getMessage() for r in caplog.records if r.name == "mcp_router.ledger"]
     assert said == (f"the ledger {path} was moved or replaced while mcp-router ran; the rows "
-                    "written until now are in the moved file; the next rows go to the ledger at "
-                    "that path")
+                    "written until now are in the moved file; restart mcp-router (every "
+                    "server using this data directory) to write to the ledger at that path")
+    with Ledger(path, clock) as restarted:  # a restart starts a new ledger at the path
+        restarted.record(_row(trace_id="restarted"))
+    assert (_trace_ids(aside), _trace_ids(path)) == (["before", "same second"], ["restarted"])
 
 
-def test_a_ledger_that_cannot_be_made_again_after_a_move_refuses_rows_until_it_can(
+def test_servers_sharing_a_ledger_moved_aside_keep_every_row_in_the_moved_file(
         tmp_path: Path, clock: FakeClock) -> None:
     path, aside = tmp_path / "ledger.sqlite3", tmp_path / "aside.sqlite3"
-    with Ledger(path, clock) as ledger:
-        ledger.record(_row(trace_id="before"))
+    with Ledger(path, clock) as one, Ledger(path, clock) as two:
+        one.record(_row(trace_id="one"))
+        two.record(_row(trace_id="two"))
         path.rename(aside)
-        path.mkdir()  # a stray mkdir where the ledger was
+        one.record(_row(trace_id="one again"))
         clock.advance(1)
-        with pytest.raises(DataError):  # the cost_note says "not in the ledger"
-            ledger.record(_row(trace_id="refused"))
-        path.rmdir()
-        ledger.record(_row(trace_id="after"))
-    assert (_trace_ids(aside), _trace_ids(path)) == (["before"], ["after"])
+        for ledger in (two, one):  # the one noticing first must not cost the other its rows
+            with pytest.raises(DataError):
+                ledger.record(_row(trace_id="refused"))
+    assert _trace_ids(aside) == ["one", "two", "one again"]
+    assert not path.exists()
 
 
 def test_rows_of_the_last_second_before_a_move_reach_the_moved_file_at_close(
