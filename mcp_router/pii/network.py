@@ -146,13 +146,23 @@ def _local_start(text: str, end: int) -> int | None:
     before = text[start - 1:start] if start else ""
     if ends_at_escape:
         return start
-    if before == "\\" and text[start] in "ntr" and end - start > 1:
+    if before == "\\" and text[start] in "ntr" and end - start > 1 and _escapes(text, start - 1):
         # `"x\njane@example.com"`: the `n` is the JSON escape of a line break, not a letter
         # of the address (redacting it would leave `\<EMAIL>`, an escape no JSON reader takes).
         return start + 1
     if before == "." or (is_word_char(before) and not _SCRIPT_CHANGE.match(text, start - 1)):
         return None
     return start
+
+
+def _escapes(text: str, backslash: int) -> bool:
+    """Whether the backslash at `backslash` escapes what follows it: an odd number of them
+    ends there. After an escaped backslash (a Windows path in JSON, `Users` then `nora@…`)
+    the letter is the address's: under a doubt it is redacted with it rather than sent."""
+    count = 0
+    while backslash - count >= 0 and text[backslash - count] == "\\":
+        count += 1
+    return count % 2 == 1
 
 
 def _escaped_local(text: str, end: int) -> tuple[str, bool]:

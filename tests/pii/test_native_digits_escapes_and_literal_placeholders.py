@@ -222,11 +222,20 @@ async def test_a_typed_placeholder_is_kept_apart_through_the_server(sim: Any,
 @pytest.mark.parametrize(("text", "address"), [
     (json.dumps({"log": "sent to\njane@example.com"}), "jane@example.com"),
     (json.dumps({"log": "to:\tjane@example.com"}), "jane@example.com"),
-    (json.dumps(json.dumps({"log": "x\r\njane@example.com"})), "jane@example.com"),
+    (r"tail: x\r\njane@example.com", "jane@example.com"),
     (r"C:\tmp\notes\jane@example.com", "jane@example.com"),
 ])
 def test_a_line_break_escape_before_an_address_is_no_letter_of_it(text: str,
                                                                   address: str) -> None:
+    assert found(text) == [("email", address)]
+
+
+@pytest.mark.parametrize(("text", "address"), [
+    (json.dumps({"path": "C:\\Users\\nora@example.com"}), "nora@example.com"),
+    (r"share \\tom@example.com", "tom@example.com"),
+])
+def test_an_address_after_an_escaped_backslash_keeps_its_first_letter(text: str,
+                                                                       address: str) -> None:
     assert found(text) == [("email", address)]
 
 
