@@ -388,6 +388,16 @@ async def test_a_notification_naming_an_id_in_its_params_is_taken_without_an_ans
         "requestId": "id", "reason": "café", "extra": {"id": 1.5}}}]
 
 
+async def test_a_notification_written_with_a_null_id_is_taken_as_one():
+    """As JSON-RPC 1.0 clients write them: dropping a cancellation would leave a call running."""
+    line = (b'{"jsonrpc": "2.0", "id": null, "method": "notifications/cancelled", "params": '
+            b'{"requestId": 4}}\n')
+    handed, answered = await answers(line, limit=1 << 16)
+    assert answered == []
+    assert handed == [{"jsonrpc": "2.0", "method": "notifications/cancelled",
+                       "params": {"requestId": 4}}]
+
+
 async def test_a_line_nested_past_reading_is_answered_and_reading_goes_on():
     """`[[[…]]]` deeper than Python's recursion limit: answered as not JSON, not a reader that
     raises and ends the stdio server."""

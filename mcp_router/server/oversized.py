@@ -71,13 +71,21 @@ def stray_id(line: bytes) -> JSONRPCError | None:
     it has an `id` after all: a request whose id is no string or integer (`1.5`, `null`,
     `true`), which the parser's union lets fall through to a notification, its `id` ignored.
     MCP requests take a string or an integer id, and notifications none. None for a true
-    notification.
+    notification, and for a `notifications/…` one written with `"id": null` (as JSON-RPC 1.0
+    clients write them): dropping a `notifications/cancelled` would leave a call running.
 
     For lines read as notifications, which are few; and only one showing `"id"` or a `\\u`
     escape (`"\\u0069d"`) is read again, so a plain notification costs two substring
     searches."""
     if b'"id"' not in line and b"\\u" not in line:
         return None
+    try:
+        message = json.loads(line)
+    except (ValueError, RecursionError):
+        return malformed(line)
+    if isinstance(message, dict) and message.get("id", 0) is None and \
+            str(message.get("method")).startswith("notifications/"):
+        return None  # a notification with `"id": null`, as JSON-RPC 1.0 wrote them: taken
     return malformed(line)
 
 
