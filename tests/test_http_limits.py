@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,39 @@ async def sse_data(lines: AsyncIterator[str], event: str) -> str:
     raise AssertionError(f"the stream ended before a {event} event")
 
 
+class SseSession:
+    """An initialized SSE session of `ALICE` on a served app: `send` posts a message (its
+    status), `next` reads the data of the next message event."""
+
+    def __init__(self, http: httpx.AsyncClient, endpoint: str,
+                 lines: AsyncIterator[str]) -> None:
+        self._http, self._endpoint, self._lines = http, endpoint, lines
+
+    async def send(self, content: str) -> int:
+        posted = await self._http.post(self._endpoint, content=content,
+                                       headers={"Content-Type": "application/json"})
+        return posted.status_code
+
+    async def next(self) -> str:
+        return await sse_data(self._lines, "message")
+
+
+@asynccontextmanager
+async def sse_session(app: Any) -> AsyncIterator[SseSession]:
+    with serving_app(app) as port, anyio.fail_after(15):
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ALICE}"},
+                                     timeout=10) as http, \
+                http.stream("GET", f"{base}/sse") as stream:
+            lines = stream.aiter_lines()
+            session = SseSession(http, base + await sse_data(lines, "endpoint"), lines)
+            await session.send(json.dumps(INIT))
+            await session.next()
+            await session.send(json.dumps({"jsonrpc": "2.0",
+                                           "method": "notifications/initialized"}))
+            yield session
+
+
 @pytest.mark.anyio
 async def test_an_sse_message_that_is_no_json_rpc_gets_an_error_for_its_id_and_is_not_logged(
         caplog: pytest.LogCaptureFixture):
@@ -174,27 +208,12 @@ async def test_an_sse_message_that_is_no_json_rpc_gets_an_error_for_its_id_and_i
            '"arguments":{"prompt":"' + PROMPT)
     whoami = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
               "params": {"name": "whoami", "arguments": {}}}
-    with serving_app(app) as port, anyio.fail_after(15):
-        base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ALICE}"},
-                                     timeout=10) as http, \
-                http.stream("GET", f"{base}/sse") as stream:
-            lines = stream.aiter_lines()
-            endpoint = base + await sse_data(lines, "endpoint")
-
-            async def send(content: str) -> int:
-                posted = await http.post(endpoint, content=content,
-                                         headers={"Content-Type": "application/json"})
-                return posted.status_code
-
-            await send(json.dumps(INIT))
-            await sse_data(lines, "message")
-            await send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            # A 400 would make the SDK's SSE client stop posting on the session.
-            assert [await send(json.dumps(listed)), await send(cut)] == [202, 202]
-            refused = [json.loads(await sse_data(lines, "message")) for _ in range(2)]
-            assert await send(json.dumps(whoami)) == 202
-            after = json.loads(await sse_data(lines, "message"))
+    async with sse_session(app) as sse:
+        # A 400 would make the SDK's SSE client stop posting on the session.
+        assert [await sse.send(json.dumps(listed)), await sse.send(cut)] == [202, 202]
+        refused = [json.loads(await sse.next()) for _ in range(2)]
+        assert await sse.send(json.dumps(whoami)) == 202
+        after = json.loads(await sse.next())
     assert [(r["id"], r["error"]["code"]) for r in refused] == [(1, -32600), (2, -32700)]
     assert "params" in refused[0]["error"]["message"]
     assert "not JSON" in refused[1]["error"]["message"]
@@ -246,24 +265,9 @@ def test_half_an_emoji_over_streamable_http_arrives_as_u_fffd_and_is_answered_fo
 @pytest.mark.anyio
 async def test_half_an_emoji_over_sse_arrives_as_u_fffd_and_is_answered_for_its_id():
     app = http_app(echoing_server(), "sse", host="127.0.0.1", config=ServerConfig())
-    with serving_app(app) as port, anyio.fail_after(15):
-        base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ALICE}"},
-                                     timeout=10) as http, \
-                http.stream("GET", f"{base}/sse") as stream:
-            lines = stream.aiter_lines()
-            endpoint = base + await sse_data(lines, "endpoint")
-
-            async def send(content: str) -> int:
-                posted = await http.post(endpoint, content=content,
-                                         headers={"Content-Type": "application/json"})
-                return posted.status_code
-
-            await send(json.dumps(INIT))
-            await sse_data(lines, "message")
-            await send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            assert [await send(HALVES % 2), await send(HALF_A_NAME % 3)] == [202, 202]
-            echoed, named = [json.loads(await sse_data(lines, "message")) for _ in range(2)]
+    async with sse_session(app) as sse:
+        assert [await sse.send(HALVES % 2), await sse.send(HALF_A_NAME % 3)] == [202, 202]
+        echoed, named = [json.loads(await sse.next()) for _ in range(2)]
     assert (echoed["id"], echoed["result"]["content"][0]["text"]) == (2, MENDED)
     assert (named["id"], named["result"]["content"][0]["text"]) == (3, "alice")
 
@@ -306,25 +310,10 @@ def test_a_request_whose_id_is_no_string_or_integer_is_answered_over_streamable_
 @pytest.mark.anyio
 async def test_a_request_whose_id_is_no_string_or_integer_is_answered_over_sse():
     app = http_app(tiny_server(), "sse", host="127.0.0.1", config=ServerConfig())
-    with serving_app(app) as port, anyio.fail_after(15):
-        base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ALICE}"},
-                                     timeout=10) as http, \
-                http.stream("GET", f"{base}/sse") as stream:
-            lines = stream.aiter_lines()
-            endpoint = base + await sse_data(lines, "endpoint")
-
-            async def send(content: str) -> int:
-                posted = await http.post(endpoint, content=content,
-                                         headers={"Content-Type": "application/json"})
-                return posted.status_code
-
-            await send(json.dumps(INIT))
-            await sse_data(lines, "message")
-            await send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            assert await send('{"jsonrpc":"2.0","id":1.5,"method":"ping"}') == 202
-            refused = json.loads(await sse_data(lines, "message"))
-            assert await send('{"jsonrpc":"2.0","id":4,"method":"ping"}') == 202
-            after = json.loads(await sse_data(lines, "message"))
+    async with sse_session(app) as sse:
+        assert await sse.send('{"jsonrpc":"2.0","id":1.5,"method":"ping"}') == 202
+        refused = json.loads(await sse.next())
+        assert await sse.send('{"jsonrpc":"2.0","id":4,"method":"ping"}') == 202
+        after = json.loads(await sse.next())
     assert (refused["id"], refused["error"]["code"]) == (None, -32600)
     assert after == {"jsonrpc": "2.0", "id": 4, "result": {}}
