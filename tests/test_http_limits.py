@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,20 @@ async def sse_session(app: Any) -> AsyncIterator[SseSession]:
             yield session
 
 
+@contextmanager
+def mcp_session(app: Any) -> Iterator[tuple[httpx.Client, str]]:
+    """An initialized streamable-HTTP session of `ALICE` on a served app: a client that
+    sends its headers, and the endpoint's URL."""
+    headers = {**MCP_HEADERS, "Content-Type": "application/json",
+               "Authorization": f"Bearer {ALICE}"}
+    with serving_app(app) as port, httpx.Client(headers=headers, timeout=10) as http:
+        url = f"http://127.0.0.1:{port}/mcp"
+        session = http.post(url, json=INIT).headers["mcp-session-id"]
+        http.headers.update({"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
+        http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        yield http, url
+
+
 @pytest.mark.anyio
 async def test_an_sse_message_that_is_no_json_rpc_gets_an_error_for_its_id_and_is_not_logged(
         caplog: pytest.LogCaptureFixture):
@@ -245,13 +259,7 @@ MENDED = "hi \ufffd \ufffd 😀 \\ud83d"
 
 def test_half_an_emoji_over_streamable_http_arrives_as_u_fffd_and_is_answered_for_its_id():
     app = http_app(echoing_server(), "streamable-http", host="127.0.0.1", config=ServerConfig())
-    headers = {**MCP_HEADERS, "Content-Type": "application/json",
-               "Authorization": f"Bearer {ALICE}"}
-    with serving_app(app) as port, httpx.Client(headers=headers, timeout=10) as http:
-        url = f"http://127.0.0.1:{port}/mcp"
-        session = http.post(url, json=INIT).headers["mcp-session-id"]
-        http.headers.update({"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
-        http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    with mcp_session(app) as (http, url):
         answers = [http.post(url, content=HALVES % 2), http.post(url, content=HALF_A_NAME % 3)]
         cut = http.post(url, content=(HALVES % 4)[:-3])
     assert [a.status_code for a in answers] == [200, 200]
@@ -289,13 +297,7 @@ ODD_IDS = ["1.5", "1.0", "null", "true", "1e3"]
 
 def test_a_request_whose_id_is_no_string_or_integer_is_answered_over_streamable_http():
     app = http_app(tiny_server(), "streamable-http", host="127.0.0.1", config=ServerConfig())
-    headers = {**MCP_HEADERS, "Content-Type": "application/json",
-               "Authorization": f"Bearer {ALICE}"}
-    with serving_app(app) as port, httpx.Client(headers=headers, timeout=10) as http:
-        url = f"http://127.0.0.1:{port}/mcp"
-        session = http.post(url, json=INIT).headers["mcp-session-id"]
-        http.headers.update({"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
-        http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    with mcp_session(app) as (http, url):
         refused = [http.post(url, content=f'{{"jsonrpc":"2.0","id":{odd},"method":"ping"}}')
                    for odd in ODD_IDS]
         # an "id" among a notification's params is no id of its own: taken, no answer
