@@ -319,3 +319,18 @@ async def test_a_request_whose_id_is_no_string_or_integer_is_answered_over_sse()
         after = json.loads(await sse.next())
     assert (refused["id"], refused["error"]["code"]) == (None, -32600)
     assert after == {"jsonrpc": "2.0", "id": 4, "result": {}}
+
+
+def test_a_batch_is_refused_saying_so_without_the_values_posted():
+    batch = [{"jsonrpc": "2.0", "id": 5, "method": "ping"},
+             {"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+              "params": {"name": "whoami", "arguments": {"prompt": PROMPT}}}]
+    with mcp_session(http_app(tiny_server(), "streamable-http", host="127.0.0.1",
+                              config=ServerConfig())) as (http, url):
+        refused = http.post(url, json=batch)
+        answered = http.post(url, json={"jsonrpc": "2.0", "id": 7, "method": "ping"})
+    assert (refused.status_code, refused.json()["id"], refused.json()["error"]["code"]) == \
+        (400, None, -32600)
+    assert "a batch (a JSON array of messages) is not taken" in refused.json()["error"]["message"]
+    assert "PATIENT" not in refused.text
+    assert answered.status_code == 200

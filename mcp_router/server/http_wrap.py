@@ -122,7 +122,7 @@ class BodyLimit:
                 body = _mended(body)
                 if stream is not None and await _refused_message(stream, body):
                     await Response("Accepted", status_code=202)(scope, receive, send)
-                elif stream is None and (error := _stray_id(body)) is not None:
+                elif stream is None and (error := _batch(body) or _stray_id(body)) is not None:
                     await Response(_dumped(error), status_code=400,
                                    media_type="application/json")(scope, receive, send)
                 else:
@@ -186,6 +186,12 @@ async def _refused_message(stream: _EventStream, body: bytes) -> bool:
     if error is not None:
         await stream.put(error)
     return True
+
+
+def _batch(body: bytes) -> JSONRPCError | None:
+    """The -32600 for a JSON array of messages, which the SDK answers with a validation
+    error quoting the values posted; None for anything else."""
+    return malformed(body) if body.lstrip()[:1] == b"[" else None
 
 
 _ODD_ID = re.compile(rb'"id"\s*:\s*(?:[^"\d\s-]|-?\d+[.eE])')

@@ -54,7 +54,11 @@ def malformed(line: bytes) -> JSONRPCError | None:
             exc, json.JSONDecodeError) else ""
         return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(
             code=PARSE_ERROR, message=f"Parse error: the line is not JSON{where}"))
-    if not isinstance(message, dict):
+    if isinstance(message, list):
+        problem = ("a batch (a JSON array of messages) is not taken: send each message on its "
+                   "own (protocol 2025-06-18 and later have no batches)")
+        request_id = None
+    elif not isinstance(message, dict):
         problem = "a message must be one JSON object"
         request_id = None
     elif "result" in message or "error" in message or "id" not in message:
