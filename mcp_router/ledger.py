@@ -34,6 +34,7 @@ from mcp_router.ledger_sql import (
     DSUM_COST,
     ESTIMATED,
     GROUP_KEY,
+    MOVE_ASIDE,
     SUMS,
     UNPRICED,
     DecimalSum,
@@ -41,8 +42,10 @@ from mcp_router.ledger_sql import (
     MonthButToday,
     Period,
     Reader,
+    damage_advice,
     listed,
     period_where,
+    unreadable,
 )
 from mcp_router.ledger_wait import LockWaiter, locked
 from mcp_router.messages import Usage
@@ -169,7 +172,7 @@ class Ledger:
         except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
             self._conn.close()
             raise DataError(f"the ledger {self.path} cannot be used ({exc}); "
-                            f"{_MOVE_ASIDE}") from exc
+                            f"{MOVE_ASIDE}") from exc
 
     @classmethod
     def in_home(cls, home: Path, clock: Clock) -> Ledger:
@@ -250,7 +253,7 @@ class Ledger:
                     self._waiting.add(values, exc)
                     return
                 raise DataError(f"cannot write to the ledger {self.path}: "
-                                f"{exc}{_advice(exc)}") from exc
+                                f"{exc}{damage_advice(exc)}") from exc
 
     @property
     def _wal_path(self) -> Path:
@@ -401,21 +404,7 @@ class Ledger:
             try:
                 return self._conn.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise DataError(f"cannot read the ledger {self.path}: {exc}{_advice(exc)}") from exc
-
-
-_MOVE_ASIDE = ("if it is damaged, stop the servers that use it and move it aside: they start "
-               "a new one (the spend it holds then no longer counts against the budgets)")
-
-
-def _advice(exc: BaseException) -> str:
-    """The fix, after an error's text, when SQLite says the ledger is damaged (a malformed
-    page, or not a database at all); nothing for a lock, permissions or a full disk, as
-    moving the ledger aside would drop its spend from the budgets for no reason."""
-    code = getattr(exc, "sqlite_errorcode", None)  # absent on errors not from SQLite itself
-    if code is None or (code & 0xFF) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-        return ""
-    return f"; {_MOVE_ASIDE}"
+                raise unreadable(self.path, exc) from exc
 
 
 def _unusable(path: Path, exc: sqlite3.OperationalError) -> str:

@@ -13,8 +13,9 @@ from typing import Any, Literal
 from mcp_router.errors import DataError
 from mcp_router.money import EXACT
 
-__all__ = ["DSUM_COST", "ESTIMATED", "GROUP_KEY", "SUMS", "UNPRICED", "DecimalSum", "GroupBy",
-           "MonthButToday", "Period", "Reader", "listed", "period_where"]
+__all__ = ["DSUM_COST", "ESTIMATED", "GROUP_KEY", "MOVE_ASIDE", "SUMS", "UNPRICED", "DecimalSum",
+           "GroupBy", "MonthButToday", "Period", "Reader", "damage_advice", "listed",
+           "period_where", "unreadable"]
 
 Period = Literal["today", "month", "all"]
 GroupBy = Literal["provider", "model", "route", "client", "day"]
@@ -65,6 +66,25 @@ class MonthButToday:
     total: Decimal
 
 
+MOVE_ASIDE = ("if it is damaged, stop the servers that use it and move it aside: they start "
+               "a new one (the spend it holds then no longer counts against the budgets)")
+
+
+def damage_advice(exc: BaseException) -> str:
+    """The fix, after an error's text, when SQLite says the ledger is damaged (a malformed
+    page, or not a database at all); nothing for a lock, permissions or a full disk, as
+    moving the ledger aside would drop its spend from the budgets for no reason."""
+    code = getattr(exc, "sqlite_errorcode", None)  # absent on errors not from SQLite itself
+    if code is None or (code & 0xFF) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return ""
+    return f"; {MOVE_ASIDE}"
+
+
+def unreadable(path: Path, exc: sqlite3.Error) -> DataError:
+    """The error for a read of the ledger at `path` that SQLite refused, naming the file."""
+    return DataError(f"cannot read the ledger {path}: {exc}{damage_advice(exc)}")
+
+
 class Reader:
     """One report's own connection, opened and closed in the thread that reads it: in WAL mode
     the writer's INSERTs go on meanwhile, and one read transaction gives every figure of the
@@ -76,7 +96,7 @@ class Reader:
             self._conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True,
                                          isolation_level=None)
         except sqlite3.Error as exc:
-            raise DataError(f"cannot read the ledger {path}: {exc}") from exc
+            raise unreadable(path, exc) from exc
         # typeshed types aggregates as int-only; SQLite takes any SQL value (here, text).
         self._conn.create_aggregate("dsum", 1, DecimalSum)  # type: ignore[arg-type]
         self._conn.set_progress_handler(stop.is_set, 10_000)  # looked at every 10k steps
@@ -96,7 +116,7 @@ class Reader:
             return self._conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             self._conn.close()
-            raise DataError(f"cannot read the ledger {self.path}: {exc}") from exc
+            raise unreadable(self.path, exc) from exc
 
 
 def period_where(period: Period, day: str, month: str) -> tuple[str, tuple[Any, ...]]:

@@ -133,7 +133,7 @@ def test_a_ledger_damaged_past_its_schema_is_refused_with_the_advice_when_read(
     damage_row_pages(path, clock)
     with Ledger(path, clock) as damaged:
         for use in (damaged.position, lambda: damaged.spent("month"),
-                    lambda: damaged.record(_row())):
+                    lambda: damaged.record(_row()), lambda: damaged.report("month")):
             with pytest.raises(DataError, match=re.escape(
                     f"the ledger {path}: database disk image is malformed; if it is damaged, "
                     "stop the servers that use it and move it aside")):
