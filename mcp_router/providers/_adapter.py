@@ -79,17 +79,16 @@ def token_count(raw: Mapping[str, Any], *path: str) -> int:
     Raises `UnreadableUsage` for anything else than an integer from 0 to `MAX_TOKEN_COUNT`:
     a negative count would price as a refund and give a budget headroom, a bool is JSON's
     true or false, and a larger count no model gives."""
-    value: object = raw
+    value: object = raw  # a JSON object: a dict (the ABC check would cost as much again)
     for key in path:
         if value is None:
             return 0
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict):
             raise UnreadableUsage(f"{'.'.join(path)}: {value!r} is no object")
         value = value.get(key)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or \
-            not 0 <= value <= MAX_TOKEN_COUNT:
+    if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:  # JSON's true is a bool
         raise UnreadableUsage(f"{'.'.join(path)}: {value!r} is no token count")
     return value
 
@@ -99,7 +98,7 @@ def read_usage(raw: object, read: Callable[[Mapping[str, Any]], Usage]) -> Usage
     report, or one that is no object or holds a count that is no token count. Such an answer
     is then charged at an estimate, as one that reports none is: its text did arrive, and a
     bad count must neither fail it nor be believed."""
-    if not raw or not isinstance(raw, Mapping):
+    if not raw or not isinstance(raw, dict):
         return None
     try:
         return read(raw)
