@@ -12,8 +12,9 @@ synchronous on the event loop: measured on one small answer, a lookup takes ~25 
 ~10 µs), no more than a hop to a worker thread would cost. A store (`put`) is ~0.1 ms, most
 of it the transaction; `stage` writes the answer's JSON and holds it in memory (served by
 `get` at once), so an answer that cannot be written is refused there, and `flush` writes
-everything staged in one transaction (~45 µs an answer in batches of 16). A flush never
-raises: one entry that fails is dropped and the others are written.
+everything staged in one transaction (~45 µs an answer in batches of 16, 5-8 µs of it
+reading the row it may replace). A flush never raises: one entry that fails is dropped and
+the others are written.
 
 A batch or a delete that fails (another process holding the write lock past our timeout, a
 full disk) is kept in memory and retried at the next flush: losing a new entry would be
@@ -21,11 +22,22 @@ harmless, but losing an overwrite or a delete would serve again an answer the ca
 replaced or removed. Until it lands, `get` serves the newer answer from memory, or misses on
 a key whose delete is pending. What waits is bounded (see `_bound`). Memory protects only
 this process: another process sharing the directory reads the old row until the write lands.
+
+Several servers may share the directory, and a batch may land after another server's newer
+write (its answers waited up to `FLUSH_AFTER_S` in memory, or behind a held lock): newer
+wins. Every row carries the wall time of its answer (`stored_at`); a removal writes a
+tombstone, a row with no answer stamped with the time of the removal, instead of deleting.
+A write reads the row under its key in the same transaction and leaves a newer one in
+place, so a late batch neither brings back a removed answer nor replaces a refreshed one.
+The stamps come from the injected clock's `wall()`, the one clock separate processes can
+compare; if it steps back, rows stamped before the step look newer for that long, and a
+refresh or removal made meanwhile may not replace them.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -64,6 +76,10 @@ _WRITE_FAULTS = (*_STORE_FAULTS, *_ENTRY_FAULTS)
 # pending deletes (a key each); see `ResponseCache._bound`.
 _STAGED_MAX = 1024
 _DELETES_MAX = 16 * _STAGED_MAX
+# How long a tombstone outlives its removal at least: it must outlast any older answer still
+# on its way from another process (a batch retried after a held lock, at that process's
+# next flush), so it lasts as long as the config's TTL, and at least this long.
+_REMOVED_MIN_S = 60.0
 
 
 class DamagedEntry(ValueError):
@@ -78,14 +94,22 @@ class _TextDisk(diskcache.Disk):  # type: ignore[misc]
 
 
 class _Entry(BaseModel):
-    """What one cache row holds, as JSON text."""
+    """What one cache row holds, as JSON text: an answer, or (`response` None) a tombstone
+    left by a removal at `stored_at`, which a lookup takes as a miss."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     v: Literal[1] = 1
-    response: ChatResponse
+    response: ChatResponse | None
     stored_at: float
     expires_at: float
     cost_usd: Decimal | None  # a JSON string: exact, never a float
+
+
+class _Stamp(BaseModel):
+    """Only a row's `stored_at`: what a write compares, without validating the answer."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    stored_at: float
 
 
 @dataclass(frozen=True)
@@ -115,7 +139,7 @@ class ResponseCache:
         self._disk: diskcache.Cache | None = self._open() if config.enabled else None
         self._stores, self._stored_bytes = 0, 0  # since the last cull
         self._staged: dict[str, tuple[_Entry, str]] = {}  # each entry with its JSON text
-        self._deleting: dict[str, None] = {}  # keys whose delete failed: misses until it lands
+        self._deleting: dict[str, float] = {}  # removals that failed, when: misses until written
         self._blind = False  # a pending write was forgotten: the disk may hold stale answers
 
     @classmethod
@@ -151,7 +175,7 @@ class ResponseCache:
 
     def _live(self, entry: _Entry | None) -> CachedAnswer | None:
         now = self.clock.wall()
-        if entry is None or now >= entry.expires_at:
+        if entry is None or entry.response is None or now >= entry.expires_at:
             return None
         return CachedAnswer(entry.response, entry.stored_at, entry.cost_usd).seen_at(now)
 
@@ -190,18 +214,20 @@ class ResponseCache:
         return True
 
     def drop(self, key: str) -> None:
-        """Remove the answer under `key`, staged or on disk.
+        """Remove the answer under `key`, staged or on disk, leaving a tombstone on disk (see
+        the module's docstring) so that an older answer another process writes later stays out.
 
-        A delete that fails leaves `key` missing for this process and is retried by `flush`.
+        A removal that fails leaves `key` missing for this process and is retried by `flush`.
         """
         self._staged.pop(key, None)
         if self._disk is None:
             return
+        removal = {key: self.clock.wall()}
         try:
-            self._disk.delete(key)
-        except _STORE_FAULTS as exc:
+            self._write(self._disk, {}, removal)
+        except _WRITE_FAULTS as exc:
             self.fault("delete", exc)
-            self._deleting[key] = None
+            self._deleting.update(removal)
             self._bound()
         else:
             self._deleting.pop(key, None)
@@ -230,7 +256,7 @@ class ResponseCache:
             since = self._staged.keys() | self._deleting.keys()
             self._staged = {**{k: v for k, v in staged.items() if k not in since},
                             **self._staged}
-            self._deleting = {**{k: None for k in deleting if k not in since},
+            self._deleting = {**{k: t for k, t in deleting.items() if k not in since},
                               **self._deleting}
             self._bound()
             return
@@ -240,12 +266,17 @@ class ResponseCache:
             self.fault("cull", exc)
 
     def _write(self, disk: diskcache.Cache, staged: dict[str, tuple[_Entry, str]],
-               deleting: dict[str, None]) -> tuple[int, int]:
+               deleting: dict[str, float]) -> tuple[int, int]:
+        """Write `staged` answers and tombstones for `deleting` (key: removal time) in one
+        transaction, each only where the row under its key is not newer: newer wins."""
         now, stores, written = self.clock.wall(), 0, 0
+        lasts = max(self.config.ttl_s, _REMOVED_MIN_S)
+        removals = {key: self._tombstone(removed_at, lasts)
+                    for key, removed_at in deleting.items()}
         with disk.transact():
-            for key in deleting:
-                disk.delete(key)
-            for key, (entry, text) in staged.items():
+            for key, (entry, text) in {**removals, **staged}.items():
+                if _stamp(disk, key) > entry.stored_at:
+                    continue
                 try:
                     disk.set(key, text, expire=max(entry.expires_at - now, 0.001))
                 except _ENTRY_FAULTS as exc:  # this entry's text: the others still go in
@@ -253,6 +284,12 @@ class ResponseCache:
                     continue
                 stores, written = stores + 1, written + len(text)
         return stores, written
+
+    @staticmethod
+    def _tombstone(removed_at: float, lasts_s: float) -> tuple[_Entry, str]:
+        entry = _Entry(response=None, stored_at=removed_at, expires_at=removed_at + lasts_s,
+                       cost_usd=None)
+        return entry, entry.model_dump_json()
 
     def _bound(self) -> None:
         """Keep what a failing disk leaves waiting within `_STAGED_MAX` answers and
@@ -265,9 +302,9 @@ class ResponseCache:
         """
         while len(self._staged) > _STAGED_MAX:
             key = next(iter(self._staged))
-            del self._staged[key]
+            entry, _ = self._staged.pop(key)
             if self._on_disk(key):
-                self._deleting[key] = None
+                self._deleting[key] = entry.stored_at
         while len(self._deleting) > _DELETES_MAX:
             del self._deleting[next(iter(self._deleting))]
             self._blind = True
@@ -345,3 +382,13 @@ class ResponseCache:
         log.warning("response cache at %s: %s failed (%s: %s); calls carry on without the "
                     "cache where it fails (logged once, later cache problems are not)",
                     self.directory, operation, type(exc).__name__, exc)
+
+
+def _stamp(disk: diskcache.Cache, key: str) -> float:
+    """The `stored_at` of the live row under `key`, or -inf when there is none or it cannot
+    be read (a damaged row is simply overwritten)."""
+    try:
+        text = disk.get(key)
+        return -math.inf if text is None else _Stamp.model_validate_json(text).stored_at
+    except ValueError:
+        return -math.inf

@@ -123,3 +123,42 @@ def test_past_the_cap_on_deletes_the_store_stops_reading_the_disk(
         assert store.get("k0") is None and store.get("untouched") is None
         assert content(store, f"k{overwrites - 1}") == "new"
         assert store.staged == _STAGED_MAX + _DELETES_MAX
+
+
+def test_a_late_batch_from_another_server_does_not_replace_a_newer_refresh(
+        tmp_path: Path, clock: FakeClock) -> None:
+    with ResponseCache(tmp_path, CacheConfig(), clock) as one, \
+            ResponseCache(tmp_path, CacheConfig(), clock) as two:
+        one.stage("k", answer(clock, "older"))  # waits for one's batch
+        clock.advance(1)
+        two.put("k", answer(clock, "refreshed"))
+        one.flush()
+        assert content(two, "k") == "refreshed" and content(one, "k") == "refreshed"
+    assert on_disk(tmp_path, clock, "k") == "refreshed"
+
+
+def test_a_removal_by_another_server_outlasts_an_older_answer_written_later(
+        tmp_path: Path, clock: FakeClock) -> None:
+    with ResponseCache(tmp_path, CacheConfig(), clock) as one, \
+            ResponseCache(tmp_path, CacheConfig(), clock) as two:
+        one.stage("k", answer(clock, "older"))
+        clock.advance(1)
+        two.stage("k", answer(clock, "removed"), ttl_s=0)
+        one.flush()
+        assert two.get("k") is None and one.get("k") is None
+        clock.advance(1)
+        two.put("k", answer(clock, "newer"))  # an answer after the removal is kept
+        assert content(one, "k") == "newer"
+
+
+def test_a_removal_that_waited_for_the_lock_keeps_a_newer_answer(
+        tmp_path: Path, clock: FakeClock) -> None:
+    with ResponseCache(tmp_path, CacheConfig(), clock) as one, \
+            ResponseCache(tmp_path, CacheConfig(), clock) as two:
+        one.put("k", answer(clock, "old"))
+        with locked(tmp_path):
+            one.drop("k")  # refused: waits in memory
+        clock.advance(1)
+        two.put("k", answer(clock, "newer"))
+        one.flush()  # the removal lands, older than what is there now
+        assert content(one, "k") == "newer" and content(two, "k") == "newer"

@@ -272,6 +272,24 @@ async def test_refresh_with_a_zero_ttl_leaves_no_answer_behind(step: CacheStep) 
     assert not refreshed.cached and not after.cached and _content(after) == "answer 3"
 
 
+async def test_a_zero_ttl_removal_is_not_undone_by_another_servers_late_batch(
+        tmp_path: Path, clock: FakeClock) -> None:
+    # Two servers sharing MCP_ROUTER_HOME: one's answer is still waiting for its batch when
+    # the other removes the entry.
+    with ResponseCache(tmp_path, CacheConfig(), clock) as first, \
+            ResponseCache(tmp_path, CacheConfig(), clock) as second:
+        one, two, upstream = CacheStep(first), CacheStep(second), Upstream()
+        async with anyio.create_task_group() as later:
+            req = request()
+            await one.answer(_key(req), req, "use", upstream, later=later)
+            clock.advance(0.01)
+            await two.answer(_key(req), req, "refresh", upstream, ttl_s=0, later=later)
+            await anyio.sleep(FLUSH_AFTER_S * 2)  # one's batch lands after the removal
+            clock.advance(1)
+            after = await two.answer(_key(req), req, "use", upstream, later=later)
+    assert not after.cached and _content(after) == "answer 3" and upstream.calls == 3
+
+
 def _failed(status: int | None, error: str) -> AllTargetsFailed:
     return AllTargetsFailed([Attempt(provider="together", model="meta-llama/Llama-3-70b",
                                      outcome="error", status=status, error=error)])
