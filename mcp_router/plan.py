@@ -53,11 +53,11 @@ class Planner:
                      client: str, sees_team: bool, last_resort: bool) -> str | None:
         if not self._adapters[provider].configured:
             return "no API key configured"
-        circuit = self._board.circuit(key)
-        if circuit.state in ("misconfigured", "missing") or (
-                circuit.state == "open" and not last_resort):
+        # The same check the real call's fallback makes (a last resort is an open target).
+        if not last_resort and self._board.refuses(key):
+            circuit = self._board.circuit(key)
             # The board's reason says the state already: "circuit open until T (…)",
-            # "model missing (HTTP 404 …)".
+            # "model missing (HTTP 404 …)", "circuit half-open, its trial call is in flight".
             until = f" until {circuit.open_until}" if circuit.open_until else ""
             return circuit.reason or f"circuit {circuit.state}{until}"
         try:

@@ -31,10 +31,10 @@ class Prober:
     """Asks providers' list-models endpoints (never a completion) and records what they say.
 
     A success lifts the provider's misconfigured mark, and the marks of targets whose model
-    the list names, and moves its open circuits to half-open, where one real call decides; a
-    401/403 marks it misconfigured. Other failures are reported but move no circuit: one
-    probe is not a trend. A 404 is reported as no list-models endpoint (Perplexity has
-    none), which says nothing either way until calls do.
+    the list names; a 401/403 marks it misconfigured. No probe moves a circuit: an open one
+    waits out its cooldown or Retry-After, then one real call decides, and a failure is
+    reported only, since one probe is not a trend. A 404 is reported as no list-models
+    endpoint (Perplexity has none), which says nothing either way until calls do.
     """
 
     def __init__(self, adapters: Mapping[str, Probeable], circuits: Circuits | None,

@@ -80,6 +80,41 @@ async def test_a_skipped_open_circuit_says_its_state_once(sim: Any, tmp_path: Pa
     assert dry["dry_run"]["targets"][0]["reason"].count("circuit open until") == 1
 
 
+TRIAL = """\
+providers:
+  p: {{kind: openai, base_url: "{url}/v1"}}
+  q: {{kind: openai, base_url: "{url}/v1"}}
+routes:
+  default:
+    targets:
+      - {{provider: p, model: "slowtrial+fail-429x1+retry-after-1+slow-1000"}}
+      - {{provider: q, model: backup}}
+retry: {{attempts: 1}}
+cache: {{enabled: false}}
+"""
+
+
+async def test_a_target_whose_half_open_trial_is_in_flight_is_skipped_by_the_dry_run_too(
+        sim: Any, tmp_path: Path) -> None:
+    async with Client(server(TRIAL, sim, tmp_path)) as client:
+        await client.call_tool("chat_completion", {"prompt": "one"})  # 429, Retry-After: 1
+        await anyio.sleep(1.1)  # the hold-off is over: the next call is the one trial
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(client.call_tool, "chat_completion", {"prompt": "trial"})
+            await anyio.sleep(0.3)  # the trial is in flight (the upstream takes 1 s)
+            real = (await client.call_tool("chat_completion", {"prompt": "beside"})
+                    ).structured_content
+            dry = (await client.call_tool("chat_completion", {"prompt": "beside",
+                                                              "dry_run": True})
+                   ).structured_content
+
+    assert real is not None and dry is not None
+    asked, planned = real["attempts"][0], dry["dry_run"]["targets"][0]
+    assert (asked["provider"], asked["outcome"]) == ("p", "skipped")
+    assert (planned["would"], planned["reason"]) == ("skip", asked["error"])
+    assert asked["error"].startswith("circuit half-open, its trial call is in flight")
+
+
 async def test_the_dry_run_predicts_the_kept_answer_and_leaves_it_kept(
         sim: Any, tmp_path: Path) -> None:
     async with Client(server(DRIPPING, sim, tmp_path)) as client:

@@ -232,8 +232,15 @@ class HttpAdapter:
         """The wire's list-models endpoint: metadata only, so a probe never spends tokens."""
         raise NotImplementedError
 
+    def key_probe_url(self) -> str | None:
+        """An endpoint that checks the key, for a vendor whose list-models endpoint answers
+        without one (None: the list-models GET checks the key itself)."""
+        return None
+
     async def probe(self) -> ModelList | None:
-        """One GET of the list-models endpoint with the key; never sends a completion.
+        """One GET of the list-models endpoint with the key; never sends a completion. Where
+        that list is public (`key_probe_url`), a GET of an endpoint that checks the key comes
+        first, so a success still vouches for the key.
 
         Returns the models it named (None for an answer that is no list this wire knows).
         Raises what `send` raises for the same failure (401 for a wrong key, a timeout for a
@@ -241,12 +248,18 @@ class HttpAdapter:
         """
         if not self.configured:
             raise ProviderNotConfigured(self.provider, PROBE, f"{self.api_key_env} is not set")
-        body = await get_json(self.http, self._located(self.probe_url()),
+        key_url = self.key_probe_url()
+        if key_url is not None:
+            await self._get(key_url)  # its status says it all: the body is not read
+        return self.wire.parse_models(await self._get(self.probe_url()))
+
+    async def _get(self, url: str) -> Any:
+        """GET one of the probe's endpoints with the key; its JSON body."""
+        return await get_json(self.http, self._located(url),
                               headers=self._headers(), timeout_s=self.timeout_s,
                               upstream=Upstream(self.provider, PROBE, self._secrets),
                               parse_error=self.wire.parse_error,
                               reclassify=self.wire.reclassify, body_delay=self.wire.body_delay)
-        return self.wire.parse_models(body)
 
     def _located(self, url: str) -> str:
         """`url` with the base URL's own query added to whatever query the wire gave it."""

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -36,6 +37,8 @@ from mcp_router.providers._http import Reclassified
 from mcp_router.providers._sse import SseEvent
 from mcp_router.providers._turns import edged
 from mcp_router.providers.perplexity import is_perplexity, sources, systems_first
+
+OPENROUTER_HOST = "openrouter.ai"
 
 # OpenAI's reasoning models, called by their own ids ("o3-mini", "gpt-5.1"), refuse
 # `max_tokens` with a 400 ("Use 'max_completion_tokens' instead"). A vendor prefix
@@ -373,8 +376,9 @@ PERPLEXITY_WIRE = replace(WIRE, build_body=perplexity_body)
 class OpenAIAdapter(HttpAdapter):
     """POST {base_url}/chat/completions with `Authorization: Bearer <key>` when there is a key.
 
-    Probes GET {base_url}/models. Perplexity (`is_perplexity`) gets its conversations in the
-    shape it takes (`PERPLEXITY_WIRE`); every other vendor the bodies of `WIRE`.
+    Probes GET {base_url}/models, at openrouter.ai after GET {base_url}/key. Perplexity
+    (`is_perplexity`) gets its conversations in the shape it takes (`PERPLEXITY_WIRE`); every
+    other vendor the bodies of `WIRE`.
     """
 
     wire = WIRE
@@ -390,6 +394,14 @@ class OpenAIAdapter(HttpAdapter):
 
     def probe_url(self) -> str:
         return f"{self.base_url}/models"
+
+    def key_probe_url(self) -> str | None:
+        # OpenRouter's /models is a public catalogue: it answers 200 to a revoked key. Its
+        # /key (the key's own limits and usage, free) answers 401 to one. Keyed on the host,
+        # so a proxy or the simulator standing in for OpenRouter keeps its plain /models.
+        if urlsplit(self.base_url).hostname == OPENROUTER_HOST:
+            return f"{self.base_url}/key"
+        return None
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}

@@ -65,14 +65,12 @@ class Breaker:
 
     def usable(self, call: Call) -> bool:
         """False when the board would surely refuse this target for all of `call`: its
-        provider unconfigured or misconfigured, the target marked missing, or its circuit
-        open past the call's deadline. A fallback gives such a target no share of the time.
-        (When every target of a call is open, the board still lets the soonest through; this
-        does not foresee that, so such a target gets what time is left.)"""
-        state, reopens_at = self._board.state(self._key)
-        if state in ("unconfigured", "misconfigured", "missing"):
-            return False
-        if reopens_at is not None and reopens_at >= call.deadline:
+        provider unconfigured or misconfigured, the target marked missing, its circuit open
+        past the call's deadline, or half-open with its trial call in flight (`refuses`). A
+        fallback gives such a target no share of the time. (When every target of a call is
+        open, the board still lets the soonest through; this does not foresee that, so such a
+        target gets what time is left.)"""
+        if self._board.refuses(self._key, call.deadline):
             return False
         return usable(self._child, call)
 

@@ -23,6 +23,9 @@ UNTIL_CONFIG = "skipped until the config changes or the server restarts (a probe
 # calls behind it (see `settle`): about one answer's time. A call hung for longer says nothing
 # of the order the calls behind it finish in.
 BESIDE_S = 10.0
+# States in which no call reaches the upstream until the config changes (or a probe lifts a
+# mark).
+_MARKED = frozenset({"unconfigured", "misconfigured", "missing"})
 # The latest reopen time a report can name: datetime stops at the year 9999.
 _LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
@@ -97,7 +100,8 @@ class BreakerBoard:
     it for twice as long. A call's 401 (or a probe refused for the key) marks the whole
     provider misconfigured, a 403 its target, and a 404 marks the target missing. Marks last
     until `reset` (config reload) or `probe_succeeded`: the provider's mark when a probe
-    succeeds, a target's when the probe's model list names its model.
+    succeeds, a target's when the probe's model list names its model. A probe moves no
+    circuit: cooldowns and Retry-After hold-offs run their course.
 
     The circuits of targets the config names (`pin`) are kept forever; those of targets
     only callers name, while they are among the `keep` most recently used (see `Roster`).
@@ -165,6 +169,19 @@ class BreakerBoard:
         c = self._circuits.get(key) or _Circuit()
         state = self._state(key, c)
         return state, c.open_until if state == "open" else None
+
+    def refuses(self, key: str, until: float | None = None) -> bool:
+        """Whether `admit` would surely refuse every call to `key` from now until `until`
+        (only now, when None), a group's last resort aside: its provider has no key or is
+        marked, the target is marked, its circuit stays open past `until`, or it is half-open
+        with its one trial call in flight (when that ends, no one can tell). It only reads, so
+        a dry run asks it, and a fallback sharing out a call's time asks it of every target
+        on every call; `circuit(key).reason` says why."""
+        c = self._circuits.get(key) or _Circuit()
+        state = self._state(key, c)
+        if state == "open":
+            return until is None or c.open_until >= until
+        return state in _MARKED or (state == "half_open" and c.trial)
 
     def admit(self, key: str, group: Collection[str] = (), *,
               last_resort: bool = True) -> Ticket:
@@ -264,7 +281,9 @@ class BreakerBoard:
         c = self._kept(key)
         until = self._clock.now() + seconds
         if until > c.open_until:
-            c.state, c.open_until, c.why, c.trial, c.consecutive = "open", until, why, False, 0
+            # The trial flag stays: a trial in flight keeps its slot until its own settle,
+            # so no second trial goes out beside it when this hold-off ends.
+            c.state, c.open_until, c.why, c.consecutive = "open", until, why, 0
             c.recent.clear()
 
     def note_unconfigured(self, provider: str) -> None:
@@ -273,16 +292,20 @@ class BreakerBoard:
 
     def probe_succeeded(self, provider: str, listed: Collection[str] | None) -> None:
         """Lift `provider`'s mark, and the marks of its targets whose model is `listed` (None:
-        the probe read no model list, so it vouches for the key, not for any model). Its open
-        circuits go half-open: the host answers, and a trial decides, as ever."""
+        the probe read no model list, so it vouches for the key, not for any model).
+
+        Open circuits stay open until their reopen time: a free metadata call that answers
+        says the host and the key are fine, nothing of a model's 503s or of a Retry-After
+        the upstream asked for, and a probe on an interval would otherwise end every
+        cooldown within one interval (so it could never double)."""
         if provider not in self._probe_blind:
             self._misconfigured.pop(provider, None)
+        if listed is None:
+            return
         for key in self.keys(provider):
-            c = self._circuits[key]
-            if listed is not None and _model(key) in listed:
+            if _model(key) in listed:
+                c = self._circuits[key]
                 c.misconfigured = c.missing = None
-            if c.state == "open":
-                c.state = "half_open"  # a trial already in flight keeps its slot
 
     def probe_refused(self, provider: str, why: str) -> None:
         """A probe was refused for the key (401/403): mark `provider` misconfigured."""

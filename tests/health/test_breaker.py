@@ -13,6 +13,7 @@ from mcp_router.errors import (
     ProviderUnavailable,
 )
 from mcp_router.messages import Attempt, ChatProvider
+from mcp_router.routing import Fallback, Target
 from mcp_router.routing.circuits import BreakerBoard, BreakerPolicy
 from tests.fixtures.scripted import (
     HANG,
@@ -205,6 +206,26 @@ async def test_after_the_cooldown_one_trial_call_goes_through_and_concurrent_cal
     assert during.attempts[0].error == (
         "circuit half-open, its trial call is in flight "
         "(5 failures in a row; last: HTTP 503: Service Unavailable)")
+
+
+async def test_a_target_whose_trial_is_in_flight_takes_no_share_of_the_time_before_it(
+        ) -> None:
+    board = BreakerBoard(CLOCK)
+    await open_circuit(board, "b")
+    await anyio.sleep(30)
+    backup = guarded(ScriptedAdapter("b", [Delay(20, completion("trial"))]), board)
+    primary = ScriptedAdapter("a", [Delay(7, completion("from a"))])  # over half of 10 s
+    call = call_for(10)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(backup.complete, request(), call_for(60))  # b's one trial
+        await anyio.sleep(0.5)
+        route = Fallback([Target(primary, "m", CLOCK), backup], CLOCK)
+        response = await route.complete(request(), call)
+
+    # b would be skipped ("its trial call is in flight"): a gets the whole deadline.
+    assert response.provider == "a"
+    assert [(a.provider, a.outcome) for a in call.attempts] == [("a", "ok")]
 
 
 async def test_a_successful_trial_closes_the_circuit_and_calls_flow_again() -> None:

@@ -8,8 +8,10 @@ import math
 import anyio
 import pytest
 
-from mcp_router.errors import ProviderError
+from mcp_router.errors import ProviderError, ProviderUnavailable
 from mcp_router.health import HealthBook, iso
+from mcp_router.messages import Attempt
+from mcp_router.probes import Prober
 from mcp_router.routing.circuits import BreakerBoard, BreakerPolicy
 from tests.fixtures.scripted import ScriptedAdapter, completion, request, status_error
 from tests.health.support import CLOCK, at, guarded
@@ -73,6 +75,39 @@ async def test_a_retry_after_that_is_no_wait_holds_nothing_off(retry_after: floa
     circuit = board.circuit(KEY)
 
     assert (circuit.state, circuit.open_until, circuit.reason) == ("closed", None, None)
+
+
+async def test_a_successful_probe_does_not_end_a_hold_off_early() -> None:
+    board = BreakerBoard(CLOCK)
+    adapter = await told_to_wait(board, 60)
+    prober = Prober({"a": adapter}, board, HealthBook(CLOCK, board), CLOCK)
+
+    assert (await prober.probe("a")).ok  # the list-models GET answers: the host is up
+    call = call_for(60)
+    with pytest.raises(ProviderUnavailable):
+        await guarded(adapter, board).complete(request(), call)
+
+    assert len(adapter.calls) == 1
+    assert call.attempts[0].error == (f"circuit open until {at(60)} (HTTP 429 with "
+                                      "Retry-After 60 s)")
+
+
+async def test_a_hold_off_heard_during_a_trial_lets_no_second_trial_through() -> None:
+    board = BreakerBoard(CLOCK)
+    await open_circuit(board)
+    await anyio.sleep(30)
+    trial = board.admit(KEY)
+    assert trial.trial
+
+    # An older call still retrying at the target is told to wait 1 s while the trial runs.
+    board.hold_off(KEY, 1, "HTTP 429 with Retry-After 1 s")
+    await anyio.sleep(1)
+
+    beside = board.admit(KEY)
+    assert (beside.allowed, beside.reason) == (False, (
+        "circuit half-open, its trial call is in flight (HTTP 429 with Retry-After 1 s)"))
+    board.settle(KEY, trial, [Attempt(provider="a", model="m", outcome="ok")])
+    assert board.circuit(KEY).state == "closed"
 
 
 async def test_a_reopen_time_past_the_year_9999_is_reported_as_its_last_second() -> None:

@@ -12,7 +12,7 @@ from mcp_router.probes import Prober
 from mcp_router.routing.circuits import BreakerBoard
 from tests.fixtures.scripted import ScriptedAdapter, completion, request, status_error
 from tests.health.support import CLOCK, guarded
-from tests.health.test_breaker import open_circuit
+from tests.health.test_breaker import fail_times, open_circuit
 from tests.routing.support import call_for
 
 pytestmark = [pytest.mark.virtual_time, pytest.mark.anyio]
@@ -186,20 +186,48 @@ async def test_a_probe_refused_for_the_key_marks_every_target_of_the_provider() 
         f"misconfigured (probe: HTTP 401: Unauthorized); {UNTIL_FIXED}")
 
 
-async def test_a_successful_probe_turns_an_open_circuit_half_open_and_a_trial_decides() -> None:
+async def test_a_successful_probe_leaves_an_open_circuit_open_until_its_reopen_time() -> None:
     board = BreakerBoard(CLOCK)
-    await open_circuit(board)
-    adapter = ScriptedAdapter("a", [status_error("a", 503)])
+    await open_circuit(board)  # 30 s from now
+    adapter = ScriptedAdapter("a", [status_error("a", 503)], listed=["m"])
     leaf = guarded(adapter, board, attempts=3)
 
-    await prober(board, adapter).probe("a")
-    assert board.circuit("a/m").state == "half_open"
+    await anyio.sleep(10)
+    assert (await prober(board, adapter).probe("a")).ok
+    call = call_for(60)
+    with pytest.raises(ProviderUnavailable):
+        await leaf.complete(request(), call)
+
+    circuit = board.circuit("a/m")
+    assert (circuit.state, circuit.reopens_at, len(adapter.calls)) == ("open", 30, 0)
+    assert call.attempts[0].outcome == "skipped"
+    await anyio.sleep(20)  # the cooldown runs its course; then one trial decides, as ever
     with pytest.raises(ProviderStatusError):
         await leaf.complete(request(), call_for(60))
-
-    # the probe does not forgive the earlier opening: the trial's failure is the second one
     assert len(adapter.calls) == 1
-    assert board.circuit("a/m").reopens_at == anyio.current_time() + 60
+    assert board.circuit("a/m").reopens_at == anyio.current_time() + 60  # doubled
+
+
+async def test_probes_on_an_interval_let_the_cooldown_double() -> None:
+    board = BreakerBoard(CLOCK)
+    await open_circuit(board)
+    adapter = ScriptedAdapter("a", [status_error("a", 503)], listed=["m"])
+    leaf = guarded(adapter, board)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(prober(board, adapter).run_every, 1)
+        for _ in range(29):
+            await anyio.sleep(1)
+            with pytest.raises(ProviderUnavailable):
+                await leaf.complete(request(), call_for(60))
+        await anyio.sleep(1)
+        await fail_times(leaf, 1)  # the trial, after the full 30 s
+        await anyio.sleep(59)
+        with pytest.raises(ProviderUnavailable):
+            await leaf.complete(request(), call_for(60))
+        group.cancel_scope.cancel()
+
+    assert len(adapter.calls) == 1 and len(adapter.probes) >= 89
 
 
 async def test_a_failed_probe_moves_no_circuit() -> None:

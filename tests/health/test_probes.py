@@ -100,6 +100,53 @@ async def test_probing_every_provider_sends_only_metadata_gets_and_never_a_compl
     assert health.report("anthropic", True).last_probe == results[1]
 
 
+def openrouter_with_a_revoked_key(request: httpx.Request) -> httpx.Response:
+    """OpenRouter's list is a public catalogue, answered whatever the key; /key checks it."""
+    if request.url.path == "/api/v1/models":
+        return json_response({"data": [{"id": "openai/gpt-4o-mini"}]})
+    return json_response({"error": {"message": "User not found.", "code": 401}}, status=401)
+
+
+async def test_an_openrouter_probe_checks_the_key_before_reading_the_public_model_list(
+        recorder: tuple[FakeUpstream, httpx.AsyncClient]) -> None:
+    upstream, http = recorder
+
+    listed = await adapter("openai", "https://openrouter.ai/api/v1", http).probe()
+
+    assert [(r.method, str(r.url), sent_headers(r)) for r in upstream.requests] == [
+        ("GET", url, {"authorization": f"Bearer {KEY}"}) for url in (
+            "https://openrouter.ai/api/v1/key", "https://openrouter.ai/api/v1/models")]
+    assert listed is not None and set(listed.ids) == {"some-model"}  # the list is still read
+
+
+async def test_a_stand_in_for_openrouter_on_another_host_is_probed_at_its_list_only(
+        recorder: tuple[FakeUpstream, httpx.AsyncClient]) -> None:
+    upstream, http = recorder  # as configs/demo.yaml points "openrouter" at the simulator
+
+    await adapter("openai", "http://127.0.0.1:8765/v1", http, name="openrouter").probe()
+
+    assert str(upstream.request.url) == "http://127.0.0.1:8765/v1/models"
+
+
+async def test_a_probe_does_not_vouch_for_an_openrouter_key_its_calls_were_refused_with(
+        recorder: tuple[FakeUpstream, httpx.AsyncClient]) -> None:
+    upstream, http = recorder
+    upstream.answer(openrouter_with_a_revoked_key)
+    board = BreakerBoard(CLOCK)
+    key = "openrouter/openai/gpt-4o-mini"
+    board.pin([key])
+    board.probe_refused("openrouter", "HTTP 401: User not found.")  # as a call's 401 marks it
+    health = HealthBook(CLOCK, board)
+    openrouter = adapter("openai", "https://openrouter.ai/api/v1", http, name="openrouter")
+
+    result = await Prober({"openrouter": openrouter}, board, health, CLOCK).probe("openrouter")
+
+    assert (result.ok, result.status, result.error) == (False, 401, "HTTP 401: User not found.")
+    assert board.circuit(key).state == "misconfigured"
+    assert health.report("openrouter", True).state != "healthy"
+    assert [r.url.path for r in upstream.requests] == ["/api/v1/key"]
+
+
 # kind, what its list-models endpoint answered, the models read, whether that is the whole list
 LISTS: list[tuple[Kind, object, set[str] | None, bool]] = [
     ("openai", {"object": "list", "data": [{"id": "gpt-4o"}, {"id": "openai/gpt-4o-mini"}]},
