@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
@@ -13,6 +14,8 @@ from mcp_router.clock import Clock
 from mcp_router.messages import Attempt
 from mcp_router.routing.roster import KEEP_NAMED, Roster
 from mcp_router.routing.verdicts import SENT_AS, verdict, what
+
+log = logging.getLogger("mcp_router")
 
 CircuitState = Literal["closed", "open", "half_open", "misconfigured", "missing", "unconfigured"]
 
@@ -239,14 +242,18 @@ class BreakerBoard:
             seen = verdict(attempt)
             if seen == "misconfigured" and attempt.status == 401:
                 # The key itself was refused: every model of the provider would be too.
-                self._misconfigured[_provider(key)] = what(attempt)
+                self._mark_provider(_provider(key), what(attempt))
                 if SENT_AS.match(attempt.error or ""):
                     self._probe_blind.add(_provider(key))
             elif seen == "misconfigured":
                 # A 403 marks the target, not the provider: it can be about one model (or one
                 # request, as OpenRouter's moderation is); a probe speaks for the whole key.
+                if c.misconfigured is None:
+                    _told_marked(key, "misconfigured", what(attempt), UNTIL_FIXED)
                 c.misconfigured = what(attempt)
             elif seen == "missing":
+                if c.missing is None:
+                    _told_marked(key, "missing", what(attempt), UNTIL_LISTED)
                 c.missing = what(attempt)
             elif seen in ("ok", "failure"):
                 answered = answered or seen == "ok"
@@ -298,17 +305,27 @@ class BreakerBoard:
         says the host and the key are fine, nothing of a model's 503s or of a Retry-After
         the upstream asked for, and a probe on an interval would otherwise end every
         cooldown within one interval (so it could never double)."""
-        if provider not in self._probe_blind:
-            self._misconfigured.pop(provider, None)
+        if provider not in self._probe_blind and \
+                self._misconfigured.pop(provider, None) is not None:
+            log.warning("provider %s: a probe succeeded; its targets are asked again", provider)
         if listed is None:
             return
         for key in self.keys(provider):
-            if _model(key) in listed:
-                c = self._circuits[key]
+            c = self._circuits[key]
+            if _model(key) in listed and (c.misconfigured or c.missing):
+                log.warning("%s: a probe found the model listed; it is asked again", key)
                 c.misconfigured = c.missing = None
 
     def probe_refused(self, provider: str, why: str) -> None:
         """A probe was refused for the key (401/403): mark `provider` misconfigured."""
+        self._mark_provider(provider, why)
+
+    def _mark_provider(self, provider: str, why: str) -> None:
+        """Mark `provider` misconfigured, said once in the log: calls then skip it without a
+        word there, and the operator of a shared server learns of the key nowhere else."""
+        if provider not in self._misconfigured:
+            _told_marked(f"provider {provider}", "misconfigured (its key was refused)", why,
+                         UNTIL_FIXED)
         self._misconfigured[provider] = why
 
     def reset(self, name: str | None = None) -> None:
@@ -431,6 +448,13 @@ class BreakerBoard:
 
 def _provider(key: str) -> str:
     return key.partition("/")[0]
+
+
+def _told_marked(what_: str, mark: str, why: str, until: str) -> None:
+    """The one log line a new mark gets: `why` is a status and its phrase, never the
+    upstream's words, which can quote a caller's request."""
+    log.warning("%s marked %s after %s; %s (provider_health {probe: true} tries it)", what_,
+                mark, why, until)
 
 
 def _model(key: str) -> str:

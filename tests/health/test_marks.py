@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 import pytest
 
@@ -239,3 +241,20 @@ async def test_a_failed_probe_moves_no_circuit() -> None:
 
     assert not result.ok
     assert board.circuit("a/m").state == "open"
+
+
+async def test_a_mark_is_told_once_in_the_log_and_its_lifting_too(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Calls skip a marked provider without a word: the operator learns of the key here."""
+    caplog.set_level(logging.INFO, logger="mcp_router")
+    adapter = ScriptedAdapter("a", [status_error("a", 401), status_error("a", 401)])
+    board = BreakerBoard(CLOCK)
+    for model in ("m1", "m2"):
+        with pytest.raises((ProviderStatusError, ProviderUnavailable)):
+            await guarded(adapter, board, model=model).complete(request(), call_for(60))
+    board.probe_succeeded("a", None)
+    said = [r.getMessage() for r in caplog.records if r.name == "mcp_router"]
+    assert said == [
+        "provider a marked misconfigured (its key was refused) after HTTP 401: Unauthorized; "
+        f"{UNTIL_FIXED} (provider_health {{probe: true}} tries it)",
+        "provider a: a probe succeeded; its targets are asked again"]
