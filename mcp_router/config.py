@@ -30,7 +30,7 @@ from mcp_router.config_checks import (
     config_error,
     near_a_secret,
 )
-from mcp_router.config_yaml import ENV_NAME, expand_env, nearest_line, read_yaml
+from mcp_router.config_yaml import ENV_NAME, expand_env, header_values, nearest_line, read_yaml
 from mcp_router.errors import ConfigError, DataError
 from mcp_router.shared_config import AuditConfig, ClientConfig, ServerConfig
 
@@ -60,6 +60,8 @@ class ProviderConfig(_Model):
     stream: bool | None = None
     # Where the config file gives api_key_file, for the errors of reading it later.
     _key_file_at: tuple[str | None, int | None] = PrivateAttr(default=(None, None))
+    # What the `${VAR}`s in `headers` held: credentials to scrub, wherever they sit in a value.
+    _header_values: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("api_key_env")
     @classmethod
@@ -87,6 +89,11 @@ class ProviderConfig(_Model):
         """The config file and line that give `api_key_file` (None, None when not read from a
         file): an unreadable key file is told where it was named."""
         return self._key_file_at
+
+    @property
+    def header_values(self) -> tuple[str, ...]:
+        """The values of the `${VAR}`s `headers` refer to (`provider_secrets` scrubs them)."""
+        return self._header_values
 
 
 _VENDOR_KEY = re.compile(r"(sk|pk|rk|xai|pplx|gsk|ghp|hf|r8)[-_]|AIza|github_pat_")
@@ -314,6 +321,7 @@ def parse_config(text: str, *, file: str = "<config>", env: Any = None) -> Confi
     check_pii(config.pii, PII_ENTITIES, fail)
     check_base_urls(config, data, env, fail)
     for name, provider in config.providers.items():
+        provider._header_values = header_values(data["providers"][name], env)
         if provider.api_key_file:  # read later, by `provider_keys`: its errors say where
             provider._key_file_at = (file, lines.get(("providers", name, "api_key_file")))
     return config

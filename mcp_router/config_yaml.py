@@ -17,7 +17,7 @@ import yaml
 from mcp_router.errors import ConfigError
 
 __all__ = ["ENV_NAME", "ENV_REF", "MAX_DEPTH", "PLACEHOLDER", "Lines", "describe",
-           "expand_env", "nearest_line", "read_yaml", "url_problem"]
+           "expand_env", "header_values", "nearest_line", "read_yaml", "url_problem"]
 
 Lines = dict[tuple[str | int, ...], int]
 """The line of each key path in the file: `("providers", "openai", "base_url") -> 12`."""
@@ -275,17 +275,32 @@ def _expand_provider(provider: dict[str, Any], env: Any, file: str, lines: Lines
     if isinstance(url := provider.get("base_url"), str):
         out["base_url"] = _substitute(url, env, file, lines, (*path, "base_url"), key_var)
     if isinstance(headers := provider.get("headers"), dict):
-        out["headers"] = {k: _substitute(v, env, file, lines, (*path, "headers", k), key_var)
+        out["headers"] = {k: _substitute(v, env, file, lines, (*path, "headers", k), key_var,
+                                         header=True)
                           if isinstance(v, str) else v for k, v in headers.items()}
     return out
 
 
+def header_values(provider: Any, env: Any) -> tuple[str, ...]:
+    """The values of the `${VAR}`s a provider's headers (as written) refer to, once
+    `expand_env` has accepted them: each is sent to the gateway, so each counts as a
+    credential to scrub, wherever it sits in a template (`Bearer ${TOKEN}`)."""
+    headers = provider.get("headers") if isinstance(provider, dict) else None
+    if not isinstance(headers, dict):
+        return ()
+    return tuple(dict.fromkeys(str(env[var]) for value in headers.values()
+                               if isinstance(value, str)
+                               for var in ENV_REF.findall(value) if var in env))
+
+
 def _substitute(value: str, env: Any, file: str, lines: Lines,
-                path: tuple[str | int, ...], key_var: Any) -> str:
+                path: tuple[str | int, ...], key_var: Any, *, header: bool = False) -> str:
     """`value` with its ${VAR}s expanded. A variable holding a placeholder counts as unset
-    (sent as written, a gateway would answer with a 401 the user cannot trace to it), except
-    the provider's own key variable: `provider_keys` then counts the provider unconfigured,
-    so nothing is sent, as for a key variable used nowhere else."""
+    (sent as written, a gateway would answer with a 401 the user cannot trace to it), and so
+    does, in a `header`, one holding a character no HTTP header can carry (every call would
+    fail inside httpx); except the provider's own key variable: `provider_keys` then counts
+    the provider unconfigured, so nothing is sent, as for a key variable used nowhere else.
+    Errors name the variable, never its value."""
     def fail(message: str) -> ConfigError:
         return ConfigError(message, file=file, line=nearest_line(path, lines),
                            key=".".join(map(str, path)))
@@ -295,15 +310,34 @@ def _substitute(value: str, env: Any, file: str, lines: Lines,
         if var not in env:
             raise fail(f"environment variable {var} is not set")
         got = str(env[var])
-        if var != key_var and PLACEHOLDER.fullmatch(got.strip()):
+        if var == key_var:
+            return got
+        if PLACEHOLDER.fullmatch(got.strip()):
             raise fail(f"environment variable {var} holds a placeholder in angle brackets, not "
                        "a value: put the value in its place (in the host config's env block, "
                        "if `mcp-router config` printed it)")
+        if header and (problem := _header_problem(got)):
+            raise fail(f"environment variable {var} holds {problem}, which an HTTP header "
+                       "cannot carry (a pasted typographic quote or dash?): set it again")
         return got
 
     if "${" in ENV_REF.sub("", value):  # `${A:-x}` or `${A` would be sent as written
         raise fail("only ${NAME} is expanded (no defaults or other shell forms)")
+    if header and (problem := _header_problem(value)):
+        raise fail(f"holds {problem}, which an HTTP header cannot carry: write it in plain "
+                   "ASCII")
     return ENV_REF.sub(one, value)
+
+
+def _header_problem(value: str) -> str | None:
+    """Which character of `value` an HTTP header cannot carry; the rule of
+    `provider_keys.header_problem` (a sibling layer, so written twice, not imported)."""
+    for i, c in enumerate(value, 1):
+        if c in "\r\n":
+            return f"a line break at character {i}"
+        if not c.isascii() or (not c.isprintable() and c != "\t"):
+            return f"U+{ord(c):04X} at character {i}"
+    return None
 
 
 def url_problem(url: str, written: str, env: Mapping[str, str]) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import os
@@ -15,8 +17,8 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 from mcp_router.errors import ConfigError
 
 __all__ = ["MIN_SECRET_CHARS", "KeySource", "ScrubFilter", "Scrubber", "config_secrets",
-           "install_log_scrubber", "load_key_file", "provider_keys", "provider_secrets",
-           "shown_url"]
+           "header_problem", "install_log_scrubber", "load_key_file", "provider_keys",
+           "provider_secrets", "shown_url"]
 
 log = logging.getLogger("mcp_router")
 
@@ -69,7 +71,25 @@ def _read_key_file(path: str | os.PathLike[str]) -> str:
         raise _KeyFileProblem(f"cannot read key file: {exc}") from exc
     if not key:
         raise _KeyFileProblem("key file is empty")
+    if problem := header_problem(key):
+        raise _KeyFileProblem(f"the key in the key file holds {problem}, which an HTTP "
+                              "header cannot carry: write the key again by hand")
     return key
+
+
+def header_problem(value: str) -> str | None:
+    """Which character of `value` an HTTP header cannot carry (httpx sends ASCII only; a line
+    break would end the header), said without the value; None when it can be sent.
+
+    A key pasted from a web page or a chat often carries a typographic quote or dash: sent,
+    it fails every call inside httpx, before any upstream could say the key is wrong.
+    """
+    for i, c in enumerate(value, 1):
+        if c in "\r\n":
+            return f"a line break at character {i}"
+        if not c.isascii() or (not c.isprintable() and c != "\t"):
+            return f"U+{ord(c):04X} at character {i}"
+    return None
 
 
 def provider_keys(providers: Mapping[str, KeySource], env: Mapping[str, str], *,
@@ -78,8 +98,10 @@ def provider_keys(providers: Mapping[str, KeySource], env: Mapping[str, str], *,
 
     A variable's value is stripped (a pasted key often ends in a newline, which no HTTP
     header can carry). A value in angle brackets is a placeholder left from a host's config
-    snippet (`mcp-router config` writes `<your ..._API_KEY>`): that provider counts as
-    unconfigured, and the log says so, instead of every call spending an attempt on a 401.
+    snippet (`mcp-router config` writes `<your ..._API_KEY>`), and one with a character no
+    header can carry (`header_problem`) could never be sent: either way that provider counts
+    as unconfigured, and the log says so (naming the variable, never the value), instead of
+    every call spending an attempt on a 401 or failing inside httpx.
     A key file that cannot be used is a `ConfigError` naming the config's file, line and
     key (`api_key_file_at`, where the source has it) and the key file's path.
     """
@@ -97,6 +119,11 @@ def provider_keys(providers: Mapping[str, KeySource], env: Mapping[str, str], *,
             if PLACEHOLDER.fullmatch(value):
                 log.warning("%s holds a placeholder in angle brackets, not a key: provider %s "
                             "counts as unconfigured until it is set", source.api_key_env, name)
+                continue
+            if problem := header_problem(value):
+                log.warning("%s holds %s, which an HTTP header cannot carry (a pasted "
+                            "typographic quote or dash?): provider %s counts as unconfigured "
+                            "until it is set again", source.api_key_env, problem, name)
                 continue
             keys[name] = value
     return keys
@@ -119,18 +146,60 @@ class SecretSource(Protocol):
 
 
 def provider_secrets(source: SecretSource) -> list[str]:
-    """The credentials a provider's config carries besides its key: values of headers named
-    like credentials (a gateway's virtual key, `${VAR}` or not), and its base URL's password
-    and credential-named query values, decoded and as written. A token in a URL's path cannot
-    be told from a path; keep such tokens in a header."""
-    found = [v for name, v in source.headers.items() if SECRET_NAME.search(name)]
+    """The credentials a provider's config carries besides its key, decoded and as written:
+
+    - the values of headers named like credentials (a gateway's virtual key), and the
+      credential after an auth scheme word in them (`Bearer pk-...`, `Basic dXNlcjpw...`
+      with the `user:password` and the password it decodes to): an upstream that refuses a
+      token names the token alone;
+    - the value of every `${VAR}` a header refers to, whatever the header's name
+      (`header_values`, kept by the config): a variable in a header is there to be sent
+      to the gateway, and a template (`Bearer ${TOKEN}`) hides where it sits;
+    - its base URL's password, and the `Authorization: Basic` credential httpx makes of the
+      URL's `user:password` (an upstream or a proxy echoing its request headers shows it);
+    - its base URL's credential-named query values.
+
+    A token in a URL's path cannot be told from a path; keep such tokens in a header."""
+    found = [*getattr(source, "header_values", ())]
+    for name, value in source.headers.items():
+        if SECRET_NAME.search(name):
+            found += [value, *_scheme_credentials(value)]
     url = urlsplit(source.base_url)
     if url.password:
         found += _decoded_and_written(unquote(url.password), url.password)
+        user = unquote(url.username or "")
+        found.append(_basic(f"{user}:{unquote(url.password)}"))
+        if f"{url.username}:{url.password}" != f"{user}:{unquote(url.password)}":
+            found.append(_basic(f"{url.username}:{url.password}"))
     for name, written in _query_pairs(url.query):
         if SECRET_NAME.search(unquote_plus(name)):
             found += _decoded_and_written(unquote_plus(written), written)
     return found
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)[ \t]+(\S+)[ \t]*")
+"""A credential header's `scheme credential` (`Bearer pk-...`, `Basic dXNl...`, `Token ...`)."""
+
+
+def _scheme_credentials(value: str) -> list[str]:
+    """The credential after an auth scheme word, and for `Basic` the `user:password` it
+    decodes to and the password (nothing for a value that is no `scheme credential`)."""
+    if not (match := _SCHEME.fullmatch(value)):
+        return []
+    scheme, credential = match.groups()
+    if scheme.lower() != "basic":
+        return [credential]
+    try:
+        decoded = base64.b64decode(credential, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return [credential]
+    _, colon, password = decoded.partition(":")
+    return [credential, decoded, *([password] if colon else [])]
+
+
+def _basic(userinfo: str) -> str:
+    """`user:password` as HTTP Basic auth sends it (httpx encodes it so from a URL)."""
+    return base64.b64encode(userinfo.encode("utf-8")).decode("ascii")
 
 
 def _query_pairs(query: str) -> list[tuple[str, str]]:

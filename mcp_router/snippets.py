@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from mcp_router.config import Config, data_home, load_config
+from mcp_router.config import Config, ProviderConfig, data_home, load_config
 from mcp_router.config_yaml import ENV_REF
+from mcp_router.provider_keys import provider_secrets
 from mcp_router.server.http_bind import ENDPOINT_PATHS, is_loopback
 
 WHERE = {
@@ -94,26 +95,58 @@ def snippet_config(path: Path) -> Config:
 class EnvVars(NamedTuple):
     """What the server a host starts needs from its environment, which is bare otherwise."""
 
-    secret: list[str]  # API keys, and variables in headers (often a token)
-    plain: list[str]  # variables only in base_url: addresses, not secrets
+    secret: list[str]  # API keys, variables in headers (often a token), base_url credentials
+    plain: list[str]  # the other variables of base_url: addresses, not secrets
 
 
-def env_vars(config: Config) -> EnvVars:
-    """The variables `config` (loaded by `snippet_config`) reads from the environment."""
+def env_vars(config: Config, env: Mapping[str, str] | None = None) -> EnvVars:
+    """The variables `config` (loaded by `snippet_config`) reads from the environment.
+
+    A base_url variable is a secret where the URL takes it as a credential (the password
+    of `user:${PASS}@`, a `?code=${FN_CODE}`), or where its value in `env` (this shell)
+    carries one (a whole `${AZ_URL}` with `?sig=...`): the rule `provider_secrets` gives
+    check-config and list_providers, which show those masked."""
+    env = {} if env is None else env
     secret = {p.api_key_env for p in config.providers.values() if p.api_key_env}
     plain: set[str] = set()
     for p in config.providers.values():
-        plain.update(ENV_REF.findall(p.base_url))
+        in_url = set(ENV_REF.findall(p.base_url))
+        plain |= in_url
+        secret |= {var for value in provider_secrets(p) for var in ENV_REF.findall(value)}
+        secret |= _carrying_a_credential(p, in_url, env)
         for value in p.headers.values():
             secret.update(ENV_REF.findall(value))
     return EnvVars(sorted(secret), sorted(plain - secret))
 
 
-def _header_variables(config: Config) -> list[str]:
-    """The variables in providers' headers that are not the provider's own key variable: a
-    placeholder left in one is refused at start-up (`config_yaml.expand_env`), not skipped."""
-    return sorted({var for p in config.providers.values() for value in p.headers.values()
-                   for var in ENV_REF.findall(value) if var != p.api_key_env})
+def _carrying_a_credential(provider: ProviderConfig, names: set[str],
+                           env: Mapping[str, str]) -> set[str]:
+    """Those of `names` whose value in `env`, put in the base URL alone, makes it carry a
+    credential it did not carry as written."""
+    written = set(provider_secrets(_Url(provider.base_url)))
+
+    def credentials(var: str) -> set[str]:
+        url = ENV_REF.sub(lambda m: env[var] if m.group(1) == var else m.group(0),
+                          provider.base_url)
+        return set(provider_secrets(_Url(url))) - written
+
+    return {var for var in names if env.get(var) and credentials(var)}
+
+
+class _Url(NamedTuple):
+    """A base URL alone, as `provider_secrets` reads a provider."""
+
+    base_url: str
+    headers: Mapping[str, str] = {}
+
+
+def _checked_variables(config: Config, secret: list[str]) -> list[str]:
+    """The secret variables of providers' headers and base URLs that are not the provider's
+    own key variable: a placeholder left in one is refused at start-up
+    (`config_yaml.expand_env`), not skipped."""
+    return sorted({var for p in config.providers.values()
+                   for value in [p.base_url, *p.headers.values()]
+                   for var in ENV_REF.findall(value) if var != p.api_key_env and var in secret})
 
 
 def client_snippet(client: str, config: Config, config_path: Path,
@@ -122,7 +155,7 @@ def client_snippet(client: str, config: Config, config_path: Path,
     shell's environment, whose values the snippet may carry for variables that are no secret,
     and whose data directory ($MCP_ROUTER_HOME, made absolute) it carries when set."""
     command, *args = _command(config_path)
-    needed = env_vars(config)
+    needed = env_vars(config, env)
     home = _home(env)
     hint = WHERE[client]
     if home:
@@ -132,9 +165,11 @@ def client_snippet(client: str, config: Config, config_path: Path,
     if unset:
         hint = (f"The config refers to {', '.join(unset)}, not set in this shell: "
                 f"{UNSET_HINT[client]}.\n{hint}")
-    if client in ("claude-desktop", "cursor") and (in_headers := _header_variables(config)):
-        hint += (f"\nA placeholder left in place for {', '.join(in_headers)} (used in a "
-                 "provider's headers, not a key) stops the server with an error naming it.")
+    if client in ("claude-desktop", "cursor") and (
+            checked := _checked_variables(config, needed.secret)):
+        hint += (f"\nA placeholder left in place for {', '.join(checked)} (used in a "
+                 "provider's headers or base_url, not a key) stops the server with an error "
+                 "naming it.")
     if client == "claude-code":
         words = {k: f"{k}=\"${k}\"" for k in [*needed.secret, *needed.plain]}
         if home:
@@ -144,8 +179,8 @@ def client_snippet(client: str, config: Config, config_path: Path,
                       f"{shlex.join([command, *args])}")
     if client == "vscode":
         return hint, json.dumps(_vscode(command, args, needed, env, home), indent=2)
-    # Secrets (keys, header variables) stay placeholders even when set here: a printed
-    # snippet never carries one.
+    # Secrets (keys, header variables, base_url credentials) stay placeholders even when set
+    # here: a printed snippet never carries one.
     values = {k: f"<your {k}>" for k in needed.secret}
     values |= {k: env.get(k) or f"<your {k}>" for k in needed.plain}
     if home:
@@ -167,9 +202,10 @@ def _home(env: Mapping[str, str]) -> str | None:
 def _vscode(command: str, args: list[str], needed: EnvVars, env: Mapping[str, str],
             home: str | None) -> dict[str, object]:
     # .vscode/mcp.json sits in a workspace that is often committed: secrets (keys, header
-    # variables, which usually carry a token) are asked for once and kept in VS Code's secret
-    # storage; a base_url variable is an address, so its value here is written as it is, and
-    # asked for in plain text only when this shell does not have it.
+    # variables, which usually carry a token, base_url credentials) are asked for once and
+    # kept in VS Code's secret storage; any other base_url variable is an address, so its
+    # value here is written as it is, and asked for in plain text only when this shell does
+    # not have it.
     asked = [(k, True) for k in needed.secret] + [(k, False) for k in needed.plain
                                                    if not env.get(k)]
     values = {k: f"${{input:{k.lower()}}}" for k, _ in asked}

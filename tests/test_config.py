@@ -6,11 +6,14 @@ import textwrap
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
+from mcp import Client
 
 from mcp_router.config import load_config, parse_config, shipped_config
 from mcp_router.errors import ConfigError
 from mcp_router.provider_keys import provider_keys
+from mcp_router.server import create_server
 
 GOOD = """\
 providers:
@@ -227,3 +230,46 @@ def test_a_shell_form_the_loader_does_not_expand_is_refused_not_sent_as_written(
                               "    base_url: http://127.0.0.1:9/v1\n" + header))
     assert str(err).endswith("providers.sim.headers.X-Team: only ${NAME} is expanded (no "
                              "defaults or other shell forms)")
+
+
+def test_a_header_variable_no_http_header_can_carry_is_refused_naming_it_not_its_value():
+    text = GOOD.replace("base_url: http://127.0.0.1:9/v1", "base_url: http://127.0.0.1:9/v1\n"
+                        "    headers: {Helicone-Auth: 'Bearer ${HK}'}")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, file="team.yaml", env={"HK": "sk-helicone\u2013abcdef"})
+    assert (info.value.line, info.value.key) == (5, "providers.sim.headers.Helicone-Auth")
+    assert "environment variable HK holds U+2013 at character 12, which an HTTP header " \
+           "cannot carry" in str(info.value)
+    assert "abcdef" not in str(info.value)
+    err = broken(GOOD.replace("base_url: http://127.0.0.1:9/v1", "base_url: http://127.0.0.1:9/v1"
+                              "\n    headers: {X-Title: 'Caf\u00e9 router'}"))
+    assert "holds U+00E9 at character 4, which an HTTP header cannot carry" in str(err)
+
+
+FALLBACK = """\
+providers:
+  openrouter: {kind: openai, base_url: "http://or.test/v1", api_key_env: OR_KEY, stream: false}
+  backup: {kind: openai, base_url: "http://backup.test/v1", stream: false}
+routes:
+  default:
+    targets: [{provider: openrouter, model: m}, {provider: backup, model: m}]
+"""
+
+
+@pytest.mark.anyio
+async def test_a_key_no_http_header_can_carry_is_skipped_and_the_route_falls_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"model": "m", "choices": [{"index": 0, "message": {
+            "role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+
+    server = create_server(parse_config(FALLBACK, env={}), home=tmp_path,
+                           env={"OR_KEY": "sk-or-v1-0123456789\u2019abcdef"},
+                           transport=httpx.MockTransport(upstream))
+    async with Client(server) as client:
+        answered = await client.call_tool("chat_completion", {"prompt": "hi"})
+    assert answered.structured_content is not None, answered.content
+    assert answered.structured_content["provider"] == "backup"
+    assert "OR_KEY holds U+2019 at character 20, which an HTTP header cannot carry" in caplog.text
+    assert "Traceback" not in caplog.text and "abcdef" not in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -146,3 +147,42 @@ async def test_an_error_echoing_a_lowercase_escaped_signature_is_scrubbed_everyw
     everything = json.dumps([failed.content[0].model_dump(), health.structured_content,
                              (tmp_path / "audit.jsonl").read_text(), caplog.text])
     assert not any(c in everything for c in SIG_CANARIES)
+
+
+GW_TOKEN = "pk-GATEWAYTOKEN-0123456789"
+GW_PASS = "GWPASS-abcdef-0123456789"
+TEMPLATED_CONFIG = f"""\
+providers:
+  gw:
+    kind: openai
+    base_url: "http://gwuser:{GW_PASS}@gw.test/v1"
+    headers: {{Helicone-Auth: "Bearer ${{GW_TOKEN}}", X-Org: "org ${{GW_ORG}}"}}
+    stream: false
+routes:
+  default:
+    targets: [{{provider: gw, model: m}}]
+"""
+
+
+def refuse_naming_the_token(request: httpx.Request) -> httpx.Response:
+    """A gateway that names the token alone, and echoes the headers it got."""
+    token = request.headers["helicone-auth"].removeprefix("Bearer ")
+    return httpx.Response(401, json={"error": {"message": f"invalid token {token} for org "
+                                                          f"{request.headers['x-org']} with "
+                                                          f"{dict(request.headers)}"}})
+
+
+async def test_a_token_in_a_header_template_and_a_url_password_sent_as_basic_are_scrubbed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = parse_config(TEMPLATED_CONFIG, env={"GW_TOKEN": GW_TOKEN,
+                                                 "GW_ORG": "ORG-abcdef-0123456789"})
+    server = create_server(config, home=tmp_path, env={},
+                           transport=httpx.MockTransport(refuse_naming_the_token))
+    async with Client(server) as client:
+        failed = await client.call_tool("chat_completion", {"prompt": "hi"})
+    assert failed.is_error and "invalid token ***" in failed.content[0].text
+    basic = base64.b64encode(f"gwuser:{GW_PASS}".encode()).decode()
+    everything = json.dumps([failed.content[0].model_dump(),
+                             (tmp_path / "audit.jsonl").read_text(), caplog.text])
+    assert "'authorization': 'Basic ***'" in everything
+    assert not any(s in everything for s in (GW_TOKEN, "ORG-abcdef-0123456789", basic[:16]))

@@ -18,6 +18,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from mcp_router.config import shipped_config
+from mcp_router.snippets import client_snippet, snippet_config
 
 DEMO = str(shipped_config("demo.yaml"))
 # This shell without the variables the tests set themselves (a data directory exported
@@ -107,6 +108,37 @@ def test_a_variable_in_a_header_is_passed_as_a_secret(tmp_path: Path):
                                                       "GW_URL": "http://gw.internal:9000"}
 
 
+BASE_URL_CREDENTIALS = """\
+providers:
+  gw: {kind: openai, base_url: "http://gwuser:${GW_PASS}@${GW_HOST}/v1"}
+  fn: {kind: openai, base_url: "https://fn.test/api?code=${FN_CODE}"}
+  az: {kind: openai, base_url: "${AZ_URL}"}
+routes:
+  default:
+    targets: [{provider: gw, model: m}]
+"""
+
+
+def test_a_base_url_credential_is_passed_as_a_secret_and_its_address_as_it_is(tmp_path: Path):
+    config = tmp_path / "gateways.yaml"
+    config.write_text(BASE_URL_CREDENTIALS)
+    shell = {"GW_PASS": "GWPASS-0123456789", "GW_HOST": "gw.internal:9000",
+             "FN_CODE": "AzFnCODE-0123456789==", "AZ_URL": "https://az.test/v1?sv=1&sig=SIG-0123"}
+    secret = ["AZ_URL", "FN_CODE", "GW_PASS"]
+    outputs = {h: client_snippet(h, snippet_config(config), config, shell)[1]
+               for h in ("claude-desktop", "cursor", "vscode")}
+    for out in outputs.values():
+        assert not any(value in out for value in ("GWPASS", "AzFnCODE", "SIG-0123")), out
+    desktop = json.loads(outputs["claude-desktop"])["mcpServers"]["mcp-router"]
+    assert desktop["env"] == {"GW_HOST": "gw.internal:9000",
+                              **{k: f"<your {k}>" for k in secret}}
+    vscode = json.loads(outputs["vscode"])
+    assert vscode["inputs"] == [{"type": "promptString", "id": k.lower(), "description": k,
+                                 "password": True} for k in secret]
+    assert vscode["servers"]["mcp-router"]["env"] == {
+        "GW_HOST": "gw.internal:9000", **{k: f"${{input:{k.lower()}}}" for k in secret}}
+
+
 @pytest.mark.parametrize("host", ["claude-desktop", "cursor"])
 def test_a_header_placeholder_left_in_a_snippet_stops_the_server_naming_it(host: str,
                                                                           tmp_path: Path):
@@ -117,8 +149,8 @@ def test_a_header_placeholder_left_in_a_snippet_stops_the_server_naming_it(host:
                       "routes:\n  default:\n    targets: [{provider: gw, model: m}]\n")
     done = run_cli("config", host, "--config", str(config))
     assert done.stderr.strip().endswith(
-        "A placeholder left in place for GW_VKEY (used in a provider's headers, not a key) "
-        "stops the server with an error naming it.")
+        "A placeholder left in place for GW_VKEY (used in a provider's headers or base_url, "
+        "not a key) stops the server with an error naming it.")
     env = json.loads(done.stdout)["mcpServers"]["mcp-router"]["env"]
     assert env == {"GW_KEY": "<your GW_KEY>", "GW_VKEY": "<your GW_VKEY>"}
     served = run_cli("serve", "--config", str(config),

@@ -17,6 +17,7 @@ import anyio
 import httpx
 
 from mcp_router.errors import (
+    ProviderNotConfigured,
     ProviderProtocolError,
     ProviderStatusError,
     ProviderTimeout,
@@ -170,11 +171,23 @@ async def get_json(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, s
 async def _send(http: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str],
                 body: dict[str, Any] | None, timeout_s: float,
                 upstream: Upstream) -> httpx.Response:
-    """Send and wait for the response headers; failures here mean nothing was answered."""
+    """Send and wait for the response headers; failures here mean nothing was answered.
+
+    A header value httpx cannot encode (a key pasted with a typographic quote, which the
+    config checks refuse at load) is the provider's config, not a bug: nothing is sent, and
+    the route moves on to its next target."""
     try:
         request = http.build_request(method, url, json=body, headers=dict(headers),
                                      timeout=_timeout(http, timeout_s))
         return await http.send(request, stream=True)
+    except UnicodeEncodeError as exc:
+        if exc.object not in headers.values():
+            raise  # not a header: the body is made of well-formed text, so a bug
+        char = (f"the character U+{ord(exc.object[exc.start]):04X}"
+                if exc.start < len(exc.object) else "a character")
+        raise ProviderNotConfigured(upstream.provider, upstream.model, (
+            f"a header (its key or one from the config) holds {char}, which an HTTP header "
+            "cannot carry: set it again in plain ASCII")) from exc
     except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         # Not sent: no connection was had, so the upstream cannot have billed the request.
         raise ProviderUnavailable(upstream.provider, upstream.model,

@@ -260,3 +260,16 @@ async def test_a_provider_whose_key_variable_is_unset_is_unconfigured_and_sends_
     error = await fails_with(adapter, ProviderNotConfigured)
     assert error.detail == "THE_KEY is not set"
     assert upstream.requests == []
+
+
+async def test_a_key_no_http_header_can_carry_is_a_provider_error_naming_the_provider(
+        vendor: Vendor, http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    # Refused at load (`provider_keys`); should one still come, the route moves on.
+    adapter = adapter_for(vendor, http, {"THE_KEY": "sk-test-0123456789\u2019abcdef"})
+
+    error = await fails_with(adapter, ProviderNotConfigured)
+
+    assert error.detail == ("a header (its key or one from the config) holds the character "
+                            "U+2019, which an HTTP header cannot carry: set it again in plain "
+                            "ASCII")
+    assert upstream.requests == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import os
@@ -11,6 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
+from mcp_router.config import parse_config
 from mcp_router.errors import ConfigError
 from mcp_router.provider_keys import (
     Scrubber,
@@ -165,5 +167,58 @@ class UrlSource:
 
 def test_a_base_url_credential_counts_decoded_and_as_written():
     secrets = provider_secrets(UrlSource("https://u:p%40ssword@h.test/v1?a=1&Sig=Zm9v%2fYmFy%3d"))
-    assert secrets == ["p@ssword", "p%40ssword", "Zm9v/YmFy=", "Zm9v%2fYmFy%3d"]
+    assert secrets == ["p@ssword", "p%40ssword", b64("u:p@ssword"), b64("u:p%40ssword"),
+                       "Zm9v/YmFy=", "Zm9v%2fYmFy%3d"]
     assert provider_secrets(UrlSource("https://h.test/v1?key=%2f%2f%2f%2f")) == ["////"]
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_a_base_url_password_is_scrubbed_in_the_basic_form_httpx_sends_it_in():
+    scrub = Scrubber(provider_secrets(UrlSource("http://gwuser:GWPASS-123456@gw.test/v1"))).scrub
+    echoed = f"bad request with {{'authorization': 'Basic {b64('gwuser:GWPASS-123456')}'}}"
+    assert scrub(echoed) == "bad request with {'authorization': 'Basic ***'}"
+
+
+def test_the_credential_after_an_auth_scheme_word_is_scrubbed_alone():
+    headers = {"Authorization": "Bearer pk-GATEWAY-123456",
+               "Proxy-Authorization": f"Basic {b64('proxyuser:PROXYPASS-123')}"}
+    scrub = Scrubber(provider_secrets(UrlSource("http://gw.test/v1", headers))).scrub
+    assert scrub("invalid token pk-GATEWAY-123456") == "invalid token ***"
+    assert scrub("user proxyuser:PROXYPASS-123 or PROXYPASS-123 refused") == (
+        "user *** or *** refused")
+
+
+def test_every_variable_a_header_refers_to_is_scrubbed_whatever_the_headers_name():
+    config = parse_config(
+        "providers:\n  gw: {kind: openai, base_url: 'http://gw.test/v1',\n"
+        "       headers: {X-Org: 'org ${ORG_TOKEN}', X-Version: '${API_VERSION}'}}\n"
+        "routes:\n  default:\n    targets: [{provider: gw, model: m}]\n",
+        env={"ORG_TOKEN": "orgtok-0123456789", "API_VERSION": "v1"})
+    scrub = Scrubber(provider_secrets(config.providers["gw"])).scrub
+    # `v1` is too short to mask: every path would lose it.
+    assert scrub("org orgtok-0123456789 unknown at /v1") == "org *** unknown at /v1"
+
+
+def test_a_key_no_http_header_can_carry_is_no_key_and_the_log_names_the_variable(
+        caplog: pytest.LogCaptureFixture):
+    env = {"A_KEY": "sk-or-v1-0123456789\u2019abcdef", "B_KEY": "sk-bbbb\r\nX-Evil: 1",
+           "C_KEY": "sk-cccccccc"}
+    with caplog.at_level(logging.WARNING, logger="mcp_router"):
+        keys = provider_keys({"a": Source(api_key_env="A_KEY"), "b": Source(api_key_env="B_KEY"),
+                              "c": Source(api_key_env="C_KEY")}, env, base=Path())
+    assert keys == {"c": "sk-cccccccc"}
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [
+        "A_KEY holds U+2019 at character 20, which an HTTP header cannot carry (a pasted "
+        "typographic quote or dash?): provider a counts as unconfigured until it is set again",
+        "B_KEY holds a line break at character 8, which an HTTP header cannot carry (a pasted "
+        "typographic quote or dash?): provider b counts as unconfigured until it is set again"]
+
+
+def test_a_key_file_holding_a_character_no_header_can_carry_is_refused(tmp_path: Path):
+    with pytest.raises(ConfigError, match="U\\+2013 at character 8") as caught:
+        load_key_file(key_file(tmp_path, 0o600, text="sk-live\u2013abcdef\n"))
+    assert "abcdef" not in str(caught.value)
