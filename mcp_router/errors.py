@@ -22,6 +22,9 @@
 
 A call that fails once it reached its targets carries what its attempts were charged
 (`RouterError.charged`, a `Charge`): the audit line and the tool error say it.
+
+`RouterError.own_words()` is the error without an upstream's words, for the server's log and
+an audit log without content: an upstream's error body can quote the request it refused.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -56,6 +60,11 @@ class RouterError(Exception):
     that call's attempts cost (None for a call refused before any target was asked)."""
 
     charged: Charge | None = None
+
+    def own_words(self) -> str:
+        """The message without any text an upstream wrote: only provider errors (and lists
+        of attempts) carry such text, every other message is mcp-router's own."""
+        return str(self)
 
 
 class ConfigError(RouterError):
@@ -94,16 +103,27 @@ class ProviderError(RouterError):
         self.provider, self.model, self.detail = provider, model, message
         super().__init__(f"{provider}/{model}: {message}")
 
+    def own_words(self) -> str:
+        return f"{self.provider}/{self.model}: {_gist(self.detail)}"
+
 
 class ProviderStatusError(ProviderError):
     """The upstream answered with an HTTP error status, or reported one inside a 200 answer;
-    `billed` is the usage such an answer reported, when it was billed whole."""
+    `billed` is the usage such an answer reported, when it was billed whole. `attempts`: the
+    call's, when this error ends it (a 400 or 422 after other targets failed)."""
 
     def __init__(self, provider: str, model: str, status: int, message: str,
-                 retry_after: float | None = None, *, billed: Usage | None = None) -> None:
+                 retry_after: float | None = None, *, billed: Usage | None = None,
+                 attempts: Sequence[Attempt] = ()) -> None:
         self.status, self.retry_after, self.reason = status, retry_after, message
-        self.billed = billed
+        self.billed, self.attempts = billed, list(attempts)
         super().__init__(provider, model, f"HTTP {status}: {message}")
+
+    def own_words(self) -> str:
+        words = f"{self.provider}/{self.model}: {_status(self.status)}"
+        if len(self.attempts) <= 1:
+            return words
+        return f"{words}; {AllTargetsFailed(self.attempts, 'attempts of this call').own_words()}"
 
 
 class ProviderTimeout(ProviderError):
@@ -135,9 +155,15 @@ class AllTargetsFailed(RouterError):
 
     def __init__(self, attempts: Sequence[Attempt], message: str = "all targets failed") -> None:
         self.attempts, self.headline = list(attempts), message
-        lines = [f"  - {a.provider}/{a.model}: {a.outcome}"
-                 + (f" ({a.error})" if a.error else "") for a in self.attempts]
-        super().__init__("\n".join([f"{message}:", *lines]) if lines else message)
+        super().__init__(self._listed([a.error for a in self.attempts]))
+
+    def own_words(self) -> str:
+        return self._listed([_attempt_gist(a) for a in self.attempts])
+
+    def _listed(self, errors: list[str | None]) -> str:
+        lines = [f"  - {a.provider}/{a.model}: {a.outcome}" + (f" ({error})" if error else "")
+                 for a, error in zip(self.attempts, errors, strict=True)]
+        return "\n".join([f"{self.headline}:", *lines]) if lines else self.headline
 
 
 class BudgetExceeded(RouterError):
@@ -168,3 +194,28 @@ class RateLimited(RouterError):
 class InternalError(RouterError):
     """A bug in mcp-router met by one call: the message names the trace id under which the
     server's log (stderr) has the traceback, and the call's audit line says it too."""
+
+
+def _status(status: int) -> str:
+    """An HTTP status with its standard phrase, as our words say it (never the upstream's)."""
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:  # 529 and other statuses outside the standard's list
+        return f"HTTP {status}"
+
+
+def _gist(detail: str) -> str:
+    """A failure without a status said up to its first colon: our words come first (`cannot
+    reach upstream`, `malformed JSON body`, `no answer within 30s`), what an upstream or its
+    exception said follows the colon."""
+    return detail.split(": ", 1)[0]
+
+
+def _attempt_gist(attempt: Attempt) -> str | None:
+    """An attempt's error without an upstream's words. A skip's reason is whole: it is ours,
+    and a circuit's reason keeps a status, never the body (`routing.verdicts.what`)."""
+    if attempt.status is not None:
+        return _status(attempt.status)
+    if attempt.error is None or attempt.outcome == "skipped":
+        return attempt.error
+    return _gist(attempt.error)

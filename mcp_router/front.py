@@ -93,10 +93,12 @@ class Front:
                     cost_usd=_cost(charged), error=self._lost(error, trace_id))),
                 on_cancelled=given_up.append)
         except RouterError as exc:
-            message = self.scrubber.scrub(str(exc))
             found = exc.counts if isinstance(exc, PiiBlocked) else {}
-            self.audit.write(entry(outcome=_outcome(exc), route=route, model=_model(call),
-                                   cost_usd=_cost(exc.charged), pii=found, error=message))
+            outcome = _outcome(exc)
+            self._log_failure(outcome, trace_id, exc)
+            self.audit.write(entry(outcome=outcome, route=route, model=_model(call),
+                                   cost_usd=_cost(exc.charged), pii=found,
+                                   error=self._audited(exc)))
             raise
         except anyio.get_cancelled_exc_class():
             # The host gave up: the line says what the attempts cost, as the ledger does.
@@ -135,10 +137,24 @@ class Front:
         if error is None:
             return "the server stopped before the answer the host gave up on was finished"
         if isinstance(error, RouterError):
-            return self.scrubber.scrub(str(error))
+            return self._audited(error)
         log.error("finishing the answer a host gave up on failed (trace %s)", trace_id,
                   exc_info=error)
         return f"internal error: {type(error).__name__}"
+
+    def _audited(self, exc: RouterError) -> str:
+        """The error as the audit line keeps it: without an upstream's words unless the log
+        holds content, since an upstream's error body can quote the prompt it refused."""
+        words = str(exc) if self._config.audit.include_content else exc.own_words()
+        return self.scrubber.scrub(words)
+
+    def _log_failure(self, outcome: str, trace_id: str, exc: RouterError) -> None:
+        """The server log's one line for a failed call, in our words only: the SDK's own line
+        has the error text cut (`server.app.ToolFailureFilter`), for stderr is the host's log.
+        A failure of the targets is the operator's concern; a refusal is the caller's."""
+        level = logging.WARNING if outcome == "error" else logging.INFO
+        log.log(level, "chat_completion %s (trace %s): %r", outcome, trace_id,
+                self.scrubber.scrub(exc.own_words()))
 
     def _qualified(self, call: ChatCall) -> ChatCall:
         """The call with its models named as `provider/model`, before any access check."""

@@ -333,7 +333,8 @@ async def _every_target(tree: CircuitGroup, request: ChatRequest,
     except ProviderStatusError as exc:
         if ends_route(exc):
             raise ProviderStatusError(exc.provider, exc.model, exc.status,
-                                      _must_change(exc, state.attempts)) from exc
+                                      _must_change(exc, state.attempts),
+                                      attempts=state.attempts) from exc
         raise AllTargetsFailed(state.attempts) from exc
     except ProviderError as exc:
         raise AllTargetsFailed(state.attempts) from exc

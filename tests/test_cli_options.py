@@ -146,16 +146,18 @@ def test_check_config_says_an_empty_key_variable_names_no_variable():
 
 @pytest.mark.parametrize("level", ["DEBUG", "INFO", "WARNING"])
 def test_no_log_level_lets_the_sdk_write_whole_messages_to_stderr(level: str):
-    """At DEBUG the SDK's SSE transport logs every message it receives and sends: the
-    prompts, and the answers with their PII put back, in the host's log."""
+    """At DEBUG the SDK's SSE transport, and sse_starlette under it, log every message it
+    receives and sends: the prompts, and the answers with their PII put back, in the host's
+    log."""
     from mcp_router.cli import MESSAGE_LOGGERS, configure_logging
 
     saved = {name: logging.getLogger(name).level for name in ("", "httpx", *MESSAGE_LOGGERS)}
     try:
         logging.getLogger().setLevel(level)  # as basicConfig sets it outside pytest
         configure_logging(level)
-        assert not logging.getLogger("mcp.server.sse").isEnabledFor(logging.DEBUG)
-        assert logging.getLogger("mcp.server.sse").isEnabledFor(logging.WARNING)
+        for name in ("mcp.server.sse", "sse_starlette.sse"):  # the transport, what it sends
+            assert not logging.getLogger(name).isEnabledFor(logging.DEBUG)
+            assert logging.getLogger(name).isEnabledFor(logging.WARNING)
     finally:
         for name, was in saved.items():
             logging.getLogger(name).setLevel(was)

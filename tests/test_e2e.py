@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from mcp_router.config import shipped_config
 from tests.fixtures.serve import StdioSession, serving
@@ -74,6 +74,36 @@ async def test_http_transports_answer_on_a_real_port(http_server: str):
         async with Client(transport) as client:
             result = await one_call_through(client)
     assert result["provider"] == "anthropic"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", ["stdio", "streamable-http", "sse"])
+async def test_at_debug_no_transport_logs_a_prompt_or_an_answer(sim: Any, tmp_path: Path,
+                                                                 transport: str):
+    """README: even at DEBUG no log line carries a prompt or an answer (the SSE transport's
+    sse_starlette logs every event it sends, the answers in them)."""
+    env = {**server_env(sim, tmp_path), "MCP_ROUTER_LOG": "DEBUG"}
+    log = tmp_path / "stderr.log"
+    prompt = {"prompt": "say PROMPTMARK", "route": "complex_reasoning"}
+    with anyio.fail_after(60):
+        if transport == "stdio":
+            params = StdioServerParameters(command=sys.executable, env={**os.environ, **env},
+                                           args=["-m", "mcp_router", "serve", "--config", DEMO])
+            with log.open("w") as errors:
+                async with Client(stdio_client(params, errlog=errors)) as client:
+                    result = await client.call_tool("chat_completion", prompt)
+        else:
+            from mcp.client.sse import sse_client
+
+            with serving(DEMO, transport, env, log) as served:
+                url = served.url
+                async with Client(sse_client(url) if transport == "sse" else url) as client:
+                    result = await client.call_tool("chat_completion", prompt)
+    assert result.structured_content is not None
+    assert "PROMPTMARK" in result.structured_content["content"]  # the simulator repeats it
+    written = log.read_text()
+    assert "DEBUG" in written
+    assert [line for line in written.splitlines() if "PROMPTMARK" in line] == []
 
 
 def test_servers_of_two_hosts_keep_to_one_budget(sim: Any, tmp_path: Path):

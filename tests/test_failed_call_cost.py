@@ -1,9 +1,12 @@
 """What a call that ends without an answer was charged is told where its answer's cost would
-be: in its audit line (as the ledger has it for its trace) and in the error its caller gets."""
+be: in its audit line (as the ledger has it for its trace) and in the error its caller gets.
+The error's upstream words (which can quote the prompt) reach the caller, not the server log,
+nor an audit line without content."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from contextlib import closing
@@ -12,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from mcp_router.config import parse_config
+from mcp_router.errors import AllTargetsFailed, ProviderStatusError
+from mcp_router.messages import Attempt
 from mcp_router.server import create_server
 
 pytestmark = pytest.mark.anyio
@@ -133,3 +139,84 @@ async def test_a_dry_runs_audit_line_says_nothing_was_sent(sim: Any, tmp_path: P
     assert (dry["dry_run"], dry["provider"], dry["cost_usd"]) == (True, "sim", "0")
     assert "dry_run" not in real
     assert dry["trace_id"] not in ledger_costs(home)  # nothing was charged, nothing sent
+
+
+PROMPT = "PROMPTMARK quarterly numbers for the acquisition of Initech"
+ECHO_CONFIG = """\
+providers:
+  vllm: {kind: openai, base_url: "http://vllm.test/v1", stream: false}
+  down: {kind: openai, base_url: "http://down.test/v1", stream: false}
+routes:
+  default: {targets: [{provider: vllm, model: m}]}
+  chain: {targets: [{provider: down, model: m}, {provider: vllm, model: m}]}
+retry: {attempts: 1}
+audit: {include_content: %s}
+"""
+
+
+def echoes_the_prompt(request: httpx.Request) -> httpx.Response:
+    """A FastAPI upstream (vLLM, LiteLLM) refusing a request: 422 with pydantic's `input`,
+    the request's messages; another upstream failing with the body it got."""
+    body = json.loads(request.content)
+    if request.url.host == "down.test":
+        return httpx.Response(500, json={"error": {"message": f"cannot serve {body}"}})
+    return httpx.Response(422, json={"detail": [{"type": "extra_forbidden", "loc": ["body", "x"],
+                                                 "msg": "Extra inputs are not permitted",
+                                                 "input": body["messages"]}]})
+
+
+async def echoed_calls(home: Path, include_content: bool) -> list[str]:
+    config = parse_config(ECHO_CONFIG % str(include_content).lower(), env={})
+    server = create_server(config, home=home, env={},
+                           transport=httpx.MockTransport(echoes_the_prompt))
+    async with Client(server) as client:
+        return [error_text(await client.call_tool("chat_completion",
+                                                  {"prompt": PROMPT, "route": route}))
+                for route in ("default", "chain")]
+
+
+async def test_an_upstream_echo_of_the_prompt_reaches_the_caller_but_not_log_or_audit(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG)
+    refused, failed = await echoed_calls(tmp_path, include_content=False)
+    assert PROMPT in refused and PROMPT in failed  # the caller's own request: hosts read it
+    lines = audit_lines(tmp_path)
+    assert [line["error"] for line in lines] == [
+        "vllm/m: HTTP 422 Unprocessable Entity",
+        "vllm/m: HTTP 422 Unprocessable Entity; attempts of this call:\n"
+        "  - down/m: error (HTTP 500 Internal Server Error)\n"
+        "  - vllm/m: error (HTTP 422 Unprocessable Entity)"]
+    assert "PROMPTMARK" not in caplog.text
+    # one line of the router's own per failed call, by trace id, and the SDK's line cut
+    assert [r.getMessage() for r in caplog.records if r.name == "mcp_router"] == [
+        f"chat_completion error (trace {line['trace_id']}): {line['error']!r}"
+        for line in lines]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("mcp.server")
+            and "failed" in r.getMessage()] == [
+        "Tool 'chat_completion' failed (mcp_router's line for the call says why)"] * 2
+
+
+async def test_an_audit_log_with_content_keeps_the_upstream_s_words(tmp_path: Path):
+    await echoed_calls(tmp_path, include_content=True)
+    assert all("PROMPTMARK" in line["error"] for line in audit_lines(tmp_path))
+
+
+def test_an_error_in_its_own_words_keeps_what_failed_and_how_but_no_upstream_text():
+    attempts = [
+        Attempt(provider="a", model="m", outcome="error", status=529, error="HTTP 529: busy"),
+        Attempt(provider="b", model="m", outcome="error",
+                error="cannot reach upstream: ConnectError('PROMPTMARK')"),
+        Attempt(provider="c", model="m", outcome="error", error="no answer within 30s"),
+        Attempt(provider="d", model="m", outcome="skipped",
+                error="misconfigured (HTTP 401: Unauthorized); skipped until the config "
+                      "changes or a probe succeeds"),
+    ]
+    assert AllTargetsFailed(attempts).own_words() == (
+        "all targets failed:\n"
+        "  - a/m: error (HTTP 529)\n"
+        "  - b/m: error (cannot reach upstream)\n"
+        "  - c/m: error (no answer within 30s)\n"
+        "  - d/m: skipped (misconfigured (HTTP 401: Unauthorized); skipped until the config "
+        "changes or a probe succeeds)")
+    refused = ProviderStatusError("e", "m", 400, "PROMPTMARK is not allowed")
+    assert refused.own_words() == "e/m: HTTP 400 Bad Request"

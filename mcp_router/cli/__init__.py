@@ -46,9 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Loggers that write whole protocol messages at DEBUG, the prompts and the answers in them
-# (the answers with their PII put back): the SDK's SSE transport. Stderr is the host's log,
-# so they stay at INFO whatever MCP_ROUTER_LOG says.
-MESSAGE_LOGGERS = ("mcp.server.sse",)
+# (the answers with their PII put back): the SDK's SSE transport, and sse_starlette, which
+# it sends through and which logs every event's bytes. Stderr is the host's log, so they
+# stay at INFO whatever MCP_ROUTER_LOG says.
+MESSAGE_LOGGERS = ("mcp.server.sse", "sse_starlette", "sse_starlette.sse")
 
 
 def configure_logging(level: str) -> None:

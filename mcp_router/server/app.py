@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from decimal import Decimal
@@ -104,7 +105,36 @@ def create_server(config: Config, *, home: Path, env: Mapping[str, str] | None =
     _add_tools(server, config)
     _add_resources(server)
     accept_log_levels(server)
+    ToolFailureFilter.install()
     return server
+
+
+class ToolFailureFilter(logging.Filter):
+    """Cuts the SDK's `Tool 'chat_completion' failed: '<error>'` record to the tool name and
+    our trace id: the error quotes an upstream's words, which can echo the prompt, and the
+    log is the host's. The router logs its own line per failed call (`Front`). Other tools'
+    errors are our own words and stay."""
+
+    SDK_LOGGER = MCPServer.__module__  # where `_handle_call_tool` logs a tool's failure
+    TOOLS = frozenset({"chat_completion"})
+    _TRACE = re.compile(r"\btrace ([0-9a-f]{32})\b")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (isinstance(record.msg, str) and record.msg.startswith("Tool %r failed")
+                and isinstance(args, tuple) and args and args[0] in self.TOOLS):
+            trace = self._TRACE.search(str(args[1:]))
+            record.args = (args[0], trace[1]) if trace else (args[0],)
+            record.msg = "Tool %r failed (trace %s)" if trace else \
+                "Tool %r failed (mcp_router's line for the call says why)"
+        return True
+
+    @classmethod
+    def install(cls) -> None:
+        """Add the filter to the SDK's logger, once (a logger's filter sees what it logs)."""
+        logger = logging.getLogger(cls.SDK_LOGGER)
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())
 
 
 class RouterServer(MCPServer[AppState]):
@@ -164,7 +194,10 @@ class RouterServer(MCPServer[AppState]):
     @staticmethod
     def _refuse(name: str, problems: str, context: Context[AppState, Any] | None,
                 cause: Exception | None = None) -> NoReturn:
-        """Refuse a call whose arguments are wrong, with its audit line like any call's."""
+        """Refuse a call whose arguments are wrong, with its audit line like any call's, and
+        a log line (`problems` names fields and what they must be, never a value)."""
+        if cause is None and name in ToolFailureFilter.TOOLS:  # the SDK's line is cut
+            logger.info("%s invalid: %r", name, problems)
         if context is not None:
             _state(context).front.audit.write(AuditEntry(
                 client=client_name(context), tool=name, outcome="invalid", error=problems))
