@@ -76,9 +76,9 @@ _WRITE_FAULTS = (*_STORE_FAULTS, *_ENTRY_FAULTS)
 # pending deletes (a key each); see `ResponseCache._bound`.
 _STAGED_MAX = 1024
 _DELETES_MAX = 16 * _STAGED_MAX
-# How long a tombstone outlives its removal at least: it must outlast any older answer still
-# on its way from another process (a batch retried after a held lock, at that process's
-# next flush), so it lasts as long as the config's TTL, and at least this long.
+# How long a tombstone outlives its removal at least, whatever the config's TTL; and how old
+# an answer still waiting to be written may be: one older is let go (`_write`), so no late
+# batch outlives a tombstone, whichever server wrote it and whatever TTLs they use.
 _REMOVED_MIN_S = 60.0
 
 
@@ -275,6 +275,10 @@ class ResponseCache:
                     for key, removed_at in deleting.items()}
         with disk.transact():
             for key, (entry, text) in {**removals, **staged}.items():
+                if entry.response is not None and entry.stored_at < now - _REMOVED_MIN_S:
+                    # Older than any server's tombstones last: a removal since may have
+                    # left no trace, so the answer is let go (a miss, not a resurrection).
+                    continue
                 if _stamp(disk, key) > entry.stored_at:
                     continue
                 try:

@@ -162,3 +162,16 @@ def test_a_removal_that_waited_for_the_lock_keeps_a_newer_answer(
         two.put("k", answer(clock, "newer"))
         one.flush()  # the removal lands, older than what is there now
         assert content(one, "k") == "newer" and content(two, "k") == "newer"
+
+
+def test_an_answer_waiting_longer_than_a_removal_is_remembered_is_let_go(
+        tmp_path: Path, clock: FakeClock) -> None:
+    """Its key may have been removed since, by a tombstone already gone: a miss, not a
+    removed answer served again for the rest of a long TTL."""
+    with ResponseCache(tmp_path, CacheConfig(), clock) as one, \
+            ResponseCache(tmp_path, CacheConfig(), clock) as two:
+        with locked(tmp_path):
+            one.put("k", answer(clock, "long-lived"), ttl_s=86_400)  # waits in memory
+        clock.advance(61)
+        one.flush()
+        assert on_disk(tmp_path, clock, "k") is None and two.get("k") is None
