@@ -204,11 +204,18 @@ def _status(status: int) -> str:
         return f"HTTP {status}"
 
 
+# Failures whose text after the colon is this machine's own transport exception (httpx's
+# repr: a refused connection, a DNS or TLS failure, a timeout), never a response's bytes:
+# kept whole, as the operator needs them to tell one cause from another.
+_LOCAL_CAUSES = ("cannot reach upstream: ", "no answer within ", "body stalled: ",
+                 "stream stalled: ", "body cut: ", "stream cut: ")
+
+
 def _gist(detail: str) -> str:
-    """A failure without a status said up to its first colon: our words come first (`cannot
-    reach upstream`, `malformed JSON body`, `no answer within 30s`), what an upstream or its
-    exception said follows the colon."""
-    return detail.split(": ", 1)[0]
+    """A failure without a status said up to its first colon: our words come first
+    (`malformed JSON body`, `unexpected response shape`), what an upstream or its exception
+    said follows the colon; a local transport failure (`_LOCAL_CAUSES`) is said whole."""
+    return detail if detail.startswith(_LOCAL_CAUSES) else detail.split(": ", 1)[0]
 
 
 def _attempt_gist(attempt: Attempt) -> str | None:

@@ -205,8 +205,10 @@ def test_an_error_in_its_own_words_keeps_what_failed_and_how_but_no_upstream_tex
     attempts = [
         Attempt(provider="a", model="m", outcome="error", status=529, error="HTTP 529: busy"),
         Attempt(provider="b", model="m", outcome="error",
-                error="cannot reach upstream: ConnectError('PROMPTMARK')"),
+                error="cannot reach upstream: ConnectError('[Errno 111] Connection refused')"),
         Attempt(provider="c", model="m", outcome="error", error="no answer within 30s"),
+        Attempt(provider="f", model="m", outcome="error",
+                error="unexpected response shape: ValueError: PROMPTMARK"),
         Attempt(provider="d", model="m", outcome="skipped",
                 error="misconfigured (HTTP 401: Unauthorized); skipped until the config "
                       "changes or a probe succeeds"),
@@ -214,8 +216,10 @@ def test_an_error_in_its_own_words_keeps_what_failed_and_how_but_no_upstream_tex
     assert AllTargetsFailed(attempts).own_words() == (
         "all targets failed:\n"
         "  - a/m: error (HTTP 529)\n"
-        "  - b/m: error (cannot reach upstream)\n"
+        "  - b/m: error (cannot reach upstream: ConnectError('[Errno 111] Connection "
+        "refused'))\n"  # this machine's own failure: the operator needs its cause
         "  - c/m: error (no answer within 30s)\n"
+        "  - f/m: error (unexpected response shape)\n"
         "  - d/m: skipped (misconfigured (HTTP 401: Unauthorized); skipped until the config "
         "changes or a probe succeeds)")
     refused = ProviderStatusError("e", "m", 400, "PROMPTMARK is not allowed")
