@@ -61,7 +61,7 @@ class ProviderConfig(_Model):
     # Where the config file gives api_key_file, for the errors of reading it later.
     _key_file_at: tuple[str | None, int | None] = PrivateAttr(default=(None, None))
     # What the `${VAR}`s in `headers` held: credentials to scrub, wherever they sit in a value.
-    _header_values: tuple[str, ...] = PrivateAttr(default=())
+    _header_values: tuple[tuple[str, str, str], ...] = PrivateAttr(default=())
 
     @field_validator("api_key_env")
     @classmethod
@@ -91,8 +91,9 @@ class ProviderConfig(_Model):
         return self._key_file_at
 
     @property
-    def header_values(self) -> tuple[str, ...]:
-        """The values of the `${VAR}`s `headers` refer to (`provider_secrets` scrubs them)."""
+    def header_values(self) -> tuple[tuple[str, str, str], ...]:
+        """`(header, variable, value)` of the `${VAR}`s `headers` refer to (`provider_secrets`
+        scrubs those named like credentials)."""
         return self._header_values
 
 

@@ -281,15 +281,16 @@ def _expand_provider(provider: dict[str, Any], env: Any, file: str, lines: Lines
     return out
 
 
-def header_values(provider: Any, env: Any) -> tuple[str, ...]:
-    """The values of the `${VAR}`s a provider's headers (as written) refer to, once
-    `expand_env` has accepted them: each is sent to the gateway, so each counts as a
-    credential to scrub, wherever it sits in a template (`Bearer ${TOKEN}`)."""
+def header_values(provider: Any, env: Any) -> tuple[tuple[str, str, str], ...]:
+    """`(header, variable, value)` for each `${VAR}` a provider's headers (as written) refer
+    to, once `expand_env` has accepted them: `provider_secrets` scrubs the values of those
+    whose header or variable is named like a credential, wherever they sit in a template
+    (`Bearer ${TOKEN}`)."""
     headers = provider.get("headers") if isinstance(provider, dict) else None
     if not isinstance(headers, dict):
         return ()
-    return tuple(dict.fromkeys(str(env[var]) for value in headers.values()
-                               if isinstance(value, str)
+    return tuple(dict.fromkeys((str(name), var, str(env[var]))
+                               for name, value in headers.items() if isinstance(value, str)
                                for var in ENV_REF.findall(value) if var in env))
 
 

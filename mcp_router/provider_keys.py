@@ -152,15 +152,17 @@ def provider_secrets(source: SecretSource) -> list[str]:
       credential after an auth scheme word in them (`Bearer pk-...`, `Basic dXNlcjpw...`
       with the `user:password` and the password it decodes to): an upstream that refuses a
       token names the token alone;
-    - the value of every `${VAR}` a header refers to, whatever the header's name
-      (`header_values`, kept by the config): a variable in a header is there to be sent
-      to the gateway, and a template (`Bearer ${TOKEN}`) hides where it sits;
+    - the value of every `${VAR}` a header refers to when the header or the variable is
+      named like a credential (`header_values`, kept by the config): a template (`Bearer
+      ${TOKEN}`, `org ${ORG_TOKEN}`) hides where it sits; `X-Title: ${APP_NAME}` or a
+      version is plain text, which masking would cut out of every path and date;
     - its base URL's password, and the `Authorization: Basic` credential httpx makes of the
       URL's `user:password` (an upstream or a proxy echoing its request headers shows it);
     - its base URL's credential-named query values.
 
     A token in a URL's path cannot be told from a path; keep such tokens in a header."""
-    found = [*getattr(source, "header_values", ())]
+    found = [value for header, var, value in getattr(source, "header_values", ())
+             if SECRET_NAME.search(header) or SECRET_NAME.search(var)]
     for name, value in source.headers.items():
         if SECRET_NAME.search(name):
             found += [value, *_scheme_credentials(value)]

@@ -191,15 +191,19 @@ def test_the_credential_after_an_auth_scheme_word_is_scrubbed_alone():
         "user *** or *** refused")
 
 
-def test_every_variable_a_header_refers_to_is_scrubbed_whatever_the_headers_name():
+def test_a_header_variable_named_like_a_credential_is_scrubbed_wherever_it_sits():
     config = parse_config(
         "providers:\n  gw: {kind: openai, base_url: 'http://gw.test/v1',\n"
-        "       headers: {X-Org: 'org ${ORG_TOKEN}', X-Version: '${API_VERSION}'}}\n"
+        "       headers: {X-Org: 'org ${ORG_TOKEN}', X-Version: '${API_VERSION}',\n"
+        "                 X-Title: '${APP_NAME}', X-Gw-Key: 'k ${GW_TENANT}'}}\n"
         "routes:\n  default:\n    targets: [{provider: gw, model: m}]\n",
-        env={"ORG_TOKEN": "orgtok-0123456789", "API_VERSION": "v1"})
+        env={"ORG_TOKEN": "orgtok-0123456789", "API_VERSION": "2023-06-01",
+             "APP_NAME": "mcp-router", "GW_TENANT": "tenant-0123456789"})
     scrub = Scrubber(provider_secrets(config.providers["gw"])).scrub
-    # `v1` is too short to mask: every path would lose it.
-    assert scrub("org orgtok-0123456789 unknown at /v1") == "org *** unknown at /v1"
+    assert scrub("org orgtok-0123456789, tenant tenant-0123456789") == "org ***, tenant ***"
+    # plain header values are no credentials: masking them would cut paths and dates
+    assert scrub("~/.local/share/mcp-router/cache, day 2023-06-01") == \
+        "~/.local/share/mcp-router/cache, day 2023-06-01"
 
 
 def test_a_key_no_http_header_can_carry_is_no_key_and_the_log_names_the_variable(
