@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcp_router.messages import PiiSummary
-from mcp_router.pii import PiiBlocked, PiiFilter, PiiPolicy
+from mcp_router.pii import PiiBlocked, PiiFilter, PiiPolicy, Pseudonyms
 
 EMAIL, CARD = "jane.doe@example.com", "4111 1111 1111 1111"
 KEY = "sk-proj-abc123DEF456ghi789JKL012mno345"
@@ -105,3 +105,78 @@ def test_a_custom_types_placeholder_comes_back_whatever_its_name_starts_with(nam
     placeholder = sent.removeprefix("Repeat ").removesuffix(" please")
     answer, _ = session.filter_answer(f"You said {placeholder}.")
     assert answer == "You said OTP-123456."
+
+
+def _addresses(first: int, count: int) -> str:
+    return "\n".join(f"login failed for user{i}@acme-corp.de" for i in range(first, first + count))
+
+
+def test_a_long_session_keeps_at_most_20000_values_and_forgets_the_oldest(
+        pseudonymizing: PiiFilter) -> None:
+    session = pseudonymizing.session()
+    for first in range(0, 20_500, 500):  # a long agent session pasting log excerpts
+        session.filter_text(_addresses(first, 500))
+    assert repr(session) == "<PiiSession: 20000 pseudonyms>"
+    # The oldest 500 are dropped: an answer naming them keeps what the upstream saw.
+    assert session.restore("<EMAIL_1> <EMAIL_500>") == "<EMAIL_1> <EMAIL_500>"
+    assert session.restore("<EMAIL_501> <EMAIL_20500>") == (
+        "user500@acme-corp.de user20499@acme-corp.de")
+
+
+def test_a_value_seen_again_in_a_request_is_kept_over_older_ones() -> None:
+    pseudonyms = Pseudonyms(max_values=3)
+    for name in ("ann", "bob", "cat"):
+        pseudonyms.placeholder("email", f"{name}@acme-corp.de")
+    assert pseudonyms.placeholder("email", "ann@acme-corp.de") == "<EMAIL_1>"  # used again
+    pseudonyms.placeholder("email", "dan@acme-corp.de")
+    assert pseudonyms.restore("<EMAIL_1> <EMAIL_2> <EMAIL_3> <EMAIL_4>") == (
+        "ann@acme-corp.de <EMAIL_2> cat@acme-corp.de dan@acme-corp.de")
+
+
+def test_a_value_restored_in_an_answer_is_kept_over_older_ones() -> None:
+    pseudonyms = Pseudonyms(max_values=3)
+    for name in ("ann", "bob", "cat"):
+        pseudonyms.placeholder("email", f"{name}@acme-corp.de")
+    assert pseudonyms.restore("wrote to <EMAIL_1>") == "wrote to ann@acme-corp.de"
+    pseudonyms.placeholder("email", "dan@acme-corp.de")
+    assert pseudonyms.restore("<EMAIL_1> <EMAIL_2> <EMAIL_4>") == (
+        "ann@acme-corp.de <EMAIL_2> dan@acme-corp.de")
+
+
+def test_a_dropped_value_seen_again_gets_a_new_number_and_none_is_issued_twice() -> None:
+    pseudonyms = Pseudonyms(max_values=2)
+    issued = [pseudonyms.placeholder("email", f"{name}@acme-corp.de")
+              for name in ("ann", "bob", "cat", "ann", "bob")]
+    assert issued == ["<EMAIL_1>", "<EMAIL_2>", "<EMAIL_3>", "<EMAIL_4>", "<EMAIL_5>"]
+    assert pseudonyms.restore("<EMAIL_1> <EMAIL_4>") == "<EMAIL_1> ann@acme-corp.de"
+
+
+def test_the_map_is_bounded_by_the_characters_it_holds_and_keeps_the_newest_value() -> None:
+    pseudonyms = Pseudonyms(max_chars=100)  # a value and its normal form: 2 x 30 per key
+    keys = [f"sk-proj-{i:03d}" + "x" * 19 for i in range(3)]
+    for key in keys:
+        pseudonyms.placeholder("secret", key)
+    assert len(pseudonyms) == 1
+    assert pseudonyms.restore("<SECRET_2> <SECRET_3>") == f"<SECRET_2> {keys[2]}"
+    huge = "y" * 500  # longer than the whole bound: kept alone, so it still comes back
+    assert pseudonyms.placeholder("secret", huge) == "<SECRET_4>"
+    assert (len(pseudonyms), pseudonyms.restore("<SECRET_4>")) == (1, huge)
+
+
+def test_typed_placeholders_are_held_within_a_bound_and_never_issued() -> None:
+    pseudonyms = Pseudonyms(max_written=4)
+    typed = {f"<EMAIL_{n}>" for n in range(2, 40, 3)} | {"<TICKET_7>", "<EMAIL_999>"}
+    pseudonyms.reserve("pasted log: " + " ".join(sorted(typed)))
+    issued = {pseudonyms.placeholder("email", f"user{i}@acme-corp.de") for i in range(60)}
+    assert len(issued) == 60 and not issued & typed
+    assert len(pseudonyms._written) <= 4
+
+
+def test_a_typed_placeholder_the_session_already_numbered_past_is_not_held() -> None:
+    pseudonyms = Pseudonyms()
+    for name in ("ann", "bob"):
+        pseudonyms.placeholder("email", f"{name}@acme-corp.de")
+    pseudonyms.reserve("the answer said <EMAIL_1> and <EMAIL_2>, then <EMAIL_4>")
+    assert pseudonyms._written == {"<EMAIL_4>"}
+    assert pseudonyms.placeholder("email", "cat@acme-corp.de") == "<EMAIL_3>"
+    assert pseudonyms.placeholder("email", "dan@acme-corp.de") == "<EMAIL_5>"
