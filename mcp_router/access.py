@@ -106,6 +106,10 @@ class Access:
             if not any(p.fullmatch(model_spec) for p in allowed.patterns):
                 raise AccessDenied(client, f"client {client!r} may not use model "
                                            f"{model_spec!r}; it may use {allowed.describe()}")
+        elif route is not None and not allowed.routes:
+            # Said without the route: a call naming none is given the default, unasked.
+            raise AccessDenied(client, f"client {client!r} may use no route, only models "
+                                       f"{', '.join(allowed.models)}: give one as model")
         elif route is not None and route not in allowed.routes:
             raise AccessDenied(client, f"client {client!r} may not use route {route!r}; "
                                        f"it may use {allowed.describe()}")

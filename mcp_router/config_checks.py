@@ -156,6 +156,35 @@ def check_references(config: Config, fail: Fail, *, default_route_given: bool) -
             if rname not in config.routes:
                 fail(f"unknown route {rname!r}; routes are: {', '.join(config.routes)}",
                      ("clients", cname, "routes", i))
+        for i, pattern in enumerate(client.models):
+            if not _can_match(pattern, config.providers):
+                fail(_matches_nothing(pattern, config), ("clients", cname, "models", i))
+
+
+def _can_match(pattern: str, providers: Collection[str]) -> bool:
+    """Whether a client's `models` pattern (`*`: any run of characters) can match a
+    `provider/model` of a configured provider, the form a call's model is checked in."""
+    if "*" not in pattern:
+        provider, _, model = pattern.partition("/")
+        return provider in providers and bool(model)
+    head = pattern.partition("*")[0]
+    return any(head.startswith(f"{p}/") or f"{p}/".startswith(head) for p in providers)
+
+
+def _matches_nothing(pattern: str, config: Config) -> str:
+    """The refusal of a `models` pattern no call's model can match, with the entry meant when
+    it can tell: a bare model with the provider listing it, a provider alone with `/*`, or the
+    provider's name misspelt or miscased."""
+    meant = [f"{name}/{pattern}" for name, p in config.providers.items() if pattern in p.models]
+    head, slash, rest = pattern.partition("/")
+    names = {name.lower(): name for name in config.providers}
+    if not meant and not slash and pattern in config.providers:
+        meant = [f"{pattern}/*"]
+    elif not meant and slash and (close := get_close_matches(head.lower(), names, n=1)):
+        meant = [f"{names[close[0]]}/{rest}"]
+    return (f"{pattern!r} matches no provider/model: give provider/model or provider/* with "
+            f"a configured provider (providers are: {', '.join(config.providers)})"
+            + (f"; did you mean {' or '.join(meant)}?" if meant else ""))
 
 
 def check_pii(pii: PiiConfig, builtin: Collection[str], fail: Fail) -> None:

@@ -78,6 +78,10 @@ class Front:
             check_limits(call, self._config.server)
             self.access.check_call(client, route=route, model=call.model,
                                    fallbacks=call.fallbacks)
+            # Whatever else the router would refuse for the call's arguments (an unknown
+            # route, route and model together) is refused before the call is counted: only
+            # a call that could be sent uses up one of the client's rate.
+            router.check(call)
             self.access.admit(client)
             result = await router.complete(
                 call, client=client, sees_team=sees_team, progress=progress, keeper=keeper,
@@ -172,9 +176,19 @@ class Front:
         named = [(call.model, "model")] if call.model is not None else []
         return named + [(spec, f"fallbacks[{i}]") for i, spec in enumerate(call.fallbacks)]
 
-    def note(self, client: str, tool: str) -> None:
-        """One audit line for a read-only tool call."""
-        self.audit.write(AuditEntry(client=client, tool=tool, outcome="ok"))
+    def note(self, client: str, tool: str, *, admit: bool = False) -> None:
+        """One audit line for a read-only tool call. With `admit` the call is first counted
+        against the client's rate (a probe sends requests upstream with the team's keys);
+        RateLimited is raised, and audited as such."""
+        outcome = "ok"
+        try:
+            if admit:
+                self.access.admit(client)
+        except RateLimited:
+            outcome = "rate_limited"
+            raise
+        finally:
+            self.audit.write(AuditEntry(client=client, tool=tool, outcome=outcome))
 
     def _prompt(self, call: ChatCall, pii: PiiSession) -> str | None:
         return self._content(_text(call), pii)

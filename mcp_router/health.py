@@ -120,7 +120,6 @@ class Circuits(Protocol):
     def on_forget(self, listener: Callable[[str], None]) -> None: ...
     def circuit(self, key: str) -> CircuitView: ...
     def probe_succeeded(self, provider: str, listed: Collection[str] | None) -> None: ...
-    def probe_refused(self, provider: str, why: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -261,10 +260,10 @@ def _provider_state(configured: bool, rate: float | None, targets: list[TargetHe
                     probe: ProbeResult | None) -> tuple[State, str | None, str | None]:
     """The provider's state, when its soonest open target reopens, and why it is not healthy.
 
-    Open when every target listed is open or marked (a probe refused for the key marks them
-    all); the config's targets are always listed, untried ones too, so one open target
-    leaves a provider with others degraded, as it is when some are half-open. Otherwise it
-    is judged by the success rate, or before any call by the last probe.
+    Open when every target listed is open or marked (a call's 401 marks them all); the
+    config's targets are always listed, untried ones too, so one open target leaves a
+    provider with others degraded, as it is when some are half-open. Otherwise it is judged
+    by the success rate, or before any call by the last probe.
     """
     if not configured:
         return "unconfigured", None, "no API key configured"
@@ -280,7 +279,9 @@ def _provider_state(configured: bool, rate: float | None, targets: list[TargetHe
     if rate is None and probe is not None and probe.status == NO_LIST_STATUS:
         return "unknown", None, probe.error  # no list-models endpoint: calls will tell
     if rate is None and probe is not None and not probe.ok:
-        return ("open" if probe.status in PROBE_REFUSED else "degraded"), None, probe.error
+        # A refused probe marks nothing (a key may complete but not list models): calls
+        # still go, so the provider is degraded, not open.
+        return "degraded", None, probe.error
     if rate is None and probe is not None:
         return "healthy", None, None
     return _by_rate(rate), None, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -17,6 +18,8 @@ from mcp_router.errors import (
 from mcp_router.health import NO_LIST_STATUS, PROBE_REFUSED, Circuits, HealthBook, ProbeResult, iso
 from mcp_router.messages import ModelList
 
+log = logging.getLogger("mcp_router")
+
 
 class Probeable(Protocol):
     """What probing needs of an adapter (every `providers` adapter is one)."""
@@ -31,10 +34,13 @@ class Prober:
     """Asks providers' list-models endpoints (never a completion) and records what they say.
 
     A success lifts the provider's misconfigured mark, and the marks of targets whose model
-    the list names; a 401/403 marks it misconfigured. No probe moves a circuit: an open one
-    waits out its cooldown or Retry-After, then one real call decides, and a failure is
-    reported only, since one probe is not a trend. A 404 is reported as no list-models
-    endpoint (Perplexity has none), which says nothing either way until calls do.
+    the list names. A probe never sets a mark: a key may be allowed to complete but not to
+    list models (an OpenAI restricted key without `api.model.read` gets 401/403 here), so a
+    refused probe is reported (in its result and `last_probe`) and said once in the log,
+    and calls go on deciding. No probe moves a circuit: an open one waits out its cooldown
+    or Retry-After, then one real call decides, and a failure is reported only, since one
+    probe is not a trend. A 404 is reported as no list-models endpoint (Perplexity has
+    none), which says nothing either way until calls do.
     """
 
     def __init__(self, adapters: Mapping[str, Probeable], circuits: Circuits | None,
@@ -45,6 +51,7 @@ class Prober:
         self._adapters, self._circuits, self._health = adapters, circuits, health
         self._clock, self._timeout_s = clock, timeout_s
         self._models = models or {}
+        self._refused: set[str] = set()  # providers whose refused probe the log has told
 
     async def probe(self, name: str) -> ProbeResult:
         """Probe provider `name` once and record the result (an unconfigured one is not asked)."""
@@ -84,13 +91,18 @@ class Prober:
 
     def _apply(self, result: ProbeResult, listed: ModelList | None) -> None:
         self._health.record_probe(result)
-        if self._circuits is None:
-            return
         if result.ok:
-            self._circuits.probe_succeeded(result.provider,
-                                           None if listed is None else listed.ids)
-        elif result.status in PROBE_REFUSED:
-            self._circuits.probe_refused(result.provider, f"probe: {result.error}")
+            self._refused.discard(result.provider)
+            if self._circuits is not None:
+                self._circuits.probe_succeeded(result.provider,
+                                               None if listed is None else listed.ids)
+        elif result.status in PROBE_REFUSED and result.provider not in self._refused:
+            # Said once (a probe on an interval would repeat it), by status only: the
+            # upstream's words are in `last_probe`.
+            self._refused.add(result.provider)
+            log.warning("provider %s: a probe was refused (HTTP %s); nothing is marked, since "
+                        "a key may be allowed to complete but not to list models: calls "
+                        "decide", result.provider, result.status)
 
     async def probe_all(self) -> list[ProbeResult]:
         """Probe every configured provider at once; results in config order."""

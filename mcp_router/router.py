@@ -32,6 +32,7 @@ from mcp_router.messages import (
     Attempt,
     Call,
     ChatCall,
+    ChatProvider,
     ChatRequest,
     ChatResponse,
     ChatResult,
@@ -243,15 +244,29 @@ class Router:
             return dict(metadata)
         return dict(self.pii.redact_label(name, value) for name, value in metadata.items())
 
+    def check(self, call: ChatCall) -> None:
+        """Raise InvalidRequest where `complete` would refuse `call` for its arguments alone
+        (its messages, route and model together, an unknown route), so a caller can refuse
+        it before counting it against a rate. Models are `builder.check`'s; nothing is built
+        but a configured route's tree, which is built once whatever the call's fate."""
+        check_messages(call)
+        self._route(call)
+
     def _resolve(self, call: ChatCall) -> tuple[CircuitGroup, str | None]:
+        route, primary = self._route(call)
+        if primary is None:
+            assert call.model is not None  # `_route` gives no tree only for a model
+            primary = self.builder.model(call.model)
+        return self.builder.with_fallbacks(primary, call.fallbacks), route
+
+    def _route(self, call: ChatCall) -> tuple[str | None, ChatProvider | None]:
+        """The route `call` takes and its tree; (None, None) for a call naming a model."""
         if call.route is not None and call.model is not None:
             raise InvalidRequest("route", "give either 'route' or 'model', not both")
         if call.model is not None:
-            primary, route = self.builder.model(call.model), None
-        else:
-            route = call.route or self.config.default_route
-            primary = self.builder.route(route)
-        return self.builder.with_fallbacks(primary, call.fallbacks), route
+            return None, None
+        route = call.route or self.config.default_route
+        return route, self.builder.route(route)
 
     def _readings(self, call: ChatCall) -> list[str]:
         """Keyed providers' models that the call's `model` and `fallbacks`, read whole, are."""
@@ -375,28 +390,35 @@ def _fingerprint(config: Config) -> str:
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
-def to_request(call: ChatCall, default_max_tokens: int | None = None) -> ChatRequest:
-    """The neutral request of a call; exactly one of `messages` and `prompt` is allowed.
-
-    `default_max_tokens` stands in when the call sets no `max_tokens`.
-    """
+def check_messages(call: ChatCall) -> None:
+    """Raise InvalidRequest unless `call` gives exactly one of `messages` and `prompt`, with
+    something to ask in it."""
     if (call.messages is None) == (call.prompt is None):
         raise InvalidRequest("messages", "give either 'messages' (a list of {role, content}) "
                              "or 'prompt' (a string), exactly one of them")
     if call.prompt is not None:
         if not call.prompt.strip():
             raise InvalidRequest("prompt", "must not be empty")
-        messages: tuple[Message, ...] = (Message(role="user", content=call.prompt),)
-    else:
-        messages = call.messages or ()
-        if not messages:
-            raise InvalidRequest("messages", "must hold at least one message")
-        if all(m.role == "system" for m in messages):
-            raise InvalidRequest("messages", "needs at least one user or assistant message")
-        blank = next((i for i, m in enumerate(messages)
-                      if m.role == "user" and not m.content.strip()), None)
-        if blank is not None:  # as an empty prompt is: nothing to ask, yet billed
-            raise InvalidRequest(f"messages.{blank}.content", "must not be empty")
+        return
+    messages = call.messages or ()
+    if not messages:
+        raise InvalidRequest("messages", "must hold at least one message")
+    if all(m.role == "system" for m in messages):
+        raise InvalidRequest("messages", "needs at least one user or assistant message")
+    blank = next((i for i, m in enumerate(messages)
+                  if m.role == "user" and not m.content.strip()), None)
+    if blank is not None:  # as an empty prompt is: nothing to ask, yet billed
+        raise InvalidRequest(f"messages.{blank}.content", "must not be empty")
+
+
+def to_request(call: ChatCall, default_max_tokens: int | None = None) -> ChatRequest:
+    """The neutral request of a call; exactly one of `messages` and `prompt` is allowed.
+
+    `default_max_tokens` stands in when the call sets no `max_tokens`.
+    """
+    check_messages(call)
+    messages = (Message(role="user", content=call.prompt),) if call.prompt is not None \
+        else call.messages or ()
     max_tokens = default_max_tokens if call.max_tokens is None else call.max_tokens
     return ChatRequest(messages=messages, max_tokens=max_tokens,
                        temperature=call.temperature, top_p=call.top_p, stop=call.stop)

@@ -1,5 +1,6 @@
 """Values a config must not take quietly: true or false where a number belongs (pydantic
-would read it as 1), and one token's hash given to two clients."""
+would read it as 1), one token's hash given to two clients, and a client's `models` entry
+that no call's model can match."""
 
 from __future__ import annotations
 
@@ -100,3 +101,30 @@ clients:
   admin: {{token_sha256: {hash_token("mcpr_another")}}}
 """
     assert list(parse_config(text, env={}).clients) == ["ci-bot", "admin"]
+
+
+LISTED = BASE.replace("api_key_env: null}", "api_key_env: null, models: [a, b]}")
+
+
+@pytest.mark.parametrize(("entry", "meant"), [
+    ("a", "; did you mean sim/a?"),  # calls are checked as provider/model
+    ("Sim/*", "; did you mean sim/*?"),
+    ("smi/*", "; did you mean sim/*?"),
+    ("sim", "; did you mean sim/*?"),
+    ("other/a", ""),
+])
+def test_a_client_models_entry_that_can_match_nothing_is_refused_naming_it(entry: str,
+                                                                           meant: str):
+    text = LISTED + f"clients:\n  bot:\n    token_sha256: {HASH}\n    models: [sim/a, {entry}]\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, file="team.yaml", env={})
+    assert str(info.value) == (
+        f"team.yaml:10: clients.bot.models.1: {entry!r} matches no provider/model: give "
+        "provider/model or provider/* with a configured provider (providers are: sim)" + meant)
+
+
+def test_client_models_entries_with_a_configured_provider_load():
+    text = LISTED + (f"clients:\n  bot:\n    token_sha256: {HASH}\n"
+                     "    models: [sim/a, sim/*, s*, '*', '*/b']\n")
+    assert parse_config(text, env={}).clients["bot"].models == ["sim/a", "sim/*", "s*", "*",
+                                                                 "*/b"]

@@ -25,7 +25,7 @@ from tests.fixtures.serve import serving
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-sim-THE-PROVIDER-KEY-0123456789abcdef"
-ALICE, BOB = new_token(), new_token()
+ALICE, BOB, CAROL = new_token(), new_token(), new_token()
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                    "clientInfo": {"name": "probe", "version": "0"}}}
@@ -56,6 +56,10 @@ clients:
   bob:
     token_sha256: {bob}
     cost_report: all
+""" + f"""\
+  carol:
+    token_sha256: {hash_token(CAROL)}
+    rate_per_min: 2
 """
 
 
@@ -198,6 +202,41 @@ async def test_a_client_kept_to_some_routes_is_served_by_its_first_when_it_names
     unknown = await call(url, ALICE, model="no-such-model")  # told it is unknown, not denied
     assert unknown.is_error and "model: 'no-such-model' is not provider/model with a known " \
         "provider, nor a model a provider lists" in unknown.content[0].text
+
+
+@pytest.mark.anyio
+async def test_a_call_refused_for_its_arguments_uses_none_of_the_client_s_rate(server: Any):
+    url, home, _ = server
+    typos = [await call(url, CAROL, route="codnig"),
+             await call(url, CAROL, route="coding", model="deepseek/deepseek-chat")]
+    answered = [await call(url, CAROL, route="coding", max_tokens=20) for _ in range(2)]
+
+    told = ["route: unknown route 'codnig'; routes are: default, coding, leaky, dear, long",
+            "route: give either 'route' or 'model', not both"]
+    assert all(r.is_error and r.content[0].text.endswith(said)
+               for r, said in zip(typos, told, strict=True)), typos
+    assert [r.is_error for r in answered] == [False, False]  # carol may make 2 a minute
+    lines = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
+    assert [e["outcome"] for e in lines] == ["invalid", "invalid", "ok", "ok"]
+
+
+@pytest.mark.anyio
+async def test_a_probe_counts_against_the_client_s_rate_and_a_plain_health_read_does_not(
+        server: Any):
+    url, home, _ = server
+    async with connected(url, CAROL) as carol:
+        probes = [await carol.call_tool("provider_health", {"probe": True}) for _ in range(3)]
+        read = await carol.call_tool("provider_health", {})
+        chat = await carol.call_tool("chat_completion", {"prompt": "hi"})
+
+    assert [p.is_error for p in probes] == [False, False, True]
+    assert "over its rate limit of 2 calls per minute" in probes[2].content[0].text
+    assert not read.is_error and chat.is_error  # the probes used carol's two calls
+    lines = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
+    assert [(e["tool"], e["outcome"]) for e in lines] == [
+        ("provider_health", "ok"), ("provider_health", "ok"),
+        ("provider_health", "rate_limited"), ("provider_health", "ok"),
+        ("chat_completion", "rate_limited")]
 
 
 @pytest.mark.anyio

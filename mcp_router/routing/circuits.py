@@ -100,11 +100,12 @@ class BreakerBoard:
 
     A key that has failed often enough opens for a cooldown; after it, one trial call is let
     through (half-open): success closes the circuit and resets the cooldown, failure reopens
-    it for twice as long. A call's 401 (or a probe refused for the key) marks the whole
-    provider misconfigured, a 403 its target, and a 404 marks the target missing. Marks last
-    until `reset` (config reload) or `probe_succeeded`: the provider's mark when a probe
-    succeeds, a target's when the probe's model list names its model. A probe moves no
-    circuit: cooldowns and Retry-After hold-offs run their course.
+    it for twice as long. A call's 401 marks the whole provider misconfigured, a 403 its
+    target, and a 404 marks the target missing. Marks last until `reset` (config reload) or
+    `probe_succeeded`: the provider's mark when a probe succeeds, a target's when the probe's
+    model list names its model. Only calls set marks: a probe can lift one, never set one
+    (a key may be allowed to complete but not to list models), and it moves no circuit:
+    cooldowns and Retry-After hold-offs run their course.
 
     The circuits of targets the config names (`pin`) are kept forever; those of targets
     only callers name, while they are among the `keep` most recently used (see `Roster`).
@@ -247,7 +248,7 @@ class BreakerBoard:
                     self._probe_blind.add(_provider(key))
             elif seen == "misconfigured":
                 # A 403 marks the target, not the provider: it can be about one model (or one
-                # request, as OpenRouter's moderation is); a probe speaks for the whole key.
+                # request, as OpenRouter's moderation is).
                 if c.misconfigured is None:
                     _told_marked(key, "misconfigured", what(attempt), UNTIL_FIXED)
                 c.misconfigured = what(attempt)
@@ -315,10 +316,6 @@ class BreakerBoard:
             if _model(key) in listed and (c.misconfigured or c.missing):
                 log.warning("%s: a probe found the model listed; it is asked again", key)
                 c.misconfigured = c.missing = None
-
-    def probe_refused(self, provider: str, why: str) -> None:
-        """A probe was refused for the key (401/403): mark `provider` misconfigured."""
-        self._mark_provider(provider, why)
 
     def _mark_provider(self, provider: str, why: str) -> None:
         """Mark `provider` misconfigured, said once in the log: calls then skip it without a

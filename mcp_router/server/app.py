@@ -401,12 +401,13 @@ def _add_tools(server: RouterServer, config: Config) -> None:
 
         Figures come from the calls made so far; `probe: true` first checks each provider's
         metadata endpoint, which never sends a completion. On a shared server a client kept
-        to its own calls sees errors by status, without the upstream's message.
+        to its own calls sees errors by status, without the upstream's message; a probe
+        counts against the client's `rate_per_min` as a call does (it asks the upstreams).
         """
         router = _state(ctx).router
-        _state(ctx).front.note(client_name(ctx), "provider_health")
         provider = provider or None  # "" is left out, as for chat_completion's route
         try:
+            _state(ctx).front.note(client_name(ctx), "provider_health", admit=probe)
             if probe:
                 await _probe(router, provider)
             return describe_health(router, provider, messages=sees_own_only() is None)

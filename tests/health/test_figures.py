@@ -179,5 +179,7 @@ async def test_without_calls_a_provider_is_unknown_or_judged_by_its_last_probe()
 
     assert health.report("good", True).state == "healthy"
     bad_report = health.report("bad", True)
-    assert (bad_report.state, bad_report.last_error) == ("open", "probe: HTTP 403: Forbidden")
+    # a refused probe marks nothing: calls still go to it, so it is degraded, not open
+    assert (bad_report.state, bad_report.last_error) == ("degraded",
+                                                        "probe: HTTP 403: Forbidden")
     assert (bad_report.success_rate, bad_report.requests) == (None, 0)

@@ -1,4 +1,5 @@
-"""401 marks a provider misconfigured, 403 a target, 404 a target missing; until fixed."""
+"""A call's 401 marks a provider misconfigured, 403 a target, 404 a target missing; until
+fixed. Probes lift marks, never set them."""
 
 from __future__ import annotations
 
@@ -173,19 +174,28 @@ async def test_an_account_problem_sent_as_400_is_not_lifted_by_a_probe_that_cost
     await leaf.complete(request(), call_for(60))
 
 
-async def test_a_probe_refused_for_the_key_marks_every_target_of_the_provider() -> None:
-    adapter = ScriptedAdapter("a", [completion()], probe_script=[status_error("a", 401)])
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_probe_refused_marks_nothing_and_is_told_once_calls_decide(
+        status: int, caplog: pytest.LogCaptureFixture) -> None:
+    """A key may complete but not list models (an OpenAI restricted key without the
+    api.model.read scope): a refused probe, on demand or on an interval, is reported only."""
+    caplog.set_level(logging.INFO, logger="mcp_router")
+    adapter = ScriptedAdapter("a", [completion()], probe_script=[status_error("a", status)])
     board = BreakerBoard(CLOCK)
     leaves = [guarded(adapter, board, model=m) for m in ("m1", "m2")]
+    probing = prober(board, adapter)
 
-    result = await prober(board, adapter).probe("a")
+    results = [await probing.probe("a") for _ in range(2)]
     for leaf in leaves:
-        with pytest.raises(ProviderUnavailable):
-            await leaf.complete(request(), call_for(60))
+        await leaf.complete(request(), call_for(60))
 
-    assert (result.ok, result.status) == (False, 401) and adapter.calls == []
-    assert board.circuit("a/m2").reason == (
-        f"misconfigured (probe: HTTP 401: Unauthorized); {UNTIL_FIXED}")
+    assert [(r.ok, r.status) for r in results] == [(False, status)] * 2
+    assert len(adapter.calls) == 2
+    assert [board.circuit(k).state for k in ("a/m1", "a/m2")] == ["closed"] * 2
+    said = [r.getMessage() for r in caplog.records if r.name == "mcp_router"]
+    assert said == [f"provider a: a probe was refused (HTTP {status}); nothing is marked, "
+                    "since a key may be allowed to complete but not to list models: calls "
+                    "decide"]
 
 
 async def test_a_successful_probe_leaves_an_open_circuit_open_until_its_reopen_time() -> None:

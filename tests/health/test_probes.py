@@ -11,7 +11,7 @@ import pytest
 from mcp_router.config import Kind, ProviderConfig
 from mcp_router.errors import ProviderNotConfigured, ProviderStatusError
 from mcp_router.health import HealthBook, ProbeResult
-from mcp_router.messages import Adapter
+from mcp_router.messages import Adapter, Attempt
 from mcp_router.probes import Prober
 from mcp_router.providers import make_provider
 from mcp_router.routing.circuits import BreakerBoard
@@ -135,7 +135,9 @@ async def test_a_probe_does_not_vouch_for_an_openrouter_key_its_calls_were_refus
     board = BreakerBoard(CLOCK)
     key = "openrouter/openai/gpt-4o-mini"
     board.pin([key])
-    board.probe_refused("openrouter", "HTTP 401: User not found.")  # as a call's 401 marks it
+    board.settle(key, board.admit(key), [Attempt(  # a call's 401 marks the provider
+        provider="openrouter", model="openai/gpt-4o-mini", outcome="error", status=401,
+        error="HTTP 401: User not found.")])
     health = HealthBook(CLOCK, board)
     openrouter = adapter("openai", "https://openrouter.ai/api/v1", http, name="openrouter")
 

@@ -102,6 +102,14 @@ def test_a_client_limited_to_one_route_is_refused_another_with_what_it_may_use()
                                  "it may use routes coding and no explicit model")
 
 
+def test_a_client_given_only_models_is_told_its_policy_allows_no_route():
+    # Not "may not use route 'default'": a call naming nothing is given that route unasked.
+    with pytest.raises(AccessDenied) as caught:
+        Access(POLICY, FakeClock()).check("cheap", "default", None)
+    assert str(caught.value) == ("client 'cheap' may use no route, only models deepseek/*, "
+                                 "openrouter/openai/gpt-3.5-turbo: give one as model")
+
+
 def test_listing_routes_closes_explicit_models():
     with pytest.raises(AccessDenied, match="may not use model 'openai/gpt-4'"):
         Access(POLICY, FakeClock()).check("coder", None, "openai/gpt-4")
