@@ -17,6 +17,10 @@ ACTIONS: tuple[Action, ...] = ("redact", "mask", "pseudonymize", "block")
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9]+")
 # A tag may start with a digit (a custom type named `2fa_code` is tagged `2FA_CODE`).
 _PLACEHOLDER = re.compile(r"<([A-Za-z0-9][A-Za-z0-9_]*?)_(\d{1,6})>")
+# Typed placeholders numbered above this are not held off: no session issues half a million
+# numbers of one label, and holding them (a planted text of thousands of `<EMAIL_999999>`)
+# would raise the floor until numbers grew past the six digits `_PLACEHOLDER` reads back.
+_HIGHEST_HELD = 500_000
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 _OBFUSCATED_AT = re.compile(r"\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+")
 _OBFUSCATED_DOT = re.compile(r"\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+")
@@ -111,6 +115,24 @@ class Pseudonyms:
             self._chars -= len(dropped) + len(dropped_key[1])
         return found
 
+    @property
+    def crowded(self) -> bool:
+        """Whether the map is past half its bound: from then on the placeholders of texts
+        filtered before (the history a host sends again, served from the session's memo)
+        must count as used too (`touch`), or their values would be dropped while the
+        upstream still reads them every turn."""
+        return len(self._by_placeholder) * 2 > self._max_values or \
+            self._chars * 2 > self._max_chars
+
+    def touch(self, text: str) -> None:
+        """Count the session's placeholders in `text`, a filtered text sent again, as used."""
+        if "<" not in text:
+            return
+        for m in _PLACEHOLDER.finditer(text):
+            placeholder = _label(m)
+            if placeholder in self._by_placeholder:
+                self._by_placeholder.move_to_end(placeholder)
+
     def _issue(self, label: str) -> str:
         """The next number of `label` past its counter, the floor and every typed placeholder;
         counters only grow, so no number is issued twice, even once its value is dropped."""
@@ -129,7 +151,7 @@ class Pseudonyms:
             return
         for m in _PLACEHOLDER.finditer(text):
             label, n = m.group(1).upper(), int(m.group(2))
-            if n > max(self._counters.get(label, 0), self._floor):
+            if max(self._counters.get(label, 0), self._floor) < n <= _HIGHEST_HELD:
                 self._written.add(f"<{label}_{n}>")
         if len(self._written) > self._max_written:
             self._forget_written()

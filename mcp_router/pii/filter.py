@@ -175,6 +175,10 @@ class PiiSession:
             _refuse_blocked([f for fs in raw.values() for f in fs], policy.action_for, "request")
         for i in raw:  # a placeholder typed in any message is never issued, here or later
             self._pseudonyms.reserve(texts[i])
+        if self._pseudonyms.crowded:  # history sent again keeps its values from being dropped
+            for done in seen:
+                if done is not None:
+                    self._pseudonyms.touch(done[0])
         out: list[str] = []
         counts: dict[str, int] = {}
         for i, text in enumerate(texts):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_router.messages import PiiSummary
+from mcp_router.messages import ChatRequest, Message, PiiSummary
 from mcp_router.pii import PiiBlocked, PiiFilter, PiiPolicy, Pseudonyms
 
 EMAIL, CARD = "jane.doe@example.com", "4111 1111 1111 1111"
@@ -180,3 +180,26 @@ def test_a_typed_placeholder_the_session_already_numbered_past_is_not_held() -> 
     assert pseudonyms._written == {"<EMAIL_4>"}
     assert pseudonyms.placeholder("email", "cat@acme-corp.de") == "<EMAIL_3>"
     assert pseudonyms.placeholder("email", "dan@acme-corp.de") == "<EMAIL_5>"
+
+
+def test_a_message_sent_again_keeps_its_values_however_much_else_the_session_sees() -> None:
+    """The host resends a conversation's first message beside other traffic; it is served
+    from the session's memo, yet its value must not be the least recently used one."""
+    session = PiiFilter(PiiPolicy(action="pseudonymize")).session()
+    first = Message(role="user", content="My address is alice@example.com; remember it.")
+    session.filter_request(ChatRequest(messages=(first,)))
+    for turn in range(25):  # 25,000 other addresses: past the 20,000 the session keeps
+        other = " ".join(f"u{turn}x{i}@corp.example" for i in range(1000))
+        sent, _ = session.filter_request(ChatRequest(messages=(
+            first, Message(role="user", content=other))))
+    assert sent.messages[0].content == "My address is <EMAIL_1>; remember it."
+    answer, _ = session.filter_answer("Sure, I'll write to <EMAIL_1>.")
+    assert answer == "Sure, I'll write to alice@example.com."
+
+
+def test_planted_placeholders_numbered_near_the_top_leave_numbers_readable() -> None:
+    pseudonyms = Pseudonyms(max_written=8)
+    pseudonyms.reserve(" ".join(f"<EMAIL_{999_999 - i}>" for i in range(20)))
+    issued = pseudonyms.placeholder("email", "jane@example.com")
+    assert issued == "<EMAIL_1>"
+    assert pseudonyms.restore(f"write to {issued}") == "write to jane@example.com"
