@@ -29,6 +29,7 @@ an audit log without content: an upstream's error body can quote the request it 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -204,18 +205,30 @@ def _status(status: int) -> str:
         return f"HTTP {status}"
 
 
-# Failures whose text after the colon is this machine's own transport exception (httpx's
-# repr: a refused connection, a DNS or TLS failure, a timeout), never a response's bytes:
-# kept whole, as the operator needs them to tell one cause from another.
-_LOCAL_CAUSES = ("cannot reach upstream: ", "no answer within ", "body stalled: ",
-                 "stream stalled: ", "body cut: ", "stream cut: ")
+# Failures whose text after the colon is ours or a transport exception's repr, never a
+# response's body: the operator needs the cause to tell a refused connection from a DNS or
+# TLS failure. The repr of an exception about what the upstream sent (h11's
+# RemoteProtocolError quotes the bytes of a malformed status line or chunk) is cut to its
+# name; an OS-level one is kept whole.
+_TRANSPORT_CAUSES = ("cannot reach upstream: ", "no answer within ", "body stalled: ",
+                     "stream stalled: ", "body cut: ", "stream cut: ")
+_LOCAL_EXCEPTIONS = frozenset({"ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout",
+                               "PoolTimeout", "TimeoutException", "ReadError", "WriteError",
+                               "NetworkError", "CloseError", "InvalidURL", "UnsupportedProtocol"})
+_REPR = re.compile(r"([A-Za-z_]\w*)\(")
 
 
 def _gist(detail: str) -> str:
-    """A failure without a status said up to its first colon: our words come first
-    (`malformed JSON body`, `unexpected response shape`), what an upstream or its exception
-    said follows the colon; a local transport failure (`_LOCAL_CAUSES`) is said whole."""
-    return detail if detail.startswith(_LOCAL_CAUSES) else detail.split(": ", 1)[0]
+    """A failure without a status in our words: up to its first colon (`malformed JSON
+    body`, `unexpected response shape`), what an upstream or its exception said follows;
+    a transport failure (`_TRANSPORT_CAUSES`) with its cause, an exception's name alone
+    when it is about what the upstream sent."""
+    head, _, rest = detail.partition(": ")
+    if not detail.startswith(_TRANSPORT_CAUSES):
+        return head
+    if (name := _REPR.match(rest)) is None or name[1] in _LOCAL_EXCEPTIONS:
+        return detail  # our own words (`stream cut: it ended before [DONE]`), or the OS's
+    return f"{head}: {name[1]}"
 
 
 def _attempt_gist(attempt: Attempt) -> str | None:

@@ -21,7 +21,12 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from mcp_router.config import parse_config
-from mcp_router.errors import AllTargetsFailed, ProviderStatusError
+from mcp_router.errors import (
+    AllTargetsFailed,
+    ProviderProtocolError,
+    ProviderStatusError,
+    ProviderUnavailable,
+)
 from mcp_router.messages import Attempt
 from mcp_router.server import create_server
 
@@ -224,3 +229,13 @@ def test_an_error_in_its_own_words_keeps_what_failed_and_how_but_no_upstream_tex
         "changes or a probe succeeds)")
     refused = ProviderStatusError("e", "m", 400, "PROMPTMARK is not allowed")
     assert refused.own_words() == "e/m: HTTP 400 Bad Request"
+
+
+def test_an_error_in_its_own_words_keeps_no_bytes_a_transport_error_quotes_from_upstream():
+    quoted = ProviderProtocolError("p", "m", "body cut: RemoteProtocolError(\"illegal chunk "
+                                   "header: bytearray(b'{\\\"error\\\": \\\"PROMPTMARK\\\"}')\")")
+    refused = ProviderUnavailable("p", "m", "cannot reach upstream: ConnectError('[SSL: "
+                                  "CERTIFICATE_VERIFY_FAILED] certificate verify failed')")
+    ours = ProviderProtocolError("p", "m", "stream cut: it ended before message_stop")
+    assert quoted.own_words() == "p/m: body cut: RemoteProtocolError"
+    assert refused.own_words() == refused.args[0] and ours.own_words() == ours.args[0]
