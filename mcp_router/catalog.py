@@ -72,14 +72,17 @@ def describe_health(router: Router, provider: str | None, *,
                     messages: bool = True) -> HealthReport:
     """Every provider's health, or one's. Without `messages`, the upstream's own words in
     errors are withheld: on a shared server they can quote another client's request."""
-    names = list(router.config.providers)
-    if provider is not None:
-        if provider not in names:
-            raise InvalidRequest("provider", f"unknown provider {provider!r}; providers are: "
-                                 f"{', '.join(names)}")
-        names = [provider]
+    check_provider(router, provider)
+    names = list(router.config.providers) if provider is None else [provider]
     reports = [router.health.report(n, router.adapters[n].configured) for n in names]
     return HealthReport(providers=reports if messages else [_withheld(r) for r in reports])
+
+
+def check_provider(router: Router, provider: str | None) -> None:
+    """Raise InvalidRequest unless `provider` is None (all) or one the config names."""
+    if provider is not None and provider not in router.config.providers:
+        raise InvalidRequest("provider", f"unknown provider {provider!r}; providers are: "
+                             f"{', '.join(router.config.providers)}")
 
 
 _UPSTREAM_SAYS = re.compile(r"HTTP \d{3}: ")

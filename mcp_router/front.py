@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
 
@@ -176,19 +177,26 @@ class Front:
         named = [(call.model, "model")] if call.model is not None else []
         return named + [(spec, f"fallbacks[{i}]") for i, spec in enumerate(call.fallbacks)]
 
-    def note(self, client: str, tool: str, *, admit: bool = False) -> None:
-        """One audit line for a read-only tool call. With `admit` the call is first counted
-        against the client's rate (a probe sends requests upstream with the team's keys);
-        RateLimited is raised, and audited as such."""
-        outcome = "ok"
+    def note(self, client: str, tool: str, *, admit: bool = False,
+             check: Callable[[], None] | None = None) -> None:
+        """One audit line for a read-only tool call. `check` raises InvalidRequest for its
+        arguments (audited as `invalid`); with `admit` the call is then counted against the
+        client's rate (a probe sends requests upstream with the team's keys): RateLimited is
+        raised, and audited as such. A refused argument uses none of the rate."""
+        outcome, error = "ok", None
         try:
+            if check is not None:
+                check()
             if admit:
                 self.access.admit(client)
+        except InvalidRequest as exc:
+            outcome, error = "invalid", self.scrubber.scrub(str(exc))
+            raise
         except RateLimited:
             outcome = "rate_limited"
             raise
         finally:
-            self.audit.write(AuditEntry(client=client, tool=tool, outcome=outcome))
+            self.audit.write(AuditEntry(client=client, tool=tool, outcome=outcome, error=error))
 
     def _prompt(self, call: ChatCall, pii: PiiSession) -> str | None:
         return self._content(_text(call), pii)

@@ -320,3 +320,18 @@ def test_binding_beyond_loopback_without_tokens_is_refused(tmp_path: Path, sim: 
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "refusing to bind 0.0.0.0" in done.stderr
+
+
+@pytest.mark.anyio
+async def test_a_probe_refused_for_its_provider_uses_none_of_the_rate_and_is_audited_so(
+        server: Any):
+    url, home, _ = server
+    async with connected(url, CAROL) as carol:  # 2 calls a minute
+        typos = [await carol.call_tool("provider_health", {"probe": True, "provider": "nope"})
+                 for _ in range(2)]
+        chat = await carol.call_tool("chat_completion", {"prompt": "hi", "route": "coding",
+                                                         "max_tokens": 20})
+    assert all(t.is_error and "unknown provider 'nope'" in t.content[0].text for t in typos)
+    assert not chat.is_error, chat.content[0].text
+    lines = [json.loads(x) for x in (home / "audit.jsonl").read_text().splitlines()]
+    assert [e["outcome"] for e in lines if e["tool"] == "provider_health"] == ["invalid"] * 2

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -26,7 +27,13 @@ from pydantic import Field, ValidationError
 from mcp_router import __version__
 from mcp_router.access import Access
 from mcp_router.audit import AuditEntry, AuditLog
-from mcp_router.catalog import HealthReport, ProvidersReport, describe_health, describe_providers
+from mcp_router.catalog import (
+    HealthReport,
+    ProvidersReport,
+    check_provider,
+    describe_health,
+    describe_providers,
+)
 from mcp_router.clock import Clock, LoopClock
 from mcp_router.config import BudgetsConfig, Config
 from mcp_router.errors import RouterError
@@ -407,7 +414,8 @@ def _add_tools(server: RouterServer, config: Config) -> None:
         router = _state(ctx).router
         provider = provider or None  # "" is left out, as for chat_completion's route
         try:
-            _state(ctx).front.note(client_name(ctx), "provider_health", admit=probe)
+            _state(ctx).front.note(client_name(ctx), "provider_health", admit=probe,
+                                   check=partial(check_provider, router, provider))
             if probe:
                 await _probe(router, provider)
             return describe_health(router, provider, messages=sees_own_only() is None)
