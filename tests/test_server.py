@@ -652,3 +652,12 @@ async def test_a_bug_met_by_a_call_is_said_as_one_with_its_trace_and_an_audit_li
                     f"under trace {line['trace_id']}")
     assert (line["outcome"], line["error"]) == ("error", "internal error: OverflowError")
     assert "int too large" in caplog.text  # the traceback, for whoever reads the log
+
+
+@pytest.mark.parametrize(("sent", "text"), [(42, "42"), (1.5, "1.5"), (True, "true"),
+                                            ({"task": "summarise"}, '{"task": "summarise"}')])
+async def test_a_prompt_a_client_decoded_from_json_is_taken_as_its_text(
+        client: Client, sim: Any, sent: object, text: str):
+    """MCP Inspector's CLI parses every --tool-arg value as JSON: `prompt=42` arrives as 42."""
+    await call(client, "chat_completion", prompt=sent)
+    assert sim.state.requests[-1]["body"]["messages"] == [{"role": "user", "content": text}]

@@ -7,6 +7,7 @@ decodes a string that looks like JSON unless the parameter is declared exactly `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,17 +29,23 @@ __all__ = ["Label", "LeftOut", "NotBool", "Verbatim", "argument_errors", "listed
            "unknown_arguments"]
 
 
-def _absent_if_null(value: object) -> object:
-    return "" if value is None else value
+def _as_text(value: object) -> object:
+    """null as not given; any other JSON value that is no string as its JSON text."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-Verbatim = Annotated[str, BeforeValidator(_absent_if_null),
+Verbatim = Annotated[str, BeforeValidator(_as_text),
                      WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})]
 """A text argument that reaches the tool exactly as sent; null or "" reads as not given.
 
 The SDK decodes a string argument that parses as a JSON object or list into that value,
 unless the parameter is declared exactly `str`: as `str | None`, a prompt that is itself
-JSON (agents send such prompts all the time) arrived as a dict and was refused.
+JSON (agents send such prompts all the time) arrived as a dict and was refused. A client
+that decodes it itself (MCP Inspector's CLI parses every `--tool-arg` value as JSON:
+`prompt=42`, `prompt={"task": "x"}`) sends a number or an object: it is taken as its JSON
+text, as the user typed it.
 """
 
 
