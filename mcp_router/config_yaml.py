@@ -16,7 +16,7 @@ import yaml
 
 from mcp_router.errors import ConfigError
 
-__all__ = ["ENV_NAME", "ENV_REF", "MAX_DEPTH", "PLACEHOLDER", "Lines", "describe",
+__all__ = ["ENV_NAME", "ENV_REF", "MAX_DEPTH", "PLACEHOLDER", "Lines", "describe", "header_problem",
            "expand_env", "header_values", "nearest_line", "read_yaml", "url_problem"]
 
 Lines = dict[tuple[str | int, ...], int]
@@ -26,8 +26,9 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 """An environment variable's name, as `${NAME}` and `api_key_env` take it."""
 ENV_REF = re.compile(rf"\$\{{({ENV_NAME.pattern})\}}")
 PLACEHOLDER = re.compile(r"<[^<>]*>")
-"""What a variable holds when a host snippet's `<your VAR>` was left in place; the same rule
-`provider_keys` applies to key variables (a sibling layer, so written twice, not imported)."""
+"""What a variable holds when a host snippet's `<your VAR>` was left in place: refused in a
+`${VAR}` of base_url or headers here, and a key variable holding one is no key
+(`provider_keys`)."""
 
 MAX_DEPTH = 32
 """How deep lists and mappings may nest. The policy needs seven levels; PyYAML composes
@@ -317,22 +318,26 @@ def _substitute(value: str, env: Any, file: str, lines: Lines,
             raise fail(f"environment variable {var} holds a placeholder in angle brackets, not "
                        "a value: put the value in its place (in the host config's env block, "
                        "if `mcp-router config` printed it)")
-        if header and (problem := _header_problem(got)):
+        if header and (problem := header_problem(got)):
             raise fail(f"environment variable {var} holds {problem}, which an HTTP header "
                        "cannot carry (a pasted typographic quote or dash?): set it again")
         return got
 
     if "${" in ENV_REF.sub("", value):  # `${A:-x}` or `${A` would be sent as written
         raise fail("only ${NAME} is expanded (no defaults or other shell forms)")
-    if header and (problem := _header_problem(value)):
+    if header and (problem := header_problem(value)):
         raise fail(f"holds {problem}, which an HTTP header cannot carry: write it in plain "
                    "ASCII")
     return ENV_REF.sub(one, value)
 
 
-def _header_problem(value: str) -> str | None:
-    """Which character of `value` an HTTP header cannot carry; the rule of
-    `provider_keys.header_problem` (a sibling layer, so written twice, not imported)."""
+def header_problem(value: str) -> str | None:
+    """Which character of `value` an HTTP header cannot carry (httpx sends ASCII only; a line
+    break would end the header), said without the value; None when it can be sent.
+
+    A key pasted from a web page or a chat often carries a typographic quote or dash: sent,
+    it fails every call inside httpx, before any upstream could say the key is wrong.
+    """
     for i, c in enumerate(value, 1):
         if c in "\r\n":
             return f"a line break at character {i}"

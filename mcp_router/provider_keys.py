@@ -14,17 +14,14 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
+from mcp_router.config_yaml import PLACEHOLDER, header_problem
 from mcp_router.errors import ConfigError
 
 __all__ = ["MIN_SECRET_CHARS", "KeySource", "ScrubFilter", "Scrubber", "config_secrets",
-           "header_problem", "install_log_scrubber", "load_key_file", "provider_keys",
+           "install_log_scrubber", "load_key_file", "provider_keys",
            "provider_secrets", "shown_url"]
 
 log = logging.getLogger("mcp_router")
-
-PLACEHOLDER = re.compile(r"<[^<>]*>")
-"""What a key variable holds when a config snippet's `<your ..._API_KEY>` was left in place
-(`config_yaml.PLACEHOLDER`, the same rule, refuses one in a `${VAR}` of base_url or headers)."""
 
 MASK = "***"
 MIN_SECRET_CHARS = 6
@@ -75,21 +72,6 @@ def _read_key_file(path: str | os.PathLike[str]) -> str:
         raise _KeyFileProblem(f"the key in the key file holds {problem}, which an HTTP "
                               "header cannot carry: write the key again by hand")
     return key
-
-
-def header_problem(value: str) -> str | None:
-    """Which character of `value` an HTTP header cannot carry (httpx sends ASCII only; a line
-    break would end the header), said without the value; None when it can be sent.
-
-    A key pasted from a web page or a chat often carries a typographic quote or dash: sent,
-    it fails every call inside httpx, before any upstream could say the key is wrong.
-    """
-    for i, c in enumerate(value, 1):
-        if c in "\r\n":
-            return f"a line break at character {i}"
-        if not c.isascii() or (not c.isprintable() and c != "\t"):
-            return f"U+{ord(c):04X} at character {i}"
-    return None
 
 
 def provider_keys(providers: Mapping[str, KeySource], env: Mapping[str, str], *,
