@@ -167,13 +167,6 @@ class BreakerBoard:
         return Circuit(key, state, reopens_at, self._iso(reopens_at),
                        self._reason(key, c, state))
 
-    def state(self, key: str) -> tuple[CircuitState, float | None]:
-        """`key`'s state and, when open, when it reopens: what `circuit` says, without the
-        wall time and the reason it writes (routes ask this of every target on every call)."""
-        c = self._circuits.get(key) or _Circuit()
-        state = self._state(key, c)
-        return state, c.open_until if state == "open" else None
-
     def refuses(self, key: str, until: float | None = None) -> bool:
         """Whether `admit` would surely refuse every call to `key` from now until `until`
         (only now, when None), a group's last resort aside: its provider has no key or is
